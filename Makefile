@@ -1,0 +1,29 @@
+# Two commands do all the set-up: `make demo` and `make test`. Everything else is optional.
+.PHONY: demo test test-world lint fmt build clean-test-world
+
+# Build what is missing, then run a local IPFS Cluster under supervision (the embedded default).
+demo:
+	scripts/demo.sh
+
+# Build what is missing (test world, crates), then run every test in a loopback-only namespace.
+test:
+	scripts/run-tests.sh
+
+# Only build the test world (etcd, Kubernetes, kwok, Kubo, IPFS Cluster, helm) into the cache.
+test-world:
+	scripts/test-world.sh build
+
+# Formatting and lints as CI checks them.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+build:
+	cargo build --locked --release
+
+# Remove the cached test-world binaries (they are rebuilt by the next `make test`).
+clean-test-world:
+	rm -rf "$${IPFS_KIT_TOOLS:-$${XDG_CACHE_HOME:-$$HOME/.cache}/ipfs-kit-operator/tools}"

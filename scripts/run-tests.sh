@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test. First builds everything that needs the package registries (the test world from
+# the Go module proxy, the crates from crates.io), then runs the test binaries inside a network
+# namespace with only loopback up, and a PID namespace, so that no test or daemon can send traffic
+# past 127.0.0.0/8 and nothing outlives the run.
+#
+#   scripts/run-tests.sh [cargo test arguments...]     e.g. scripts/run-tests.sh --test daemons
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+start=$(date +%s)
+scripts/test-world.sh build
+echo "[test] building test binaries (cargo)..." >&2
+cargo test --locked --no-run --quiet
+eval "$(scripts/test-world.sh env)"
+
+isolate=(unshare --net --pid --fork --mount-proc)
+if [[ $(id -u) -ne 0 ]]; then
+  # Without root, an unprivileged user namespace provides the same isolation where allowed.
+  isolate=(unshare --user --map-root-user --net --pid --fork --mount-proc)
+fi
+if ! "${isolate[@]}" true 2>/dev/null; then
+  echo "[test] cannot create a network namespace (${isolate[*]}): run as root, or enable" \
+    "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)." >&2
+  exit 1
+fi
+
+echo "[test] running tests in a loopback-only network namespace..." >&2
+status=0
+"${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@"' _ "$@" || status=$?
+echo "[test] finished in $(($(date +%s) - start)) s (exit $status)" >&2
+exit $status

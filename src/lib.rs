@@ -1,0 +1,6 @@
+//! ipfs-kit-operator: runs IPFS (Kubo) and IPFS Cluster peers from a declared desired state, keeps
+//! them healthy and serves a dashboard about them, in Kubernetes or on one host.
+
+pub mod cli;
+pub mod netguard;
+pub mod telemetry;

@@ -1,0 +1,6 @@
+//! Tests against real Kubo and IPFS Cluster daemons of the test world.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod harness;

@@ -1,0 +1,6 @@
+//! Tests against the loopback Kubernetes control plane of the test world.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod harness;

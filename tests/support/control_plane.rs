@@ -1,0 +1,376 @@
+//! A loopback Kubernetes control plane: etcd, kube-apiserver (token auth, RBAC, service-account
+//! signing), kube-controller-manager, kube-scheduler and kwok with fake nodes whose pods become
+//! Running. Started once per test binary, on first use, and shared by its tests; each test works in
+//! a namespace of its own.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+
+use super::process::{Daemon, free_port, log_tail};
+use super::tools::{binary, kwok_stages};
+use super::wait_for;
+
+/// Number of fake nodes kwok manages.
+pub const NODES: usize = 3;
+/// Pod IPs kwok hands out: inside loopback, so an operator probing "pod IPs" dials 127.0.0.0/8.
+pub const POD_CIDR: &str = "127.0.100.1/24";
+
+/// The running control plane, shared by the tests of one test binary.
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub server: String,
+    admin_token: String,
+}
+
+static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// The control plane, started on first use. Panics (failing the calling test) with the reason and
+/// the log tails when it cannot start.
+pub fn control_plane() -> &'static ControlPlane {
+    let started = CONTROL_PLANE.get_or_init(|| {
+        // Started from a thread that lives as long as the process: children get SIGKILL when the
+        // thread that spawned them ends, and test threads end after each test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("test-world-control-plane".into())
+            .spawn(move || {
+                let mut daemons = Vec::new();
+                let result = start(&mut daemons);
+                let _ = tx.send(result);
+                // Keep the daemons (and this thread) alive until the process exits.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .map_err(|e| format!("spawning the control-plane thread: {e}"))?;
+        rx.recv().map_err(|e| format!("control-plane thread died: {e}"))?
+    });
+    match started {
+        Ok(cp) => cp,
+        Err(e) => panic!("the test control plane did not start: {e}"),
+    }
+}
+
+fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
+    let began = Instant::now();
+    let dir = std::env::temp_dir().join(format!("ipfs-kit-k8s-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).map_err(|e| format!("creating {}: {e}", pki.display()))?;
+    let logs = dir.join("logs");
+    write_pki(&pki)?;
+    let admin_token = random_hex(16);
+    write(&pki.join("tokens.csv"), &format!("{admin_token},admin,admin,\"system:masters\"\n"))?;
+
+    let etcd_port = free_port();
+    let etcd_peer_port = free_port();
+    let api_port = free_port();
+    let server = format!("https://127.0.0.1:{api_port}");
+    let kubeconfig = dir.join("admin.kubeconfig");
+    write(&kubeconfig, &kubeconfig_yaml(&server, &pki.join("ca.crt"), &admin_token))?;
+
+    let mut etcd = Command::new(binary("etcd", "etcd"));
+    etcd.args([
+        "--name=test",
+        &format!("--data-dir={}", dir.join("etcd").display()),
+        &format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+        &format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+        &format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}"),
+        &format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}"),
+        &format!("--initial-cluster=test=http://127.0.0.1:{etcd_peer_port}"),
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]);
+    daemons.push(Daemon::spawn("etcd", etcd, &logs).map_err(|e| e.to_string())?);
+    wait_port("etcd", etcd_port, &logs.join("etcd.log"))?;
+
+    let p = |f: &str| pki.join(f).display().to_string();
+    let mut apiserver = Command::new(binary("kubernetes", "kube-apiserver"));
+    apiserver.args([
+        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--secure-port={api_port}"),
+        format!("--cert-dir={}", p("generated")),
+        format!("--tls-cert-file={}", p("apiserver.crt")),
+        format!("--tls-private-key-file={}", p("apiserver.key")),
+        format!("--client-ca-file={}", p("ca.crt")),
+        format!("--token-auth-file={}", p("tokens.csv")),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!("--service-account-key-file={}", p("sa.key")),
+        format!("--service-account-signing-key-file={}", p("sa.key")),
+        // Service ClusterIPs are allocated from here but never dialled by tests (and cannot be:
+        // the tests' network namespace has only loopback).
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--authorization-mode=RBAC".into(),
+        "--allow-privileged=true".into(),
+        "--endpoint-reconciler-type=none".into(),
+        "--profiling=false".into(),
+    ]);
+    daemons.push(Daemon::spawn("kube-apiserver", apiserver, &logs).map_err(|e| e.to_string())?);
+
+    let cp = ControlPlane { dir: dir.clone(), kubeconfig: kubeconfig.clone(), server, admin_token };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let client = cp.admin_client().await;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let req = http::Request::get("/readyz").body(Vec::new()).expect("request");
+            match client.request_text(req).await {
+                Ok(body) if body.trim() == "ok" => break,
+                _ if Instant::now() > deadline => {
+                    return Err(format!(
+                        "kube-apiserver not ready after 180 s; log:\n{}",
+                        log_tail(&logs.join("kube-apiserver.log"), 30)
+                    ));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        Ok(())
+    })?;
+
+    let kc = kubeconfig.display().to_string();
+    let mut kcm = Command::new(binary("kubernetes", "kube-controller-manager"));
+    kcm.args([
+        format!("--kubeconfig={kc}"),
+        "--leader-elect=false".into(),
+        "--controllers=*".into(),
+        format!("--service-account-private-key-file={}", p("sa.key")),
+        format!("--root-ca-file={}", p("ca.crt")),
+        "--secure-port=0".into(),
+    ]);
+    daemons.push(Daemon::spawn("kube-controller-manager", kcm, &logs).map_err(|e| e.to_string())?);
+    let mut scheduler = Command::new(binary("kubernetes", "kube-scheduler"));
+    scheduler.args([format!("--kubeconfig={kc}"), "--leader-elect=false".into(), "--secure-port=0".into()]);
+    daemons.push(Daemon::spawn("kube-scheduler", scheduler, &logs).map_err(|e| e.to_string())?);
+    let mut kwok = Command::new(binary("kwok", "kwok"));
+    kwok.args([
+        format!("--kubeconfig={kc}"),
+        format!("--config={}", kwok_stages().display()),
+        "--manage-all-nodes=true".into(),
+        "--node-ip=127.0.0.1".into(),
+        format!("--cidr={POD_CIDR}"),
+        "--node-lease-duration-seconds=40".into(),
+    ]);
+    daemons.push(Daemon::spawn("kwok", kwok, &logs).map_err(|e| e.to_string())?);
+
+    rt.block_on(async {
+        let client = cp.admin_client().await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        for i in 0..NODES {
+            let node: Node = serde_json::from_value(json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": format!("kwok-node-{i}"),
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {"type": "kwok", "kubernetes.io/hostname": format!("kwok-node-{i}")}
+                },
+                "spec": {}
+            }))
+            .expect("node json");
+            nodes
+                .create(&PostParams::default(), &node)
+                .await
+                .map_err(|e| format!("creating node {i}: {e}"))?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let list = nodes.list(&Default::default()).await.map_err(|e| e.to_string())?;
+            let ready = list.items.iter().filter(|n| node_ready(n)).count();
+            if ready == NODES {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{ready}/{NODES} kwok nodes Ready after 120 s; kwok log:\n{}",
+                    log_tail(&logs.join("kwok.log"), 30)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "test control plane up in {:.1} s at {} (kubeconfig {})",
+        began.elapsed().as_secs_f64(),
+        cp.server,
+        cp.kubeconfig.display()
+    );
+    Ok(cp)
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl ControlPlane {
+    /// A client with cluster-admin rights (group `system:masters`).
+    pub async fn admin_client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig to config");
+        Client::try_from(config).expect("client")
+    }
+
+    /// A client that authenticates as ServiceAccount `namespace/name` (created if missing), with
+    /// whatever RBAC rights that account has been given.
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Client {
+        let admin = self.admin_client().await;
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
+        if accounts.get_opt(name).await.expect("get serviceaccount").is_none() {
+            let sa: ServiceAccount =
+                serde_json::from_value(json!({"metadata": {"name": name}})).expect("sa json");
+            accounts.create(&PostParams::default(), &sa).await.expect("create serviceaccount");
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let token = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .expect("token request")
+            .status
+            .expect("token status")
+            .token;
+        let mut config = self.config_from_kubeconfig().await;
+        config.auth_info.token = Some(token.into());
+        Client::try_from(config).expect("client")
+    }
+
+    async fn config_from_kubeconfig(&self) -> Config {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig to config")
+    }
+
+    /// Creates a fresh namespace named `<prefix>-<random>` and waits until its `default`
+    /// ServiceAccount exists (pods are refused before that).
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", &random_hex(4));
+        let client = self.admin_client().await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns json");
+        namespaces.create(&PostParams::default(), &ns).await.expect("create namespace");
+        let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
+        wait_for(
+            &format!("the default ServiceAccount of namespace {name}"),
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async { accounts.get_opt("default").await.ok().flatten() },
+        )
+        .await;
+        name
+    }
+
+    /// `kubectl` from the test world, pointed at this control plane.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(binary("kubernetes", "kubectl"));
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()));
+        cmd
+    }
+
+    /// The admin bearer token (for raw HTTP checks).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+}
+
+fn wait_port(what: &str, port: u16, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} not listening on {port} after 60 s; log:\n{}", log_tail(log, 30)));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// `n` random bytes from the kernel, as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn kubeconfig_yaml(server: &str, ca: &Path, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    \
+         certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\n\
+         contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    \
+         namespace: default\ncurrent-context: test\n",
+        ca = ca.display()
+    )
+}
+
+/// A CA, the apiserver's serving certificate (127.0.0.1, localhost and the in-cluster names) and
+/// the service-account signing key.
+fn write_pki(dir: &Path) -> Result<(), String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let err = |e: rcgen::Error| e.to_string();
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "ipfs-kit-operator test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let server_key = KeyPair::generate().map_err(err)?;
+    let mut server = CertificateParams::new(vec![
+        "127.0.0.1".to_string(),
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+    ])
+    .map_err(err)?;
+    server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let server_cert = server.signed_by(&server_key, &issuer).map_err(err)?;
+
+    let sa_key = KeyPair::generate().map_err(err)?;
+    write(&dir.join("ca.crt"), &ca_cert.pem())?;
+    write(&dir.join("apiserver.crt"), &server_cert.pem())?;
+    write(&dir.join("apiserver.key"), &server_key.serialize_pem())?;
+    write(&dir.join("sa.key"), &sa_key.serialize_pem())?;
+    Ok(())
+}

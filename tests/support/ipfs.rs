@@ -1,0 +1,314 @@
+//! N real Kubo + ipfs-cluster-service peers on free loopback ports, offline-safe, joined into one
+//! CRDT cluster. Every config is checked to name only loopback addresses before a daemon starts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipfs_kit_operator::netguard::non_loopback_addresses;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use super::control_plane::random_hex;
+use super::process::{Daemon, free_port};
+use super::tools::binary;
+use super::wait_for;
+
+/// Kubo config settings that are switched off by the same config and so may keep their default
+/// (public) URLs: AutoConf (`AutoConf.Enabled=false`).
+const KUBO_IGNORED: &[&str] = &["AutoConf."];
+
+/// One peer: a Kubo daemon and the ipfs-cluster-service daemon that drives it.
+pub struct Peer {
+    pub index: usize,
+    pub dir: PathBuf,
+    /// `http://127.0.0.1:<port>` of the Kubo RPC API.
+    pub kubo_api: String,
+    pub kubo_peer_id: String,
+    /// The Kubo swarm multiaddr including `/p2p/<id>`.
+    pub kubo_swarm: String,
+    /// `http://127.0.0.1:<port>` of the cluster REST API.
+    pub cluster_api: String,
+    pub cluster_peer_id: String,
+    /// The cluster libp2p multiaddr including `/p2p/<id>`.
+    pub cluster_addr: String,
+    pub kubo: Daemon,
+    pub cluster: Option<Daemon>,
+}
+
+impl Peer {
+    pub fn ipfs_path(&self) -> PathBuf {
+        self.dir.join("ipfs")
+    }
+
+    pub fn cluster_path(&self) -> PathBuf {
+        self.dir.join("cluster")
+    }
+}
+
+/// A running set of peers. Dropping it stops every daemon.
+pub struct IpfsWorld {
+    pub peers: Vec<Peer>,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// The environment every Kubo command runs with.
+fn kubo_command(ipfs_path: &Path) -> Command {
+    let mut cmd = Command::new(binary("kubo", "ipfs"));
+    cmd.env("IPFS_PATH", ipfs_path).env("IPFS_TELEMETRY", "off");
+    cmd
+}
+
+async fn run(mut cmd: Command, what: &str) -> String {
+    let out = cmd.output().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Writes a daemon config after checking that it names only loopback addresses.
+fn write_checked(path: &Path, config: &Value, ignore: &[&str]) {
+    let outside = non_loopback_addresses(config, ignore);
+    assert!(
+        outside.is_empty(),
+        "refusing to start a daemon whose config {} names non-loopback addresses: {}",
+        path.display(),
+        outside.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    );
+    std::fs::write(path, serde_json::to_vec_pretty(config).expect("json")).expect("write config");
+}
+
+impl IpfsWorld {
+    /// Starts `n` peers and waits until every cluster peer lists all `n` peers.
+    pub async fn start(n: usize) -> IpfsWorld {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::Builder::new().prefix("ipfs-kit-peers-").tempdir().expect("tempdir");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .expect("http client");
+        let secret = random_hex(32);
+
+        // Kubo: init offline-safe, then start every daemon.
+        let mut peers = Vec::new();
+        for index in 0..n {
+            let peer_dir = dir.path().join(format!("peer-{index}"));
+            let ipfs_path = peer_dir.join("ipfs");
+            let mut init = kubo_command(&ipfs_path);
+            init.args(["init", "--profile=test", "--empty-repo"]);
+            run(init, "ipfs init").await;
+            let (api, gateway, swarm) = (free_port(), free_port(), free_port());
+            let config_path = ipfs_path.join("config");
+            let mut config = read_json(&config_path);
+            config["Addresses"]["API"] = json!(format!("/ip4/127.0.0.1/tcp/{api}"));
+            config["Addresses"]["Gateway"] = json!(format!("/ip4/127.0.0.1/tcp/{gateway}"));
+            config["Addresses"]["Swarm"] = json!([format!("/ip4/127.0.0.1/tcp/{swarm}")]);
+            config["Addresses"]["Announce"] = json!([]);
+            config["Addresses"]["NoAnnounce"] = json!([]);
+            config["Bootstrap"] = json!([]);
+            config["Discovery"]["MDNS"]["Enabled"] = json!(false);
+            config["Routing"]["Type"] = json!("none");
+            config["AutoConf"]["Enabled"] = json!(false);
+            config["AutoTLS"]["Enabled"] = json!(false);
+            config["Swarm"]["DisableNatPortMap"] = json!(true);
+            config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"] = json!("off");
+            write_checked(&config_path, &config, KUBO_IGNORED);
+            let kubo_peer_id = config["Identity"]["PeerID"].as_str().expect("PeerID").to_string();
+
+            let mut daemon = std::process::Command::new(binary("kubo", "ipfs"));
+            daemon
+                .env("IPFS_PATH", &ipfs_path)
+                .env("IPFS_TELEMETRY", "off")
+                .args(["daemon", "--migrate=false"]);
+            let kubo = Daemon::spawn("kubo", daemon, &peer_dir.join("logs")).expect("spawn kubo");
+            peers.push(Peer {
+                index,
+                dir: peer_dir,
+                kubo_api: format!("http://127.0.0.1:{api}"),
+                kubo_swarm: format!("/ip4/127.0.0.1/tcp/{swarm}/p2p/{kubo_peer_id}"),
+                kubo_peer_id,
+                cluster_api: String::new(),
+                cluster_peer_id: String::new(),
+                cluster_addr: String::new(),
+                kubo,
+                cluster: None,
+            });
+        }
+        let mut world = IpfsWorld { peers, http, _dir: dir };
+        for i in 0..n {
+            world.wait_kubo(i).await;
+        }
+        // Peers find each other only through explicit loopback addresses.
+        for i in 1..n {
+            for j in 0..i {
+                let addr = world.peers[j].kubo_swarm.clone();
+                world.kubo(i, "swarm/connect", &[("arg", &addr)]).await;
+            }
+        }
+
+        // IPFS Cluster: init every peer first (identities), then configure and start them.
+        for i in 0..n {
+            let path = world.peers[i].cluster_path();
+            let mut init = Command::new(binary("ipfs-cluster", "ipfs-cluster-service"));
+            init.env("IPFS_CLUSTER_PATH", &path)
+                .args(["--config", &path.display().to_string(), "init", "--consensus", "crdt"]);
+            run(init, "ipfs-cluster-service init").await;
+            let identity = read_json(&path.join("identity.json"));
+            let id = identity["id"].as_str().expect("identity id").to_string();
+            let port = free_port();
+            world.peers[i].cluster_peer_id = id.clone();
+            world.peers[i].cluster_addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{id}");
+        }
+        let ids: Vec<String> = world.peers.iter().map(|p| p.cluster_peer_id.clone()).collect();
+        for i in 0..n {
+            let path = world.peers[i].cluster_path();
+            let listen = world.peers[i]
+                .cluster_addr
+                .rsplit_once("/p2p/")
+                .map(|(a, _)| a.to_string())
+                .expect("addr");
+            let others: Vec<String> = world
+                .peers
+                .iter()
+                .filter(|p| p.index != i)
+                .map(|p| p.cluster_addr.clone())
+                .collect();
+            let kubo_api = world.peers[i].kubo_api.replace("http://127.0.0.1:", "/ip4/127.0.0.1/tcp/");
+            let rest = free_port();
+            let config_path = path.join("service.json");
+            let mut config = read_json(&config_path);
+            let c = &mut config["cluster"];
+            c["peername"] = json!(format!("peer-{i}"));
+            c["secret"] = json!(secret);
+            c["listen_multiaddress"] = json!([listen]);
+            c["announce_multiaddress"] = json!([]);
+            c["peer_addresses"] = json!(others);
+            c["mdns_interval"] = json!("0s");
+            c["monitor_ping_interval"] = json!("2s");
+            c["peer_watch_interval"] = json!("1s");
+            config["consensus"]["crdt"]["trusted_peers"] = json!(ids);
+            config["api"]["restapi"]["http_listen_multiaddress"] =
+                json!(format!("/ip4/127.0.0.1/tcp/{rest}"));
+            config["api"]["ipfsproxy"]["listen_multiaddress"] =
+                json!(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
+            config["api"]["ipfsproxy"]["node_multiaddress"] = json!(kubo_api);
+            config["api"]["pinsvcapi"]["http_listen_multiaddress"] =
+                json!(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
+            config["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = json!(kubo_api);
+            config["monitor"]["pubsubmon"]["check_interval"] = json!("2s");
+            if config["observations"]["tracing"].is_object() {
+                config["observations"]["tracing"]["jaeger_agent_endpoint"] =
+                    json!("/ip4/127.0.0.1/udp/6831");
+            }
+            if config["observations"]["metrics"].is_object() {
+                config["observations"]["metrics"]["prometheus_endpoint"] =
+                    json!(format!("/ip4/127.0.0.1/tcp/{}", free_port()));
+            }
+            write_checked(&config_path, &config, &[]);
+            world.peers[i].cluster_api = format!("http://127.0.0.1:{rest}");
+
+            let mut daemon = std::process::Command::new(binary("ipfs-cluster", "ipfs-cluster-service"));
+            daemon.env("IPFS_CLUSTER_PATH", &path).args([
+                "--config",
+                &path.display().to_string(),
+                "daemon",
+            ]);
+            let logs = world.peers[i].dir.join("logs");
+            world.peers[i].cluster =
+                Some(Daemon::spawn("ipfs-cluster-service", daemon, &logs).expect("spawn cluster"));
+        }
+        for i in 0..n {
+            world.wait_cluster_peers(i, n).await;
+        }
+        world
+    }
+
+    /// Calls a Kubo RPC endpoint (always POST) and returns its JSON answer.
+    pub async fn kubo(&self, i: usize, path: &str, args: &[(&str, &str)]) -> Value {
+        let url = format!("{}/api/v0/{path}", self.peers[i].kubo_api);
+        let resp = self.http.post(&url).query(args).send().await;
+        let resp = resp.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {url}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {url}: {e}: {text}"))
+    }
+
+    /// GETs a cluster REST endpoint; list endpoints answer one JSON object per line (or 204).
+    pub async fn cluster_lines(&self, i: usize, path: &str) -> Option<Vec<Value>> {
+        let url = format!("{}{path}", self.peers[i].cluster_api);
+        let resp = self.http.get(&url).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let text = resp.text().await.ok()?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<Value>, _>>()
+            .ok()
+    }
+
+    async fn wait_kubo(&mut self, i: usize) {
+        let url = format!("{}/api/v0/id", self.peers[i].kubo_api);
+        let http = self.http.clone();
+        self.peers[i].kubo.assert_running();
+        let peer = &mut self.peers[i];
+        let what = format!("Kubo peer {i} API at {url}");
+        let log = peer.kubo.log.clone();
+        tokio::time::timeout(Duration::from_secs(90), async {
+            loop {
+                if let Ok(r) = http.post(&url).send().await
+                    && r.status().is_success()
+                {
+                    return;
+                }
+                peer.kubo.assert_running();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{what} not up after 90 s; log:\n{}", super::process::log_tail(&log, 30))
+        });
+    }
+
+    /// Waits until cluster peer `i` lists `n` peers on `GET /peers`.
+    pub async fn wait_cluster_peers(&mut self, i: usize, n: usize) {
+        let log = self.peers[i].cluster.as_ref().expect("cluster").log.clone();
+        let this = &*self;
+        let seen = tokio::time::timeout(
+            Duration::from_secs(120),
+            wait_for(
+                &format!("cluster peer {i} to list {n} peers"),
+                Duration::from_secs(120),
+                Duration::from_millis(500),
+                || async move {
+                    let peers = this.cluster_lines(i, "/peers").await?;
+                    (peers.len() == n).then_some(peers)
+                },
+            ),
+        )
+        .await;
+        if seen.is_err() {
+            panic!(
+                "cluster peer {i} does not list {n} peers; log:\n{}",
+                super::process::log_tail(&log, 40)
+            );
+        }
+        if let Some(cluster) = self.peers[i].cluster.as_mut() {
+            cluster.assert_running();
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The test world: a loopback Kubernetes control plane (etcd, kube-apiserver, controller-manager,
+//! scheduler, kwok) and real Kubo + IPFS Cluster peers, built by `scripts/test-world.sh`.
+//!
+//! Every process started here dies with the test process (`PR_SET_PDEATHSIG`), and `make test`
+//! runs the tests in a network namespace with only loopback, inside a PID namespace, so nothing
+//! survives a run and nothing can reach past 127.0.0.0/8.
+#![allow(dead_code)]
+
+pub mod control_plane;
+pub mod ipfs;
+pub mod netcheck;
+pub mod process;
+pub mod tools;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every `interval` until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, interval: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
