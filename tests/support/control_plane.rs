@@ -244,11 +244,7 @@ impl ControlPlane {
             accounts.create(&PostParams::default(), &sa).await.expect("create serviceaccount");
         }
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(3600),
-                ..Default::default()
-            },
+            spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }),
             ..Default::default()
         };
         let token = accounts
@@ -257,7 +253,8 @@ impl ControlPlane {
             .expect("token request")
             .status
             .expect("token status")
-            .token;
+            .token
+            .expect("token");
         let mut config = self.config_from_kubeconfig().await;
         config.auth_info.token = Some(token.into());
         Client::try_from(config).expect("client")

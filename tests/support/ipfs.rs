@@ -13,10 +13,6 @@ use super::process::{Daemon, free_port};
 use super::tools::binary;
 use super::wait_for;
 
-/// Kubo config settings that are switched off by the same config and so may keep their default
-/// (public) URLs: AutoConf (`AutoConf.Enabled=false`).
-const KUBO_IGNORED: &[&str] = &["AutoConf."];
-
 /// One peer: a Kubo daemon and the ipfs-cluster-service daemon that drives it.
 pub struct Peer {
     pub index: usize,
@@ -105,6 +101,7 @@ impl IpfsWorld {
         for index in 0..n {
             let peer_dir = dir.path().join(format!("peer-{index}"));
             let ipfs_path = peer_dir.join("ipfs");
+            std::fs::create_dir_all(&peer_dir).expect("peer dir");
             let mut init = kubo_command(&ipfs_path);
             init.args(["init", "--profile=test", "--empty-repo"]);
             run(init, "ipfs init").await;
@@ -123,7 +120,7 @@ impl IpfsWorld {
             config["AutoTLS"]["Enabled"] = json!(false);
             config["Swarm"]["DisableNatPortMap"] = json!(true);
             config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"] = json!("off");
-            write_checked(&config_path, &config, KUBO_IGNORED);
+            write_checked(&config_path, &config, &[]);
             let kubo_peer_id = config["Identity"]["PeerID"].as_str().expect("PeerID").to_string();
 
             let mut daemon = std::process::Command::new(binary("kubo", "ipfs"));

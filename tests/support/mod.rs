@@ -8,7 +8,6 @@
 
 pub mod control_plane;
 pub mod ipfs;
-pub mod netcheck;
 pub mod process;
 pub mod tools;
 
