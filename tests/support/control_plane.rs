@@ -55,7 +55,8 @@ pub fn control_plane() -> &'static ControlPlane {
                 }
             })
             .map_err(|e| format!("spawning the control-plane thread: {e}"))?;
-        rx.recv().map_err(|e| format!("control-plane thread died: {e}"))?
+        rx.recv()
+            .map_err(|e| format!("control-plane thread died: {e}"))?
     });
     match started {
         Ok(cp) => cp,
@@ -72,14 +73,20 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
     let logs = dir.join("logs");
     write_pki(&pki)?;
     let admin_token = random_hex(16);
-    write(&pki.join("tokens.csv"), &format!("{admin_token},admin,admin,\"system:masters\"\n"))?;
+    write(
+        &pki.join("tokens.csv"),
+        &format!("{admin_token},admin,admin,\"system:masters\"\n"),
+    )?;
 
     let etcd_port = free_port();
     let etcd_peer_port = free_port();
     let api_port = free_port();
     let server = format!("https://127.0.0.1:{api_port}");
     let kubeconfig = dir.join("admin.kubeconfig");
-    write(&kubeconfig, &kubeconfig_yaml(&server, &pki.join("ca.crt"), &admin_token))?;
+    write(
+        &kubeconfig,
+        &kubeconfig_yaml(&server, &pki.join("ca.crt"), &admin_token),
+    )?;
 
     let mut etcd = Command::new(binary("etcd", "etcd"));
     etcd.args([
@@ -109,7 +116,7 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
         format!("--client-ca-file={}", p("ca.crt")),
         format!("--token-auth-file={}", p("tokens.csv")),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-        format!("--service-account-key-file={}", p("sa.key")),
+        format!("--service-account-key-file={}", p("sa.pub")),
         format!("--service-account-signing-key-file={}", p("sa.key")),
         // Service ClusterIPs are allocated from here but never dialled by tests (and cannot be:
         // the tests' network namespace has only loopback).
@@ -121,7 +128,12 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
     ]);
     daemons.push(Daemon::spawn("kube-apiserver", apiserver, &logs).map_err(|e| e.to_string())?);
 
-    let cp = ControlPlane { dir: dir.clone(), kubeconfig: kubeconfig.clone(), server, admin_token };
+    let cp = ControlPlane {
+        dir: dir.clone(),
+        kubeconfig: kubeconfig.clone(),
+        server,
+        admin_token,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,9 +142,12 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
         let client = cp.admin_client().await;
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
-            let req = http::Request::get("/readyz").body(Vec::new()).expect("request");
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("request");
             match client.request_text(req).await {
                 Ok(body) if body.trim() == "ok" => break,
+                _ if exited(daemons).is_some() => return Err(exited(daemons).unwrap_or_default()),
                 _ if Instant::now() > deadline => {
                     return Err(format!(
                         "kube-apiserver not ready after 180 s; log:\n{}",
@@ -157,7 +172,11 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
     ]);
     daemons.push(Daemon::spawn("kube-controller-manager", kcm, &logs).map_err(|e| e.to_string())?);
     let mut scheduler = Command::new(binary("kubernetes", "kube-scheduler"));
-    scheduler.args([format!("--kubeconfig={kc}"), "--leader-elect=false".into(), "--secure-port=0".into()]);
+    scheduler.args([
+        format!("--kubeconfig={kc}"),
+        "--leader-elect=false".into(),
+        "--secure-port=0".into(),
+    ]);
     daemons.push(Daemon::spawn("kube-scheduler", scheduler, &logs).map_err(|e| e.to_string())?);
     let mut kwok = Command::new(binary("kwok", "kwok"));
     kwok.args([
@@ -192,10 +211,16 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let list = nodes.list(&Default::default()).await.map_err(|e| e.to_string())?;
+            let list = nodes
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
             let ready = list.items.iter().filter(|n| node_ready(n)).count();
             if ready == NODES {
                 break;
+            }
+            if let Some(e) = exited(daemons) {
+                return Err(e);
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -214,6 +239,18 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
         cp.kubeconfig.display()
     );
     Ok(cp)
+}
+
+/// Describes the first daemon that has exited, with its log tail.
+fn exited(daemons: &mut [Daemon]) -> Option<String> {
+    let d = daemons
+        .iter_mut()
+        .find_map(|d| (!d.is_running()).then_some(d))?;
+    Some(format!(
+        "{} exited; last log lines:\n{}",
+        d.name,
+        d.log_tail(30)
+    ))
 }
 
 fn node_ready(node: &Node) -> bool {
@@ -238,13 +275,24 @@ impl ControlPlane {
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> Client {
         let admin = self.admin_client().await;
         let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
-        if accounts.get_opt(name).await.expect("get serviceaccount").is_none() {
+        if accounts
+            .get_opt(name)
+            .await
+            .expect("get serviceaccount")
+            .is_none()
+        {
             let sa: ServiceAccount =
                 serde_json::from_value(json!({"metadata": {"name": name}})).expect("sa json");
-            accounts.create(&PostParams::default(), &sa).await.expect("create serviceaccount");
+            accounts
+                .create(&PostParams::default(), &sa)
+                .await
+                .expect("create serviceaccount");
         }
         let request = TokenRequest {
-            spec: Some(TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }),
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let token = accounts
@@ -275,7 +323,10 @@ impl ControlPlane {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace =
             serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns json");
-        namespaces.create(&PostParams::default(), &ns).await.expect("create namespace");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
         let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
         wait_for(
             &format!("the default ServiceAccount of namespace {name}"),
@@ -304,7 +355,10 @@ fn wait_port(what: &str, port: u16, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            return Err(format!("{what} not listening on {port} after 60 s; log:\n{}", log_tail(log, 30)));
+            return Err(format!(
+                "{what} not listening on {port} after 60 s; log:\n{}",
+                log_tail(log, 30)
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -337,12 +391,15 @@ fn kubeconfig_yaml(server: &str, ca: &Path, token: &str) -> String {
 /// A CA, the apiserver's serving certificate (127.0.0.1, localhost and the in-cluster names) and
 /// the service-account signing key.
 fn write_pki(dir: &Path) -> Result<(), String> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let err = |e: rcgen::Error| e.to_string();
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "ipfs-kit-operator test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "ipfs-kit-operator test CA");
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -361,7 +418,9 @@ fn write_pki(dir: &Path) -> Result<(), String> {
         "kubernetes.default.svc.cluster.local".to_string(),
     ])
     .map_err(err)?;
-    server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     let server_cert = server.signed_by(&server_key, &issuer).map_err(err)?;
 
     let sa_key = KeyPair::generate().map_err(err)?;
@@ -369,5 +428,6 @@ fn write_pki(dir: &Path) -> Result<(), String> {
     write(&dir.join("apiserver.crt"), &server_cert.pem())?;
     write(&dir.join("apiserver.key"), &server_key.serialize_pem())?;
     write(&dir.join("sa.key"), &sa_key.serialize_pem())?;
+    write(&dir.join("sa.pub"), &sa_key.public_key_pem())?;
     Ok(())
 }
