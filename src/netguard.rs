@@ -43,7 +43,11 @@ fn walk(value: &Value, path: String, ignore: &[&str], found: &mut Vec<NonLoopbac
     match value {
         Value::Object(map) => {
             for (key, v) in map {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 walk(v, child, ignore, found);
             }
         }
@@ -54,7 +58,10 @@ fn walk(value: &Value, path: String, ignore: &[&str], found: &mut Vec<NonLoopbac
         }
         Value::String(s) => {
             if !is_loopback_address(s) {
-                found.push(NonLoopback { path, value: s.clone() });
+                found.push(NonLoopback {
+                    path,
+                    value: s.clone(),
+                });
             }
         }
         _ => {}
