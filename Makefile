@@ -27,3 +27,8 @@ build:
 # Remove the cached test-world binaries (they are rebuilt by the next `make test`).
 clean-test-world:
 	rm -rf "$${IPFS_KIT_TOOLS:-$${XDG_CACHE_HOME:-$$HOME/.cache}/ipfs-kit-operator/tools}"
+
+# Regenerate crds/ from the Rust API types (a unit test fails when crds/ is stale).
+.PHONY: crds
+crds:
+	scripts/gen-crds.sh

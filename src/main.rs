@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let (command, plan) = match &cli.command {
+        Command::Crd => return print_crds(),
         Command::Run(_) => (
             "run",
             "watch IpfsCluster objects and manage their StatefulSets, Services, Secrets and \
@@ -39,11 +40,21 @@ fn main() -> ExitCode {
                 "print the peers of the local clusters with their health",
             ),
         },
-        Command::Crd => (
-            "crd",
-            "print the IpfsCluster and IpfsPin CustomResourceDefinitions as YAML",
-        ),
     };
     eprintln!("`ipfs-kit-operator {command}` is not implemented yet. When it is, it will {plan}.");
     ExitCode::from(EXIT_NOT_IMPLEMENTED)
+}
+
+/// `ipfs-kit-operator crd`: both CRDs on stdout, as one YAML stream.
+fn print_crds() -> ExitCode {
+    match ipfs_kit_operator::api::crds_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: rendering the CustomResourceDefinitions as YAML: {err}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,0 +1,949 @@
+//! `IpfsCluster`: a set of peers, each a Kubo daemon plus an IPFS Cluster daemon, kept healthy.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::{
+    ResourceRequirements, StorageSpec, annotations_schema, free_form_object_schema,
+};
+use super::validation::{
+    DURATION_PATTERN, FieldError, PINNED_IMAGE_MESSAGE, PINNED_IMAGE_RULE, ValidationErrors,
+    is_pinned_image, parse_duration,
+};
+
+/// Default Kubo image: pinned, never `latest`.
+pub const DEFAULT_KUBO_IMAGE: &str = "ipfs/kubo:v0.42.0";
+/// Default IPFS Cluster image: pinned, never `latest`.
+pub const DEFAULT_CLUSTER_IMAGE: &str = "ipfs/ipfs-cluster:v1.1.6";
+/// Default number of peers.
+pub const DEFAULT_REPLICAS: i32 = 3;
+/// Largest number of peers one IpfsCluster may have.
+pub const MAX_REPLICAS: i32 = 100;
+/// Default volume size of each Kubo repository.
+pub const DEFAULT_KUBO_STORAGE: &str = "10Gi";
+/// Default volume size of each IPFS Cluster state directory.
+pub const DEFAULT_CLUSTER_STORAGE: &str = "1Gi";
+/// Kubo's libp2p swarm port: the only Kubo port that may be exposed outside the cluster.
+pub const KUBO_SWARM_PORT: i32 = 4001;
+/// IPFS Cluster's libp2p cluster-swarm port: the only cluster port that may be exposed.
+pub const CLUSTER_SWARM_PORT: i32 = 9096;
+/// Kubo RPC API port: full control of the node, never exposed.
+pub const KUBO_RPC_PORT: i32 = 5001;
+/// IPFS Cluster REST API port: full control of the cluster, never exposed.
+pub const CLUSTER_REST_PORT: i32 = 9094;
+/// IPFS Cluster IPFS-proxy API port: the Kubo RPC through the cluster, never exposed.
+pub const CLUSTER_PROXY_PORT: i32 = 9095;
+/// Most recent healing actions kept in `status.healing` (older ones are dropped).
+pub const HEALING_HISTORY_LIMIT: usize = 20;
+
+/// An IPFS Cluster: `replicas` peers, each running Kubo (the IPFS daemon) and IPFS Cluster (pin
+/// orchestration), with their storage, exposure and health policy. The operator creates and
+/// updates the StatefulSet, Services and Secret that run it, probes every peer and heals the
+/// unhealthy ones, and reports what it sees in `status`.
+// Clippy reads the repeated `printcolumn(type_ = ...)` keys as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "ipfskit.io",
+    version = "v1alpha1",
+    kind = "IpfsCluster",
+    plural = "ipfsclusters",
+    namespaced,
+    status = "IpfsClusterStatus",
+    shortname = "ipfsc",
+    category = "ipfs",
+    derive = "PartialEq",
+    doc = "An IPFS Cluster of Kubo + IPFS Cluster peers, run and kept healthy by ipfs-kit-operator.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired number of peers"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Peers whose Kubo and IPFS Cluster daemons answer"
+    ),
+    printcolumn(
+        name = "Health",
+        type_ = "integer",
+        json_path = ".status.healthScore",
+        description = "Health score of the cluster, 0-100"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Lifecycle phase"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.cluster.consensus != 'raft' || (self.replicas >= 3 && self.replicas % 2 == 1)")
+        .message("spec.replicas must be an odd number of at least 3 with spec.cluster.consensus: raft (raft needs a majority of peers up: 1 peer has no fault tolerance and an even count tolerates no more failures than one fewer peer)")
+        .field_path(".replicas"),
+    validation = Rule::new("!has(self.cluster.replicationFactorMin) || self.cluster.replicationFactorMin <= self.replicas")
+        .message("spec.cluster.replicationFactorMin must not exceed spec.replicas: a pin cannot be held by more peers than exist")
+        .field_path(".cluster.replicationFactorMin"),
+    validation = Rule::new("!has(self.cluster.replicationFactorMax) || self.cluster.replicationFactorMax <= self.replicas")
+        .message("spec.cluster.replicationFactorMax must not exceed spec.replicas: a pin cannot be held by more peers than exist")
+        .field_path(".cluster.replicationFactorMax"),
+)]
+pub struct IpfsClusterSpec {
+    /// Number of peers (each one Kubo plus one IPFS Cluster daemon). 1 to 100, default 3. With
+    /// raft consensus it must be odd and at least 3. `kubectl scale` changes it.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = MAX_REPLICAS))]
+    pub replicas: i32,
+
+    /// The Kubo (IPFS) daemon of every peer. All fields have defaults.
+    #[serde(default)]
+    pub kubo: KuboSpec,
+
+    /// The IPFS Cluster daemon of every peer. All fields have defaults.
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+
+    /// How often and how the peers are probed, and how unhealthy peers are healed. All fields
+    /// have defaults.
+    #[serde(default)]
+    pub health: HealthSpec,
+
+    /// What is reachable from outside the cluster. By default nothing is: the peer-to-peer ports
+    /// stay internal and the gateway is off. The APIs (Kubo RPC 5001, IPFS Cluster REST 9094 and
+    /// proxy 9095) are never exposed.
+    #[serde(default)]
+    pub networking: NetworkingSpec,
+
+    /// Stop reconciling and healing this cluster: running peers keep running untouched, status
+    /// phase becomes Paused. Default false.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_replicas() -> i32 {
+    DEFAULT_REPLICAS
+}
+
+impl Default for IpfsClusterSpec {
+    fn default() -> Self {
+        Self {
+            replicas: DEFAULT_REPLICAS,
+            kubo: KuboSpec::default(),
+            cluster: ClusterSpec::default(),
+            health: HealthSpec::default(),
+            networking: NetworkingSpec::default(),
+            paused: false,
+        }
+    }
+}
+
+/// The Kubo (IPFS) daemon of every peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.profiles.filter(p, p in ['flatfs', 'pebbleds']).size() <= 1")
+    .message("spec.kubo.profiles may name at most one datastore profile (flatfs or pebbleds)")
+    .field_path(".profiles"))]
+pub struct KuboSpec {
+    /// Container image of Kubo, pinned to a version tag or digest (never `latest`). Default
+    /// `ipfs/kubo:v0.42.0`. In local mode the `ipfs` binary on the PATH is used instead.
+    #[serde(default = "default_kubo_image")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(PINNED_IMAGE_RULE).message(PINNED_IMAGE_MESSAGE))]
+    pub image: String,
+
+    /// CPU and memory requests and limits of the Kubo container. Unset: none (best effort).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Kubo configuration profiles applied when a repository is created, in order (`ipfs init
+    /// --profile`). One of: server, local-discovery, lowpower, randomports, test, flatfs,
+    /// pebbleds, announce-on, announce-off. At most one datastore profile (flatfs, pebbleds).
+    /// Default `[server]` (no local network discovery, suitable for data centres).
+    #[serde(default = "default_kubo_profiles")]
+    #[schemars(length(max = 8))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub profiles: Vec<KuboProfile>,
+
+    /// Kubo configuration overrides, merged over the configuration the operator renders on every
+    /// start (`ipfs config replace`), written as in Kubo's config file, e.g.
+    /// `{"Swarm": {"ConnMgr": {"HighWater": 200}}}`. Keys the operator manages are ignored:
+    /// `Identity`, `Addresses.API`, `Addresses.Gateway`, `Bootstrap` and `Peering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object_schema")]
+    pub config: Option<Map<String, Value>>,
+
+    /// Volume holding each peer's Kubo repository (blocks, datastore, keys). Default size 10Gi
+    /// in the default StorageClass. The size may grow but never shrink; the class is immutable.
+    #[serde(default = "default_kubo_storage")]
+    pub storage: StorageSpec,
+}
+
+fn default_kubo_image() -> String {
+    DEFAULT_KUBO_IMAGE.to_owned()
+}
+
+fn default_kubo_profiles() -> Vec<KuboProfile> {
+    vec![KuboProfile::Server]
+}
+
+fn default_kubo_storage() -> StorageSpec {
+    StorageSpec::of_size(DEFAULT_KUBO_STORAGE)
+}
+
+impl Default for KuboSpec {
+    fn default() -> Self {
+        Self {
+            image: default_kubo_image(),
+            resources: None,
+            profiles: default_kubo_profiles(),
+            config: None,
+            storage: default_kubo_storage(),
+        }
+    }
+}
+
+/// A Kubo configuration profile (`ipfs config profile apply`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KuboProfile {
+    Server,
+    LocalDiscovery,
+    Lowpower,
+    Randomports,
+    Test,
+    Flatfs,
+    Pebbleds,
+    AnnounceOn,
+    AnnounceOff,
+}
+
+impl KuboProfile {
+    /// The name Kubo knows the profile by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::LocalDiscovery => "local-discovery",
+            Self::Lowpower => "lowpower",
+            Self::Randomports => "randomports",
+            Self::Test => "test",
+            Self::Flatfs => "flatfs",
+            Self::Pebbleds => "pebbleds",
+            Self::AnnounceOn => "announce-on",
+            Self::AnnounceOff => "announce-off",
+        }
+    }
+}
+
+/// The IPFS Cluster daemon of every peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.replicationFactorMin) || !has(self.replicationFactorMax) || self.replicationFactorMin <= self.replicationFactorMax")
+    .message("spec.cluster.replicationFactorMin must not exceed spec.cluster.replicationFactorMax")
+    .field_path(".replicationFactorMin"))]
+pub struct ClusterSpec {
+    /// Container image of IPFS Cluster (`ipfs-cluster-service`), pinned to a version tag or
+    /// digest (never `latest`). Default `ipfs/ipfs-cluster:v1.1.6`.
+    #[serde(default = "default_cluster_image")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(PINNED_IMAGE_RULE).message(PINNED_IMAGE_MESSAGE))]
+    pub image: String,
+
+    /// How the peers agree on the pin set: `crdt` (default; any number of peers, tolerates
+    /// partitions) or `raft` (strong consistency; an odd number of at least 3 peers, a majority
+    /// must be up). Fixed at creation: the two keep incompatible state.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("spec.cluster.consensus is immutable: the crdt and raft states are incompatible (create a new IpfsCluster to switch)")
+        .reason(Reason::FieldValueForbidden))]
+    pub consensus: Consensus,
+
+    /// Default minimum number of peers that must hold each pin (IPFS Cluster
+    /// `replication_factor_min`), at most `replicas` and at most `replicationFactorMax`. Unset:
+    /// every peer holds every pin. An IpfsPin may override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_REPLICAS))]
+    pub replication_factor_min: Option<i32>,
+
+    /// Default maximum number of peers that hold each pin (IPFS Cluster
+    /// `replication_factor_max`), at most `replicas`. Unset: every peer holds every pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_REPLICAS))]
+    pub replication_factor_max: Option<i32>,
+
+    /// Secret holding the 32-byte hex cluster secret shared by all peers. Unset: the operator
+    /// generates a Secret named `<cluster name>-cluster-secret` and keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyReference>,
+
+    /// CPU and memory requests and limits of the IPFS Cluster container. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Volume holding each peer's IPFS Cluster state (identity, consensus data). Default size
+    /// 1Gi in the default StorageClass. The size may grow but never shrink; the class is
+    /// immutable.
+    #[serde(default = "default_cluster_storage")]
+    pub storage: StorageSpec,
+}
+
+fn default_cluster_image() -> String {
+    DEFAULT_CLUSTER_IMAGE.to_owned()
+}
+
+fn default_cluster_storage() -> StorageSpec {
+    StorageSpec::of_size(DEFAULT_CLUSTER_STORAGE)
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self {
+            image: default_cluster_image(),
+            consensus: Consensus::default(),
+            replication_factor_min: None,
+            replication_factor_max: None,
+            secret_ref: None,
+            resources: None,
+            storage: default_cluster_storage(),
+        }
+    }
+}
+
+/// The consensus component of IPFS Cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Consensus {
+    #[default]
+    Crdt,
+    Raft,
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyReference {
+    /// Name of the Secret, in the namespace of the IpfsCluster.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// Key within the Secret. Default `secret`.
+    #[serde(default = "default_secret_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_secret_key() -> String {
+    "secret".to_owned()
+}
+
+/// Probing and healing policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(concat!(
+        // Malformed durations are reported by the pattern; do not also fail converting them here.
+        "!self.probeTimeout.matches('^([0-9]{1,6}(ms|s|m|h))+$') || ",
+        "!self.probeInterval.matches('^([0-9]{1,6}(ms|s|m|h))+$') || ",
+        "duration(self.probeTimeout) < duration(self.probeInterval)"
+    ))
+    .message("spec.health.probeTimeout must be shorter than spec.health.probeInterval, so that one probe ends before the next begins")
+    .field_path(".probeTimeout"))]
+pub struct HealthSpec {
+    /// Time between two probes of a peer, as a duration like `10s`, `1m` or `1m30s` (units ms,
+    /// s, m, h). Between 1s and 1h. Default `10s`. A daemon exit is noticed at once regardless.
+    #[serde(default = "default_probe_interval")]
+    #[schemars(length(min = 2, max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]{1,6}(ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('1h'))")
+        .message("spec.health.probeInterval must be between 1s and 1h"))]
+    pub probe_interval: String,
+
+    /// How long one probe (one API call to Kubo or IPFS Cluster) may take before it counts as
+    /// failed, as a duration like `5s` or `500ms`. Shorter than `probeInterval`. Default `5s`.
+    #[serde(default = "default_probe_timeout")]
+    #[schemars(length(min = 2, max = 32), regex(pattern = DURATION_PATTERN))]
+    pub probe_timeout: String,
+
+    /// Consecutive failed probes after which a peer's daemon counts as unresponsive and is
+    /// restarted (if `autoHeal`). 1 to 100, default 3.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: i32,
+
+    /// Heal unhealthy peers: reconnect a poorly connected peer to the others, restart an
+    /// unresponsive or exited daemon (one peer at a time, never breaking raft quorum). When false
+    /// the operator only reports. Default true.
+    #[serde(default = "default_true")]
+    pub auto_heal: bool,
+
+    /// Restart budget per peer: at most this many restarts in any hour, with exponential backoff
+    /// between them; a peer over budget is marked Unhealthy and left alone (no restart storms).
+    /// 0 disables restarts. 0 to 60, default 5.
+    #[serde(default = "default_max_restarts_per_hour")]
+    #[schemars(range(min = 0, max = 60))]
+    pub max_restarts_per_hour: i32,
+
+    /// Fewest Kubo swarm connections a healthy peer has. Below it the peer is degraded and is
+    /// reconnected to the other peers. The effective threshold is at most `replicas - 1` in a
+    /// cluster with no other IPFS peers in reach. 0 to 1000, default 1.
+    #[serde(default = "default_min_peer_connections")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_peer_connections: i32,
+}
+
+fn default_probe_interval() -> String {
+    "10s".to_owned()
+}
+
+fn default_probe_timeout() -> String {
+    "5s".to_owned()
+}
+
+fn default_failure_threshold() -> i32 {
+    3
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_restarts_per_hour() -> i32 {
+    5
+}
+
+fn default_min_peer_connections() -> i32 {
+    1
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        Self {
+            probe_interval: default_probe_interval(),
+            probe_timeout: default_probe_timeout(),
+            failure_threshold: default_failure_threshold(),
+            auto_heal: true,
+            max_restarts_per_hour: default_max_restarts_per_hour(),
+            min_peer_connections: default_min_peer_connections(),
+        }
+    }
+}
+
+impl HealthSpec {
+    /// `probeInterval` as a duration.
+    pub fn probe_interval(&self) -> Result<Duration, FieldError> {
+        parse_duration(&self.probe_interval)
+            .map_err(|e| FieldError::new("spec.health.probeInterval", e))
+    }
+
+    /// `probeTimeout` as a duration.
+    pub fn probe_timeout(&self) -> Result<Duration, FieldError> {
+        parse_duration(&self.probe_timeout)
+            .map_err(|e| FieldError::new("spec.health.probeTimeout", e))
+    }
+}
+
+/// Exposure outside the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkingSpec {
+    /// The peer-to-peer ports: Kubo swarm (4001) and IPFS Cluster swarm (9096).
+    #[serde(default)]
+    pub p2p: P2pSpec,
+
+    /// The read-only HTTP gateway of Kubo (container port 8080).
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+}
+
+/// How a Service reaches outside the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Exposure {
+    /// Cluster-internal only (a ClusterIP Service).
+    #[default]
+    #[serde(rename = "None")]
+    Internal,
+    /// A NodePort Service.
+    NodePort,
+    /// A LoadBalancer Service.
+    LoadBalancer,
+}
+
+/// Exposure of the peer-to-peer ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct P2pSpec {
+    /// `None` (default: only reachable inside the cluster), `NodePort` or `LoadBalancer`: the
+    /// Service type that carries the `ports` below to other IPFS nodes outside the cluster.
+    #[serde(default)]
+    pub exposure: Exposure,
+
+    /// Which peer-to-peer ports the exposed Service carries: 4001 (Kubo swarm) and/or 9096 (IPFS
+    /// Cluster swarm), no others. Default `[4001, 9096]`. The Kubo RPC (5001) and the IPFS
+    /// Cluster REST API (9094) and proxy (9095) control the node and are never exposed.
+    #[serde(default = "default_p2p_ports")]
+    #[schemars(length(min = 1, max = 2), inner(range(min = 1, max = 65535)))]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("!self.exists(p, p == 5001 || p == 9094 || p == 9095)")
+            .message("spec.networking.p2p.ports must not expose 5001 (Kubo RPC), 9094 (IPFS Cluster REST API) or 9095 (IPFS Cluster proxy): they control the node and stay cluster-internal")
+            .reason(Reason::FieldValueForbidden),
+        // Skipped when the rule above fires, so that one mistake gives one error.
+        validation = Rule::new("self.exists(p, p == 5001 || p == 9094 || p == 9095) || self.all(p, p == 4001 || p == 9096)")
+            .message("spec.networking.p2p.ports may list only 4001 (Kubo swarm) and 9096 (IPFS Cluster swarm)"),
+    )]
+    pub ports: Vec<i32>,
+
+    /// Annotations for the exposed Service, e.g. for a cloud load balancer. At most 32.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(schema_with = "annotations_schema")]
+    pub service_annotations: std::collections::BTreeMap<String, String>,
+}
+
+fn default_p2p_ports() -> Vec<i32> {
+    vec![KUBO_SWARM_PORT, CLUSTER_SWARM_PORT]
+}
+
+impl Default for P2pSpec {
+    fn default() -> Self {
+        Self {
+            exposure: Exposure::Internal,
+            ports: default_p2p_ports(),
+            service_annotations: Default::default(),
+        }
+    }
+}
+
+/// Kubo's read-only HTTP gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.enabled || self.exposure == 'None'")
+    .message("spec.networking.gateway.exposure needs spec.networking.gateway.enabled: true")
+    .field_path(".exposure"))]
+pub struct GatewaySpec {
+    /// Serve the read-only HTTP gateway (port 8080) through a Service. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// `None` (default: a ClusterIP Service), `NodePort` or `LoadBalancer`. Needs `enabled`.
+    #[serde(default)]
+    pub exposure: Exposure,
+}
+
+/// Lifecycle phase of an IpfsCluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ClusterPhase {
+    /// Accepted, nothing running yet.
+    #[default]
+    Pending,
+    /// Peers being created, scaled or rolled to a new spec.
+    Progressing,
+    /// All peers ready and healthy.
+    Healthy,
+    /// Serving, but some peers are unhealthy or poorly connected.
+    Degraded,
+    /// Not serving reliably: too few healthy peers, or raft without quorum.
+    Unhealthy,
+    /// A healing action is in progress.
+    Healing,
+    /// `spec.paused` is true: not reconciled.
+    Paused,
+}
+
+/// Observed state of an IpfsCluster, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpfsClusterStatus {
+    /// Lifecycle phase: Pending, Progressing, Healthy, Degraded, Unhealthy, Healing or Paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ClusterPhase>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Conditions (Kubernetes API conventions), one per type: Ready, Available, Progressing,
+    /// Degraded. `lastTransitionTime` changes only when `status` flips.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// Number of peers that exist (pods, or processes in local mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+
+    /// Number of peers whose Kubo and IPFS Cluster daemons both answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+
+    /// Label selector of the peer pods, in `kubectl get -l` syntax (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// Health of the whole cluster, 0 (down) to 100 (every peer healthy): the mean of the peer
+    /// scores. Healthy from 80, degraded from 50, unhealthy below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub health_score: Option<i32>,
+
+    /// Per-peer observations from the last probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub peers: Vec<PeerStatus>,
+
+    /// Most recent healing actions, newest last, at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub healing: Vec<HealingRecord>,
+}
+
+impl IpfsClusterStatus {
+    /// Appends a healing record, dropping the oldest beyond [`HEALING_HISTORY_LIMIT`].
+    pub fn record_healing(&mut self, record: HealingRecord) {
+        self.healing.push(record);
+        let excess = self.healing.len().saturating_sub(HEALING_HISTORY_LIMIT);
+        self.healing.drain(..excess);
+    }
+}
+
+/// State of one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PeerState {
+    /// Not probed yet, or probes inconclusive.
+    #[default]
+    Unknown,
+    /// Daemons starting; probes not yet expected to pass.
+    Starting,
+    /// Both daemons answer, connected, no pin errors.
+    Healthy,
+    /// Answering, but poorly connected or with pin errors.
+    Degraded,
+    /// Not answering, or over its restart budget.
+    Unhealthy,
+    /// Being restarted by the operator.
+    Restarting,
+}
+
+/// What the operator last saw of one peer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerStatus {
+    /// Peer name: the pod name in Kubernetes (`<cluster>-<ordinal>`), `peer-<n>` locally.
+    pub name: String,
+    /// libp2p peer ID of the Kubo daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// libp2p peer ID of the IPFS Cluster daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_peer_id: Option<String>,
+    /// Kubo version reported by `/api/v0/version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubo_version: Option<String>,
+    /// IPFS Cluster version reported by `/id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_version: Option<String>,
+    /// Kubo swarm connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_peers: Option<i32>,
+    /// Cluster peers (including itself) this peer sees in `/peers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_peers_seen: Option<i32>,
+    /// Size of the Kubo repository in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_size: Option<i64>,
+    /// Pins of this peer queued in IPFS Cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins_queued: Option<i64>,
+    /// Pins of this peer being pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins_pinning: Option<i64>,
+    /// Pins of this peer in error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins_error: Option<i64>,
+    /// Health score of the peer, 0-100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub score: Option<i32>,
+    /// Unknown, Starting, Healthy, Degraded, Unhealthy or Restarting.
+    #[serde(default)]
+    pub state: PeerState,
+    /// Restarts of this peer's daemons by the operator.
+    #[serde(default)]
+    pub restarts: i32,
+    /// When the peer was last probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<Time>,
+    /// The last probe or daemon error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A healing step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HealingAction {
+    /// `swarm/connect` to the other peers.
+    SwarmConnect,
+    /// Restart the peer's daemons (delete the pod, or restart the processes).
+    RestartPeer,
+    /// Wait before the next restart (exponential backoff).
+    Backoff,
+    /// Restart budget spent: stop restarting, mark Unhealthy.
+    GiveUp,
+}
+
+/// Outcome of a healing step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HealingResult {
+    /// Started, outcome not known yet.
+    Pending,
+    Succeeded,
+    Failed,
+    /// Not carried out (another peer was being healed, quorum at risk, or autoHeal off).
+    Skipped,
+}
+
+/// One healing step taken (or declined) by the operator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealingRecord {
+    /// When the step was taken.
+    pub time: Time,
+    /// The peer healed.
+    pub peer: String,
+    /// SwarmConnect, RestartPeer, Backoff or GiveUp.
+    pub action: HealingAction,
+    /// Why, in words (e.g. `Kubo RPC unresponsive for 3 probes`).
+    pub reason: String,
+    /// Pending, Succeeded, Failed or Skipped.
+    pub result: HealingResult,
+}
+
+/// A DNS subdomain (RFC 1123) as Kubernetes object names use: `^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`,
+/// at most 253 characters.
+fn is_dns_subdomain(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= 253
+        && bytes.first().is_some_and(edge_ok)
+        && bytes.last().is_some_and(edge_ok)
+        && bytes.iter().all(|b| edge_ok(b) || *b == b'-' || *b == b'.')
+}
+
+impl IpfsClusterSpec {
+    /// Checks the rules the API server enforces on creation, for specs that do not pass through
+    /// one (local mode). Error fields are JSON paths from the object root (`spec.replicas`).
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = Vec::new();
+        let mut err = |field: &str, message: String| errors.push(FieldError::new(field, message));
+        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            err(
+                "spec.replicas",
+                format!("must be between 1 and {MAX_REPLICAS}"),
+            );
+        }
+        if self.cluster.consensus == Consensus::Raft
+            && (self.replicas < 3 || self.replicas % 2 == 0)
+        {
+            err(
+                "spec.replicas",
+                "must be an odd number of at least 3 with spec.cluster.consensus: raft".into(),
+            );
+        }
+        for (name, image) in [
+            ("spec.kubo.image", &self.kubo.image),
+            ("spec.cluster.image", &self.cluster.image),
+        ] {
+            if !is_pinned_image(image) || image.len() > 512 {
+                err(name, PINNED_IMAGE_MESSAGE.into());
+            }
+        }
+        let datastores = self
+            .kubo
+            .profiles
+            .iter()
+            .filter(|p| matches!(p, KuboProfile::Flatfs | KuboProfile::Pebbleds))
+            .count();
+        if datastores > 1 {
+            err(
+                "spec.kubo.profiles",
+                "may name at most one datastore profile (flatfs or pebbleds)".into(),
+            );
+        }
+        let c = &self.cluster;
+        for (name, factor) in [
+            (
+                "spec.cluster.replicationFactorMin",
+                c.replication_factor_min,
+            ),
+            (
+                "spec.cluster.replicationFactorMax",
+                c.replication_factor_max,
+            ),
+        ] {
+            match factor {
+                Some(f) if f < 1 => err(name, "must be at least 1".into()),
+                Some(f) if f > self.replicas => err(name, "must not exceed spec.replicas".into()),
+                _ => {}
+            }
+        }
+        if let (Some(min), Some(max)) = (c.replication_factor_min, c.replication_factor_max)
+            && min > max
+        {
+            err(
+                "spec.cluster.replicationFactorMin",
+                "must not exceed spec.cluster.replicationFactorMax".into(),
+            );
+        }
+        let h = &self.health;
+        match (h.probe_interval(), h.probe_timeout()) {
+            (Ok(interval), Ok(timeout)) => {
+                if interval < Duration::from_secs(1) || interval > Duration::from_secs(3600) {
+                    err(
+                        "spec.health.probeInterval",
+                        "must be between 1s and 1h".into(),
+                    );
+                }
+                if timeout >= interval {
+                    err(
+                        "spec.health.probeTimeout",
+                        "must be shorter than spec.health.probeInterval".into(),
+                    );
+                }
+            }
+            (interval, timeout) => {
+                for e in [interval.err(), timeout.err()].into_iter().flatten() {
+                    err(&e.field, e.message);
+                }
+            }
+        }
+        if !(1..=100).contains(&h.failure_threshold) {
+            err(
+                "spec.health.failureThreshold",
+                "must be between 1 and 100".into(),
+            );
+        }
+        if !(0..=60).contains(&h.max_restarts_per_hour) {
+            err(
+                "spec.health.maxRestartsPerHour",
+                "must be between 0 and 60".into(),
+            );
+        }
+        if !(0..=1000).contains(&h.min_peer_connections) {
+            err(
+                "spec.health.minPeerConnections",
+                "must be between 0 and 1000".into(),
+            );
+        }
+        let p2p = &self.networking.p2p;
+        if p2p
+            .ports
+            .iter()
+            .any(|p| [KUBO_RPC_PORT, CLUSTER_REST_PORT, CLUSTER_PROXY_PORT].contains(p))
+        {
+            err(
+                "spec.networking.p2p.ports",
+                "must not expose 5001 (Kubo RPC), 9094 (IPFS Cluster REST API) or 9095 (IPFS \
+                 Cluster proxy)"
+                    .into(),
+            );
+        } else if p2p
+            .ports
+            .iter()
+            .any(|p| ![KUBO_SWARM_PORT, CLUSTER_SWARM_PORT].contains(p))
+        {
+            err(
+                "spec.networking.p2p.ports",
+                "may list only 4001 and 9096".into(),
+            );
+        }
+        let mut ports = p2p.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        if p2p.ports.is_empty() || ports.len() != p2p.ports.len() {
+            err(
+                "spec.networking.p2p.ports",
+                "must list 4001 and/or 9096, each once".into(),
+            );
+        }
+        let gw = &self.networking.gateway;
+        if !gw.enabled && gw.exposure != Exposure::Internal {
+            err(
+                "spec.networking.gateway.exposure",
+                "needs spec.networking.gateway.enabled: true".into(),
+            );
+        }
+        if let Some(secret) = &c.secret_ref {
+            if !is_dns_subdomain(&secret.name) {
+                err(
+                    "spec.cluster.secretRef.name",
+                    "must be a Secret name: lower-case letters, digits, `-` and `.`, 1 to 253 \
+                     characters"
+                        .into(),
+                );
+            }
+            let key_ok = secret
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            if secret.key.is_empty() || secret.key.len() > 253 || !key_ok {
+                err(
+                    "spec.cluster.secretRef.key",
+                    "must be a Secret key: letters, digits, `-`, `_` and `.`".into(),
+                );
+            }
+        }
+        self.kubo.storage.validate("spec.kubo.storage", &mut errors);
+        self.cluster
+            .storage
+            .validate("spec.cluster.storage", &mut errors);
+        if let Some(r) = &self.kubo.resources {
+            r.validate("spec.kubo.resources", &mut errors);
+        }
+        if let Some(r) = &self.cluster.resources {
+            r.validate("spec.cluster.resources", &mut errors);
+        }
+        ValidationErrors::check(errors)
+    }
+
+    /// Checks the rules the API server enforces on update: [`Self::validate`] plus the
+    /// transition rules (consensus fixed, storage never shrinks, storage class fixed).
+    pub fn validate_update(&self, old: &Self) -> Result<(), ValidationErrors> {
+        let mut errors = match self.validate() {
+            Ok(()) => Vec::new(),
+            Err(ValidationErrors(errors)) => errors,
+        };
+        if self.cluster.consensus != old.cluster.consensus {
+            errors.push(FieldError::new(
+                "spec.cluster.consensus",
+                "is immutable: the crdt and raft states are incompatible",
+            ));
+        }
+        self.kubo
+            .storage
+            .validate_update(&old.kubo.storage, "spec.kubo.storage", &mut errors);
+        self.cluster.storage.validate_update(
+            &old.cluster.storage,
+            "spec.cluster.storage",
+            &mut errors,
+        );
+        ValidationErrors::check(errors)
+    }
+}
