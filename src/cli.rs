@@ -13,7 +13,13 @@ use crate::telemetry::LogFormat;
 #[command(name = "ipfs-kit-operator", version, propagate_version = true)]
 pub struct Cli {
     /// Log line format on standard error.
-    #[arg(long, global = true, value_enum, default_value_t, env = "IPFS_KIT_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "IPFS_KIT_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 
     /// Log filter in `RUST_LOG` syntax, e.g. `info` or `warn,ipfs_kit_operator=debug`.
@@ -56,7 +62,11 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
     /// Address the dashboard listens on.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "IPFS_KIT_DASHBOARD_ADDR")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        env = "IPFS_KIT_DASHBOARD_ADDR"
+    )]
     pub listen: SocketAddr,
 
     /// File holding the bearer token that every mutating request must present.

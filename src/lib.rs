@@ -6,3 +6,4 @@ pub mod cli;
 pub mod netguard;
 pub mod probe;
 pub mod telemetry;
+pub mod tls;

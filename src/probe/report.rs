@@ -55,7 +55,7 @@ pub struct PinCounts {
 }
 
 /// IPFS Cluster's view of itself (`/health`, `/id`, `/peers`, `/pins`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
     pub peer_id: String,
@@ -67,7 +67,9 @@ pub struct ClusterStatus {
     pub peers_seen: Vec<String>,
     /// Non-empty when the cluster peer cannot reach its Kubo (`/id` `ipfs.error`).
     pub ipfs_error: Option<String>,
-    pub pins: PinCounts,
+    /// Local pin counts, or why they could not be read (e.g. Kubo is down: the cluster peer
+    /// answers, but cannot list its pins).
+    pub pins: ProbeResult<PinCounts>,
 }
 
 /// Whether the daemon process (local) or container (Kubernetes) exists, as the runtime sees it.

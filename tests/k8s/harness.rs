@@ -15,18 +15,36 @@ use crate::support::wait_for;
 async fn apiserver_answers_readyz_and_reports_its_real_version() {
     let cp = control_plane();
     let client = cp.admin_client().await;
-    let req = http::Request::get("/readyz").body(Vec::new()).expect("request");
+    let req = http::Request::get("/readyz")
+        .body(Vec::new())
+        .expect("request");
     let body = client.request_text(req).await.expect("GET /readyz");
     assert_eq!(body.trim(), "ok");
 
     let expected = tools::version("kubernetes");
     let info = client.apiserver_version().await.expect("GET /version");
     assert_eq!(info.git_version, expected, "apiserver /version");
-    let out = cp.kubectl().args(["version", "-o", "json"]).output().expect("kubectl version");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cp
+        .kubectl()
+        .args(["version", "-o", "json"])
+        .output()
+        .expect("kubectl version");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("kubectl json");
-    assert_eq!(v["clientVersion"]["gitVersion"], json!(expected), "kubectl client version");
-    assert_eq!(v["serverVersion"]["gitVersion"], json!(expected), "kubectl server version");
+    assert_eq!(
+        v["clientVersion"]["gitVersion"],
+        json!(expected),
+        "kubectl client version"
+    );
+    assert_eq!(
+        v["serverVersion"]["gitVersion"],
+        json!(expected),
+        "kubectl server version"
+    );
 }
 
 #[tokio::test]
@@ -47,7 +65,10 @@ async fn deployment_pods_are_scheduled_on_kwok_nodes_and_become_running() {
         }
     }))
     .expect("deployment json");
-    deployments.create(&PostParams::default(), &deployment).await.expect("create deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create deployment");
 
     let pods: Api<Pod> = Api::namespaced(client, &ns);
     let running = wait_for(
@@ -55,7 +76,10 @@ async fn deployment_pods_are_scheduled_on_kwok_nodes_and_become_running() {
         Duration::from_secs(90),
         Duration::from_millis(300),
         || async {
-            let list = pods.list(&ListParams::default().labels("app=web")).await.ok()?;
+            let list = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
             let running: Vec<Pod> = list
                 .items
                 .into_iter()
@@ -65,13 +89,19 @@ async fn deployment_pods_are_scheduled_on_kwok_nodes_and_become_running() {
         },
     )
     .await;
-    let prefix = POD_CIDR.rsplit_once('.').map(|(p, _)| format!("{p}.")).expect("cidr");
+    let prefix = POD_CIDR
+        .rsplit_once('.')
+        .map(|(p, _)| format!("{p}."))
+        .expect("cidr");
     for pod in running {
         let spec = pod.spec.expect("spec");
         let node = spec.node_name.expect("scheduled to a node");
         assert!(node.starts_with("kwok-node-"), "pod on {node}");
         let ip = pod.status.and_then(|s| s.pod_ip).expect("pod IP");
-        assert!(ip.starts_with(&prefix), "pod IP {ip} must be inside {POD_CIDR}");
+        assert!(
+            ip.starts_with(&prefix),
+            "pod IP {ip} must be inside {POD_CIDR}"
+        );
     }
 }
 
@@ -82,7 +112,10 @@ async fn service_account_needs_rbac_rights() {
     let sa_client = cp.service_account_client(&ns, "reader").await;
     let pods: Api<Pod> = Api::namespaced(sa_client, &ns);
 
-    let err = pods.list(&ListParams::default()).await.expect_err("no RBAC yet");
+    let err = pods
+        .list(&ListParams::default())
+        .await
+        .expect_err("no RBAC yet");
     match err {
         kube::Error::Api(status) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("expected 403 Forbidden, got {other}"),
@@ -103,12 +136,18 @@ async fn service_account_needs_rbac_rights() {
     });
     let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), &ns);
     roles
-        .create(&PostParams::default(), &serde_json::from_value(role).expect("role"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(role).expect("role"),
+        )
         .await
         .expect("create role");
     let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(admin, &ns);
     bindings
-        .create(&PostParams::default(), &serde_json::from_value(binding).expect("binding"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(binding).expect("binding"),
+        )
         .await
         .expect("create binding");
     wait_for(

@@ -79,7 +79,11 @@ fn write_checked(path: &Path, config: &Value, ignore: &[&str]) {
         outside.is_empty(),
         "refusing to start a daemon whose config {} names non-loopback addresses: {}",
         path.display(),
-        outside.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        outside
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     std::fs::write(path, serde_json::to_vec_pretty(config).expect("json")).expect("write config");
 }
@@ -88,7 +92,10 @@ impl IpfsWorld {
     /// Starts `n` peers and waits until every cluster peer lists all `n` peers.
     pub async fn start(n: usize) -> IpfsWorld {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::Builder::new().prefix("ipfs-kit-peers-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("ipfs-kit-peers-")
+            .tempdir()
+            .expect("tempdir");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .no_proxy()
@@ -121,7 +128,10 @@ impl IpfsWorld {
             config["Swarm"]["DisableNatPortMap"] = json!(true);
             config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"] = json!("off");
             write_checked(&config_path, &config, &[]);
-            let kubo_peer_id = config["Identity"]["PeerID"].as_str().expect("PeerID").to_string();
+            let kubo_peer_id = config["Identity"]["PeerID"]
+                .as_str()
+                .expect("PeerID")
+                .to_string();
 
             let mut daemon = std::process::Command::new(binary("kubo", "ipfs"));
             daemon
@@ -142,7 +152,11 @@ impl IpfsWorld {
                 cluster: None,
             });
         }
-        let mut world = IpfsWorld { peers, http, _dir: dir };
+        let mut world = IpfsWorld {
+            peers,
+            http,
+            _dir: dir,
+        };
         for i in 0..n {
             world.wait_kubo(i).await;
         }
@@ -158,8 +172,13 @@ impl IpfsWorld {
         for i in 0..n {
             let path = world.peers[i].cluster_path();
             let mut init = Command::new(binary("ipfs-cluster", "ipfs-cluster-service"));
-            init.env("IPFS_CLUSTER_PATH", &path)
-                .args(["--config", &path.display().to_string(), "init", "--consensus", "crdt"]);
+            init.env("IPFS_CLUSTER_PATH", &path).args([
+                "--config",
+                &path.display().to_string(),
+                "init",
+                "--consensus",
+                "crdt",
+            ]);
             run(init, "ipfs-cluster-service init").await;
             let identity = read_json(&path.join("identity.json"));
             let id = identity["id"].as_str().expect("identity id").to_string();
@@ -167,7 +186,11 @@ impl IpfsWorld {
             world.peers[i].cluster_peer_id = id.clone();
             world.peers[i].cluster_addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{id}");
         }
-        let ids: Vec<String> = world.peers.iter().map(|p| p.cluster_peer_id.clone()).collect();
+        let ids: Vec<String> = world
+            .peers
+            .iter()
+            .map(|p| p.cluster_peer_id.clone())
+            .collect();
         for i in 0..n {
             let path = world.peers[i].cluster_path();
             let listen = world.peers[i]
@@ -181,7 +204,9 @@ impl IpfsWorld {
                 .filter(|p| p.index != i)
                 .map(|p| p.cluster_addr.clone())
                 .collect();
-            let kubo_api = world.peers[i].kubo_api.replace("http://127.0.0.1:", "/ip4/127.0.0.1/tcp/");
+            let kubo_api = world.peers[i]
+                .kubo_api
+                .replace("http://127.0.0.1:", "/ip4/127.0.0.1/tcp/");
             let rest = free_port();
             let config_path = path.join("service.json");
             let mut config = read_json(&config_path);
@@ -215,7 +240,8 @@ impl IpfsWorld {
             write_checked(&config_path, &config, &[]);
             world.peers[i].cluster_api = format!("http://127.0.0.1:{rest}");
 
-            let mut daemon = std::process::Command::new(binary("ipfs-cluster", "ipfs-cluster-service"));
+            let mut daemon =
+                std::process::Command::new(binary("ipfs-cluster", "ipfs-cluster-service"));
             daemon.env("IPFS_CLUSTER_PATH", &path).args([
                 "--config",
                 &path.display().to_string(),
@@ -277,7 +303,10 @@ impl IpfsWorld {
         })
         .await
         .unwrap_or_else(|_| {
-            panic!("{what} not up after 90 s; log:\n{}", super::process::log_tail(&log, 30))
+            panic!(
+                "{what} not up after 90 s; log:\n{}",
+                super::process::log_tail(&log, 30)
+            )
         });
     }
 
@@ -307,5 +336,50 @@ impl IpfsWorld {
         if let Some(cluster) = self.peers[i].cluster.as_mut() {
             cluster.assert_running();
         }
+    }
+
+    /// Stores `data` as a raw block on Kubo peer `i` only and returns its CID.
+    pub async fn put_block(&self, i: usize, data: &[u8]) -> String {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(data.to_vec()).file_name("data"),
+        );
+        let url = format!("{}/api/v0/block/put?cid-codec=raw", self.peers[i].kubo_api);
+        let resp = self
+            .http
+            .post(&url)
+            .multipart(form)
+            .send()
+            .await
+            .expect("block/put");
+        let added: Value = resp.json().await.expect("block/put json");
+        added["Key"].as_str().expect("Key").to_string()
+    }
+
+    /// Pins `cid` through cluster peer `i` (replicated to every peer).
+    pub async fn pin(&self, i: usize, cid: &str) {
+        let url = format!("{}/pins/{cid}", self.peers[i].cluster_api);
+        let resp = self.http.post(&url).send().await.expect("POST /pins");
+        assert!(
+            resp.status().is_success(),
+            "POST /pins/{cid}: {}",
+            resp.status()
+        );
+    }
+
+    /// Waits until every peer reports `cid` as pinned, and returns the peer map.
+    pub async fn wait_pinned_everywhere(&self, cid: &str) -> serde_json::Map<String, Value> {
+        let n = self.peers.len();
+        wait_for(
+            &format!("{cid} pinned on all {n} peers"),
+            Duration::from_secs(90),
+            Duration::from_millis(500),
+            || async {
+                let status = self.cluster_lines(0, &format!("/pins/{cid}")).await?;
+                let map = status.first()?["peer_map"].as_object()?.clone();
+                (map.len() == n && map.values().all(|p| p["status"] == "pinned")).then_some(map)
+            },
+        )
+        .await
     }
 }

@@ -35,7 +35,11 @@ impl Daemon {
         let child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("starting {name} ({cmd:?}): {e}")))?;
-        Ok(Daemon { name: name.to_string(), log, child })
+        Ok(Daemon {
+            name: name.to_string(),
+            log,
+            child,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -60,7 +64,11 @@ impl Daemon {
     /// Fails with the log tail when the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}); last log lines:\n{}", self.name, self.log_tail(30));
+            panic!(
+                "{} exited ({status}); last log lines:\n{}",
+                self.name,
+                self.log_tail(30)
+            );
         }
     }
 

@@ -7,7 +7,10 @@ use std::process::Command;
 /// The directory holding the binaries of one test-world component
 /// (`etcd`, `kubernetes`, `kwok`, `kubo`, `ipfs-cluster`, `helm`).
 pub fn bin_dir(component: &str) -> PathBuf {
-    let var = format!("IPFS_KIT_BIN_{}", component.replace('-', "_").to_uppercase());
+    let var = format!(
+        "IPFS_KIT_BIN_{}",
+        component.replace('-', "_").to_uppercase()
+    );
     if let Ok(dir) = std::env::var(&var) {
         return PathBuf::from(dir);
     }
@@ -17,7 +20,11 @@ pub fn bin_dir(component: &str) -> PathBuf {
         .args(["bindir", component])
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(out.status.success(), "{} bindir {component} failed", script.display());
+    assert!(
+        out.status.success(),
+        "{} bindir {component} failed",
+        script.display()
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -36,7 +43,11 @@ pub fn binary(component: &str, name: &str) -> PathBuf {
 /// The kwok Stage objects shipped next to the kwok binary.
 pub fn kwok_stages() -> PathBuf {
     let path = bin_dir("kwok").join("../kwok-stages.yaml");
-    assert!(path.is_file(), "{} is missing: run `make test-world`", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make test-world`",
+        path.display()
+    );
     path
 }
 
@@ -48,6 +59,10 @@ pub fn version(component: &str) -> String {
         .args(["version", component])
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(out.status.success(), "{} version {component} failed", script.display());
+    assert!(
+        out.status.success(),
+        "{} version {component} failed",
+        script.display()
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
