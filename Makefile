@@ -1,5 +1,5 @@
 # Two commands do all the set-up: `make demo` and `make test`. Everything else is optional.
-.PHONY: demo test test-world lint fmt build clean-test-world
+.PHONY: demo test test-world lint fmt build bench clean-test-world
 
 # Build what is missing, then run a local IPFS Cluster under supervision (the embedded default).
 demo:
@@ -12,6 +12,10 @@ test:
 # Only build the test world (etcd, Kubernetes, kwok, Kubo, IPFS Cluster, helm) into the cache.
 test-world:
 	scripts/test-world.sh build
+
+# Benchmarks (they print figures) in a loopback-only namespace.
+bench:
+	scripts/run-bench.sh --bench probe_fanout
 
 # Formatting and lints as CI checks them.
 lint:
