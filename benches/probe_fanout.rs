@@ -5,7 +5,6 @@
 //! Run with `make bench` (it needs the test world and a loopback-only network namespace).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};

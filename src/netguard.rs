@@ -56,13 +56,11 @@ fn walk(value: &Value, path: String, ignore: &[&str], found: &mut Vec<NonLoopbac
                 walk(v, format!("{path}[{i}]"), ignore, found);
             }
         }
-        Value::String(s) => {
-            if !is_loopback_address(s) {
-                found.push(NonLoopback {
-                    path,
-                    value: s.clone(),
-                });
-            }
+        Value::String(s) if !is_loopback_address(s) => {
+            found.push(NonLoopback {
+                path,
+                value: s.clone(),
+            });
         }
         _ => {}
     }

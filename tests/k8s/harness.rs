@@ -158,3 +158,43 @@ async fn service_account_needs_rbac_rights() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn helm_reports_its_pinned_version_and_reaches_the_apiserver() {
+    let cp = control_plane();
+    let helm = tools::binary("helm", "helm");
+    let out = std::process::Command::new(&helm)
+        .args(["version", "--template", "{{.Version}}"])
+        .output()
+        .expect("helm version");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), tools::version("helm"));
+
+    let ns = cp.namespace("helm").await;
+    let home = tempfile::tempdir().expect("helm home");
+    let out = std::process::Command::new(&helm)
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .args([
+            "list",
+            "--namespace",
+            &ns,
+            "--output",
+            "json",
+            "--kubeconfig",
+        ])
+        .arg(&cp.kubeconfig)
+        .output()
+        .expect("helm list");
+    assert!(
+        out.status.success(),
+        "helm list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
