@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/test-world.sh build kubo ipfs-cluster
-cargo build --locked --release --quiet
 PATH="$(scripts/test-world.sh bindir kubo ipfs-cluster):$PATH"
 export PATH
-exec target/release/ipfs-kit-operator local up --isolated -f examples/local-cluster.yaml
+exec cargo run --locked --quiet -- local up --isolated -f examples/local-cluster.yaml
