@@ -5,5 +5,6 @@ pub mod api;
 pub mod cli;
 pub mod netguard;
 pub mod probe;
+pub mod reconcile;
 pub mod telemetry;
 pub mod tls;

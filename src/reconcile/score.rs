@@ -1,0 +1,682 @@
+//! The health score of a peer and of a cluster, 0 (down) to 100 (everything fine), and the
+//! levels derived from it. The weights and thresholds live here and nowhere else; `docs/health.md`
+//! explains them.
+//!
+//! Peer score = the sum of the components below, minus a restart penalty, clamped to 0..=100:
+//!
+//! | component | points | given when |
+//! |---|---|---|
+//! | Kubo API | [`WEIGHT_KUBO_API`] | Kubo answered its probe and its process was not seen exited |
+//! | swarm | [`WEIGHT_SWARM`] | Kubo up; scaled by swarm connections to the other peers vs the required minimum |
+//! | Kubo link | [`WEIGHT_KUBO_LINK`] | both APIs up and IPFS Cluster reports no error reaching its Kubo |
+//! | Cluster API | [`WEIGHT_CLUSTER_API`] | IPFS Cluster answered and its process was not seen exited |
+//! | membership | [`WEIGHT_MEMBERSHIP`] | Cluster up; scaled by the share of other answering peers whose `/peers` lists it |
+//! | pins | [`WEIGHT_PINS`] | Cluster up and pin counts read: all if no pin is in error, half if some are, none if all are |
+//!
+//! minus [`PENALTY_PER_RESTART`] per operator restart in the last hour, at most
+//! [`MAX_RESTART_PENALTY`]. Fractions round down.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::connectivity::{ConnectivityView, cluster_status, kubo_status};
+use super::policy::HealthPolicy;
+use crate::probe::report::{PeerReport, ProbeFailure, ProcessState};
+
+/// Points for a Kubo RPC API that answers.
+pub const WEIGHT_KUBO_API: u32 = 25;
+/// Points for Kubo swarm connections to enough of the other peers.
+pub const WEIGHT_SWARM: u32 = 20;
+/// Points for IPFS Cluster reaching its own Kubo (both APIs up, no `ipfs.error` in `/id`).
+pub const WEIGHT_KUBO_LINK: u32 = 10;
+/// Points for an IPFS Cluster REST API that answers.
+pub const WEIGHT_CLUSTER_API: u32 = 10;
+/// Points for being in the peerset of every other answering cluster peer.
+pub const WEIGHT_MEMBERSHIP: u32 = 25;
+/// Points for having no pin in error.
+pub const WEIGHT_PINS: u32 = 10;
+/// Points taken per restart by the operator in the last hour.
+pub const PENALTY_PER_RESTART: u32 = 5;
+/// Most points the restart penalty takes.
+pub const MAX_RESTART_PENALTY: u32 = 25;
+
+/// Lowest score of a healthy peer or cluster.
+pub const HEALTHY_MIN_SCORE: u8 = 80;
+/// Lowest score of a degraded peer or cluster; below it is unhealthy.
+pub const DEGRADED_MIN_SCORE: u8 = 50;
+
+const _: () = assert!(
+    WEIGHT_KUBO_API
+        + WEIGHT_SWARM
+        + WEIGHT_KUBO_LINK
+        + WEIGHT_CLUSTER_API
+        + WEIGHT_MEMBERSHIP
+        + WEIGHT_PINS
+        == 100,
+    "the score weights must add up to 100"
+);
+// Losing either API must make a peer unhealthy on its own (each API carries more than half of
+// the points, the Kubo link counting for both).
+const _: () = assert!(WEIGHT_KUBO_API + WEIGHT_SWARM + WEIGHT_KUBO_LINK > 50);
+const _: () = assert!(WEIGHT_CLUSTER_API + WEIGHT_MEMBERSHIP + WEIGHT_PINS + WEIGHT_KUBO_LINK > 50);
+
+/// Health level of a peer or a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HealthLevel {
+    /// Score at least [`HEALTHY_MIN_SCORE`].
+    Healthy,
+    /// Score at least [`DEGRADED_MIN_SCORE`], below healthy.
+    Degraded,
+    /// Score below [`DEGRADED_MIN_SCORE`].
+    Unhealthy,
+}
+
+impl HealthLevel {
+    /// The level of a score: healthy >= 80 > degraded >= 50 > unhealthy.
+    pub const fn from_score(score: u8) -> Self {
+        if score >= HEALTHY_MIN_SCORE {
+            Self::Healthy
+        } else if score >= DEGRADED_MIN_SCORE {
+            Self::Degraded
+        } else {
+            Self::Unhealthy
+        }
+    }
+
+    /// Stable lower-case label (metrics, logs).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// The points each component contributed to a peer score.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoreBreakdown {
+    /// Out of [`WEIGHT_KUBO_API`].
+    pub kubo_api: u32,
+    /// Out of [`WEIGHT_SWARM`].
+    pub swarm: u32,
+    /// Out of [`WEIGHT_KUBO_LINK`].
+    pub kubo_link: u32,
+    /// Out of [`WEIGHT_CLUSTER_API`].
+    pub cluster_api: u32,
+    /// Out of [`WEIGHT_MEMBERSHIP`].
+    pub membership: u32,
+    /// Out of [`WEIGHT_PINS`].
+    pub pins: u32,
+    /// Points taken for recent restarts, at most [`MAX_RESTART_PENALTY`].
+    pub restart_penalty: u32,
+}
+
+impl ScoreBreakdown {
+    /// The score: sum of the components minus the penalty, clamped to 0..=100.
+    pub fn total(&self) -> u8 {
+        let sum = self.kubo_api
+            + self.swarm
+            + self.kubo_link
+            + self.cluster_api
+            + self.membership
+            + self.pins;
+        let clamped = sum.saturating_sub(self.restart_penalty).min(100);
+        u8::try_from(clamped).unwrap_or(100)
+    }
+}
+
+/// The score of one peer, with what cost it points.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerScore {
+    /// The peer's name.
+    pub peer: String,
+    /// 0..=100.
+    pub score: u8,
+    /// The level of `score`.
+    pub level: HealthLevel,
+    /// Points per component.
+    pub breakdown: ScoreBreakdown,
+    /// One line per component that lost points, in the order of the table above (empty at 100).
+    pub findings: Vec<String>,
+}
+
+/// Scores one peer of a round. `restarts_last_hour` is how many times the operator restarted it
+/// in the last hour ([`super::ClusterHistory::restarts_last_hour`]).
+pub fn score_peer(
+    policy: &HealthPolicy,
+    view: &ConnectivityView,
+    report: &PeerReport,
+    restarts_last_hour: u32,
+) -> PeerScore {
+    let name = report.peer.as_str();
+    let mut b = ScoreBreakdown::default();
+    let mut findings = Vec::new();
+    let kubo = kubo_status(report);
+    let cluster = cluster_status(report);
+
+    match kubo {
+        Some(_) => {
+            b.kubo_api = WEIGHT_KUBO_API;
+            let others = view.swarm.others_observed(name);
+            let required = swarm_required(policy, others);
+            let connected = view.swarm.sees_count(name);
+            b.swarm = fraction(WEIGHT_SWARM, connected.min(required), required);
+            if connected < required {
+                findings.push(format!(
+                    "Kubo swarm connected to {connected} of the {required} other peers required \
+                     (minPeerConnections {}, {others} other peers answering)",
+                    policy.min_peer_connections
+                ));
+            }
+        }
+        None => findings.push(down_finding(
+            "Kubo",
+            report.kubo_process,
+            report.kubo.as_ref().err(),
+        )),
+    }
+
+    match cluster {
+        Some(status) => {
+            b.cluster_api = WEIGHT_CLUSTER_API;
+            match status.ipfs_error.as_deref().filter(|e| !e.is_empty()) {
+                Some(error) => {
+                    findings.push(format!("IPFS Cluster cannot reach its Kubo: {error}"));
+                }
+                None if kubo.is_some() => b.kubo_link = WEIGHT_KUBO_LINK,
+                None => {}
+            }
+            let witnesses = view.cluster.others_observed(name);
+            let seen_by = view.cluster.seen_by_count(name);
+            // With no other answering peer nobody contradicts membership: full points.
+            b.membership = fraction(WEIGHT_MEMBERSHIP, seen_by, witnesses);
+            if seen_by < witnesses {
+                findings.push(format!(
+                    "cluster peer listed by {seen_by} of {witnesses} other answering peers"
+                ));
+            }
+            match &status.pins {
+                Ok(pins) => {
+                    let total = pins.queued + pins.pinning + pins.pinned + pins.error;
+                    b.pins = if pins.error == 0 {
+                        WEIGHT_PINS
+                    } else if pins.error < total {
+                        WEIGHT_PINS / 2
+                    } else {
+                        0
+                    };
+                    if pins.error > 0 {
+                        findings.push(format!("{} of {total} pins in error", pins.error));
+                    }
+                }
+                Err(failure) => {
+                    findings.push(format!("pin counts unavailable: {}", failure_text(failure)))
+                }
+            }
+        }
+        None => findings.push(down_finding(
+            "IPFS Cluster",
+            report.cluster_process,
+            report.cluster.as_ref().err(),
+        )),
+    }
+
+    b.restart_penalty = restarts_last_hour
+        .saturating_mul(PENALTY_PER_RESTART)
+        .min(MAX_RESTART_PENALTY);
+    if restarts_last_hour > 0 {
+        findings.push(format!(
+            "restarted {restarts_last_hour} time(s) in the last hour"
+        ));
+    }
+
+    let score = b.total();
+    PeerScore {
+        peer: report.peer.clone(),
+        score,
+        level: HealthLevel::from_score(score),
+        breakdown: b,
+        findings,
+    }
+}
+
+/// Swarm connections to other peers a peer needs: `minPeerConnections`, but never more than the
+/// other peers whose Kubo answered this round (a peer cannot connect to peers that are down).
+pub fn swarm_required(policy: &HealthPolicy, others_answering: usize) -> usize {
+    usize::try_from(policy.min_peer_connections)
+        .unwrap_or(usize::MAX)
+        .min(others_answering)
+}
+
+/// `weight * part / whole`, rounded down; the full weight when `whole` is 0.
+fn fraction(weight: u32, part: usize, whole: usize) -> u32 {
+    if whole == 0 {
+        return weight;
+    }
+    let part = part.min(whole) as u64;
+    let scaled = u64::from(weight) * part / whole as u64;
+    u32::try_from(scaled).unwrap_or(weight)
+}
+
+fn down_finding(daemon: &str, process: ProcessState, failure: Option<&ProbeFailure>) -> String {
+    match (process, failure) {
+        (ProcessState::Exited, _) => format!("{daemon} process exited"),
+        (_, Some(failure)) => format!("{daemon} API down: {}", failure_text(failure)),
+        (_, None) => format!("{daemon} API down"),
+    }
+}
+
+/// `timeout: POST /api/v0/id: ...`: the failure kind, then its message.
+pub(crate) fn failure_text(failure: &ProbeFailure) -> String {
+    let kind = match failure.kind {
+        crate::probe::report::FailureKind::Timeout => "timeout",
+        crate::probe::report::FailureKind::Unreachable => "unreachable",
+        crate::probe::report::FailureKind::HttpStatus => "HTTP error",
+        crate::probe::report::FailureKind::InvalidResponse => "invalid response",
+    };
+    format!("{kind}: {}", failure.message)
+}
+
+/// Health of the whole cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterHealth {
+    /// Mean of the peer scores over `max(replicas, peers reported)`, a peer not reported counting
+    /// 0; rounded down.
+    pub score: u8,
+    /// The level of `score`, but never better than degraded while a peer is unhealthy or
+    /// missing, or the peers are partitioned.
+    pub level: HealthLevel,
+    /// One score per reported peer, in report order.
+    pub peers: Vec<PeerScore>,
+    /// How many of the desired replicas had no report this round.
+    pub missing: u32,
+    /// Description of the partition, if the peers split into groups.
+    pub partition: Option<String>,
+    /// One line for status and events, e.g. `3 peers: 2 healthy, 1 unhealthy (p2: 35)`.
+    pub reason: String,
+}
+
+/// Scores a whole round. `restarts_last_hour` maps peer names to operator restarts in the last
+/// hour (absent = 0).
+pub fn score_cluster(
+    policy: &HealthPolicy,
+    reports: &[PeerReport],
+    view: &ConnectivityView,
+    restarts_last_hour: &BTreeMap<String, u32>,
+) -> ClusterHealth {
+    let peers: Vec<PeerScore> = reports
+        .iter()
+        .map(|report| {
+            let restarts = restarts_last_hour.get(&report.peer).copied().unwrap_or(0);
+            score_peer(policy, view, report, restarts)
+        })
+        .collect();
+
+    let slots = reports.len().max(policy.replicas as usize);
+    let missing = slots - reports.len();
+    let sum: u64 = peers.iter().map(|p| u64::from(p.score)).sum();
+    let score = if slots == 0 {
+        0
+    } else {
+        u8::try_from(sum / slots as u64).unwrap_or(100)
+    };
+
+    let count = |level: HealthLevel| peers.iter().filter(|p| p.level == level).count();
+    let (healthy, degraded, unhealthy) = (
+        count(HealthLevel::Healthy),
+        count(HealthLevel::Degraded),
+        count(HealthLevel::Unhealthy),
+    );
+    let partition = view.partition_summary();
+
+    let mut level = HealthLevel::from_score(score);
+    if unhealthy > 0 || missing > 0 || partition.is_some() {
+        level = level.max(HealthLevel::Degraded);
+    }
+
+    let mut reason = format!("{slots} peers: {healthy} healthy");
+    let mut list = |n: usize, what: &str, wanted: HealthLevel| {
+        if n > 0 {
+            let who: Vec<String> = peers
+                .iter()
+                .filter(|p| p.level == wanted)
+                .map(|p| format!("{}: {}", p.peer, p.score))
+                .collect();
+            reason.push_str(&format!(", {n} {what} ({})", who.join(", ")));
+        }
+    };
+    list(degraded, "degraded", HealthLevel::Degraded);
+    list(unhealthy, "unhealthy", HealthLevel::Unhealthy);
+    if missing > 0 {
+        reason.push_str(&format!(", {missing} not reported"));
+    }
+    if let Some(partition) = &partition {
+        reason.push_str(&format!("; {partition}"));
+    }
+
+    ClusterHealth {
+        score,
+        level,
+        peers,
+        missing: u32::try_from(missing).unwrap_or(u32::MAX),
+        partition,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::report::{FailureKind, PinCounts};
+    use crate::reconcile::connectivity::tests::{cluster_id, failure, kubo_id, mesh, peer};
+    use crate::reconcile::policy::Consensus;
+
+    fn policy(replicas: u32) -> HealthPolicy {
+        HealthPolicy::new(replicas, Consensus::Crdt)
+    }
+
+    fn scores(policy: &HealthPolicy, reports: &[PeerReport]) -> ClusterHealth {
+        let view = ConnectivityView::from_reports(reports);
+        score_cluster(policy, reports, &view, &BTreeMap::new())
+    }
+
+    fn score_of(policy: &HealthPolicy, reports: &[PeerReport], peer: &str) -> PeerScore {
+        let view = ConnectivityView::from_reports(reports);
+        let report = reports
+            .iter()
+            .find(|r| r.peer == peer)
+            .expect("peer in reports");
+        score_peer(policy, &view, report, 0)
+    }
+
+    #[test]
+    fn levels_change_exactly_at_the_thresholds() {
+        assert_eq!(HealthLevel::from_score(100), HealthLevel::Healthy);
+        assert_eq!(HealthLevel::from_score(80), HealthLevel::Healthy);
+        assert_eq!(HealthLevel::from_score(79), HealthLevel::Degraded);
+        assert_eq!(HealthLevel::from_score(50), HealthLevel::Degraded);
+        assert_eq!(HealthLevel::from_score(49), HealthLevel::Unhealthy);
+        assert_eq!(HealthLevel::from_score(0), HealthLevel::Unhealthy);
+        assert_eq!(HealthLevel::Degraded.as_str(), "degraded");
+    }
+
+    #[test]
+    fn everything_up_scores_100() {
+        let health = scores(&policy(3), &mesh(3));
+        assert_eq!(health.score, 100);
+        assert_eq!(health.level, HealthLevel::Healthy);
+        for p in &health.peers {
+            assert_eq!(p.score, 100, "{p:?}");
+            assert!(p.findings.is_empty());
+        }
+        assert_eq!(health.reason, "3 peers: 3 healthy");
+    }
+
+    #[test]
+    fn a_single_peer_cluster_needs_no_connections() {
+        let health = scores(&policy(1), &mesh(1));
+        assert_eq!(health.score, 100);
+    }
+
+    #[test]
+    fn everything_down_scores_0() {
+        let mut reports = mesh(3);
+        for r in &mut reports {
+            r.kubo = Err(failure(FailureKind::Unreachable));
+            r.cluster = Err(failure(FailureKind::Timeout));
+        }
+        let health = scores(&policy(3), &reports);
+        assert_eq!(health.score, 0);
+        assert_eq!(health.level, HealthLevel::Unhealthy);
+        assert!(health.peers.iter().all(|p| p.score == 0));
+        assert_eq!(
+            health.peers[0].findings,
+            vec![
+                "Kubo API down: unreachable: POST /api/v0/id: timed out after 5s",
+                "IPFS Cluster API down: timeout: POST /api/v0/id: timed out after 5s",
+            ]
+        );
+    }
+
+    #[test]
+    fn exited_processes_count_as_down_even_with_a_stale_answer() {
+        let mut reports = mesh(1);
+        reports[0].kubo_process = ProcessState::Exited;
+        reports[0].cluster_process = ProcessState::Exited;
+        let p = score_of(&policy(1), &reports, "p0");
+        assert_eq!(p.score, 0);
+        assert_eq!(
+            p.findings,
+            vec!["Kubo process exited", "IPFS Cluster process exited"]
+        );
+    }
+
+    #[test]
+    fn losing_either_api_makes_a_peer_unhealthy() {
+        let mut reports = mesh(3);
+        reports[0].kubo = Err(failure(FailureKind::Timeout));
+        let p = score_of(&policy(3), &reports, "p0");
+        // Kubo, swarm and link lost; cluster, membership and pins kept.
+        assert_eq!(p.score, 45);
+        assert_eq!(p.level, HealthLevel::Unhealthy);
+
+        let mut reports = mesh(3);
+        reports[0].cluster = Err(failure(FailureKind::Timeout));
+        let p = score_of(&policy(3), &reports, "p0");
+        // Cluster, link, membership and pins lost; Kubo and swarm kept.
+        assert_eq!(p.score, 45);
+        assert_eq!(p.level, HealthLevel::Unhealthy);
+    }
+
+    #[test]
+    fn cluster_not_reaching_its_kubo_costs_the_link() {
+        let mut reports = mesh(3);
+        if let Ok(c) = &mut reports[0].cluster {
+            c.ipfs_error = Some("dial tcp 127.0.0.1:5001: connection refused".to_owned());
+        }
+        let p = score_of(&policy(3), &reports, "p0");
+        assert_eq!(p.score, 100 - WEIGHT_KUBO_LINK as u8);
+        assert_eq!(p.breakdown.kubo_link, 0);
+        // An empty error string is no error.
+        if let Ok(c) = &mut reports[0].cluster {
+            c.ipfs_error = Some(String::new());
+        }
+        assert_eq!(score_of(&policy(3), &reports, "p0").score, 100);
+    }
+
+    #[test]
+    fn membership_is_the_share_of_other_answering_peers_listing_the_peer() {
+        let mut reports = mesh(3);
+        // p1 no longer lists p0 in /peers: p0 seen by 1 of 2.
+        if let Ok(c) = &mut reports[1].cluster {
+            c.peers_seen.retain(|id| *id != cluster_id("p0"));
+        }
+        let p = score_of(&policy(3), &reports, "p0");
+        assert_eq!(p.breakdown.membership, WEIGHT_MEMBERSHIP / 2);
+        assert_eq!(p.score, 87);
+        assert_eq!(
+            p.findings,
+            vec!["cluster peer listed by 1 of 2 other answering peers"]
+        );
+
+        // Nobody lists it: exactly 75, degraded.
+        if let Ok(c) = &mut reports[2].cluster {
+            c.peers_seen.retain(|id| *id != cluster_id("p0"));
+        }
+        let p = score_of(&policy(3), &reports, "p0");
+        assert_eq!(p.score, 75);
+        assert_eq!(p.level, HealthLevel::Degraded);
+    }
+
+    #[test]
+    fn membership_is_not_judged_without_witnesses() {
+        let mut reports = mesh(3);
+        for r in &mut reports[1..] {
+            r.cluster = Err(failure(FailureKind::Unreachable));
+        }
+        let p = score_of(&policy(3), &reports, "p0");
+        assert_eq!(p.breakdown.membership, WEIGHT_MEMBERSHIP);
+    }
+
+    #[test]
+    fn swarm_points_scale_with_connections_to_required_minimum() {
+        let mut pol = policy(5);
+        pol.min_peer_connections = 4;
+        let mut reports = mesh(5);
+        if let Ok(k) = &mut reports[0].kubo {
+            k.swarm_peers = vec![kubo_id("p1")];
+        }
+        // Others still list p0, but p0's own view counts: 1 of 4.
+        let p = score_of(&pol, &reports, "p0");
+        assert_eq!(p.breakdown.swarm, WEIGHT_SWARM / 4);
+        assert_eq!(
+            p.findings,
+            vec![
+                "Kubo swarm connected to 1 of the 4 other peers required \
+                 (minPeerConnections 4, 4 other peers answering)"
+            ]
+        );
+        // With no swarm connection at all the peer sits exactly at the healthy threshold.
+        if let Ok(k) = &mut reports[0].kubo {
+            k.swarm_peers.clear();
+        }
+        let p = score_of(&pol, &reports, "p0");
+        assert_eq!(p.score, HEALTHY_MIN_SCORE);
+        assert_eq!(p.level, HealthLevel::Healthy);
+    }
+
+    #[test]
+    fn the_swarm_minimum_shrinks_to_the_peers_that_answer() {
+        let mut pol = policy(3);
+        pol.min_peer_connections = 2;
+        let mut reports = mesh(3);
+        reports[2].kubo = Err(failure(FailureKind::Unreachable));
+        // p0 sees only p1 now; p2's Kubo is down, so 1 connection is all that can be asked.
+        let p = score_of(&pol, &reports, "p0");
+        assert_eq!(p.breakdown.swarm, WEIGHT_SWARM);
+        assert_eq!(swarm_required(&pol, 1), 1);
+        assert_eq!(swarm_required(&pol, 0), 0);
+        pol.min_peer_connections = 0;
+        assert_eq!(swarm_required(&pol, 7), 0);
+    }
+
+    #[test]
+    fn pin_errors_cost_half_then_all_of_the_pin_points() {
+        let mut reports = mesh(1);
+        let set_pins = |r: &mut PeerReport, pins| {
+            if let Ok(c) = &mut r.cluster {
+                c.pins = pins;
+            }
+        };
+        set_pins(
+            &mut reports[0],
+            Ok(PinCounts {
+                pinned: 9,
+                error: 1,
+                ..PinCounts::default()
+            }),
+        );
+        let p = score_of(&policy(1), &reports, "p0");
+        assert_eq!(p.breakdown.pins, WEIGHT_PINS / 2);
+        assert_eq!(p.findings, vec!["1 of 10 pins in error"]);
+
+        set_pins(
+            &mut reports[0],
+            Ok(PinCounts {
+                error: 3,
+                ..PinCounts::default()
+            }),
+        );
+        assert_eq!(score_of(&policy(1), &reports, "p0").breakdown.pins, 0);
+
+        set_pins(&mut reports[0], Ok(PinCounts::default()));
+        assert_eq!(
+            score_of(&policy(1), &reports, "p0").breakdown.pins,
+            WEIGHT_PINS
+        );
+
+        set_pins(&mut reports[0], Err(failure(FailureKind::HttpStatus)));
+        let p = score_of(&policy(1), &reports, "p0");
+        assert_eq!(p.breakdown.pins, 0);
+        assert_eq!(p.score, 90);
+    }
+
+    #[test]
+    fn restarts_cost_points_up_to_a_cap_and_never_below_zero() {
+        let reports = mesh(1);
+        let view = ConnectivityView::from_reports(&reports);
+        let at = |restarts| score_peer(&policy(1), &view, &reports[0], restarts).score;
+        assert_eq!(at(0), 100);
+        assert_eq!(at(1), 95);
+        assert_eq!(at(4), 80);
+        assert_eq!(at(5), 75);
+        assert_eq!(at(50), 100 - MAX_RESTART_PENALTY as u8);
+
+        let mut down = mesh(1);
+        down[0].kubo = Err(failure(FailureKind::Timeout));
+        down[0].cluster = Err(failure(FailureKind::Timeout));
+        let view = ConnectivityView::from_reports(&down);
+        assert_eq!(score_peer(&policy(1), &view, &down[0], 5).score, 0);
+    }
+
+    #[test]
+    fn cluster_score_is_the_mean_with_missing_peers_as_zero() {
+        let mut reports = mesh(3);
+        reports[2].kubo = Err(failure(FailureKind::Timeout));
+        reports[2].cluster = Err(failure(FailureKind::Timeout));
+        let health = scores(&policy(3), &reports);
+        // p0 and p1 keep full points: p2's Kubo is down, so no swarm connection to it is
+        // required, and p2 is no membership witness. (100 + 100 + 0) / 3, rounded down.
+        assert_eq!(health.score, 66);
+        assert_eq!(health.level, HealthLevel::Degraded);
+        assert_eq!(health.reason, "3 peers: 2 healthy, 1 unhealthy (p2: 0)");
+
+        // Only two of three desired peers reported at all.
+        let health = scores(&policy(3), &mesh(2));
+        assert_eq!(health.score, 66);
+        assert_eq!(health.missing, 1);
+        assert_eq!(health.reason, "3 peers: 2 healthy, 1 not reported");
+    }
+
+    #[test]
+    fn an_unhealthy_peer_caps_a_large_cluster_at_degraded() {
+        let mut reports = mesh(10);
+        reports[9].kubo_process = ProcessState::Exited;
+        reports[9].cluster_process = ProcessState::Exited;
+        let health = scores(&policy(10), &reports);
+        assert_eq!(health.score, 90);
+        assert_eq!(health.level, HealthLevel::Degraded);
+    }
+
+    #[test]
+    fn a_partition_caps_the_cluster_at_degraded() {
+        let mut pol = policy(4);
+        pol.min_peer_connections = 1;
+        let reports = vec![
+            peer("p0", &["p1"]),
+            peer("p1", &["p0"]),
+            peer("p2", &["p3"]),
+            peer("p3", &["p2"]),
+        ];
+        let health = scores(&pol, &reports);
+        // Every peer: swarm fine (1 >= 1), membership 1 of 3 -> 8 of 25.
+        assert!(health.peers.iter().all(|p| p.score == 83), "{health:?}");
+        assert_eq!(health.score, 83);
+        assert_eq!(health.level, HealthLevel::Degraded);
+        assert!(health.partition.is_some());
+        assert!(health.reason.contains("split into [p0, p1] | [p2, p3]"));
+    }
+
+    #[test]
+    fn no_peers_and_no_replicas_scores_zero() {
+        let health = scores(&policy(0), &[]);
+        assert_eq!(health.score, 0);
+        assert_eq!(health.level, HealthLevel::Unhealthy);
+    }
+}
