@@ -6,5 +6,6 @@ pub mod cli;
 pub mod netguard;
 pub mod probe;
 pub mod reconcile;
+pub mod runtime;
 pub mod telemetry;
 pub mod tls;

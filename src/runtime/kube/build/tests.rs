@@ -1,0 +1,377 @@
+use super::*;
+use crate::api::{IpfsClusterSpec, SecretKeyReference};
+use serde_json::json;
+
+fn cluster(spec: IpfsClusterSpec) -> IpfsCluster {
+    let mut c = IpfsCluster::new("demo", spec);
+    c.metadata.namespace = Some("ipfs".into());
+    c.metadata.uid = Some("uid-1".into());
+    c
+}
+
+fn pod_spec(c: &Children) -> &PodSpec {
+    c.statefulset.spec.template.spec.as_ref().expect("pod spec")
+}
+
+fn hash_of(c: &Children) -> String {
+    c.statefulset
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+        .expect("config hash annotation")
+}
+
+#[test]
+fn every_child_is_owned_labelled_and_named_after_the_cluster() {
+    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let metas = [
+        &c.config_map.metadata,
+        &c.statefulset.metadata,
+        &c.headless_service.metadata,
+        &c.api_service.metadata,
+        &c.pdb.metadata,
+        &c.network_policy.metadata,
+    ];
+    for m in metas {
+        let owner = &m.owner_references.as_ref().expect("owner refs")[0];
+        assert_eq!(owner.kind, "IpfsCluster");
+        assert_eq!(owner.name, "demo");
+        assert_eq!(owner.uid, "uid-1");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(
+            m.labels.as_ref().and_then(|l| l.get(CLUSTER_LABEL)),
+            Some(&"demo".to_owned())
+        );
+    }
+    assert_eq!(c.names.headless_service, "demo-peers");
+    assert_eq!(c.service_names(), vec!["demo-peers", "demo-api"]);
+    assert!(c.p2p_service.is_none() && c.gateway_service.is_none());
+}
+
+#[test]
+fn a_cluster_without_uid_is_refused_by_name() {
+    let mut c = cluster(IpfsClusterSpec::default());
+    c.metadata.uid = None;
+    let err = children(&c).expect_err("no uid").to_string();
+    assert!(err.contains("demo") && err.contains("uid"), "{err}");
+}
+
+#[test]
+fn statefulset_runs_kubo_and_cluster_after_two_config_init_containers() {
+    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let sts = &c.statefulset.spec;
+    assert_eq!(sts.replicas, Some(3));
+    assert_eq!(sts.service_name.as_deref(), Some("demo-peers"));
+    let pod = pod_spec(&c);
+    let inits: Vec<_> = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(inits, ["kubo-config", "cluster-config"]);
+    let containers: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(containers, ["kubo", "cluster"]);
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("ipfs/kubo:v0.42.0")
+    );
+    assert_eq!(
+        pod.containers[1].image.as_deref(),
+        Some("ipfs/ipfs-cluster:v1.1.6")
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let claims: Vec<_> = sts
+        .volume_claim_templates
+        .iter()
+        .flatten()
+        .map(|p| {
+            let size = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .map(|q| q.0.clone());
+            (
+                p.metadata.name.clone().unwrap_or_default(),
+                size.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("kubo-data".to_owned(), "10Gi".to_owned()),
+            ("cluster-data".to_owned(), "1Gi".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn the_cluster_secret_reaches_only_the_cluster_containers_through_a_secret_key_ref() {
+    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let pod = pod_spec(&c);
+    let secret_ref = |ct: &Container| {
+        ct.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "CLUSTER_SECRET")
+            .map(|e| {
+                assert!(
+                    e.value.is_none(),
+                    "the secret must never be a literal env value"
+                );
+                let s = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .expect("secretKeyRef");
+                (s.name.clone(), s.key.clone())
+            })
+    };
+    let all: Vec<_> = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(pod.containers.iter())
+        .collect();
+    for ct in all {
+        let r = secret_ref(ct);
+        if ct.name.starts_with("cluster") {
+            assert_eq!(
+                r,
+                Some(("demo-cluster-secret".to_owned(), "secret".to_owned())),
+                "{}",
+                ct.name
+            );
+        } else {
+            assert_eq!(r, None, "{} must not see the cluster secret", ct.name);
+        }
+    }
+    // ...and never a ConfigMap.
+    for v in c.config_map.data.iter().flatten().map(|(_, v)| v) {
+        assert!(!v.contains("CLUSTER_SECRET="), "{v}");
+    }
+
+    let mut spec = IpfsClusterSpec::default();
+    spec.cluster.secret_ref = Some(SecretKeyReference {
+        name: "mine".into(),
+        key: "k".into(),
+    });
+    let own = cluster(spec);
+    let c = children(&own).expect("children");
+    assert_eq!(
+        secret_ref(&pod_spec(&c).containers[1]),
+        Some(("mine".to_owned(), "k".to_owned()))
+    );
+    assert!(generated_secret(&own, &c.names, "x").expect("ok").is_none());
+}
+
+#[test]
+fn generated_secret_holds_the_given_hex_value() {
+    let c = cluster(IpfsClusterSpec::default());
+    let names = Names::of("demo");
+    let hex = "ab".repeat(32);
+    let s = generated_secret(&c, &names, &hex)
+        .expect("ok")
+        .expect("generated");
+    assert_eq!(s.metadata.name.as_deref(), Some("demo-cluster-secret"));
+    assert_eq!(
+        s.string_data.as_ref().and_then(|d| d.get("secret")),
+        Some(&hex)
+    );
+    assert!(is_valid_cluster_secret(hex.as_bytes()));
+    assert!(!is_valid_cluster_secret(b"abc"));
+    assert!(!is_valid_cluster_secret("zz".repeat(32).as_bytes()));
+}
+
+#[test]
+fn config_hash_follows_the_rendered_config_and_nothing_else() {
+    let base = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let mut spec = IpfsClusterSpec {
+        replicas: 5,
+        ..Default::default()
+    };
+    spec.kubo.storage.size = "20Gi".into();
+    let scaled = children(&cluster(spec)).expect("children");
+    assert_eq!(
+        hash_of(&base),
+        hash_of(&scaled),
+        "scaling or growing storage must not roll pods"
+    );
+
+    let mut spec = IpfsClusterSpec::default();
+    spec.kubo.config = Some(
+        json!({"Swarm": {"ConnMgr": {"HighWater": 200}}})
+            .as_object()
+            .cloned()
+            .expect("object"),
+    );
+    let changed = children(&cluster(spec)).expect("children");
+    assert_ne!(
+        hash_of(&base),
+        hash_of(&changed),
+        "a kubo config change must roll pods"
+    );
+    assert_eq!(hash_of(&base).len(), 16);
+    // Deterministic.
+    assert_eq!(
+        hash_of(&base),
+        hash_of(&children(&cluster(IpfsClusterSpec::default())).expect("c"))
+    );
+}
+
+#[test]
+fn kubo_script_inits_once_migrates_every_start_and_applies_overrides_leaf_by_leaf() {
+    let mut spec = IpfsClusterSpec::default();
+    spec.kubo.config = Some(
+        json!({
+            "Swarm": {"ConnMgr": {"HighWater": 200, "LowWater": 100}},
+            "Identity": {"PrivKey": "must-not-appear"},
+            "Addresses": {"API": "/ip4/1.2.3.4/tcp/1", "Swarm": ["/ip4/0.0.0.0/tcp/4001"]},
+            "Datastore": {"StorageMax": "it's big"}
+        })
+        .as_object()
+        .cloned()
+        .expect("object"),
+    );
+    let script = kubo_init_script(&cluster(spec));
+    let init = script.find("ipfs init --profile='server'").expect("init");
+    let migrate = script.find("ipfs repo migrate").expect("migrate");
+    assert!(init < migrate, "{script}");
+    assert!(
+        script.contains("ipfs config --json 'Swarm.ConnMgr.HighWater' '200'"),
+        "{script}"
+    );
+    assert!(
+        script.contains("ipfs config --json 'Swarm.ConnMgr.LowWater' '100'"),
+        "{script}"
+    );
+    assert!(
+        script.contains(r#"ipfs config --json 'Addresses.Swarm' '["/ip4/0.0.0.0/tcp/4001"]'"#),
+        "{script}"
+    );
+    assert!(script.contains(r#"'"it'\''s big"'"#), "quoted: {script}");
+    assert!(!script.contains("must-not-appear"), "{script}");
+    assert!(!script.contains("1.2.3.4"), "{script}");
+    assert!(script.contains("ipfs config --json Bootstrap '[]'"));
+    assert!(
+        script.contains("Addresses.Gateway /ip4/127.0.0.1/tcp/8080"),
+        "gateway off by default"
+    );
+}
+
+#[test]
+fn cluster_start_bootstraps_to_every_peer_by_dns_not_only_pod_zero() {
+    let names = Names::of("demo");
+    let script = cluster_start_script(&names, "ipfs");
+    assert!(
+        script.contains("host=\"demo-$i.demo-peers.ipfs.svc.cluster.local\""),
+        "{script}"
+    );
+    assert!(script.contains("/dns4/$host/tcp/9096/p2p/$id"), "{script}");
+    assert!(
+        script.contains("exec ipfs-cluster-service daemon --bootstrap"),
+        "{script}"
+    );
+    let init = cluster_init_script(&cluster(IpfsClusterSpec::default()));
+    assert!(init.contains("init --consensus crdt"), "{init}");
+}
+
+#[test]
+fn headless_service_publishes_every_peer_and_api_service_is_internal() {
+    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let h = c.headless_service.spec.as_ref().expect("spec");
+    assert_eq!(h.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(h.publish_not_ready_addresses, Some(true));
+    let a = c.api_service.spec.as_ref().expect("spec");
+    assert_eq!(a.type_.as_deref(), Some("ClusterIP"));
+    let ports: Vec<i32> = a.ports.iter().flatten().map(|p| p.port).collect();
+    assert_eq!(ports, [9094, 9095]);
+}
+
+#[test]
+fn p2p_exposure_carries_only_the_swarm_ports() {
+    let mut spec = IpfsClusterSpec::default();
+    spec.networking.p2p.exposure = Exposure::LoadBalancer;
+    spec.networking.p2p.ports = vec![4001, 9096, 5001];
+    let c = children(&cluster(spec)).expect("children");
+    let svc = c.p2p_service.as_ref().expect("p2p service");
+    let s = svc.spec.as_ref().expect("spec");
+    assert_eq!(s.type_.as_deref(), Some("LoadBalancer"));
+    let ports: Vec<i32> = s.ports.iter().flatten().map(|p| p.port).collect();
+    assert_eq!(ports, [4001, 9096]);
+    assert_eq!(
+        c.service_names(),
+        vec!["demo-peers", "demo-api", "demo-p2p"]
+    );
+
+    let mut spec = IpfsClusterSpec::default();
+    spec.networking.gateway.enabled = true;
+    let c = children(&cluster(spec)).expect("children");
+    assert_eq!(
+        c.service_names(),
+        vec!["demo-peers", "demo-api", "demo-gateway"]
+    );
+    assert!(
+        kubo_init_script(&cluster({
+            let mut s = IpfsClusterSpec::default();
+            s.networking.gateway.enabled = true;
+            s
+        }))
+        .contains("Addresses.Gateway /ip4/0.0.0.0/tcp/8080")
+    );
+}
+
+#[test]
+fn pdb_allows_one_peer_down() {
+    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    assert_eq!(
+        c.pdb.spec.as_ref().and_then(|s| s.max_unavailable.clone()),
+        Some(IntOrString::Int(1))
+    );
+}
+
+#[test]
+fn network_policy_opens_swarm_ports_and_restricts_the_apis() {
+    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let rules = c
+        .network_policy
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress.clone())
+        .expect("ingress");
+    assert_eq!(rules.len(), 2);
+    let ports = |r: &NetworkPolicyIngressRule| -> Vec<i32> {
+        r.ports
+            .iter()
+            .flatten()
+            .filter_map(|p| match &p.port {
+                Some(IntOrString::Int(n)) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(rules[0].from, None, "swarm ports open");
+    assert_eq!(ports(&rules[0]), [4001, 4001, 9096]);
+    assert_eq!(ports(&rules[1]), [5001, 9094, 9095]);
+    let from = rules[1].from.as_ref().expect("restricted");
+    assert_eq!(from.len(), 3, "peers, operator, labelled clients");
+    assert!(
+        from.iter().all(|p| p.pod_selector.is_some()),
+        "no open ipBlock"
+    );
+}
+
+#[test]
+fn selector_string_matches_the_pod_labels() {
+    assert_eq!(
+        selector_string("demo"),
+        "app.kubernetes.io/instance=demo,app.kubernetes.io/name=ipfs-cluster"
+    );
+    assert_eq!(Names::of("demo").claim(KUBO_VOLUME, 2), "kubo-data-demo-2");
+}

@@ -1,0 +1,4 @@
+//! The runtimes that carry out what the reconcile core decides: Kubernetes objects ([`kube`]) or
+//! real processes on this host.
+
+pub mod kube;
