@@ -587,37 +587,84 @@ pub(crate) fn decide_with_view(
     history: &ClusterHistory,
     now: UnixMillis,
 ) -> Decision {
-    let mut h = history.clone();
-    let report_only = policy.report_only_reason();
-    if h.spec_generation != policy.spec_generation {
-        h.forget_budgets();
-        h.spec_generation = policy.spec_generation;
-    }
-    let present: BTreeSet<&str> = reports.iter().map(|r| r.peer.as_str()).collect();
-    h.peers.retain(|name, _| present.contains(name.as_str()));
+    let mut round = Round {
+        policy,
+        reports,
+        view,
+        now,
+        report_only: policy.report_only_reason(),
+        h: history.clone(),
+        states: BTreeMap::new(),
+        swarm_states: BTreeMap::new(),
+        actions: Vec::new(),
+        withheld: Vec::new(),
+    };
+    round.observe();
+    round.settle_restart();
+    round.plan_restart();
+    round.plan_reconnects();
+    round.finish()
+}
 
-    // 1. Observe: streaks, health, budget windows.
-    for report in reports {
-        let p = h.peers.entry(report.peer.clone()).or_default();
-        p.first_seen.get_or_insert(now);
-        p.restarts.retain(|&t| in_window(t, now));
-        if apis_up(report) {
-            p.failure_streak = 0;
-            p.ever_healthy = true;
-            let since = *p.healthy_since.get_or_insert(now);
-            if now.saturating_sub(since) >= ms(STABLE_AFTER) {
-                p.backoff_level = 0;
+/// A state and its reason, per peer.
+type States = BTreeMap<String, (HealingState, String)>;
+
+/// One policy round in the making: the steps below run in order and each reads what the
+/// previous ones left.
+struct Round<'a> {
+    policy: &'a HealthPolicy,
+    reports: &'a [PeerReport],
+    view: &'a ConnectivityView,
+    now: UnixMillis,
+    report_only: Option<&'static str>,
+    /// The history being updated.
+    h: ClusterHistory,
+    /// Restart-related states (and Starting/Failing).
+    states: States,
+    /// Reconnect-related states.
+    swarm_states: States,
+    actions: Vec<Action>,
+    withheld: Vec<Action>,
+}
+
+impl Round<'_> {
+    /// Step 1: reset budgets on a spec change, forget removed peers, update streaks, health and
+    /// budget windows.
+    fn observe(&mut self) {
+        let (h, now) = (&mut self.h, self.now);
+        if h.spec_generation != self.policy.spec_generation {
+            h.forget_budgets();
+            h.spec_generation = self.policy.spec_generation;
+        }
+        let present: BTreeSet<&str> = self.reports.iter().map(|r| r.peer.as_str()).collect();
+        h.peers.retain(|name, _| present.contains(name.as_str()));
+        for report in self.reports {
+            let p = h.peers.entry(report.peer.clone()).or_default();
+            p.first_seen.get_or_insert(now);
+            p.restarts.retain(|&t| in_window(t, now));
+            if apis_up(report) {
+                p.failure_streak = 0;
+                p.ever_healthy = true;
+                let since = *p.healthy_since.get_or_insert(now);
+                if now.saturating_sub(since) >= ms(STABLE_AFTER) {
+                    p.backoff_level = 0;
+                }
+            } else {
+                p.failure_streak = p.failure_streak.saturating_add(1);
+                p.healthy_since = None;
             }
-        } else {
-            p.failure_streak = p.failure_streak.saturating_add(1);
-            p.healthy_since = None;
         }
     }
 
-    // 2. End the restart in progress once the peer answers again or the timeout passes.
-    if let Some(run) = h.restart_in_progress.clone() {
-        let elapsed = now.saturating_sub(run.since);
-        let outcome = match reports.iter().find(|r| r.peer == run.peer) {
+    /// Step 2: end the restart in progress once the peer answers again, is gone, or the
+    /// timeout passes.
+    fn settle_restart(&mut self) {
+        let Some(run) = self.h.restart_in_progress.clone() else {
+            return;
+        };
+        let timeout = ms(self.policy.restart_timeout);
+        let elapsed = self.now.saturating_sub(run.since);
+        let outcome = match self.reports.iter().find(|r| r.peer == run.peer) {
             None => Some((
                 HealingResult::Failed,
                 "peer no longer part of the cluster".to_owned(),
@@ -626,326 +673,354 @@ pub(crate) fn decide_with_view(
                 HealingResult::Succeeded,
                 format!("answering again after {}", human_duration(elapsed)),
             )),
-            Some(_) if elapsed >= ms(policy.restart_timeout) => Some((
+            Some(_) if elapsed >= timeout => Some((
                 HealingResult::Failed,
                 format!(
                     "not answering {} after the restart",
-                    human_duration(ms(policy.restart_timeout))
+                    human_duration(timeout)
                 ),
             )),
             Some(_) => None,
         };
         if let Some((result, detail)) = outcome {
-            h.restart_in_progress = None;
-            h.log
+            self.h.restart_in_progress = None;
+            self.h
+                .log
                 .resolve(&run.peer, ActionKind::RestartPeer, result, detail);
         }
     }
 
-    // 3. Restarts: at most one, most urgent first (exited, then longest failing, then name).
-    let threshold = policy.effective_failure_threshold();
-    let mut states: BTreeMap<String, (HealingState, String)> = BTreeMap::new();
-    let mut needs: Vec<RestartNeed> = Vec::new();
-    for report in reports {
-        let Some(p) = h.peers.get(&report.peer) else {
-            continue;
-        };
-        match restart_need(policy, report, p, threshold, now) {
-            NeedCheck::Restart(need) => needs.push(need),
-            NeedCheck::Starting(reason) => {
-                states.insert(report.peer.clone(), (HealingState::Starting, reason));
-            }
-            NeedCheck::Failing(reason) => {
-                states.insert(report.peer.clone(), (HealingState::Failing, reason));
-            }
-            NeedCheck::Fine => {}
+    /// Step 3: at most one restart, most urgent first (exited, then longest failing, then by
+    /// name); every other peer that needs one learns why it waits.
+    fn plan_restart(&mut self) {
+        let (policy, now) = (self.policy, self.now);
+        let threshold = policy.effective_failure_threshold();
+        let mut needs: Vec<RestartNeed> = Vec::new();
+        for report in self.reports {
+            let Some(p) = self.h.peers.get(&report.peer) else {
+                continue;
+            };
+            let state = match restart_need(policy, report, p, threshold, now) {
+                NeedCheck::Restart(need) => {
+                    needs.push(need);
+                    continue;
+                }
+                NeedCheck::Starting(reason) => (HealingState::Starting, reason),
+                NeedCheck::Failing(reason) => (HealingState::Failing, reason),
+                NeedCheck::Fine => continue,
+            };
+            self.states.insert(report.peer.clone(), state);
         }
-    }
-    needs.sort_by(|a, b| {
-        b.exited
-            .cmp(&a.exited)
-            .then(b.streak.cmp(&a.streak))
-            .then_with(|| a.report.peer.cmp(&b.report.peer))
-    });
+        needs.sort_by(|a, b| {
+            b.exited
+                .cmp(&a.exited)
+                .then(b.streak.cmp(&a.streak))
+                .then_with(|| a.report.peer.cmp(&b.report.peer))
+        });
 
-    let members = reports.len().max(policy.replicas as usize);
-    let mut chosen: Option<(Action, RestartScope)> = None;
-    for need in &needs {
-        let name = need.report.peer.as_str();
-        let Some(p) = h.peers.get(name) else {
-            continue;
-        };
-        let why = &need.reason;
-        let in_window = count_in_window(&p.restarts, now);
-        let backoff_until = p
-            .last_restart
-            .map(|t| t.saturating_add(ms(policy.backoff_after(p.backoff_level))));
-        let state = if let Some(run) = &h.restart_in_progress {
-            if run.peer == name {
+        let members = self.reports.len().max(policy.replicas as usize);
+        let mut chosen: Option<(Action, RestartScope)> = None;
+        for need in &needs {
+            let name = need.report.peer.as_str();
+            let Some(p) = self.h.peers.get(name) else {
+                continue;
+            };
+            let why = &need.reason;
+            let backoff_until = p
+                .last_restart
+                .map(|t| t.saturating_add(ms(policy.backoff_after(p.backoff_level))));
+            let state = if let Some(run) = &self.h.restart_in_progress {
+                if run.peer == name {
+                    (
+                        HealingState::Restarting,
+                        format!("{why}; {}", self.restart_wait(run)),
+                    )
+                } else {
+                    (
+                        HealingState::Waiting,
+                        format!(
+                            "{why}; waiting: {} is restarting and peers restart one at a time",
+                            run.peer
+                        ),
+                    )
+                }
+            } else if count_in_window(&p.restarts, now) >= policy.max_restarts_per_hour {
+                (HealingState::GivenUp, given_up_reason(policy, p, why, now))
+            } else if let Some(until) = backoff_until.filter(|&until| now < until) {
                 (
-                    HealingState::Restarting,
+                    HealingState::BackingOff,
                     format!(
-                        "{why}; restart asked {} ago, waiting up to {} for it to answer",
-                        human_duration(now.saturating_sub(run.since)),
-                        human_duration(ms(policy.restart_timeout))
+                        "{why}; backing off after {} restart(s): next restart in {}",
+                        p.backoff_level,
+                        human_duration(until - now)
                     ),
                 )
-            } else {
+            } else if let Some(block) = quorum_block(policy, self.reports, need, members) {
+                (HealingState::QuorumProtected, format!("{why}; {block}"))
+            } else if let Some((first, _)) = &chosen {
                 (
                     HealingState::Waiting,
                     format!(
-                        "{why}; waiting: {} is restarting and peers restart one at a time",
-                        run.peer
+                        "{why}; waiting: {} restarts first and peers restart one at a time",
+                        first.peer()
                     ),
                 )
-            }
-        } else if in_window >= policy.max_restarts_per_hour {
-            (HealingState::GivenUp, given_up_reason(policy, p, why, now))
-        } else if let Some(until) = backoff_until.filter(|&until| now < until) {
-            (
-                HealingState::BackingOff,
-                format!(
-                    "{why}; backing off after {} restart(s): next restart in {}",
-                    p.backoff_level,
-                    human_duration(until - now)
-                ),
-            )
-        } else if let Some(block) = quorum_block(policy, reports, need, members) {
-            (HealingState::QuorumProtected, format!("{why}; {block}"))
-        } else if let Some((first, _)) = &chosen {
-            (
-                HealingState::Waiting,
-                format!(
-                    "{why}; waiting: {} restarts first and peers restart one at a time",
-                    first.peer()
-                ),
-            )
-        } else {
-            let action = Action::RestartPeer {
-                peer: name.to_owned(),
-                scope: need.scope,
-                reason: why.clone(),
+            } else {
+                let action = Action::RestartPeer {
+                    peer: name.to_owned(),
+                    scope: need.scope,
+                    reason: why.clone(),
+                };
+                chosen = Some((action, need.scope));
+                match self.report_only {
+                    Some(ro) => (
+                        HealingState::Withheld,
+                        format!("would restart ({}): {why}; {ro}", need.scope.label()),
+                    ),
+                    None => (HealingState::Restarting, why.clone()),
+                }
             };
-            chosen = Some((action, need.scope));
-            match report_only {
-                Some(ro) => (
-                    HealingState::Withheld,
-                    format!("would restart ({}): {why}; {ro}", need.scope.label()),
-                ),
-                None => (HealingState::Restarting, why.clone()),
-            }
-        };
-        states.insert(name.to_owned(), state);
-    }
+            self.states.insert(name.to_owned(), state);
+        }
 
-    let mut actions = Vec::new();
-    let mut withheld = Vec::new();
-    if let Some((action, scope)) = chosen {
-        if report_only.is_some() {
-            withheld.push(action);
-        } else if let Some(p) = h.peers.get_mut(action.peer()) {
-            p.restarts.push(now);
-            p.restarts_total = p.restarts_total.saturating_add(1);
-            p.backoff_level = p.backoff_level.saturating_add(1);
-            p.last_restart = Some(now);
-            p.healthy_since = None;
-            h.restart_in_progress = Some(RestartInProgress {
-                peer: action.peer().to_owned(),
-                since: now,
-                scope,
-            });
-            h.log.push(HealingEntry {
-                time: now,
-                peer: action.peer().to_owned(),
-                action: ActionKind::RestartPeer,
-                reason: action.reason().to_owned(),
-                result: HealingResult::Pending,
-                detail: None,
-            });
-            actions.push(action);
+        if let Some((action, scope)) = chosen {
+            self.restart(action, scope);
+        }
+        if let Some(run) = &self.h.restart_in_progress
+            && !self.states.contains_key(&run.peer)
+        {
+            let state = (HealingState::Restarting, self.restart_wait(run));
+            self.states.insert(run.peer.clone(), state);
         }
     }
-    if let Some(run) = &h.restart_in_progress
-        && !states.contains_key(&run.peer)
-    {
-        states.insert(
-            run.peer.clone(),
-            (
-                HealingState::Restarting,
-                format!(
-                    "restart asked {} ago, waiting up to {} for it to answer",
-                    human_duration(now.saturating_sub(run.since)),
-                    human_duration(ms(policy.restart_timeout))
-                ),
-            ),
-        );
+
+    /// `restart asked 20s ago, waiting up to 5m for it to answer`.
+    fn restart_wait(&self, run: &RestartInProgress) -> String {
+        format!(
+            "restart asked {} ago, waiting up to {} for it to answer",
+            human_duration(self.now.saturating_sub(run.since)),
+            human_duration(ms(self.policy.restart_timeout))
+        )
     }
 
-    // 4. Reconnects, for peers whose Kubo answers and that are not restarting. A missing link
-    // between two short peers is dialed from one side only: the name that sorts first.
-    let restarting = |peer: &str| {
+    /// Asks for a restart (or withholds it) and records it.
+    fn restart(&mut self, action: Action, scope: RestartScope) {
+        let now = self.now;
+        if self.report_only.is_some() {
+            self.withheld.push(action);
+            return;
+        }
+        let Some(p) = self.h.peers.get_mut(action.peer()) else {
+            return;
+        };
+        p.restarts.push(now);
+        p.restarts_total = p.restarts_total.saturating_add(1);
+        p.backoff_level = p.backoff_level.saturating_add(1);
+        p.last_restart = Some(now);
+        p.healthy_since = None;
+        self.h.restart_in_progress = Some(RestartInProgress {
+            peer: action.peer().to_owned(),
+            since: now,
+            scope,
+        });
+        self.h.log.push(HealingEntry {
+            time: now,
+            peer: action.peer().to_owned(),
+            action: ActionKind::RestartPeer,
+            reason: action.reason().to_owned(),
+            result: HealingResult::Pending,
+            detail: None,
+        });
+        self.actions.push(action);
+    }
+
+    /// Whether a restart of `peer` is in progress or was just asked for (or withheld).
+    fn restarting(&self, peer: &str) -> bool {
         matches!(
-            states.get(peer),
+            self.states.get(peer),
             Some((HealingState::Restarting | HealingState::Withheld, _))
         )
-    };
-    let shortfalls: BTreeMap<&str, (Vec<SwarmTarget>, String)> = reports
-        .iter()
-        .filter(|r| kubo_status(r).is_some())
-        .filter_map(|r| {
-            swarm_shortfall(policy, view, reports, r).map(|short| (r.peer.as_str(), short))
-        })
-        .collect();
-    let mut swarm_states: BTreeMap<String, (HealingState, String)> = BTreeMap::new();
-    for report in reports {
-        let name = report.peer.as_str();
-        if kubo_status(report).is_none() {
-            continue;
-        }
-        let shortfall = shortfalls.get(name);
-        let Some(p) = h.peers.get_mut(name) else {
-            continue;
-        };
-        if p.reconnect_pending {
-            p.reconnect_pending = false;
-            let (result, detail) = match shortfall {
-                None => (
-                    HealingResult::Succeeded,
-                    "swarm connected enough".to_owned(),
-                ),
-                Some((_, why)) => (HealingResult::Failed, format!("still: {why}")),
-            };
-            h.log
-                .resolve(name, ActionKind::SwarmConnect, result, detail);
-        }
-        let Some((targets, why)) = shortfall else {
-            p.reconnects = 0;
-            p.last_reconnect = None;
-            continue;
-        };
-        if restarting(name) {
-            continue;
-        }
-        let (targets, dialed_by_others): (Vec<SwarmTarget>, Vec<SwarmTarget>) =
-            targets.iter().cloned().partition(|t| {
-                let other_dials = t.peer.as_str() < name
-                    && !restarting(&t.peer)
-                    && shortfalls
-                        .get(t.peer.as_str())
-                        .is_some_and(|(theirs, _)| theirs.iter().any(|x| x.peer == name));
-                !other_dials
-            });
-        if targets.is_empty() {
-            if dialed_by_others.is_empty() {
-                continue;
-            }
-            let names: Vec<&str> = dialed_by_others.iter().map(|t| t.peer.as_str()).collect();
-            swarm_states.insert(
-                name.to_owned(),
-                (
-                    HealingState::Reconnecting,
-                    format!("{why}; left to {} to connect", names.join(", ")),
-                ),
-            );
-            continue;
-        }
-        let until = p
-            .last_reconnect
-            .map(|t| t.saturating_add(ms(policy.backoff_after(p.reconnects))));
-        let state = match until.filter(|&until| now < until) {
-            Some(until) => (
-                HealingState::Reconnecting,
-                format!("{why}; next reconnect in {}", human_duration(until - now)),
-            ),
-            None => {
-                let names: Vec<&str> = targets.iter().map(|t| t.peer.as_str()).collect();
-                let reason = format!("{why}; connecting to {}", names.join(", "));
-                let action = Action::SwarmConnect {
-                    peer: report.peer.clone(),
-                    targets,
-                    reason: reason.clone(),
-                };
-                match report_only {
-                    Some(ro) => {
-                        withheld.push(action);
-                        (
-                            HealingState::Withheld,
-                            format!("would reconnect: {reason}; {ro}"),
-                        )
-                    }
-                    None => {
-                        p.reconnects = p.reconnects.saturating_add(1);
-                        p.last_reconnect = Some(now);
-                        p.reconnect_pending = true;
-                        h.log.push(HealingEntry {
-                            time: now,
-                            peer: report.peer.clone(),
-                            action: ActionKind::SwarmConnect,
-                            reason: reason.clone(),
-                            result: HealingResult::Pending,
-                            detail: None,
-                        });
-                        actions.push(action);
-                        (HealingState::Reconnecting, reason)
-                    }
-                }
-            }
-        };
-        swarm_states.insert(report.peer.clone(), state);
     }
 
-    // 5. Per-peer verdicts; log lasting skips (give-up, quorum, report only) once.
-    let mut peers = Vec::with_capacity(reports.len());
-    for report in reports {
-        let name = &report.peer;
-        let (state, reason) = match (states.remove(name), swarm_states.remove(name)) {
-            // A withheld reconnect beats "failing" for the peer's state, so it is logged.
-            (Some((HealingState::Failing, _)), Some(swarm))
-                if swarm.0 == HealingState::Withheld =>
-            {
-                swarm
+    /// Step 4: reconnects, for peers whose Kubo answers and that are not restarting. A missing
+    /// link between two short peers is dialed from one side only: the name that sorts first.
+    fn plan_reconnects(&mut self) {
+        let (policy, reports, now) = (self.policy, self.reports, self.now);
+        let shortfalls: BTreeMap<&str, (Vec<SwarmTarget>, String)> = reports
+            .iter()
+            .filter(|r| kubo_status(r).is_some())
+            .filter_map(|r| {
+                swarm_shortfall(policy, self.view, reports, r).map(|short| (r.peer.as_str(), short))
+            })
+            .collect();
+        for report in reports {
+            let name = report.peer.as_str();
+            if kubo_status(report).is_none() {
+                continue;
             }
-            (Some(state), _) => state,
-            (None, Some(swarm)) => swarm,
-            (None, None) => (HealingState::Ok, "both APIs answer".to_owned()),
+            let shortfall = shortfalls.get(name);
+            self.judge_reconnect(name, shortfall.map(|(_, why)| why.as_str()));
+            let Some((targets, why)) = shortfall else {
+                if let Some(p) = self.h.peers.get_mut(name) {
+                    p.reconnects = 0;
+                    p.last_reconnect = None;
+                }
+                continue;
+            };
+            if self.restarting(name) {
+                continue;
+            }
+            let (targets, dialed_by_others): (Vec<SwarmTarget>, Vec<SwarmTarget>) =
+                targets.iter().cloned().partition(|t| {
+                    let other_dials = t.peer.as_str() < name
+                        && !self.restarting(&t.peer)
+                        && shortfalls
+                            .get(t.peer.as_str())
+                            .is_some_and(|(theirs, _)| theirs.iter().any(|x| x.peer == name));
+                    !other_dials
+                });
+            if targets.is_empty() {
+                if !dialed_by_others.is_empty() {
+                    let names: Vec<&str> =
+                        dialed_by_others.iter().map(|t| t.peer.as_str()).collect();
+                    let reason = format!("{why}; left to {} to connect", names.join(", "));
+                    self.swarm_states
+                        .insert(name.to_owned(), (HealingState::Reconnecting, reason));
+                }
+                continue;
+            }
+            let Some(p) = self.h.peers.get(name) else {
+                continue;
+            };
+            let until = p
+                .last_reconnect
+                .map(|t| t.saturating_add(ms(policy.backoff_after(p.reconnects))));
+            let state = match until.filter(|&until| now < until) {
+                Some(until) => (
+                    HealingState::Reconnecting,
+                    format!("{why}; next reconnect in {}", human_duration(until - now)),
+                ),
+                None => self.reconnect(name, targets, why),
+            };
+            self.swarm_states.insert(name.to_owned(), state);
+        }
+    }
+
+    /// Judges the outcome of the previous reconnect of `peer`, if one is pending; `shortfall`
+    /// is why it is still short of connections, if it is.
+    fn judge_reconnect(&mut self, peer: &str, shortfall: Option<&str>) {
+        let Some(p) = self.h.peers.get_mut(peer) else {
+            return;
         };
-        if let Some(p) = h.peers.get_mut(name) {
+        if !std::mem::take(&mut p.reconnect_pending) {
+            return;
+        }
+        let (result, detail) = match shortfall {
+            None => (
+                HealingResult::Succeeded,
+                "swarm connected enough".to_owned(),
+            ),
+            Some(why) => (HealingResult::Failed, format!("still: {why}")),
+        };
+        self.h
+            .log
+            .resolve(peer, ActionKind::SwarmConnect, result, detail);
+    }
+
+    /// Asks for a reconnect (or withholds it) and records it; returns the peer's state.
+    fn reconnect(
+        &mut self,
+        peer: &str,
+        targets: Vec<SwarmTarget>,
+        why: &str,
+    ) -> (HealingState, String) {
+        let names: Vec<&str> = targets.iter().map(|t| t.peer.as_str()).collect();
+        let reason = format!("{why}; connecting to {}", names.join(", "));
+        let action = Action::SwarmConnect {
+            peer: peer.to_owned(),
+            targets,
+            reason: reason.clone(),
+        };
+        if let Some(ro) = self.report_only {
+            self.withheld.push(action);
+            return (
+                HealingState::Withheld,
+                format!("would reconnect: {reason}; {ro}"),
+            );
+        }
+        if let Some(p) = self.h.peers.get_mut(peer) {
+            p.reconnects = p.reconnects.saturating_add(1);
+            p.last_reconnect = Some(self.now);
+            p.reconnect_pending = true;
+        }
+        self.h.log.push(HealingEntry {
+            time: self.now,
+            peer: peer.to_owned(),
+            action: ActionKind::SwarmConnect,
+            reason: reason.clone(),
+            result: HealingResult::Pending,
+            detail: None,
+        });
+        self.actions.push(action);
+        (HealingState::Reconnecting, reason)
+    }
+
+    /// Step 5: one verdict per peer; a lasting skip (give-up, quorum, report only) is logged
+    /// once, when it starts.
+    fn finish(mut self) -> Decision {
+        let mut peers = Vec::with_capacity(self.reports.len());
+        for report in self.reports {
+            let name = &report.peer;
+            let (state, reason) = match (self.states.remove(name), self.swarm_states.remove(name)) {
+                // A withheld reconnect beats "failing" for the peer's state, so it is logged.
+                (Some((HealingState::Failing, _)), Some(swarm))
+                    if swarm.0 == HealingState::Withheld =>
+                {
+                    swarm
+                }
+                (Some(state), _) => state,
+                (None, Some(swarm)) => swarm,
+                (None, None) => (HealingState::Ok, "both APIs answer".to_owned()),
+            };
             let skip = match state {
                 HealingState::GivenUp => Some(ActionKind::GiveUp),
                 HealingState::QuorumProtected => Some(ActionKind::RestartPeer),
-                HealingState::Withheld => {
-                    withheld.iter().find(|a| a.peer() == name).map(Action::kind)
-                }
+                HealingState::Withheld => self
+                    .withheld
+                    .iter()
+                    .find(|a| a.peer() == name)
+                    .map(Action::kind),
                 _ => None,
             };
-            let key = skip.map(|kind| (state, kind));
-            if let Some((_, kind)) = key
-                && p.last_skip != key
-            {
-                h.log.push(HealingEntry {
-                    time: now,
-                    peer: name.clone(),
-                    action: kind,
-                    reason: reason.clone(),
-                    result: HealingResult::Skipped,
-                    detail: None,
-                });
+            if let Some(p) = self.h.peers.get_mut(name) {
+                let key = skip.map(|kind| (state, kind));
+                if let Some(kind) = skip
+                    && p.last_skip != key
+                {
+                    self.h.log.push(HealingEntry {
+                        time: self.now,
+                        peer: name.clone(),
+                        action: kind,
+                        reason: reason.clone(),
+                        result: HealingResult::Skipped,
+                        detail: None,
+                    });
+                }
+                p.last_skip = key;
             }
-            p.last_skip = key;
+            peers.push(PeerHealing {
+                peer: name.clone(),
+                state,
+                reason,
+            });
         }
-        peers.push(PeerHealing {
-            peer: name.clone(),
-            state,
-            reason,
-        });
-    }
-
-    Decision {
-        actions,
-        withheld,
-        report_only: report_only.map(str::to_owned),
-        peers,
-        history: h,
+        Decision {
+            actions: self.actions,
+            withheld: self.withheld,
+            report_only: self.report_only.map(str::to_owned),
+            peers,
+            history: self.h,
+        }
     }
 }
 
