@@ -108,6 +108,19 @@ pub struct LocalUpArgs {
     /// Address the in-process dashboard listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub dashboard_listen: SocketAddr,
+
+    /// The Kubo executable (default: `ipfs` on the PATH).
+    #[arg(long, env = "IPFS_KIT_IPFS_BIN", value_name = "PATH")]
+    pub ipfs_bin: Option<PathBuf>,
+
+    /// The IPFS Cluster daemon executable (default: `ipfs-cluster-service` on the PATH).
+    #[arg(long, env = "IPFS_KIT_CLUSTER_BIN", value_name = "PATH")]
+    pub cluster_bin: Option<PathBuf>,
+
+    /// Bring the peers up (or adopt them), then return and leave them running instead of
+    /// supervising in the foreground; a later `local up` adopts them.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args)]

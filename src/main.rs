@@ -1,7 +1,10 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use ipfs_kit_operator::cli::{Cli, Command, LocalCommand};
+use ipfs_kit_operator::cli::{Cli, Command, LocalCommand, OutputFormat, StateDirArg};
+use ipfs_kit_operator::runtime::local::{self, Binaries, DownOptions, LocalError, UpOptions};
 use ipfs_kit_operator::telemetry;
 
 /// Exit code of a subcommand whose implementation has not landed yet.
@@ -24,22 +27,7 @@ fn main() -> ExitCode {
             "dashboard",
             "serve the dashboard API, Prometheus metrics and web page from reconciled status",
         ),
-        Command::Local { command } => match command {
-            LocalCommand::Up(_) => (
-                "local up",
-                "start the declared peers as real `ipfs` and `ipfs-cluster-service` processes \
-                 on this host, join them into one cluster, keep them healthy and serve the \
-                 dashboard",
-            ),
-            LocalCommand::Down(_) => (
-                "local down",
-                "stop the daemons this tool started for the cluster, leaving data in place",
-            ),
-            LocalCommand::Status(_) => (
-                "local status",
-                "print the peers of the local clusters with their health",
-            ),
-        },
+        Command::Local { command } => return local(command),
     };
     eprintln!("`ipfs-kit-operator {command}` is not implemented yet. When it is, it will {plan}.");
     ExitCode::from(EXIT_NOT_IMPLEMENTED)
@@ -55,6 +43,100 @@ fn print_crds() -> ExitCode {
         Err(err) => {
             eprintln!("error: rendering the CustomResourceDefinitions as YAML: {err}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Grace period between SIGTERM and SIGKILL when stopping a daemon.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// `ipfs-kit-operator local up|down|status`.
+fn local(command: &LocalCommand) -> ExitCode {
+    match run_local(command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn state_root(arg: &StateDirArg) -> Result<PathBuf, LocalError> {
+    match &arg.state_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => local::state::default_state_root(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LocalError::new(format!("starting the async runtime: {e}")))
+}
+
+fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
+    match command {
+        LocalCommand::Up(args) => {
+            let binaries = Binaries::resolve(args.ipfs_bin.clone(), args.cluster_bin.clone())?;
+            // The dashboard listener is bound before the network namespace changes, so that it
+            // stays reachable from the host; the namespace must be entered while this is the
+            // only thread, before the runtime exists.
+            let dashboard = std::net::TcpListener::bind(args.dashboard_listen).map_err(|e| {
+                LocalError::new(format!(
+                    "binding the dashboard address {}: {e} (choose another with \
+                     --dashboard-listen, e.g. 127.0.0.1:0)",
+                    args.dashboard_listen
+                ))
+            })?;
+            if args.isolated {
+                local::isolate::enter_loopback_namespace()?;
+            }
+            let options = UpOptions {
+                spec_file: args.file.clone(),
+                state_root: state_root(&args.state)?,
+                binaries,
+                stop_grace: STOP_GRACE,
+                dashboard: Some(dashboard),
+                detach_after_start: args.detach,
+            };
+            runtime()?.block_on(local::up(options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LocalCommand::Down(args) => {
+            let options = DownOptions {
+                name: args.name.clone(),
+                state_root: state_root(&args.state)?,
+                stop_grace: STOP_GRACE,
+                purge: args.purge,
+                yes: args.yes,
+            };
+            runtime()?.block_on(local::down(options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LocalCommand::Status(args) => {
+            let root = state_root(&args.state)?;
+            let all = runtime()?.block_on(local::status(&root, args.name.as_deref()))?;
+            match args.output {
+                OutputFormat::Json => {
+                    let json = if args.name.is_some() && all.len() == 1 {
+                        serde_json::to_string_pretty(&all[0])
+                    } else {
+                        serde_json::to_string_pretty(&all)
+                    }
+                    .map_err(|e| LocalError::new(format!("serialising the status: {e}")))?;
+                    println!("{json}");
+                }
+                OutputFormat::Table => {
+                    if all.is_empty() {
+                        println!("no local clusters in {}", root.display());
+                    }
+                    for status in &all {
+                        print!("{}", local::status::format_table(status));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,4 +1,5 @@
 //! The runtimes that carry out what the reconcile core decides: Kubernetes objects ([`kube`]) or
-//! real processes on this host.
+//! real processes on this host ([`local`]).
 
 pub mod kube;
+pub mod local;

@@ -1,0 +1,452 @@
+//! Rendering the Kubo and IPFS Cluster configurations of a local peer from the spec: pure
+//! functions from the file the daemon's own `init` wrote (identity, datastore) to the file it runs
+//! with. Offline-safe and private: every listener on 127.0.0.1, no bootstrap, no mDNS, no
+//! delegated routing, no AutoConf/AutoTLS, no telemetry, no NAT port mapping; peers find each
+//! other only through explicit loopback addresses. The result is checked with
+//! [`crate::netguard`] before a daemon starts.
+
+use serde_json::{Map, Value, json};
+
+use super::LocalError;
+use super::ports::PeerPorts;
+use crate::api::IpfsClusterSpec;
+use crate::netguard::non_loopback_addresses;
+
+/// Kubo settings the operator manages; the same keys in `spec.kubo.config` are ignored.
+pub const KUBO_MANAGED: &[&str] = &[
+    "Identity",
+    "Addresses.API",
+    "Addresses.Gateway",
+    "Bootstrap",
+    "Peering",
+];
+
+/// Another peer of the cluster, as this peer's configuration names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherPeer {
+    pub kubo_peer_id: String,
+    pub kubo_swarm_port: u16,
+    /// Cluster libp2p address with `/p2p/<id>`.
+    pub cluster_addr: String,
+}
+
+fn loopback_tcp(port: u16) -> String {
+    format!("/ip4/127.0.0.1/tcp/{port}")
+}
+
+/// Deep-merges `overrides` into `base`: objects merge key by key, anything else replaces.
+fn merge(base: &mut Value, overrides: &Value) {
+    match (base, overrides) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// Removes the value at a dotted path, if present.
+pub(crate) fn remove_path(config: &mut Value, path: &str) {
+    match path.split_once('.') {
+        None => {
+            if let Some(map) = config.as_object_mut() {
+                map.remove(path);
+            }
+        }
+        Some((head, rest)) => {
+            if let Some(child) = config.get_mut(head) {
+                remove_path(child, rest);
+            }
+        }
+    }
+}
+
+/// Removes the managed keys (`A.B` paths) from the user's overrides.
+fn without_managed(overrides: &Map<String, Value>) -> Value {
+    let mut value = Value::Object(overrides.clone());
+    for path in KUBO_MANAGED {
+        remove_path(&mut value, path);
+    }
+    value
+}
+
+/// Sets `value` at a dotted path, creating objects on the way (and replacing non-objects).
+fn set(config: &mut Value, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            if !config.is_object() {
+                *config = Value::Object(Map::new());
+            }
+            if let Value::Object(map) = config {
+                map.insert(path.to_owned(), value);
+            }
+        }
+        Some((head, rest)) => {
+            if !config.is_object() {
+                *config = Value::Object(Map::new());
+            }
+            if let Value::Object(map) = config {
+                let child = map
+                    .entry(head.to_owned())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                set(child, rest, value);
+            }
+        }
+    }
+}
+
+fn refuse_non_loopback(config: &Value, what: &str) -> Result<(), LocalError> {
+    let outside = non_loopback_addresses(config, &[]);
+    if outside.is_empty() {
+        return Ok(());
+    }
+    Err(LocalError::new(format!(
+        "refusing to start {what}: its configuration names addresses outside 127.0.0.0/8 ({}); \
+         the local runtime runs private, loopback-only peers. Remove them from spec.kubo.config",
+        outside
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// The Kubo configuration of one peer: `base` is the config `ipfs init` wrote (it holds the
+/// identity), `others` the other peers of the cluster (kept connected through `Peering`).
+pub fn render_kubo(
+    base: &Value,
+    spec: &IpfsClusterSpec,
+    ports: &PeerPorts,
+    others: &[OtherPeer],
+    peer_name: &str,
+) -> Result<Value, LocalError> {
+    let mut config = base.clone();
+    if let Some(overrides) = &spec.kubo.config {
+        merge(&mut config, &without_managed(overrides));
+    }
+    set(
+        &mut config,
+        "Addresses.API",
+        json!(loopback_tcp(ports.kubo_api)),
+    );
+    let gateway = if spec.networking.gateway.enabled {
+        json!(loopback_tcp(ports.kubo_gateway))
+    } else {
+        json!([])
+    };
+    set(&mut config, "Addresses.Gateway", gateway);
+    set(
+        &mut config,
+        "Addresses.Swarm",
+        json!([loopback_tcp(ports.kubo_swarm)]),
+    );
+    set(&mut config, "Addresses.Announce", json!([]));
+    set(&mut config, "Addresses.AppendAnnounce", json!([]));
+    set(&mut config, "Addresses.NoAnnounce", json!([]));
+    set(&mut config, "Swarm.AddrFilters", Value::Null);
+    set(&mut config, "Bootstrap", json!([]));
+    set(&mut config, "Discovery.MDNS.Enabled", json!(false));
+    set(&mut config, "Routing.Type", json!("none"));
+    set(&mut config, "AutoConf.Enabled", json!(false));
+    set(&mut config, "AutoTLS.Enabled", json!(false));
+    set(&mut config, "Swarm.DisableNatPortMap", json!(true));
+    set(&mut config, "Swarm.RelayClient.Enabled", json!(false));
+    set(&mut config, "Swarm.RelayService.Enabled", json!(false));
+    // A private network (swarm.key) works over TCP only; these transports cannot use the key.
+    for transport in ["QUIC", "Websocket", "WebTransport", "WebRTCDirect"] {
+        set(
+            &mut config,
+            &format!("Swarm.Transports.Network.{transport}"),
+            json!(false),
+        );
+    }
+    set(
+        &mut config,
+        "Plugins.Plugins.telemetry.Config.Mode",
+        json!("off"),
+    );
+    let peering: Vec<Value> = others
+        .iter()
+        .map(|o| {
+            json!({
+                "ID": o.kubo_peer_id,
+                "Addrs": [loopback_tcp(o.kubo_swarm_port)],
+            })
+        })
+        .collect();
+    set(&mut config, "Peering.Peers", json!(peering));
+    refuse_non_loopback(&config, &format!("Kubo of {peer_name}"))?;
+    Ok(config)
+}
+
+/// What the IPFS Cluster configuration of one peer needs besides the spec.
+#[derive(Clone, Debug)]
+pub struct ClusterInputs<'a> {
+    pub peer_name: &'a str,
+    /// The shared cluster secret (32 bytes, hex).
+    pub secret: &'a str,
+    pub ports: &'a PeerPorts,
+    pub others: &'a [OtherPeer],
+    /// The cluster peer ids of every peer of the cluster, this one included.
+    pub trusted_peers: &'a [String],
+}
+
+/// The IPFS Cluster `service.json` of one peer; `base` is the file `ipfs-cluster-service init`
+/// wrote.
+pub fn render_cluster(
+    base: &Value,
+    spec: &IpfsClusterSpec,
+    inputs: &ClusterInputs<'_>,
+) -> Result<Value, LocalError> {
+    let mut config = base.clone();
+    let ports = inputs.ports;
+    let kubo_api = loopback_tcp(ports.kubo_api);
+    let cluster = [
+        ("cluster.peername", json!(inputs.peer_name)),
+        ("cluster.secret", json!(inputs.secret)),
+        (
+            "cluster.listen_multiaddress",
+            json!([loopback_tcp(ports.cluster_swarm)]),
+        ),
+        ("cluster.announce_multiaddress", json!([])),
+        (
+            "cluster.peer_addresses",
+            json!(
+                inputs
+                    .others
+                    .iter()
+                    .map(|o| o.cluster_addr.clone())
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        ("cluster.mdns_interval", json!("0s")),
+        ("cluster.enable_relay_hop", json!(false)),
+        (
+            "cluster.replication_factor_min",
+            json!(spec.cluster.replication_factor_min.unwrap_or(-1)),
+        ),
+        (
+            "cluster.replication_factor_max",
+            json!(spec.cluster.replication_factor_max.unwrap_or(-1)),
+        ),
+        ("consensus.crdt.trusted_peers", json!(inputs.trusted_peers)),
+        (
+            "api.restapi.http_listen_multiaddress",
+            json!(loopback_tcp(ports.cluster_rest)),
+        ),
+        (
+            "api.ipfsproxy.listen_multiaddress",
+            json!(loopback_tcp(ports.cluster_proxy)),
+        ),
+        ("api.ipfsproxy.node_multiaddress", json!(kubo_api)),
+        (
+            "api.pinsvcapi.http_listen_multiaddress",
+            json!(loopback_tcp(ports.cluster_pinsvc)),
+        ),
+        ("ipfs_connector.ipfshttp.node_multiaddress", json!(kubo_api)),
+    ];
+    for (path, value) in cluster {
+        set(&mut config, path, value);
+    }
+    // Tracing and metrics exporters are off by default; keep their endpoints on loopback anyway.
+    if config["observations"]["tracing"].is_object() {
+        set(
+            &mut config,
+            "observations.tracing.jaeger_agent_endpoint",
+            json!("/ip4/127.0.0.1/udp/6831"),
+        );
+    }
+    if config["observations"]["metrics"].is_object() {
+        set(
+            &mut config,
+            "observations.metrics.prometheus_endpoint",
+            json!("/ip4/127.0.0.1/tcp/8888"),
+        );
+    }
+    refuse_non_loopback(&config, &format!("IPFS Cluster of {}", inputs.peer_name))?;
+    Ok(config)
+}
+
+/// Profiles passed to `ipfs init`: always `test` (loopback, no bootstrap, no discovery), plus the
+/// spec's datastore and power profiles. Network profiles (`server`, `local-discovery`,
+/// `randomports`, `announce-*`) are superseded by the rendered loopback addresses.
+pub fn init_profiles(spec: &IpfsClusterSpec) -> String {
+    use crate::api::KuboProfile as P;
+    let mut profiles = vec!["test"];
+    for p in &spec.kubo.profiles {
+        if matches!(p, P::Flatfs | P::Pebbleds | P::Lowpower) {
+            profiles.push(p.as_str());
+        }
+    }
+    profiles.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Consensus, KuboProfile};
+
+    fn kubo_base() -> Value {
+        json!({
+            "Identity": {"PeerID": "12D3KooWself", "PrivKey": "secret"},
+            "Addresses": {
+                "API": "/ip4/127.0.0.1/tcp/0",
+                "Gateway": "/ip4/127.0.0.1/tcp/0",
+                "Swarm": ["/ip4/127.0.0.1/tcp/0"],
+                "NoAnnounce": ["/ip4/10.0.0.0/ipcidr/8"]
+            },
+            "Bootstrap": ["/dnsaddr/bootstrap.libp2p.io/p2p/QmNnoo"],
+            "Discovery": {"MDNS": {"Enabled": true}},
+            "Routing": {"Type": "auto"},
+            "Swarm": {"AddrFilters": ["/ip4/10.0.0.0/ipcidr/8"]},
+            "Datastore": {"StorageMax": "10GB"}
+        })
+    }
+
+    fn others() -> Vec<OtherPeer> {
+        vec![OtherPeer {
+            kubo_peer_id: "12D3KooWother".into(),
+            kubo_swarm_port: 4011,
+            cluster_addr: "/ip4/127.0.0.1/tcp/9106/p2p/12D3KooWcl".into(),
+        }]
+    }
+
+    #[test]
+    fn kubo_config_is_private_and_loopback_only() {
+        let spec = IpfsClusterSpec::default();
+        let ports = PeerPorts::preferred(0);
+        let config = render_kubo(&kubo_base(), &spec, &ports, &others(), "peer-0").expect("ok");
+        assert_eq!(config["Addresses"]["API"], "/ip4/127.0.0.1/tcp/5001");
+        assert_eq!(config["Addresses"]["Gateway"], json!([]));
+        assert_eq!(
+            config["Addresses"]["Swarm"],
+            json!(["/ip4/127.0.0.1/tcp/4001"])
+        );
+        assert_eq!(config["Bootstrap"], json!([]));
+        assert_eq!(config["Discovery"]["MDNS"]["Enabled"], false);
+        assert_eq!(config["Routing"]["Type"], "none");
+        assert_eq!(config["AutoConf"]["Enabled"], false);
+        assert_eq!(config["AutoTLS"]["Enabled"], false);
+        assert_eq!(config["Swarm"]["DisableNatPortMap"], true);
+        assert_eq!(config["Swarm"]["Transports"]["Network"]["QUIC"], false);
+        assert_eq!(
+            config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"],
+            "off"
+        );
+        assert_eq!(
+            config["Peering"]["Peers"],
+            json!([{"ID": "12D3KooWother", "Addrs": ["/ip4/127.0.0.1/tcp/4011"]}])
+        );
+        assert_eq!(
+            config["Identity"]["PeerID"], "12D3KooWself",
+            "identity kept"
+        );
+        assert_eq!(config["Datastore"]["StorageMax"], "10GB", "the rest kept");
+        assert!(non_loopback_addresses(&config, &[]).is_empty());
+    }
+
+    #[test]
+    fn kubo_overrides_merge_but_cannot_touch_managed_keys() {
+        let mut spec = IpfsClusterSpec::default();
+        spec.networking.gateway.enabled = true;
+        spec.kubo.config = Some(
+            json!({
+                "Swarm": {"ConnMgr": {"HighWater": 200}},
+                "Addresses": {"API": "/ip4/0.0.0.0/tcp/5001"},
+                "Bootstrap": ["/ip4/1.2.3.4/tcp/4001"],
+                "Identity": {"PeerID": "stolen"}
+            })
+            .as_object()
+            .cloned()
+            .expect("object"),
+        );
+        let ports = PeerPorts::preferred(1);
+        let config = render_kubo(&kubo_base(), &spec, &ports, &[], "peer-1").expect("ok");
+        assert_eq!(config["Swarm"]["ConnMgr"]["HighWater"], 200);
+        assert_eq!(config["Addresses"]["API"], "/ip4/127.0.0.1/tcp/5011");
+        assert_eq!(config["Addresses"]["Gateway"], "/ip4/127.0.0.1/tcp/8090");
+        assert_eq!(config["Bootstrap"], json!([]));
+        assert_eq!(config["Identity"]["PeerID"], "12D3KooWself");
+    }
+
+    #[test]
+    fn an_override_naming_an_outside_address_is_refused_with_its_path() {
+        let mut spec = IpfsClusterSpec::default();
+        spec.kubo.config = Some(
+            json!({"Gateway": {"PublicGateways": {"x": {"Paths": ["https://example.org"]}}}})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        );
+        let err = render_kubo(&kubo_base(), &spec, &PeerPorts::preferred(0), &[], "peer-0")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("Gateway.PublicGateways.x.Paths[0]") && err.contains("peer-0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cluster_config_names_the_secret_peers_and_loopback_apis() {
+        let base = json!({
+            "cluster": {"peername": "host", "secret": "", "listen_multiaddress": ["/ip4/0.0.0.0/tcp/9096"], "mdns_interval": "10s"},
+            "consensus": {"crdt": {"trusted_peers": ["*"]}},
+            "api": {
+                "restapi": {"http_listen_multiaddress": "/ip4/127.0.0.1/tcp/9094"},
+                "ipfsproxy": {"listen_multiaddress": "/ip4/127.0.0.1/tcp/9095", "node_multiaddress": "/ip4/127.0.0.1/tcp/5001"},
+                "pinsvcapi": {"http_listen_multiaddress": "/ip4/127.0.0.1/tcp/9097"}
+            },
+            "ipfs_connector": {"ipfshttp": {"node_multiaddress": "/ip4/127.0.0.1/tcp/5001"}},
+            "observations": {"metrics": {"prometheus_endpoint": "/ip4/0.0.0.0/tcp/8888"}}
+        });
+        let mut spec = IpfsClusterSpec::default();
+        spec.cluster.replication_factor_min = Some(2);
+        let ports = PeerPorts::preferred(1);
+        let trusted = vec!["12D3KooWa".to_string(), "12D3KooWb".to_string()];
+        let others = others();
+        let inputs = ClusterInputs {
+            peer_name: "peer-1",
+            secret: "ab".repeat(32).leak(),
+            ports: &ports,
+            others: &others,
+            trusted_peers: &trusted,
+        };
+        let config = render_cluster(&base, &spec, &inputs).expect("ok");
+        let c = &config["cluster"];
+        assert_eq!(c["peername"], "peer-1");
+        assert_eq!(c["secret"], "ab".repeat(32));
+        assert_eq!(c["listen_multiaddress"], json!(["/ip4/127.0.0.1/tcp/9106"]));
+        assert_eq!(
+            c["peer_addresses"],
+            json!(["/ip4/127.0.0.1/tcp/9106/p2p/12D3KooWcl"])
+        );
+        assert_eq!(c["mdns_interval"], "0s");
+        assert_eq!(c["replication_factor_min"], 2);
+        assert_eq!(c["replication_factor_max"], -1);
+        assert_eq!(config["consensus"]["crdt"]["trusted_peers"], json!(trusted));
+        assert_eq!(
+            config["api"]["restapi"]["http_listen_multiaddress"],
+            "/ip4/127.0.0.1/tcp/9104"
+        );
+        assert_eq!(
+            config["ipfs_connector"]["ipfshttp"]["node_multiaddress"],
+            "/ip4/127.0.0.1/tcp/5011"
+        );
+        assert!(non_loopback_addresses(&config, &[]).is_empty());
+        assert_eq!(spec.cluster.consensus, Consensus::Crdt);
+    }
+
+    #[test]
+    fn init_profiles_keep_only_storage_and_power_profiles() {
+        let mut spec = IpfsClusterSpec::default();
+        assert_eq!(init_profiles(&spec), "test");
+        spec.kubo.profiles = vec![
+            KuboProfile::Server,
+            KuboProfile::Pebbleds,
+            KuboProfile::Lowpower,
+        ];
+        assert_eq!(init_profiles(&spec), "test,pebbleds,lowpower");
+    }
+}
