@@ -26,7 +26,14 @@ if ! "${isolate[@]}" true 2>/dev/null; then
 fi
 
 echo "[test] running tests in a loopback-only network namespace..." >&2
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 status=0
-"${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@"' _ "$@" || status=$?
+"${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@" 2>&1' _ "$@" |
+  tee "$out" || status=$?
+# One summary line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i;
+       if ($(i+1) ~ /^failed;?$/) f += $i; if ($(i+1) ~ /^ignored;?$/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$out"
 echo "[test] finished in $(($(date +%s) - start)) s (exit $status)" >&2
 exit $status

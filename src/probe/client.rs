@@ -113,7 +113,34 @@ impl Prober {
 
     /// Probes one peer's Kubo and Cluster APIs concurrently.
     pub async fn peer(&self, target: &PeerTarget) -> PeerReport {
-        let (kubo, cluster) = tokio::join!(self.kubo(&target.kubo), self.cluster(&target.cluster));
+        let (kubo, (mut cluster, cluster_alive)) = tokio::join!(
+            self.kubo(&target.kubo),
+            self.cluster_with_liveness(&target.cluster)
+        );
+        // The cluster peer asks Kubo while answering `/id`, `/peers` and `/pins`: while Kubo hangs,
+        // those stall although the cluster daemon is fine (its `/health` answers). Report the
+        // daemon as up and waiting on Kubo, so that healing restarts Kubo, not both.
+        if let (Err(kubo_failure), Err(stall)) = (&kubo, &cluster)
+            && cluster_alive
+            && stall.kind == FailureKind::Timeout
+        {
+            let why = format!(
+                "no answer from Kubo ({}); the cluster peer is alive but its API stalls on it: {}",
+                kubo_failure.message, stall.message
+            );
+            cluster = Ok(ClusterStatus {
+                peer_id: String::new(),
+                peername: String::new(),
+                version: String::new(),
+                cluster_peers: Vec::new(),
+                peers_seen: Vec::new(),
+                ipfs_error: Some(why.clone()),
+                pins: Err(ProbeFailure {
+                    kind: FailureKind::Timeout,
+                    message: why,
+                }),
+            });
+        }
         PeerReport {
             peer: target.peer.clone(),
             kubo_process: target.kubo_process,
@@ -206,6 +233,12 @@ impl Prober {
 
     /// The cluster peer's liveness, identity, peerset and local pin counts.
     pub async fn cluster(&self, api: &Endpoint) -> ProbeResult<ClusterStatus> {
+        self.cluster_with_liveness(api).await.0
+    }
+
+    /// [`Prober::cluster`], plus whether `GET /health` (which needs nothing but the daemon)
+    /// answered.
+    async fn cluster_with_liveness(&self, api: &Endpoint) -> (ProbeResult<ClusterStatus>, bool) {
         #[derive(Deserialize)]
         struct Id {
             id: String,
@@ -283,23 +316,26 @@ impl Prober {
                 .await;
             Ok(result.map(|()| counts))
         };
-        let ((), id, peers_seen, pins) = tokio::try_join!(health, id, peers, pins)?;
-        let ipfs_error = id.ipfs.map(|i| i.error).filter(|e| !e.is_empty());
-        if !id.error.is_empty() {
-            return Err(ProbeFailure {
-                kind: FailureKind::HttpStatus,
-                message: format!("GET /id: the peer reports an error: {}", id.error),
-            });
-        }
-        Ok(ClusterStatus {
-            peer_id: id.id,
-            peername: id.peername,
-            version: id.version,
-            cluster_peers: id.cluster_peers.unwrap_or_default(),
-            peers_seen,
-            ipfs_error,
-            pins,
-        })
+        let (health, rest) = tokio::join!(health, async { tokio::try_join!(id, peers, pins) });
+        let alive = health.is_ok();
+        let result = health.and(rest).and_then(|(id, peers_seen, pins)| {
+            if !id.error.is_empty() {
+                return Err(ProbeFailure {
+                    kind: FailureKind::HttpStatus,
+                    message: format!("GET /id: the peer reports an error: {}", id.error),
+                });
+            }
+            Ok(ClusterStatus {
+                peer_id: id.id,
+                peername: id.peername,
+                version: id.version,
+                cluster_peers: id.cluster_peers.unwrap_or_default(),
+                peers_seen,
+                ipfs_error: id.ipfs.map(|i| i.error).filter(|e| !e.is_empty()),
+                pins,
+            })
+        });
+        (result, alive)
     }
 
     /// Reads a Cluster list endpoint: one JSON object per line, 204 when empty, late errors in

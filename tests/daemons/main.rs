@@ -4,4 +4,5 @@
 mod support;
 
 mod harness;
+mod healing;
 mod probe;

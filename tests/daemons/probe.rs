@@ -118,6 +118,12 @@ async fn hung_daemons_time_out_without_delaying_the_others() {
         .as_ref()
         .expect_err("peer 1 Kubo is stopped");
     assert_eq!(hung_kubo.kind, FailureKind::Timeout, "{hung_kubo:?}");
+    // Peer 1's cluster daemon is alive and says it is waiting on its Kubo.
+    let stalled = reports[1]
+        .cluster
+        .as_ref()
+        .expect("cluster peer 1 is alive");
+    assert!(stalled.ipfs_error.is_some(), "{stalled:?}");
     assert!(reports[2].kubo.is_ok(), "{:?}", reports[2].kubo);
     let hung_cluster = reports[2]
         .cluster
