@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod dashboard;
 pub mod netguard;
 pub mod probe;
 pub mod reconcile;
