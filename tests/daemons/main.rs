@@ -4,5 +4,6 @@
 mod support;
 
 mod harness;
+mod local;
 mod healing;
 mod probe;

@@ -264,6 +264,16 @@ impl Supervisor {
     /// runs, restart peers whose configuration changed (one at a time).
     async fn converge(&mut self) -> Result<(), LocalError> {
         let replicas = u32::try_from(self.state.spec.replicas).unwrap_or(1);
+        // Adopt daemons that still run and answer; stop ours that run but do not answer.
+        let existing: Vec<String> = self.state.peers.iter().map(|p| p.name.clone()).collect();
+        for name in &existing {
+            for kind in [DaemonKind::Kubo, DaemonKind::Cluster] {
+                if self.adopt_or_clear(name, kind) && !self.answers(name, kind).await {
+                    warn!(peer = %name, "{kind} runs but does not answer: restarting it");
+                    self.stop(name, kind).await;
+                }
+            }
+        }
         // Scale down: leave the cluster first (`DELETE /peers/{id}` on a remaining peer).
         let extra: Vec<PeerRecord> = self
             .state
@@ -272,10 +282,9 @@ impl Supervisor {
             .filter(|p| p.index >= replicas)
             .cloned()
             .collect();
-        for peer in extra {
-            self.adopt_or_clear(&peer.name, DaemonKind::Kubo);
-            self.adopt_or_clear(&peer.name, DaemonKind::Cluster);
-            self.remove_peer(&peer).await;
+        for peer in extra.iter().rev() {
+            self.remove_peer(peer).await;
+            save_state(&self.paths, &self.state)?;
         }
         // Create what is missing (identities first: every config names every peer).
         for index in 0..replicas {
@@ -286,16 +295,7 @@ impl Supervisor {
             }
         }
         save_state(&self.paths, &self.state)?;
-        // Adopt daemons that still run and answer; stop ours that run but do not answer.
         let names: Vec<String> = self.state.peers.iter().map(|p| p.name.clone()).collect();
-        for name in &names {
-            for kind in [DaemonKind::Kubo, DaemonKind::Cluster] {
-                if self.adopt_or_clear(name, kind) && !self.answers(name, kind).await {
-                    warn!(peer = %name, "{kind} runs but does not answer: restarting it");
-                    self.stop(name, kind).await;
-                }
-            }
-        }
         // Start what does not run; restart running peers whose configuration changed.
         let mut changed = Vec::new();
         for name in &names {
@@ -752,7 +752,10 @@ impl Supervisor {
         {
             info!("{why}; would {}", assessment.decision.summary());
         }
-        let actions = assessment.decision.actions.clone();
+        for action in assessment.decision.actions.clone() {
+            self.carry_out(action).await;
+        }
+        // Published after the actions, so that it shows the new PIDs and restart counts.
         let running: Vec<(String, DaemonKind, i32)> = self
             .running
             .iter()
@@ -798,9 +801,6 @@ impl Supervisor {
         }
         if let Ok(mut shared) = self.status.write() {
             *shared = snapshot;
-        }
-        for action in actions {
-            self.carry_out(action).await;
         }
     }
 

@@ -1,0 +1,608 @@
+//! `ipfs-kit-operator local up|down|status` with real Kubo and IPFS Cluster daemons: what a user
+//! of the local runtime notices.
+//!
+//! The tests of this file run one at a time (they share the preferred ports 4001-9200 of the
+//! network namespace they run in), each in its own state directory.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ipfs_kit_operator::probe::report::ProcessState;
+use ipfs_kit_operator::probe::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
+use ipfs_kit_operator::runtime::local::LocalStatus;
+use ipfs_kit_operator::runtime::local::process;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::support::process::log_tail;
+use crate::support::tools::binary;
+use crate::support::wait_for;
+
+/// One local-runtime test at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const OPERATOR: &str = env!("CARGO_BIN_EXE_ipfs-kit-operator");
+
+/// A local cluster under test: its state directory, spec file and (foreground) supervisor.
+/// Dropping it stops the supervisor and every daemon it started.
+struct Local {
+    dir: tempfile::TempDir,
+    name: String,
+    supervisor: Option<std::process::Child>,
+    supervisor_log: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Local {
+    async fn new(name: &str, replicas: u32) -> Local {
+        let serial = SERIAL.lock().await;
+        let dir = tempfile::Builder::new()
+            .prefix("ipfs-kit-local-")
+            .tempdir()
+            .expect("tempdir");
+        let local = Local {
+            supervisor_log: dir.path().join("supervisor.log"),
+            dir,
+            name: name.to_owned(),
+            supervisor: None,
+            _serial: serial,
+        };
+        local.write_spec(replicas);
+        local
+    }
+
+    fn spec_file(&self) -> PathBuf {
+        self.dir.path().join("cluster.yaml")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cluster_dir(&self) -> PathBuf {
+        self.state_dir().join(&self.name)
+    }
+
+    fn write_spec(&self, replicas: u32) {
+        let yaml = format!(
+            "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata:\n  name: {}\nspec:\n  \
+             replicas: {replicas}\n  health:\n    probeInterval: 2s\n    probeTimeout: 1s\n",
+            self.name
+        );
+        std::fs::write(self.spec_file(), yaml).expect("write spec");
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(OPERATOR);
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .env("IPFS_KIT_IPFS_BIN", binary("kubo", "ipfs"))
+            .env(
+                "IPFS_KIT_CLUSTER_BIN",
+                binary("ipfs-cluster", "ipfs-cluster-service"),
+            )
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs a `local` subcommand to its end; returns stdout, fails with stderr.
+    async fn run(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::from(self.command(args))
+            .output()
+            .await
+            .expect("run operator");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "`ipfs-kit-operator {}` failed ({}):\n{stderr}",
+            args.join(" "),
+            out.status
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `local up --detach`: brings the peers up (or adopts them) and returns.
+    async fn up_detached(&self) -> String {
+        let spec = self.spec_file();
+        let spec = spec.to_str().expect("utf-8 path");
+        let out = tokio::process::Command::from(self.command(&[
+            "local",
+            "up",
+            "--detach",
+            "--dashboard-listen",
+            "127.0.0.1:0",
+            "-f",
+            spec,
+        ]))
+        .output()
+        .await
+        .expect("run operator");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "local up failed ({}):\n{stderr}",
+            out.status
+        );
+        stderr
+    }
+
+    /// `local up` in the foreground: the supervisor keeps running.
+    fn up_foreground(&mut self) {
+        let spec = self.spec_file();
+        let log = std::fs::File::create(&self.supervisor_log).expect("supervisor log");
+        let err = log.try_clone().expect("clone log");
+        let child = self
+            .command(&[
+                "local",
+                "up",
+                "--dashboard-listen",
+                "127.0.0.1:0",
+                "-f",
+                spec.to_str().expect("utf-8 path"),
+            ])
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("start supervisor");
+        self.supervisor = Some(child);
+    }
+
+    fn supervisor_output(&self) -> String {
+        log_tail(&self.supervisor_log, 60)
+    }
+
+    async fn status(&self) -> LocalStatus {
+        let out = self
+            .run(&["local", "status", &self.name, "--output", "json"])
+            .await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("status JSON: {e}: {out}"))
+    }
+
+    /// The status, or `None` while the cluster has no state yet (a supervisor just started).
+    async fn try_status(&self) -> Option<LocalStatus> {
+        if !self.cluster_dir().join("state.json").is_file() {
+            return None;
+        }
+        Some(self.status().await)
+    }
+
+    /// Waits until every peer runs and its cluster daemon sees `n` peers, its Kubo `n - 1`.
+    async fn wait_converged(&self, n: usize) -> LocalStatus {
+        let log = self.supervisor_log.clone();
+        let result = tokio::time::timeout(
+            Duration::from_secs(150),
+            wait_for(
+                &format!("{n} peers that all see each other"),
+                Duration::from_secs(150),
+                Duration::from_millis(1000),
+                || async {
+                    let s = self.try_status().await?;
+                    let ok = s.peers.len() == n
+                        && s.peers.iter().all(|p| {
+                            p.kubo_pid.is_some()
+                                && p.cluster_pid.is_some()
+                                && p.cluster_peers == Some(n)
+                                && p.swarm_peers.is_some_and(|c| c + 1 >= n)
+                        });
+                    ok.then_some(s)
+                },
+            ),
+        )
+        .await;
+        match result {
+            Ok(s) => s,
+            Err(_) => panic!("not converged; supervisor:\n{}", log_tail(&log, 60)),
+        }
+    }
+
+    fn pids(status: &LocalStatus) -> BTreeSet<i32> {
+        status
+            .peers
+            .iter()
+            .flat_map(|p| [p.kubo_pid, p.cluster_pid])
+            .flatten()
+            .collect()
+    }
+
+    /// PIDs of live daemons whose command line names this cluster's state directory.
+    fn daemons_on_host(&self) -> BTreeSet<i32> {
+        let marker = self.cluster_dir().display().to_string();
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| process::is_alive(*pid))
+            .filter(|pid| process::cmdline(*pid).is_some_and(|c| c.contains(&marker)))
+            .collect()
+    }
+
+    async fn stop_supervisor(&mut self) {
+        if let Some(mut child) = self.supervisor.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let waited = tokio::time::timeout(Duration::from_secs(60), async {
+                loop {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            assert!(
+                waited.is_ok_and(|s| s.success()),
+                "the supervisor did not stop cleanly on SIGTERM:\n{}",
+                self.supervisor_output()
+            );
+        }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.supervisor.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            for _ in 0..600 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.cluster_dir().join("state.json").exists() {
+            let _ = self.command(&["local", "down", &self.name]).output();
+        }
+    }
+}
+
+fn targets(status: &LocalStatus) -> Vec<PeerTarget> {
+    status
+        .peers
+        .iter()
+        .map(|p| {
+            let ports = p.ports.expect("ports");
+            PeerTarget {
+                peer: p.name.clone(),
+                kubo: Endpoint::new(format!("http://127.0.0.1:{}", ports.kubo_api)),
+                cluster: Endpoint::new(format!("http://127.0.0.1:{}", ports.cluster_rest)),
+                kubo_process: ProcessState::Running,
+                cluster_process: ProcessState::Running,
+            }
+        })
+        .collect()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .expect("http client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_up_runs_three_peers_that_see_each_other_and_down_keeps_their_data() {
+    let mut local = Local::new("three", 3).await;
+    local.up_foreground();
+    let status = local.wait_converged(3).await;
+    assert_eq!(
+        status.supervisor_pid,
+        local.supervisor.as_ref().map(|c| c.id() as i32)
+    );
+    assert_eq!(Local::pids(&status).len(), 6, "{status:?}");
+    assert_eq!(local.daemons_on_host(), Local::pids(&status));
+
+    // The probes agree: every cluster peer lists the three, every Kubo knows the two others.
+    let prober = Prober::new(Duration::from_secs(5)).expect("prober");
+    let reports = prober.round(&targets(&status), DEFAULT_CONCURRENCY).await;
+    let cluster_ids: BTreeSet<String> = status
+        .peers
+        .iter()
+        .map(|p| p.cluster_peer_id.clone())
+        .collect();
+    for (report, peer) in reports.iter().zip(&status.peers) {
+        let kubo = report.kubo.as_ref().expect("Kubo answers");
+        assert_eq!(kubo.peer_id, peer.kubo_peer_id);
+        for other in status.peers.iter().filter(|o| o.name != peer.name) {
+            assert!(kubo.swarm_peers.contains(&other.kubo_peer_id), "{kubo:?}");
+        }
+        let cluster = report.cluster.as_ref().expect("cluster answers");
+        let seen: BTreeSet<String> = cluster.peers_seen.iter().cloned().collect();
+        assert_eq!(seen, cluster_ids, "{} sees {seen:?}", peer.name);
+        assert_eq!(cluster.peername, peer.name);
+        assert_eq!(cluster.ipfs_error, None);
+    }
+
+    // A pin added through peer 0's cluster API ends up pinned on all three.
+    let http = http();
+    let kubo0 = format!(
+        "http://127.0.0.1:{}",
+        status.peers[0].ports.expect("ports").kubo_api
+    );
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"local runtime pin".to_vec()).file_name("data"),
+    );
+    let added: Value = http
+        .post(format!("{kubo0}/api/v0/block/put?cid-codec=raw"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("block/put")
+        .json()
+        .await
+        .expect("block/put json");
+    let cid = added["Key"].as_str().expect("Key").to_owned();
+    let rest0 = format!(
+        "http://127.0.0.1:{}",
+        status.peers[0].ports.expect("ports").cluster_rest
+    );
+    let resp = http
+        .post(format!("{rest0}/pins/{cid}"))
+        .send()
+        .await
+        .expect("POST /pins");
+    assert!(resp.status().is_success(), "POST /pins: {}", resp.status());
+    wait_for(
+        "the pin on all three peers",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let s = local.status().await;
+            s.peers
+                .iter()
+                .all(|p| p.pins.is_some_and(|c| c.pinned == 1))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The table says the same in words.
+    let table = local.run(&["local", "status", "three"]).await;
+    for p in &status.peers {
+        assert!(table.contains(&p.name), "{table}");
+    }
+    assert!(
+        table.contains("PEER") && table.contains("RESTARTS"),
+        "{table}"
+    );
+
+    // `local down` stops the supervisor and every daemon; the data stays.
+    local.run(&["local", "down", "three"]).await;
+    let status_code = local
+        .supervisor
+        .as_mut()
+        .expect("supervisor")
+        .wait()
+        .expect("wait");
+    assert!(status_code.success(), "{}", local.supervisor_output());
+    local.supervisor = None;
+    assert!(
+        local.daemons_on_host().is_empty(),
+        "daemons left: {:?}",
+        local.daemons_on_host()
+    );
+    for i in 0..3 {
+        let peer = local.cluster_dir().join(format!("peer-{i}"));
+        assert!(peer.join("ipfs/config").is_file(), "{}", peer.display());
+        assert!(peer.join("cluster/identity.json").is_file());
+        assert!(peer.join("logs/kubo.log").is_file());
+        assert!(!peer.join("kubo.pid").exists());
+    }
+    let stopped = local.status().await;
+    assert!(
+        stopped.peers.iter().all(|p| p.state == "stopped"),
+        "{stopped:?}"
+    );
+
+    // `--purge --yes` deletes it.
+    local
+        .run(&["local", "down", "three", "--purge", "--yes"])
+        .await;
+    assert!(!local.cluster_dir().exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_kubo_is_noticed_at_once_and_restarted_with_a_reason() {
+    let mut local = Local::new("heal", 2).await;
+    local.up_foreground();
+    let before = local.wait_converged(2).await;
+    let victim = before.peers[1].kubo_pid.expect("kubo pid");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill -9");
+
+    let log = local.supervisor_log.clone();
+    let healed = tokio::time::timeout(
+        Duration::from_secs(60),
+        wait_for(
+            "peer-1's Kubo to be restarted",
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || async {
+                let s = local.try_status().await?;
+                let p = &s.peers[1];
+                (p.kubo_pid.is_some_and(|pid| pid != victim) && p.kubo_version.is_some())
+                    .then_some(s)
+            },
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("not healed; supervisor:\n{}", log_tail(&log, 60)));
+    assert_eq!(healed.peers[1].restarts, 1, "{healed:?}");
+    assert_eq!(
+        healed.peers[1].cluster_pid, before.peers[1].cluster_pid,
+        "only the daemon that failed is restarted"
+    );
+    assert_eq!(healed.peers[0].kubo_pid, before.peers[0].kubo_pid);
+    let entry = healed
+        .healing
+        .iter()
+        .find(|e| e.peer == "peer-1")
+        .unwrap_or_else(|| panic!("no healing entry: {healed:?}"));
+    assert!(!entry.reason.is_empty());
+    let output = local.supervisor_output();
+    assert!(
+        output.contains("signal: 9") || output.contains("SIGKILL"),
+        "{output}"
+    );
+    local.stop_supervisor().await;
+    assert!(local.daemons_on_host().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pid_file_naming_someone_elses_process_is_never_signalled() {
+    let local = Local::new("foreign", 1).await;
+    local.up_detached().await;
+    local.run(&["local", "down", "foreign"]).await;
+
+    // Someone else's process, and a PID file of ours that names it.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("sleep");
+    let pid = sleeper.id() as i32;
+    let (start, _) = process::stat(pid).expect("stat");
+    let peer = local.cluster_dir().join("peer-0");
+    let record = process::PidRecord {
+        pid,
+        start_time: start,
+        marker: peer.join("ipfs").display().to_string(),
+    };
+    std::fs::write(
+        peer.join("kubo.pid"),
+        serde_json::to_vec(&record).expect("json"),
+    )
+    .expect("pid file");
+
+    let output = local.up_detached().await;
+    assert!(output.contains("not ours"), "{output}");
+    assert!(
+        matches!(sleeper.try_wait(), Ok(None)),
+        "the sleep was touched"
+    );
+    let status = local.status().await;
+    assert!(status.peers[0].kubo_pid.is_some_and(|p| p != pid));
+
+    local.run(&["local", "down", "foreign"]).await;
+    assert!(local.daemons_on_host().is_empty());
+
+    // `local down` with foreign PID files in place leaves their process alone too.
+    for file in ["kubo.pid", "cluster.pid"] {
+        std::fs::write(peer.join(file), serde_json::to_vec(&record).expect("json"))
+            .expect("pid file");
+    }
+    let output = local.run(&["local", "down", "foreign"]).await;
+    assert!(
+        matches!(sleeper.try_wait(), Ok(None)),
+        "the sleep was touched: {output}"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_preferred_port_moves_the_peer_and_leaves_the_holder_alone() {
+    let local = Local::new("ports", 1).await;
+    let holder = std::net::TcpListener::bind("127.0.0.1:5001").expect("hold 5001");
+    let output = local.up_detached().await;
+    assert!(output.contains("port 5001 is in use"), "{output}");
+    let status = local.status().await;
+    let ports = status.peers[0].ports.expect("ports");
+    assert_ne!(ports.kubo_api, 5001);
+    assert!(status.peers[0].kubo_version.is_some(), "{status:?}");
+    // The holder still holds its port and still accepts connections.
+    let _client = std::net::TcpStream::connect("127.0.0.1:5001").expect("connect");
+    let (_conn, _) = holder.accept().expect("holder accepts");
+    // The choice is recorded and kept across restarts.
+    local.run(&["local", "down", "ports"]).await;
+    local.up_detached().await;
+    let again = local.status().await;
+    assert_eq!(again.peers[0].ports, Some(ports));
+    local.run(&["local", "down", "ports"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_up_again_adopts_running_daemons_even_after_the_supervisor_was_killed() {
+    let mut local = Local::new("adopt", 2).await;
+    local.up_detached().await;
+    let first = local.wait_converged(2).await;
+    let pids = Local::pids(&first);
+    assert_eq!(pids.len(), 4);
+
+    // A second `local up` adopts instead of starting duplicates.
+    let output = local.up_detached().await;
+    assert!(output.contains("adopting"), "{output}");
+    let second = local.status().await;
+    assert_eq!(Local::pids(&second), pids);
+    assert_eq!(local.daemons_on_host(), pids, "no duplicate daemons");
+
+    // A foreground supervisor adopts them too; SIGKILLed, it leaves them running; the next one
+    // adopts them again, with the same peer ids.
+    local.up_foreground();
+    wait_for(
+        "the supervisor to adopt the peers",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async { local.try_status().await?.supervisor_pid.map(|_| ()) },
+    )
+    .await;
+    let mut supervisor = local.supervisor.take().expect("supervisor");
+    supervisor.kill().expect("kill -9 the supervisor");
+    supervisor.wait().expect("reap");
+    assert_eq!(
+        local.daemons_on_host(),
+        pids,
+        "daemons survive the supervisor"
+    );
+    local.up_foreground();
+    wait_for(
+        "the new supervisor to adopt the peers",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async { local.try_status().await?.supervisor_pid.map(|_| ()) },
+    )
+    .await;
+    let third = local.status().await;
+    assert_eq!(Local::pids(&third), pids);
+    for (a, b) in first.peers.iter().zip(&third.peers) {
+        assert_eq!(a.kubo_peer_id, b.kubo_peer_id);
+        assert_eq!(a.cluster_peer_id, b.cluster_peer_id);
+    }
+    assert_eq!(local.daemons_on_host(), pids);
+    local.stop_supervisor().await;
+    assert!(local.daemons_on_host().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_spec_scales_three_to_four_and_back() {
+    let local = Local::new("scale", 3).await;
+    local.up_detached().await;
+    let three = local.wait_converged(3).await;
+
+    local.write_spec(4);
+    local.up_detached().await;
+    let four = local.wait_converged(4).await;
+    for (a, b) in three.peers.iter().zip(&four.peers) {
+        assert_eq!(a.kubo_pid, b.kubo_pid, "{} kept running", a.name);
+        assert_eq!(a.cluster_pid, b.cluster_pid, "{} kept running", a.name);
+    }
+    assert_eq!(four.generation, three.generation + 1);
+
+    local.write_spec(3);
+    let output = local.up_detached().await;
+    assert!(output.contains("DELETE /peers/"), "{output}");
+    let back = local.wait_converged(3).await;
+    assert_eq!(Local::pids(&back), Local::pids(&three));
+    assert!(
+        local.cluster_dir().join("peer-3/ipfs/config").is_file(),
+        "data kept"
+    );
+    local.run(&["local", "down", "scale"]).await;
+}
