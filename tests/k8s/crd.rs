@@ -14,9 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use crate::support::control_plane::control_plane;
 
@@ -24,44 +22,14 @@ const FIELD_MANAGER: &str = "ipfs-kit-operator-tests";
 const CID_V0: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
 const CID_V1: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
 
-static CRDS_INSTALLED: OnceCell<()> = OnceCell::const_new();
-
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Installs the CRDs shipped in `crds/` (once per test binary; server-side apply, so a second
-/// apply would be a no-op too) and waits until both are Established.
+/// Installs the CRDs shipped in `crds/` and returns an admin client.
 async fn install_crds() -> kube::Client {
     let cp = control_plane();
-    CRDS_INSTALLED
-        .get_or_init(|| async {
-            let client = cp.admin_client().await;
-            let crds: Api<CustomResourceDefinition> = Api::all(client);
-            for file in [
-                "crds/ipfsclusters.ipfskit.io.yaml",
-                "crds/ipfspins.ipfskit.io.yaml",
-            ] {
-                let text = std::fs::read_to_string(repo_path(file)).expect("read CRD file");
-                let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("CRD yaml");
-                let name = crd.metadata.name.clone().expect("CRD name");
-                crds.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&crd),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("the API server refused {file}: {e}"));
-                tokio::time::timeout(
-                    Duration::from_secs(60),
-                    await_condition(crds.clone(), &name, conditions::is_crd_established()),
-                )
-                .await
-                .unwrap_or_else(|_| panic!("{name} not Established after 60 s"))
-                .expect("watch CRD");
-            }
-        })
-        .await;
+    cp.install_crds().await;
     cp.admin_client().await
 }
 
