@@ -57,6 +57,14 @@ pub struct RunArgs {
     /// Address of the metrics and health endpoint of the controller.
     #[arg(long, default_value = "0.0.0.0:9090", env = "IPFS_KIT_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
+
+    /// IpfsClusters reconciled at the same time, at most.
+    #[arg(long, default_value_t = 8, env = "IPFS_KIT_CONCURRENCY")]
+    pub concurrency: u16,
+
+    /// Name of this instance in Events and in the leader Lease (default: `$POD_NAME`).
+    #[arg(long, env = "POD_NAME", default_value = "ipfs-kit-operator")]
+    pub instance: String,
 }
 
 #[derive(Debug, Args)]

@@ -18,11 +18,7 @@ fn main() -> ExitCode {
     }
     let (command, plan) = match &cli.command {
         Command::Crd => return print_crds(),
-        Command::Run(_) => (
-            "run",
-            "watch IpfsCluster objects and manage their StatefulSets, Services, Secrets and \
-             status, probing and healing the peers",
-        ),
+        Command::Run(args) => return run(args),
         Command::Dashboard(_) => (
             "dashboard",
             "serve the dashboard API, Prometheus metrics and web page from reconciled status",
@@ -137,6 +133,26 @@ fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `ipfs-kit-operator run`: the controller, with its metrics and health endpoint, until SIGTERM
+/// or Ctrl-C.
+fn run(args: &ipfs_kit_operator::cli::RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(ipfs_kit_operator::runtime::kube::run_operator(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("error: {err}");
+            ExitCode::from(1)
         }
     }
 }

@@ -40,6 +40,9 @@ pub const CLUSTER_REST_PORT: i32 = 9094;
 pub const CLUSTER_PROXY_PORT: i32 = 9095;
 /// Most recent healing actions kept in `status.healing` (older ones are dropped).
 pub const HEALING_HISTORY_LIMIT: usize = 20;
+/// Annotation through which the dashboard asks the controller (the one writer) for an action:
+/// a JSON object `{"id", "action": start|stop|restart|probe, "peer"?, "daemon"?: ipfs|cluster}`.
+pub const ACTION_REQUEST_ANNOTATION: &str = "ipfskit.io/requested-action";
 
 /// An IPFS Cluster: `replicas` peers, each running Kubo (the IPFS daemon) and IPFS Cluster (pin
 /// orchestration), with their storage, exposure and health policy. The operator creates and

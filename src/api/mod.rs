@@ -12,9 +12,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use cluster::{
-    ClusterPhase, ClusterSpec, Consensus, Exposure, GatewaySpec, HealingAction, HealingRecord,
-    HealingResult, HealthSpec, IpfsCluster, IpfsClusterSpec, IpfsClusterStatus, KuboProfile,
-    KuboSpec, NetworkingSpec, P2pSpec, PeerState, PeerStatus, SecretKeyReference,
+    ACTION_REQUEST_ANNOTATION, ClusterPhase, ClusterSpec, Consensus, Exposure, GatewaySpec,
+    HealingAction, HealingRecord, HealingResult, HealthSpec, IpfsCluster, IpfsClusterSpec,
+    IpfsClusterStatus, KuboProfile, KuboSpec, NetworkingSpec, P2pSpec, PeerState, PeerStatus,
+    SecretKeyReference,
 };
 pub use common::{LocalObjectReference, ResourceRequirements, StorageSpec};
 pub use pin::{

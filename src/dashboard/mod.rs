@@ -6,6 +6,7 @@
 
 mod auth;
 mod backend;
+pub mod kube;
 mod routes;
 
 use std::collections::{BTreeMap, VecDeque};

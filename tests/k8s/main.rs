@@ -4,4 +4,5 @@
 mod support;
 
 mod crd;
+mod dashboard;
 mod harness;

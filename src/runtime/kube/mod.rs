@@ -1,4 +1,103 @@
 //! The Kubernetes runtime: `ipfs-kit-operator run`. A kube-rs `Controller` over IpfsClusters that
 //! server-side applies the objects each one owns ([`build`]), probes the peers and writes status.
 
+pub mod apply;
+pub mod backoff;
 pub mod build;
+pub mod controller;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::cli::RunArgs;
+pub use controller::{Metrics, Settings, StartError, run};
+
+/// Why `ipfs-kit-operator run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error(
+        "no Kubernetes configuration: {0} (in a pod, mount a ServiceAccount token; outside, set \
+         KUBECONFIG)"
+    )]
+    Config(#[source] kube::Error),
+    #[error("listening for metrics on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The metrics and health endpoint: `/metrics`, `/healthz`, `/readyz`.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+}
+
+/// `ipfs-kit-operator run`: connects to the cluster, serves metrics, runs the controller until
+/// SIGTERM or Ctrl-C.
+pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(OperatorError::Config)?;
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+        instance: args.instance.clone(),
+        ..Settings::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| OperatorError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    let app = metrics_router(metrics.clone());
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!("metrics endpoint stopped: {e}");
+        }
+    });
+    let result = run(client, settings, metrics, shutdown_signal()).await;
+    server.abort();
+    Ok(result?)
+}

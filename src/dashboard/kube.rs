@@ -1,0 +1,117 @@
+//! The dashboard as a sidecar in Kubernetes: status comes from a watch cache of IpfsCluster
+//! objects; action requests are recorded on the IpfsCluster (an annotation) for the controller
+//! to carry out, so that the controller stays the one writer of pods and status.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{ActionRequest, ClusterEntry, Publisher, Snapshot};
+use crate::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
+
+/// The field manager of the dashboard's annotation patches.
+pub const FIELD_MANAGER: &str = "ipfs-kit-operator-dashboard";
+
+/// Errors of the Kubernetes dashboard source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("recording action request {id} on IpfsCluster {cluster}: {source}")]
+    Record {
+        id: u64,
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("action request {id} names {cluster:?}, which is not <namespace>/<name>")]
+    BadCluster { id: u64, cluster: String },
+}
+
+fn snapshot(store: &Store<IpfsCluster>) -> Snapshot {
+    let mut clusters: Vec<ClusterEntry> = store
+        .state()
+        .iter()
+        .map(|c| ClusterEntry {
+            namespace: c.namespace(),
+            name: c.name_any(),
+            replicas: c.spec.replicas,
+            paused: c.spec.paused,
+            status: c.status.clone().unwrap_or_default(),
+        })
+        .collect();
+    clusters.sort_by_key(ClusterEntry::key);
+    Snapshot {
+        clusters,
+        host: None,
+        updated_at: Some(now_rfc3339()),
+    }
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// Watches IpfsClusters (in `namespace`, or all) and publishes a snapshot on every change, until
+/// the watch stream ends.
+pub async fn follow_clusters(client: Client, namespace: Option<&str>, publisher: Arc<Publisher>) {
+    let api: Api<IpfsCluster> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let (reader, writer) = reflector::store();
+    // Every event, including the end of the initial list (when the cache is filled), publishes.
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Ok(_) => publisher.publish(snapshot(&reader)),
+            Err(e) => tracing::warn!(error = %e, "watching IpfsClusters"),
+        }
+    }
+}
+
+/// Records one action request on its IpfsCluster.
+pub async fn record(client: &Client, request: &ActionRequest) -> Result<(), SourceError> {
+    let (namespace, name) =
+        request
+            .cluster
+            .split_once('/')
+            .ok_or_else(|| SourceError::BadCluster {
+                id: request.id,
+                cluster: request.cluster.clone(),
+            })?;
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), namespace);
+    let mut value = serde_json::to_value(request).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("cluster");
+        map.insert("requestedAt".into(), json!(now_rfc3339()));
+    }
+    let patch =
+        json!({"metadata": {"annotations": {ACTION_REQUEST_ANNOTATION: value.to_string()}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| SourceError::Record {
+            id: request.id,
+            cluster: request.cluster.clone(),
+            source,
+        })?;
+    tracing::info!(id = request.id, cluster = %request.cluster, action = ?request.action, "recorded action request");
+    Ok(())
+}
+
+/// Records every request the dashboard receives, until the channel closes.
+pub async fn record_requests(client: Client, mut requests: mpsc::Receiver<ActionRequest>) {
+    while let Some(request) = requests.recv().await {
+        if let Err(e) = record(&client, &request).await {
+            tracing::warn!(error = %e, "action request not recorded");
+        }
+    }
+}

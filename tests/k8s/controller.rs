@@ -1,0 +1,509 @@
+//! The IpfsCluster controller against the real API server of the test world: it creates the owned
+//! objects with owner references, kwok runs the pods, and the status tells the truth about peers
+//! whose daemons do not exist (kwok runs no containers: every probe of a pod IP is refused).
+//!
+//! Storage: the test world has no volume provisioner, so each test creates its own StorageClass
+//! (`kubernetes.io/no-provisioner`, immediate binding, expansion allowed) and enough hostPath
+//! PersistentVolumes of that class for the claims of its peers; the PV controller binds them and
+//! the scheduler can place the pods. Nothing is ever mounted (kwok runs no containers).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipfs_kit_operator::api::{ClusterPhase, IpfsCluster};
+use ipfs_kit_operator::runtime::kube::{Metrics, Settings, run};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, Pod, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::support::control_plane::control_plane;
+use crate::support::wait_for;
+
+const TEST_MANAGER: &str = "ipfs-kit-operator-controller-tests";
+
+async fn install_crds() {
+    control_plane().install_crds().await;
+}
+
+/// A StorageClass named after the namespace and `count` hostPath volumes of 100Gi in it.
+async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
+    let class = format!("{ns}-local");
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let sc: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": class},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": true
+    }))
+    .expect("storage class json");
+    classes
+        .create(&PostParams::default(), &sc)
+        .await
+        .expect("create StorageClass");
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    for i in 0..count {
+        let pv: PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": format!("{ns}-pv-{i}")},
+            "spec": {
+                "capacity": {"storage": "100Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": class,
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": format!("/tmp/ipfs-kit-test-pv/{ns}/{i}")}
+            }
+        }))
+        .expect("pv json");
+        pvs.create(&PostParams::default(), &pv)
+            .await
+            .expect("create PersistentVolume");
+    }
+    class
+}
+
+/// Runs the controller in this process for namespace `ns` with `client`; it stops when the
+/// returned sender is dropped or fired.
+fn start_controller(
+    client: Client,
+    ns: &str,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let settings = Settings {
+        namespace: Some(ns.to_owned()),
+        instance: format!("test-{ns}"),
+        ..Settings::default()
+    };
+    let handle = tokio::spawn(async move {
+        run(client, settings, Arc::new(Metrics::default()), async move {
+            let _ = rx.await;
+        })
+        .await
+        .expect("the controller starts");
+    });
+    (tx, handle)
+}
+
+fn cluster_json(name: &str, class: &str, replicas: i32) -> Value {
+    json!({
+        "apiVersion": "ipfskit.io/v1alpha1",
+        "kind": "IpfsCluster",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "kubo": {"storage": {"size": "1Gi", "storageClassName": class}},
+            "cluster": {"storage": {"size": "1Gi", "storageClassName": class}},
+            "health": {"probeInterval": "2s", "probeTimeout": "1s"}
+        }
+    })
+}
+
+async fn apply_cluster(client: &Client, ns: &str, object: &Value) -> IpfsCluster {
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), ns);
+    let name = object["metadata"]["name"].as_str().expect("name");
+    api.patch(
+        name,
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .expect("apply IpfsCluster")
+}
+
+fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.kind == "IpfsCluster" && o.controller == Some(true))
+}
+
+/// Waits until object `name` exists and is controlled by the IpfsCluster of `uid`.
+async fn owned<K>(client: &Client, ns: &str, name: &str, uid: &str) -> K
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("{} {name} owned by the IpfsCluster", K::kind(&())),
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async {
+            api.get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .filter(|o| owned_by(o.meta(), uid))
+        },
+    )
+    .await
+}
+
+async fn running_pods(client: &Client, ns: &str, name: &str, count: usize) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={name}");
+    wait_for(
+        &format!("{count} Running pods of IpfsCluster {name}"),
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            let running: Vec<Pod> = list
+                .items
+                .into_iter()
+                .filter(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                })
+                .collect();
+            (running.len() == count).then_some(running)
+        },
+    )
+    .await
+}
+
+/// Waits up to 90 s for the IpfsCluster to satisfy `ok`; on timeout, fails showing its status.
+async fn wait_status(
+    api: &Api<IpfsCluster>,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&IpfsCluster) -> bool,
+) -> IpfsCluster {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    loop {
+        if let Ok(c) = api.get(name).await {
+            if ok(&c) {
+                return c;
+            }
+            last = Some(c);
+        }
+        if std::time::Instant::now() > deadline {
+            let shown = last.map(|c| {
+                serde_json::to_string_pretty(
+                    &json!({"generation": c.metadata.generation, "status": c.status}),
+                )
+                .unwrap_or_default()
+            });
+            panic!(
+                "timed out after 90 s waiting for IpfsCluster {name}: {what}; last seen: {shown:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn events(client: &Client, ns: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+}
+
+async fn has_event(client: &Client, ns: &str, reason: &str) -> bool {
+    events(client, ns)
+        .await
+        .iter()
+        .any(|e| e.reason.as_deref() == Some(reason))
+}
+
+#[tokio::test]
+async fn an_ipfs_cluster_gets_its_objects_running_pods_and_an_honest_status() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 6).await;
+    let (stop, controller) = start_controller(client.clone(), &ns);
+
+    let created = apply_cluster(&client, &ns, &cluster_json("demo", &class, 3)).await;
+    let uid = created.uid().expect("uid");
+
+    let sts: StatefulSet = owned(&client, &ns, "demo", &uid).await;
+    assert_eq!(sts.spec.replicas, Some(3));
+    let headless: Service = owned(&client, &ns, "demo-peers", &uid).await;
+    assert_eq!(
+        headless.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()),
+        Some("None")
+    );
+    let _: Service = owned(&client, &ns, "demo-api", &uid).await;
+    let config: ConfigMap = owned(&client, &ns, "demo-config", &uid).await;
+    let secret: Secret = owned(&client, &ns, "demo-cluster-secret", &uid).await;
+    let _: PodDisruptionBudget = owned(&client, &ns, "demo", &uid).await;
+    let _: NetworkPolicy = owned(&client, &ns, "demo", &uid).await;
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("secret"))
+        .expect("secret key");
+    assert_eq!(value.0.len(), 64, "32 bytes as hex");
+    assert!(value.0.iter().all(u8::is_ascii_hexdigit));
+    let secret_text = String::from_utf8_lossy(&value.0).into_owned();
+    for (_, v) in config.data.iter().flatten() {
+        assert!(
+            !v.contains(&secret_text),
+            "the cluster secret must never be in a ConfigMap"
+        );
+    }
+
+    running_pods(&client, &ns, "demo", 3).await;
+
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    let cluster = wait_status(
+        &api,
+        "demo",
+        "observedGeneration, 3 probed peers and phase Unhealthy",
+        |c| {
+            let Some(s) = c.status.as_ref() else {
+                return false;
+            };
+            s.observed_generation == c.metadata.generation
+                && s.peers.len() == 3
+                && s.replicas == Some(3)
+                && s.phase == Some(ClusterPhase::Unhealthy)
+        },
+    )
+    .await;
+    let status = cluster.status.as_ref().expect("status");
+    assert!(
+        cluster
+            .finalizers()
+            .iter()
+            .any(|f| f == "ipfskit.io/cleanup")
+    );
+    assert_eq!(status.ready_replicas, Some(0));
+    assert_eq!(status.health_score, Some(0));
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=demo,app.kubernetes.io/name=ipfs-cluster")
+    );
+    for peer in &status.peers {
+        let err = peer.last_error.as_deref().unwrap_or_default();
+        assert!(
+            err.contains("Kubo RPC: unreachable") && err.contains("127.0.100."),
+            "peer {} must report the refused probe of its pod IP, got {err:?}",
+            peer.name
+        );
+        assert!(peer.last_probe.is_some());
+    }
+    let by_type: BTreeMap<&str, &str> = status
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str()))
+        .collect();
+    assert_eq!(by_type.get("Ready"), Some(&"False"), "{by_type:?}");
+    assert_eq!(by_type.get("Available"), Some(&"False"), "{by_type:?}");
+    assert_eq!(by_type.get("Degraded"), Some(&"True"), "{by_type:?}");
+    assert!(has_event(&client, &ns, "SecretGenerated").await);
+    assert!(has_event(&client, &ns, "Applied").await);
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), controller)
+        .await
+        .expect("the controller stops within 30 s of the shutdown signal")
+        .expect("controller task");
+}
+
+#[tokio::test]
+async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everything() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-change").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 8).await;
+    let (stop, _controller) = start_controller(client.clone(), &ns);
+
+    let created = apply_cluster(&client, &ns, &cluster_json("web", &class, 2)).await;
+    let uid = created.uid().expect("uid");
+    let _: StatefulSet = owned(&client, &ns, "web", &uid).await;
+    running_pods(&client, &ns, "web", 2).await;
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "status of generation 1",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let c = api.get("web").await.ok()?;
+            (c.status.as_ref()?.observed_generation == c.metadata.generation).then_some(())
+        },
+    )
+    .await;
+
+    let versions = |client: Client, ns: String| async move {
+        let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        let sec: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let rv = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.resource_version.clone().unwrap_or_default()
+        };
+        BTreeMap::from([
+            (
+                "svc/web-peers",
+                rv(&svc.get("web-peers").await.expect("svc").metadata),
+            ),
+            (
+                "svc/web-api",
+                rv(&svc.get("web-api").await.expect("svc").metadata),
+            ),
+            (
+                "cm/web-config",
+                rv(&cm.get("web-config").await.expect("cm").metadata),
+            ),
+            (
+                "secret",
+                rv(&sec
+                    .get("web-cluster-secret")
+                    .await
+                    .expect("secret")
+                    .metadata),
+            ),
+            // The StatefulSet controller writes its status: compare the spec's generation.
+            (
+                "sts/web generation",
+                format!(
+                    "{:?}",
+                    sts.get("web").await.expect("sts").metadata.generation
+                ),
+            ),
+        ])
+    };
+    let before = versions(client.clone(), ns.clone()).await;
+    // A few reconciles (probe rounds every 2 s) later, nothing was rewritten.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = versions(client.clone(), ns.clone()).await;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(
+        before, idle,
+        "periodic reconciles must not rewrite unchanged objects"
+    );
+
+    // Scale out: the StatefulSet changes, the ConfigMap and Services do not.
+    let mut scaled = cluster_json("web", &class, 3);
+    scaled["spec"]["kubo"]["storage"]["size"] = json!("2Gi");
+    apply_cluster(&client, &ns, &scaled).await;
+    wait_for(
+        "StatefulSet scaled to 3",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { (sts_api.get("web").await.ok()?.spec.replicas == Some(3)).then_some(()) },
+    )
+    .await;
+    running_pods(&client, &ns, "web", 3).await;
+    let after = versions(client.clone(), ns.clone()).await;
+    for key in ["svc/web-peers", "svc/web-api", "cm/web-config", "secret"] {
+        assert_eq!(
+            before[key], after[key],
+            "{key} must not be rewritten by a scale-out"
+        );
+    }
+    // The bigger Kubo volume is applied to the existing claims.
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "kubo-data-web-0 requests 2Gi",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let pvc = pvcs.get("kubo-data-web-0").await.ok()?;
+            let size = pvc.spec?.resources?.requests?.get("storage")?.0.clone();
+            (size == "2Gi").then_some(())
+        },
+    )
+    .await;
+
+    // A kubo config change rolls the pods through a new config hash; the Services stay.
+    let hash = |s: &StatefulSet| {
+        s.spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get("ipfskit.io/config-hash").cloned())
+            .unwrap_or_default()
+    };
+    let old_hash = hash(&sts_api.get("web").await.expect("sts"));
+    let mut configured = scaled.clone();
+    configured["spec"]["kubo"]["config"] = json!({"Swarm": {"ConnMgr": {"HighWater": 300}}});
+    apply_cluster(&client, &ns, &configured).await;
+    wait_for(
+        "a new config hash on the pod template",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { (hash(&sts_api.get("web").await.ok()?) != old_hash).then_some(()) },
+    )
+    .await;
+    let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let script =
+        cm.get("web-config").await.expect("cm").data.expect("data")["kubo-init.sh"].clone();
+    assert!(
+        script.contains("'Swarm.ConnMgr.HighWater' '300'"),
+        "{script}"
+    );
+    let after_config = versions(client.clone(), ns.clone()).await;
+    assert_eq!(before["svc/web-peers"], after_config["svc/web-peers"]);
+
+    // An owned Service deleted by hand comes back.
+    let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
+    svc.delete("web-api", &DeleteParams::default())
+        .await
+        .expect("delete svc");
+    owned::<Service>(&client, &ns, "web-api", &uid).await;
+    wait_for(
+        "web-api recreated",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let s = svc.get_opt("web-api").await.ok().flatten()?;
+            (s.metadata.resource_version.as_deref() != Some(before["svc/web-api"].as_str()))
+                .then_some(())
+        },
+    )
+    .await;
+    // The generated Secret deleted by hand comes back (at the next periodic reconcile).
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets
+        .delete("web-cluster-secret", &DeleteParams::default())
+        .await
+        .expect("delete secret");
+    owned::<Secret>(&client, &ns, "web-cluster-secret", &uid).await;
+
+    // Deleting the IpfsCluster: the finalizer is removed, children are garbage-collected.
+    api.delete("web", &DeleteParams::foreground())
+        .await
+        .expect("delete");
+    wait_for(
+        "the IpfsCluster gone",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || async { api.get_opt("web").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    wait_for(
+        "owned objects garbage-collected",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || async {
+            let gone = sts_api.get_opt("web").await.ok()?.is_none()
+                && svc.get_opt("web-peers").await.ok()?.is_none()
+                && cm.get_opt("web-config").await.ok()?.is_none();
+            gone.then_some(())
+        },
+    )
+    .await;
+    assert!(has_event(&client, &ns, "Deleting").await);
+    let _ = stop.send(());
+}

@@ -1,0 +1,150 @@
+//! The dashboard sidecar against the real apiserver: it serves IpfsCluster status from its watch
+//! cache and records action requests on the object, with only the RBAC rights it documents.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
+use ipfs_kit_operator::dashboard::{Dashboard, Token, kube as sidecar, router};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::support::control_plane::control_plane;
+use crate::support::wait_for;
+
+const TOKEN: &str = "dashboard-test-token-0123456789";
+
+#[tokio::test]
+async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
+    let cp = control_plane();
+    cp.install_crds().await;
+    let ns = cp.namespace("dashboard").await;
+    let admin = cp.admin_client().await;
+
+    // The rights the sidecar needs: read IpfsClusters, annotate them with requests.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "dashboard"},
+        "rules": [{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"],
+                   "verbs": ["get", "list", "watch", "patch"]}]
+    }))
+    .expect("role");
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "dashboard"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "dashboard"},
+        "subjects": [{"kind": "ServiceAccount", "name": "dashboard", "namespace": ns}]
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create binding");
+    let sidecar_client = cp.service_account_client(&ns, "dashboard").await;
+
+    // An IpfsCluster whose status says what a controller saw.
+    let clusters: Api<IpfsCluster> = Api::namespaced(admin.clone(), &ns);
+    let ssa = PatchParams::apply("dashboard-test").force();
+    let object = json!({"apiVersion": "ipfskit.io/v1alpha1", "kind": "IpfsCluster",
+        "metadata": {"name": "store"}, "spec": {"replicas": 3}});
+    clusters
+        .patch("store", &ssa, &Patch::Apply(&object))
+        .await
+        .expect("create cluster");
+    let status = json!({"apiVersion": "ipfskit.io/v1alpha1", "kind": "IpfsCluster",
+        "status": {"phase": "Degraded", "healthScore": 42, "peers": [
+            {"name": "store-0", "state": "Unhealthy", "score": 10, "restarts": 1,
+             "lastError": "Kubo API unreachable"},
+            {"name": "store-1", "state": "Healthy", "score": 100, "restarts": 0}]}});
+    clusters
+        .patch_status("store", &ssa, &Patch::Apply(&status))
+        .await
+        .expect("status");
+
+    let (dashboard, publisher, requests) = Dashboard::new(Token::new(TOKEN), false);
+    let publisher = Arc::new(publisher);
+    let watch_ns = ns.clone();
+    let watch_client = sidecar_client.clone();
+    tokio::spawn(async move {
+        sidecar::follow_clusters(watch_client, Some(&watch_ns), publisher).await
+    });
+    tokio::spawn(sidecar::record_requests(sidecar_client, requests));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router(dashboard)).await });
+    ipfs_kit_operator::tls::ensure_crypto_provider();
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+
+    let key = format!("{ns}/store");
+    let body: Value = wait_for(
+        "the sidecar to serve the cluster's status",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let body: Value = http
+                .get(format!("{base}/api/dashboard/status"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["data"]["clusters"][0]["cluster"] == json!(key)).then_some(body)
+        },
+    )
+    .await;
+    let cluster = &body["data"]["clusters"][0];
+    assert_eq!(cluster["healthScore"], 42);
+    assert_eq!(cluster["phase"], "Degraded");
+    assert_eq!(cluster["peers"][0]["lastError"], "Kubo API unreachable");
+
+    let backend = format!("{base}/api/dashboard/backends/{ns}/store/store-0/ipfs");
+    let peer: Value = http
+        .get(format!("{backend}/status"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(peer["data"]["restarts"], 1);
+    // Reads record nothing.
+    let fresh = clusters.get("store").await.expect("get");
+    assert!(
+        !fresh
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(ACTION_REQUEST_ANNOTATION)
+    );
+
+    let resp = http
+        .post(format!("{backend}/restart"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status().as_u16(), 202);
+    let recorded = wait_for(
+        "the request annotation on the IpfsCluster",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let obj = clusters.get("store").await.ok()?;
+            obj.metadata
+                .annotations?
+                .get(ACTION_REQUEST_ANNOTATION)
+                .cloned()
+        },
+    )
+    .await;
+    let recorded: Value = serde_json::from_str(&recorded).expect("annotation json");
+    assert_eq!(recorded["action"], "restart");
+    assert_eq!(recorded["peer"], "store-0");
+    assert_eq!(recorded["daemon"], "ipfs");
+}
