@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::api::IpfsClusterStatus;
+use crate::metrics::Metrics;
 
 pub use auth::Token;
 pub use backend::{BackendName, Daemon};
@@ -123,18 +124,29 @@ pub struct Dashboard {
     next_id: Arc<std::sync::atomic::AtomicU64>,
     token: Option<Token>,
     auth_reads: bool,
+    metrics: Metrics,
 }
 
 /// The reconciler's side: publishes snapshots, receives action requests.
 pub struct Publisher {
     snapshot: watch::Sender<Arc<Snapshot>>,
     history: Arc<Mutex<BTreeMap<String, VecDeque<HealthSample>>>>,
+    metrics: Metrics,
 }
 
 impl Publisher {
+    /// The metrics `/metrics` serves; runtimes bump their counters here.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Publishes a new snapshot and records a history sample per cluster and per peer.
     pub fn publish(&self, snapshot: Snapshot) {
         let time = snapshot.updated_at.clone().unwrap_or_default();
+        for cluster in &snapshot.clusters {
+            self.metrics
+                .observe_cluster(&cluster.key(), &cluster.status);
+        }
         if let Ok(mut history) = self.history.lock() {
             for cluster in &snapshot.clusters {
                 let phase = cluster
@@ -186,6 +198,7 @@ impl Dashboard {
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (actions_tx, actions_rx) = mpsc::channel(64);
         let history = Arc::new(Mutex::new(BTreeMap::new()));
+        let metrics = Metrics::new();
         let dashboard = Dashboard {
             snapshot: snapshot_rx,
             history: history.clone(),
@@ -193,15 +206,14 @@ impl Dashboard {
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             token,
             auth_reads,
+            metrics: metrics.clone(),
         };
-        (
-            dashboard,
-            Publisher {
-                snapshot: snapshot_tx,
-                history,
-            },
-            actions_rx,
-        )
+        let publisher = Publisher {
+            snapshot: snapshot_tx,
+            history,
+            metrics,
+        };
+        (dashboard, publisher, actions_rx)
     }
 
     fn current(&self) -> Arc<Snapshot> {

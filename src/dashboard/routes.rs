@@ -39,6 +39,7 @@ pub fn router(dashboard: Dashboard) -> Router {
     Router::new()
         .nest("/api/dashboard", api)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -276,6 +277,12 @@ fn summary(snapshot: &Snapshot) -> Value {
         "peers": peers.len(),
         "updatedAt": snapshot.updated_at,
     })
+}
+
+async fn metrics(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Response, ApiError> {
+    d.authorize_read(&headers)?;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], d.metrics.encode()).into_response())
 }
 
 async fn readyz(State(d): State<Dashboard>) -> Response {

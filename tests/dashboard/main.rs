@@ -135,6 +135,19 @@ async fn reads_come_from_the_published_status_in_the_envelope() {
     assert_eq!(code, 200);
     assert_eq!(body["data"]["peers"][2]["repoSize"], 1234);
 
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await.expect("text");
+    assert!(
+        text.contains("ipfs_kit_peer_score{cluster=\"demo\",peer=\"demo-1\"} 95"),
+        "{text}"
+    );
+
     // Reads never turn into actions.
     assert!(s.actions.try_recv().is_err());
 }

@@ -86,7 +86,7 @@ pub enum Error {
         kind: &'static str,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("IpfsCluster {cluster}: Secret {name} key `{key}` {problem}")]
     Secret {
@@ -133,7 +133,7 @@ fn kube_err(
         action,
         kind,
         name,
-        source,
+        source: Box::new(source),
     }
 }
 
