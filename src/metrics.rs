@@ -81,9 +81,9 @@ impl Metrics {
             peer_pins: Family::default(),
             reconciles: Counter::default(),
             reconcile_errors: Family::default(),
-            reconcile_duration_seconds: Histogram::new(
-                [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
-            ),
+            reconcile_duration_seconds: Histogram::new([
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             healing_actions: Family::default(),
         };
         registry.register(

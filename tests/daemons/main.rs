@@ -4,6 +4,6 @@
 mod support;
 
 mod harness;
-mod local;
 mod healing;
+mod local;
 mod probe;
