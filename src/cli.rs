@@ -77,9 +77,18 @@ pub struct DashboardArgs {
     )]
     pub listen: SocketAddr,
 
-    /// File holding the bearer token that every mutating request must present.
+    /// File holding the bearer token that every mutating request must present (at least 16
+    /// characters). Without it the dashboard refuses every change.
     #[arg(long, env = "IPFS_KIT_DASHBOARD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// Require the token for reads too (default: reads are open, changes need the token).
+    #[arg(long, env = "IPFS_KIT_DASHBOARD_AUTH_READS")]
+    pub auth_reads: bool,
+
+    /// Serve only the IpfsClusters of this namespace (default: all namespaces).
+    #[arg(long, env = "IPFS_KIT_NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,26 +7,40 @@ use ipfs_kit_operator::cli::{Cli, Command, LocalCommand, OutputFormat, StateDirA
 use ipfs_kit_operator::runtime::local::{self, Binaries, DownOptions, LocalError, UpOptions};
 use ipfs_kit_operator::telemetry;
 
-/// Exit code of a subcommand whose implementation has not landed yet.
-const EXIT_NOT_IMPLEMENTED: u8 = 3;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = telemetry::init(cli.log_format, cli.log_filter.as_deref()) {
         eprintln!("error: {err}");
         return ExitCode::from(2);
     }
-    let (command, plan) = match &cli.command {
-        Command::Crd => return print_crds(),
-        Command::Run(args) => return run(args),
-        Command::Dashboard(_) => (
-            "dashboard",
-            "serve the dashboard API, Prometheus metrics and web page from reconciled status",
-        ),
-        Command::Local { command } => return local(command),
-    };
-    eprintln!("`ipfs-kit-operator {command}` is not implemented yet. When it is, it will {plan}.");
-    ExitCode::from(EXIT_NOT_IMPLEMENTED)
+    match &cli.command {
+        Command::Crd => print_crds(),
+        Command::Run(args) => run(args),
+        Command::Dashboard(args) => dashboard(args),
+        Command::Local { command } => local(command),
+    }
+}
+
+/// `ipfs-kit-operator dashboard`: the sidecar, serving IpfsCluster status from the API server.
+fn dashboard(args: &ipfs_kit_operator::cli::DashboardArgs) -> ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+        .and_then(|rt| {
+            rt.block_on(ipfs_kit_operator::dashboard::kube::serve_sidecar(
+                args.listen,
+                args.token_file.as_deref(),
+                args.auth_reads,
+                args.namespace.clone(),
+            ))
+            .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `ipfs-kit-operator crd`: both CRDs on stdout, as one YAML stream.

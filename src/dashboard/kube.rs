@@ -115,3 +115,70 @@ pub async fn record_requests(client: Client, mut requests: mpsc::Receiver<Action
         }
     }
 }
+
+/// Errors that stop the sidecar.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error(transparent)]
+    Token(#[from] super::auth::TokenError),
+    #[error("connecting to the Kubernetes API: {0} (in a pod this uses its ServiceAccount)")]
+    Client(#[source] kube::Error),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `ipfs-kit-operator dashboard`: serves the dashboard from the cluster's IpfsCluster status until
+/// SIGTERM or Ctrl-C.
+pub async fn serve_sidecar(
+    listen: std::net::SocketAddr,
+    token_file: Option<&std::path::Path>,
+    auth_reads: bool,
+    namespace: Option<String>,
+) -> Result<(), SidecarError> {
+    let token = token_file.map(super::Token::from_file).transpose()?;
+    if token.is_none() {
+        tracing::warn!("no --token-file: the dashboard serves reads and refuses every change");
+    }
+    let client = Client::try_default().await.map_err(SidecarError::Client)?;
+    let (dashboard, publisher, requests) = super::Dashboard::new(token, auth_reads);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| SidecarError::Listen {
+            addr: listen,
+            source,
+        })?;
+    tracing::info!(%listen, namespace = namespace.as_deref().unwrap_or("<all>"), "dashboard listening");
+    let follow = {
+        let client = client.clone();
+        async move { follow_clusters(client, namespace.as_deref(), Arc::new(publisher)).await }
+    };
+    tokio::spawn(follow);
+    tokio::spawn(record_requests(client, requests));
+    axum::serve(listener, super::router(dashboard))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| SidecarError::Listen {
+            addr: listen,
+            source,
+        })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -4,7 +4,7 @@
 //! Routes keep the envelope of the toolkit it replaces: `{"success": true, "data": ...}`, errors
 //! `{"success": false, "error": {"code", "message"}}` with the matching HTTP status.
 
-mod auth;
+pub mod auth;
 mod backend;
 pub mod kube;
 mod routes;

@@ -265,7 +265,7 @@ async fn an_ipfs_cluster_gets_its_objects_running_pods_and_an_honest_status() {
     let cluster = wait_status(
         &api,
         "demo",
-        "observedGeneration, 3 probed peers and phase Unhealthy",
+        "observedGeneration, 3 peers whose pod IPs were probed, phase Unhealthy",
         |c| {
             let Some(s) = c.status.as_ref() else {
                 return false;
@@ -274,6 +274,11 @@ async fn an_ipfs_cluster_gets_its_objects_running_pods_and_an_honest_status() {
                 && s.peers.len() == 3
                 && s.replicas == Some(3)
                 && s.phase == Some(ClusterPhase::Unhealthy)
+                && s.peers.iter().all(|p| {
+                    p.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("127.0.100."))
+                })
         },
     )
     .await;
