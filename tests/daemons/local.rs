@@ -68,9 +68,14 @@ impl Local {
     }
 
     fn write_spec(&self, replicas: u32) {
+        self.write_spec_with(replicas, "");
+    }
+
+    /// A spec probing every 2 s; `health` adds lines to `spec.health` (4-space indented).
+    fn write_spec_with(&self, replicas: u32, health: &str) {
         let yaml = format!(
             "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata:\n  name: {}\nspec:\n  \
-             replicas: {replicas}\n  health:\n    probeInterval: 2s\n    probeTimeout: 1s\n",
+             replicas: {replicas}\n  health:\n    probeInterval: 2s\n    probeTimeout: 1s\n{health}",
             self.name
         );
         std::fs::write(self.spec_file(), yaml).expect("write spec");
@@ -550,7 +555,12 @@ async fn local_up_again_adopts_running_daemons_even_after_the_supervisor_was_kil
         "the supervisor to adopt the peers",
         Duration::from_secs(30),
         Duration::from_millis(250),
-        || async { local.try_status().await?.supervisor_pid.map(|_| ()) },
+        || async {
+            local
+                .supervisor_output()
+                .contains("supervising")
+                .then_some(())
+        },
     )
     .await;
     let mut supervisor = local.supervisor.take().expect("supervisor");
@@ -566,7 +576,12 @@ async fn local_up_again_adopts_running_daemons_even_after_the_supervisor_was_kil
         "the new supervisor to adopt the peers",
         Duration::from_secs(30),
         Duration::from_millis(250),
-        || async { local.try_status().await?.supervisor_pid.map(|_| ()) },
+        || async {
+            local
+                .supervisor_output()
+                .contains("supervising")
+                .then_some(())
+        },
     )
     .await;
     let third = local.status().await;
@@ -605,4 +620,129 @@ async fn a_changed_spec_scales_three_to_four_and_back() {
         "data kept"
     );
     local.run(&["local", "down", "scale"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_kubo_is_caught_by_probes_and_restarted_after_the_threshold() {
+    let mut local = Local::new("hung", 2).await;
+    local.write_spec_with(2, "    failureThreshold: 2\n");
+    local.up_foreground();
+    let before = local.wait_converged(2).await;
+    let victim = before.peers[0].kubo_pid.expect("kubo pid");
+    kill(Pid::from_raw(victim), Signal::SIGSTOP).expect("SIGSTOP");
+    let stopped_at = std::time::Instant::now();
+
+    let log = local.supervisor_log.clone();
+    let healed = tokio::time::timeout(
+        Duration::from_secs(60),
+        wait_for(
+            "the hung Kubo to be restarted",
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || async {
+                let s = local.try_status().await?;
+                let p = &s.peers[0];
+                (p.kubo_pid.is_some_and(|pid| pid != victim) && p.restarts == 1).then_some(s)
+            },
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("not restarted; supervisor:\n{}", log_tail(&log, 60)));
+    // Not before two failed rounds two seconds apart.
+    assert!(stopped_at.elapsed() >= Duration::from_secs(2), "{healed:?}");
+    assert!(!process::is_alive(victim), "the hung daemon was stopped");
+    let entry = healed
+        .healing
+        .iter()
+        .find(|e| e.peer == "peer-0")
+        .unwrap_or_else(|| panic!("no healing entry: {healed:?}"));
+    assert!(!entry.reason.is_empty(), "{entry:?}");
+    local.stop_supervisor().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_keeps_exiting_hits_the_restart_budget_and_is_left_alone() {
+    let mut local = Local::new("storm", 1).await;
+    local.write_spec_with(1, "    maxRestartsPerHour: 1\n");
+    local.up_foreground();
+    let before = local.wait_converged(1).await;
+    // Break Kubo's configuration so that it exits at once, then kill it.
+    let config_file = local.cluster_dir().join("peer-0/ipfs/config");
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(&config_file).expect("read")).expect("json");
+    config["Datastore"]["Spec"] = serde_json::json!({"type": "no-such-datastore"});
+    std::fs::write(&config_file, serde_json::to_vec(&config).expect("json")).expect("write");
+    let victim = before.peers[0].kubo_pid.expect("kubo pid");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill -9");
+
+    let log = local.supervisor_log.clone();
+    let given_up = tokio::time::timeout(
+        Duration::from_secs(90),
+        wait_for(
+            "the supervisor to give up on peer-0",
+            Duration::from_secs(90),
+            Duration::from_millis(500),
+            || async {
+                let s = local.try_status().await?;
+                (s.peers[0].state == "given up").then_some(s)
+            },
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("never gave up; supervisor:\n{}", log_tail(&log, 80)));
+    assert_eq!(given_up.peers[0].restarts, 1, "{given_up:?}");
+    assert!(given_up.peers[0].kubo_pid.is_none());
+    assert!(
+        given_up
+            .healing
+            .iter()
+            .any(|e| e.peer == "peer-0"
+                && e.action == ipfs_kit_operator::reconcile::ActionKind::GiveUp),
+        "{given_up:?}"
+    );
+    // And it stays given up: no more restarts.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let later = local.status().await;
+    assert_eq!(later.peers[0].restarts, 1, "{later:?}");
+    local.stop_supervisor().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_daemons_run_in_their_own_loopback_namespace() {
+    let mut local = Local::new("isolated", 1).await;
+    let spec = local.spec_file();
+    let log = std::fs::File::create(&local.supervisor_log).expect("supervisor log");
+    let err = log.try_clone().expect("clone log");
+    let child = local
+        .command(&[
+            "local",
+            "up",
+            "--isolated",
+            "--dashboard-listen",
+            "127.0.0.1:0",
+            "-f",
+            spec.to_str().expect("utf-8 path"),
+        ])
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .expect("start supervisor");
+    local.supervisor = Some(child);
+    // The supervisor's probes (inside the namespace) see the peer up.
+    let status = local.wait_converged(1).await;
+    assert!(status.peers[0].kubo_version.is_some(), "{status:?}");
+    // From this namespace, its ports are not reachable: it runs in another one.
+    let ports = status.peers[0].ports.expect("ports");
+    for port in [ports.kubo_api, ports.cluster_rest] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} answers outside the isolated namespace"
+        );
+    }
+    let pid = status.peers[0].kubo_pid.expect("pid");
+    let own = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("daemon netns");
+    assert_ne!(own, theirs, "the daemon shares our network namespace");
+    local.stop_supervisor().await;
+    assert!(local.daemons_on_host().is_empty());
 }

@@ -8,6 +8,10 @@ use crate::reconcile::{self, Assessment, ClusterHistory, Consensus, HealthPolicy
 
 use super::LocalError;
 
+/// How long a restart of a local peer counts as in progress without an answer (the engine's
+/// default suits pods, which may wait for a node and pull an image).
+pub const LOCAL_RESTART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Maps the spec (and the local generation counter) into the health engine's policy.
 pub fn policy_from_spec(
     spec: &IpfsClusterSpec,
@@ -32,6 +36,9 @@ pub fn policy_from_spec(
     policy.min_peer_connections = u32::try_from(h.min_peer_connections).unwrap_or(0);
     policy.paused = spec.paused;
     policy.spec_generation = generation;
+    // A local daemon answers within a second or two of its start, and the supervisor itself
+    // waits up to START_TIMEOUT for it; a restart still not answering after this has failed.
+    policy.restart_timeout = LOCAL_RESTART_TIMEOUT;
     Ok(policy)
 }
 

@@ -242,7 +242,8 @@ pub fn format_table(status: &LocalStatus) -> String {
     out
 }
 
-/// `local status [NAME]`: every named (or every) cluster under `state_root`, probed now.
+/// `local status [NAME]`: every named (or every) cluster under `state_root`: the running
+/// supervisor's latest snapshot, or (with no supervisor) probed now.
 pub async fn status(state_root: &Path, name: Option<&str>) -> Result<Vec<LocalStatus>, LocalError> {
     let names = match name {
         Some(n) => vec![n.to_owned()],
@@ -284,6 +285,17 @@ async fn probe_status(
             ProcessState::Exited
         }
     };
+    // A running supervisor probes every probeInterval from where the daemons run (which may be
+    // an isolated network namespace): its snapshot is the status, with PIDs checked now.
+    let supervisor_pid = super::supervisor::running_supervisor(paths);
+    if let (Some(pid), Some(mut snapshot)) = (supervisor_pid, supervisor_snapshot(paths)) {
+        snapshot.supervisor_pid = Some(pid);
+        for row in &mut snapshot.peers {
+            row.kubo_pid = pid_of(&row.name, DaemonKind::Kubo);
+            row.cluster_pid = pid_of(&row.name, DaemonKind::Cluster);
+        }
+        return Ok(snapshot);
+    }
     let policy = policy_from_spec(&state.spec, state.generation)?;
     let prober = Prober::new(Duration::from_secs(3)).map_err(|e| LocalError::new(e.to_string()))?;
     let reports = prober
@@ -296,7 +308,6 @@ async fn probe_status(
         super::now_millis(),
     );
     let snapshot = supervisor_snapshot(paths);
-    let supervisor_pid = super::supervisor::running_supervisor(paths);
     let restarts = |peer: &str| {
         snapshot
             .as_ref()

@@ -202,6 +202,8 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
     let paths = ClusterPaths::new(&options.state_root, &name)?;
     std::fs::create_dir_all(&paths.root).map_err(|e| LocalError::io("creating", &paths.root, e))?;
     let _lock = take_lock(&paths)?;
+    // A snapshot left by an earlier supervisor describes processes that may be gone.
+    let _ = std::fs::remove_file(paths.status_file());
     let state = match load_state(&paths)? {
         Some(mut old) => {
             if old.spec != spec {
@@ -236,10 +238,30 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
         status: Arc::new(RwLock::new(LocalStatus::default())),
     };
     let _dashboard = options.dashboard;
-    if let Err(e) = sup.converge().await {
-        error!("{e}");
-        sup.stop_all().await;
-        return Err(e);
+    // SIGINT/SIGTERM while the peers start: stop what was started and leave cleanly.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| LocalError::new(format!("installing the SIGTERM handler: {e}")))?;
+    let converged = tokio::select! {
+        result = sup.converge() => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = sigterm.recv() => None,
+    };
+    match converged {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            error!("{e}");
+            sup.stop_all().await;
+            return Err(e);
+        }
+        None => {
+            info!(
+                "interrupted while starting: stopping every daemon of {}",
+                sup.state.name
+            );
+            sup.stop_all().await;
+            save_state(&sup.paths, &sup.state)?;
+            return Ok(());
+        }
     }
     sup.round().await;
     if options.detach_after_start {
@@ -252,7 +274,7 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
         sup.paths.root.display(),
         sup.state.name
     );
-    sup.supervise(&mut rx).await
+    sup.supervise(&mut rx, &mut sigterm).await
 }
 
 impl Supervisor {
@@ -687,11 +709,18 @@ impl Supervisor {
     }
 
     /// Stops every daemon, IPFS Cluster before Kubo.
+    /// Stops every daemon, IPFS Cluster before Kubo: the tracked ones, and any other that a PID
+    /// file of ours names (a start interrupted before it was tracked).
     async fn stop_all(&mut self) {
         let names: Vec<String> = self.state.peers.iter().map(|p| p.name.clone()).collect();
         for kind in [DaemonKind::Cluster, DaemonKind::Kubo] {
             for name in &names {
                 self.stop(name, kind).await;
+                let file = self.peer_paths(name).pid_file(kind);
+                if let Some(record) = read_pid_file(&file) {
+                    stop_process(&record, self.stop_grace).await;
+                    let _ = remove_pid_file(&file);
+                }
             }
         }
     }
@@ -881,9 +910,8 @@ impl Supervisor {
     async fn supervise(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Event>,
+        sigterm: &mut tokio::signal::unix::Signal,
     ) -> Result<(), LocalError> {
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| LocalError::new(format!("installing the SIGTERM handler: {e}")))?;
         let mut interval = tokio::time::interval(self.healer.policy.probe_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
