@@ -35,7 +35,7 @@ pub enum Command {
     /// Run the controller inside a Kubernetes cluster: watch IpfsCluster and IpfsPin objects,
     /// manage their StatefulSets, probe and heal the peers, write status.
     Run(RunArgs),
-    /// Serve the dashboard API and web page alone, from the reconciled status (the sidecar
+    /// Serve the dashboard API (status, metrics, actions) alone, from reconciled status (the sidecar
     /// container next to the controller).
     Dashboard(DashboardArgs),
     /// Supervise real Kubo and ipfs-cluster-service processes on this host, no Kubernetes needed.
