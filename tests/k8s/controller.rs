@@ -21,6 +21,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -75,12 +76,22 @@ fn start_controller(
     client: Client,
     ns: &str,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    start_controller_with(
+        client,
+        Settings {
+            namespace: Some(ns.to_owned()),
+            instance: format!("test-{ns}"),
+            ..Settings::default()
+        },
+    )
+}
+
+/// Runs the controller in this process with `settings`.
+fn start_controller_with(
+    client: Client,
+    settings: Settings,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
-    let settings = Settings {
-        namespace: Some(ns.to_owned()),
-        instance: format!("test-{ns}"),
-        ..Settings::default()
-    };
     let handle = tokio::spawn(async move {
         run(client, settings, Arc::new(Metrics::default()), async move {
             let _ = rx.await;
@@ -510,5 +521,296 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
     )
     .await;
     assert!(has_event(&client, &ns, "Deleting").await);
+    let _ = stop.send(());
+}
+
+/// The ClusterRole of `deploy/rbac.yaml`, renamed for namespace `ns` and without the rules on
+/// `without` (a resource name), bound to ServiceAccount `ns/ipfs-kit-operator`; returns a client
+/// authenticating as that ServiceAccount.
+async fn operator_with_deployed_rights(admin: &Client, ns: &str, without: Option<&str>) -> Client {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let path = format!("{}/deploy/rbac.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("read deploy/rbac.yaml");
+    let mut role: Option<ClusterRole> = None;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_yaml::Value::deserialize(doc).expect("yaml document");
+        if value.get("kind").and_then(|k| k.as_str()) == Some("ClusterRole") {
+            role = Some(serde_yaml::from_value(value).expect("ClusterRole"));
+        }
+    }
+    let mut role = role.expect("deploy/rbac.yaml has a ClusterRole");
+    let name = format!("{ns}-operator");
+    role.metadata.name = Some(name.clone());
+    if let Some(resource) = without {
+        let rules = role.rules.take().unwrap_or_default();
+        let before = rules.len();
+        let kept: Vec<_> = rules
+            .into_iter()
+            .filter(|r| !r.resources.iter().flatten().any(|x| x == resource))
+            .collect();
+        assert!(
+            kept.len() < before,
+            "deploy/rbac.yaml has no rule on {resource}"
+        );
+        role.rules = Some(kept);
+    }
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    roles
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create ClusterRole");
+    let sa_client = control_plane()
+        .service_account_client(ns, "ipfs-kit-operator")
+        .await;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "ipfs-kit-operator", "namespace": ns}]
+    }))
+    .expect("binding json");
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create ClusterRoleBinding");
+    sa_client
+}
+
+async fn warnings(client: &Client, ns: &str) -> Vec<String> {
+    events(client, ns)
+        .await
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_operator_does_its_whole_job_with_exactly_the_rights_in_deploy() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-rbac").await;
+    let admin = cp.admin_client().await;
+    let class = provide_volumes(&admin, &ns, 6).await;
+    let operator = operator_with_deployed_rights(&admin, &ns, None).await;
+    let (stop, _controller) = start_controller(operator, &ns);
+
+    let mut object = cluster_json("rbac", &class, 2);
+    object["spec"]["networking"] = json!({"p2p": {"exposure": "NodePort"}});
+    let created = apply_cluster(&admin, &ns, &object).await;
+    let uid = created.uid().expect("uid");
+    for name in ["rbac-peers", "rbac-api", "rbac-p2p"] {
+        let _: Service = owned(&admin, &ns, name, &uid).await;
+    }
+    let _: StatefulSet = owned(&admin, &ns, "rbac", &uid).await;
+    let _: Secret = owned(&admin, &ns, "rbac-cluster-secret", &uid).await;
+    let _: ConfigMap = owned(&admin, &ns, "rbac-config", &uid).await;
+    let _: PodDisruptionBudget = owned(&admin, &ns, "rbac", &uid).await;
+    let _: NetworkPolicy = owned(&admin, &ns, "rbac", &uid).await;
+    running_pods(&admin, &ns, "rbac", 2).await;
+    let api: Api<IpfsCluster> = Api::namespaced(admin.clone(), &ns);
+    wait_status(&api, "rbac", "a status with 2 probed peers", |c| {
+        c.status.as_ref().is_some_and(|s| {
+            s.observed_generation == c.metadata.generation
+                && s.peers.len() == 2
+                && s.peers.iter().all(|p| {
+                    p.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("127.0.100."))
+                })
+        })
+    })
+    .await;
+
+    // Orphan cleanup (delete on services) works with these rights.
+    object["spec"]["networking"] = json!({"p2p": {"exposure": "None"}});
+    apply_cluster(&admin, &ns, &object).await;
+    let services: Api<Service> = Api::namespaced(admin.clone(), &ns);
+    wait_for(
+        "the p2p Service deleted once the spec no longer exposes p2p",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            services
+                .get_opt("rbac-p2p")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Deletion: the finalizer is removed with these rights.
+    api.delete("rbac", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for(
+        "the IpfsCluster gone",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { api.get_opt("rbac").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    let warnings = warnings(&admin, &ns).await;
+    assert!(
+        warnings
+            .iter()
+            .all(|w| !w.to_lowercase().contains("forbidden")),
+        "the operator was refused something with the rights of deploy/rbac.yaml: {warnings:#?}"
+    );
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_missing_rbac_rule_is_noticed_and_reported() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-norbac").await;
+    let admin = cp.admin_client().await;
+    let class = provide_volumes(&admin, &ns, 2).await;
+    let operator = operator_with_deployed_rights(&admin, &ns, Some("statefulsets")).await;
+    let (stop, _controller) = start_controller(operator, &ns);
+    apply_cluster(&admin, &ns, &cluster_json("norbac", &class, 1)).await;
+    let refused = wait_for(
+        "a Warning Event saying the StatefulSet was forbidden",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            warnings(&admin, &ns)
+                .await
+                .into_iter()
+                .find(|w| w.contains("ReconcileFailed") && w.contains("StatefulSet"))
+        },
+    )
+    .await;
+    assert!(refused.contains("forbidden"), "{refused}");
+    assert!(
+        refused.contains("IpfsCluster norbac"),
+        "names the cluster: {refused}"
+    );
+    let sts: Api<StatefulSet> = Api::namespaced(admin.clone(), &ns);
+    assert!(sts.get_opt("norbac").await.expect("get").is_none());
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn paused_clusters_are_reported_but_not_changed() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-paused").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 4).await;
+    let (stop, _controller) = start_controller(client.clone(), &ns);
+    let created = apply_cluster(&client, &ns, &cluster_json("calm", &class, 1)).await;
+    let uid = created.uid().expect("uid");
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let _: StatefulSet = owned(&client, &ns, "calm", &uid).await;
+
+    let mut paused = cluster_json("calm", &class, 2);
+    paused["spec"]["paused"] = json!(true);
+    apply_cluster(&client, &ns, &paused).await;
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    let c = wait_status(&api, "calm", "phase Paused for the new generation", |c| {
+        c.status.as_ref().is_some_and(|s| {
+            s.phase == Some(ClusterPhase::Paused) && s.observed_generation == c.metadata.generation
+        })
+    })
+    .await;
+    let ready = c
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready condition");
+    assert_eq!(ready.reason, "Paused");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sts_api.get("calm").await.expect("sts").spec.replicas,
+        Some(1),
+        "a paused cluster is not scaled"
+    );
+
+    let mut resumed = paused.clone();
+    resumed["spec"]["paused"] = json!(false);
+    apply_cluster(&client, &ns, &resumed).await;
+    wait_for(
+        "the StatefulSet scaled to 2 after resuming",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { (sts_api.get("calm").await.ok()?.spec.replicas == Some(2)).then_some(()) },
+    )
+    .await;
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_is_restarted_within_its_budget_then_left_alone() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-heal").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 2).await;
+    // A short start grace so that the test does not wait the default 5 minutes.
+    let (stop, _controller) = start_controller_with(
+        client.clone(),
+        Settings {
+            namespace: Some(ns.clone()),
+            instance: format!("test-{ns}"),
+            start_grace: Some(Duration::from_secs(3)),
+            ..Settings::default()
+        },
+    );
+    let mut object = cluster_json("stuck", &class, 1);
+    object["spec"]["health"] = json!({
+        "probeInterval": "1s", "probeTimeout": "500ms",
+        "failureThreshold": 1, "maxRestartsPerHour": 2
+    });
+    apply_cluster(&client, &ns, &object).await;
+    running_pods(&client, &ns, "stuck", 1).await;
+
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    let c = wait_status(
+        &api,
+        "stuck",
+        "2 restarts recorded, then the restart budget given up",
+        |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.healing
+                    .iter()
+                    .any(|h| h.action == ipfs_kit_operator::api::HealingAction::GiveUp)
+            })
+        },
+    )
+    .await;
+    let status = c.status.expect("status");
+    let restarts = status
+        .healing
+        .iter()
+        .filter(|h| h.action == ipfs_kit_operator::api::HealingAction::RestartPeer)
+        .count();
+    assert_eq!(restarts, 2, "exactly the budget: {:#?}", status.healing);
+    assert_eq!(status.peers[0].restarts, 2);
+    assert_eq!(
+        status.peers[0].state,
+        ipfs_kit_operator::api::PeerState::Unhealthy
+    );
+    assert!(has_event(&client, &ns, "RestartingPeer").await);
+    assert!(has_event(&client, &ns, "HealingGivenUp").await);
+
+    // Over budget, the pod is left alone: no more deletions.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let uid = pods.get("stuck-0").await.ok().and_then(|p| p.metadata.uid);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let later = pods.get("stuck-0").await.ok().and_then(|p| p.metadata.uid);
+    assert_eq!(
+        uid, later,
+        "a peer over its restart budget must not be restarted"
+    );
     let _ = stop.send(());
 }

@@ -58,6 +58,9 @@ pub struct Settings {
     pub status_refresh: Duration,
     /// Name of this instance in Events (`reportingInstance`), e.g. the pod name.
     pub instance: String,
+    /// How long a new or restarted peer may take to answer before it counts as failing (the
+    /// health engine's `restart_timeout`). `None`: the engine's default (5 min).
+    pub start_grace: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -70,6 +73,7 @@ impl Default for Settings {
             error_backoff_cap: Duration::from_secs(300),
             status_refresh: Duration::from_secs(60),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "ipfs-kit-operator".into()),
+            start_grace: None,
         }
     }
 }
@@ -378,7 +382,10 @@ async fn apply_cluster(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, E
     let ns = cluster
         .namespace()
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
-    let policy = health_policy(cluster)?;
+    let mut policy = health_policy(cluster)?;
+    if let Some(grace) = ctx.settings.start_grace {
+        policy.restart_timeout = grace;
+    }
     let children = build::children(cluster)?;
     let mut problems = Vec::new();
     let client = &ctx.client;
