@@ -65,6 +65,15 @@ pub struct RunArgs {
     /// Name of this instance in Events and in the leader Lease (default: `$POD_NAME`).
     #[arg(long, env = "POD_NAME", default_value = "ipfs-kit-operator")]
     pub instance: String,
+
+    /// Namespace of the leader-election Lease (default: `$POD_NAMESPACE`). Unset: no leader
+    /// election (run a single replica).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "ipfs-kit-operator")]
+    pub lease_name: String,
 }
 
 #[derive(Debug, Args)]

@@ -814,3 +814,128 @@ async fn a_peer_that_never_answers_is_restarted_within_its_budget_then_left_alon
     );
     let _ = stop.send(());
 }
+
+/// One operator instance with leader election on Lease `ns/ipfs-kit-operator` (4 s).
+fn start_elected(
+    client: Client,
+    ns: &str,
+    instance: &str,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    use ipfs_kit_operator::runtime::kube::lease::{LeaseSettings, run_with_leader_election};
+    let (tx, rx) = oneshot::channel::<()>();
+    let settings = Settings {
+        namespace: Some(ns.to_owned()),
+        instance: instance.to_owned(),
+        ..Settings::default()
+    };
+    let lease = LeaseSettings {
+        duration_seconds: 4,
+        grace_seconds: 1,
+        ..LeaseSettings::in_namespace(ns)
+    };
+    let handle = tokio::spawn(async move {
+        run_with_leader_election(
+            client,
+            settings,
+            lease,
+            Arc::new(Metrics::default()),
+            async move {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .expect("leader election runs");
+    });
+    (tx, handle)
+}
+
+/// The `reportingInstance` of the Events about IpfsCluster `name`.
+async fn reporting_instances(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = events(client, ns)
+        .await
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reporting_instance)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test]
+async fn two_operators_only_the_leader_writes_and_the_follower_takes_over() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-lease").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 6).await;
+    let (stop_a, leader_a) = start_elected(client.clone(), &ns, "operator-a");
+    // Let `a` take the Lease first.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    let holder = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
+        leases
+            .get_opt("ipfs-kit-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    wait_for(
+        "operator-a holding the Lease",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { (holder(leases.clone()).await.as_deref() == Some("operator-a")).then_some(()) },
+    )
+    .await;
+    let (stop_b, _follower_b) = start_elected(client.clone(), &ns, "operator-b");
+
+    let created = apply_cluster(&client, &ns, &cluster_json("ha", &class, 1)).await;
+    let uid = created.uid().expect("uid");
+    let _: StatefulSet = owned(&client, &ns, "ha", &uid).await;
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    wait_status(&api, "ha", "a status", |c| c.status.is_some()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        reporting_instances(&client, &ns, "ha").await,
+        ["operator-a"],
+        "only the leader publishes Events"
+    );
+    assert_eq!(holder(leases.clone()).await.as_deref(), Some("operator-a"));
+
+    // The leader stops: the follower takes the Lease and carries on.
+    let _ = stop_a.send(());
+    tokio::time::timeout(Duration::from_secs(30), leader_a)
+        .await
+        .expect("operator-a stops")
+        .expect("operator-a task");
+    wait_for(
+        "operator-b holding the Lease",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { (holder(leases.clone()).await.as_deref() == Some("operator-b")).then_some(()) },
+    )
+    .await;
+    apply_cluster(&client, &ns, &cluster_json("ha", &class, 2)).await;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "operator-b scaling the StatefulSet to 2",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { (sts_api.get("ha").await.ok()?.spec.replicas == Some(2)).then_some(()) },
+    )
+    .await;
+    wait_for(
+        "Events from operator-b",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            reporting_instances(&client, &ns, "ha")
+                .await
+                .contains(&"operator-b".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = stop_b.send(());
+}

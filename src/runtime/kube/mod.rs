@@ -5,6 +5,7 @@ pub mod apply;
 pub mod backoff;
 pub mod build;
 pub mod controller;
+pub mod lease;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ pub enum OperatorError {
     },
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Lease(#[from] lease::LeaseError),
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -97,7 +100,26 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
             tracing::warn!("metrics endpoint stopped: {e}");
         }
     });
-    let result = run(client, settings, metrics, shutdown_signal()).await;
+    let result = match &args.lease_namespace {
+        Some(namespace) => {
+            let lease = lease::LeaseSettings {
+                name: args.lease_name.clone(),
+                ..lease::LeaseSettings::in_namespace(namespace)
+            };
+            lease::run_with_leader_election(client, settings, lease, metrics, shutdown_signal())
+                .await
+                .map_err(OperatorError::from)
+        }
+        None => {
+            tracing::warn!(
+                "no --lease-namespace (or POD_NAMESPACE): running without leader election; run \
+                 a single replica"
+            );
+            run(client, settings, metrics, shutdown_signal())
+                .await
+                .map_err(OperatorError::from)
+        }
+    };
     server.abort();
-    Ok(result?)
+    result
 }

@@ -1,0 +1,122 @@
+//! Leader election on a `coordination.k8s.io` Lease (kube-lease-manager), so that two operator
+//! replicas never both write: only the holder runs the controller; a follower waits and takes
+//! over when the leader stops renewing (it died) or releases the Lease (it shut down).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use tracing::{info, warn};
+
+use super::controller::{Metrics, Settings, StartError, run};
+
+/// Where the Lease lives and how long it holds.
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    /// Namespace of the Lease (the operator's own namespace).
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// How long a Lease holds without renewal, in seconds: how soon a follower takes over from
+    /// a leader that died.
+    pub duration_seconds: u64,
+    /// How long before expiry the holder renews, in seconds (less than `duration_seconds`).
+    pub grace_seconds: u64,
+}
+
+impl LeaseSettings {
+    /// The defaults: Lease `ipfs-kit-operator`, 15 s, renewed 5 s before expiry.
+    pub fn in_namespace(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: "ipfs-kit-operator".into(),
+            duration_seconds: 15,
+            grace_seconds: 5,
+        }
+    }
+}
+
+/// Why leader election failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(
+        "leader election on Lease {namespace}/{name}: {source} (the operator needs get, create \
+         and patch on leases.coordination.k8s.io in {namespace})"
+    )]
+    Lease {
+        namespace: String,
+        name: String,
+        #[source]
+        source: LeaseManagerError,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Runs the controller whenever this instance holds the Lease, until `shutdown` resolves; then
+/// releases the Lease so that a follower takes over at once.
+pub async fn run_with_leader_election(
+    client: Client,
+    settings: Settings,
+    lease: LeaseSettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), LeaseError> {
+    let lease_err = |source| LeaseError::Lease {
+        namespace: lease.namespace.clone(),
+        name: lease.name.clone(),
+        source,
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&settings.instance)
+        .with_duration(lease.duration_seconds)
+        .with_grace(lease.grace_seconds)
+        .with_field_manager(super::apply::FIELD_MANAGER)
+        .build()
+        .await
+        .map_err(lease_err)?;
+    let (mut leader, watcher) = manager.watch().await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopping = stop_rx.clone();
+    loop {
+        // Follower: wait to become the leader, or to be told to stop.
+        info!(instance = %settings.instance, lease = %lease.name, "waiting to lead");
+        tokio::select! {
+            _ = leader.wait_for(|is_leader| *is_leader) => {}
+            _ = stopping.wait_for(|stop| *stop) => break,
+        }
+        if *stopping.borrow() {
+            break;
+        }
+        info!(instance = %settings.instance, "leading: starting the controller");
+        let mut lost = leader.clone();
+        let mut stop = stop_rx.clone();
+        let until = async move {
+            tokio::select! {
+                _ = lost.wait_for(|is_leader| !*is_leader) => {
+                    warn!("lost the Lease: stopping the controller");
+                }
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+        };
+        run(client.clone(), settings.clone(), metrics.clone(), until).await?;
+        if *stopping.borrow() {
+            break;
+        }
+    }
+    // Dropping the receiver makes the manager release the Lease.
+    drop(leader);
+    match tokio::time::timeout(Duration::from_secs(10), watcher).await {
+        Ok(Ok(Err(e))) => warn!("releasing the Lease: {e}"),
+        Err(_) => warn!("releasing the Lease took longer than 10 s"),
+        _ => {}
+    }
+    Ok(())
+}
