@@ -939,3 +939,71 @@ async fn two_operators_only_the_leader_writes_and_the_follower_takes_over() {
     .await;
     let _ = stop_b.send(());
 }
+
+#[tokio::test]
+async fn a_dashboard_restart_request_is_carried_out_once_by_the_controller() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-request").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 2).await;
+    let (stop, _controller) = start_controller(client.clone(), &ns);
+    apply_cluster(&client, &ns, &cluster_json("req", &class, 1)).await;
+    let before = running_pods(&client, &ns, "req", 1).await[0].uid();
+
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    let request = |body: Value| json!({"metadata": {"annotations": {"ipfskit.io/requested-action": body.to_string()}}});
+    api.patch(
+        "req",
+        &PatchParams::default(),
+        &Patch::Merge(&request(
+            json!({"id": 7, "action": "restart", "peer": "req-0"}),
+        )),
+    )
+    .await
+    .expect("record the request");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "pod req-0 recreated after the restart request",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let p = pods.get_opt("req-0").await.ok()??;
+            (p.uid() != before && p.metadata.deletion_timestamp.is_none()).then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        "the request annotation cleared",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            let c = api.get("req").await.ok()?;
+            (!c.annotations().contains_key("ipfskit.io/requested-action")).then_some(())
+        },
+    )
+    .await;
+    assert!(has_event(&client, &ns, "RestartRequested").await);
+
+    api.patch(
+        "req",
+        &PatchParams::default(),
+        &Patch::Merge(&request(
+            json!({"id": 8, "action": "stop", "peer": "req-0"}),
+        )),
+    )
+    .await
+    .expect("record the request");
+    wait_for(
+        "a refusal Event for `stop`",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            has_event(&client, &ns, "ActionRequestRefused")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = stop.send(());
+}

@@ -33,7 +33,7 @@ use super::build::{
 use super::status::{self, Observed};
 use crate::api::cluster::{CLUSTER_REST_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT};
 use crate::api::validation::parse_storage_size;
-use crate::api::{IpfsCluster, IpfsClusterStatus};
+use crate::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster, IpfsClusterStatus};
 use crate::probe::report::{FailureKind, PeerReport, ProbeFailure, ProcessState};
 use crate::probe::{Endpoint, PeerTarget, Prober};
 use crate::reconcile::{self, ClusterHistory, Consensus, HealthPolicy, UnixMillis};
@@ -424,6 +424,10 @@ async fn apply_cluster(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, E
         Some(sts)
     };
 
+    if let Some(request) = cluster.annotations().get(ACTION_REQUEST_ANNOTATION) {
+        handle_action_request(cluster, request, &children.names, &ns, ctx).await?;
+    }
+
     // Observe and probe.
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pods = pods_api
@@ -531,6 +535,138 @@ async fn write_status(
     ctx.metrics
         .status_writes
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// An action the dashboard asked for, recorded in the `ipfskit.io/requested-action` annotation.
+#[derive(Debug, serde::Deserialize)]
+struct ActionRequest {
+    #[serde(default)]
+    id: u64,
+    action: String,
+    #[serde(default)]
+    peer: Option<String>,
+    #[serde(default, rename = "requestedAt")]
+    requested_at: Option<String>,
+}
+
+/// Carries out an action request of the dashboard (the controller stays the one writer), then
+/// removes the annotation. `restart` of one peer deletes its pod; `restart` of every peer rolls
+/// the StatefulSet one pod at a time; `probe` is a no-op (peers are probed every round); `start`
+/// and `stop` do not exist in Kubernetes (use `spec.paused` or `spec.replicas`).
+async fn handle_action_request(
+    cluster: &IpfsCluster,
+    raw: &str,
+    names: &Names,
+    ns: &str,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let name = cluster.name_any();
+    let (type_, reason, note) = match serde_json::from_str::<ActionRequest>(raw) {
+        Err(e) => (
+            EventType::Warning,
+            "ActionRequestInvalid",
+            format!("annotation {ACTION_REQUEST_ANNOTATION} is not an action request: {e}"),
+        ),
+        Ok(r) if cluster.spec.paused => (
+            EventType::Warning,
+            "ActionRequestRefused",
+            format!(
+                "request {}: {} refused: spec.paused is true",
+                r.id, r.action
+            ),
+        ),
+        Ok(r) => match (r.action.as_str(), &r.peer) {
+            ("restart", Some(peer)) => {
+                let ours = (0..cluster.spec.replicas).any(|i| names.peer(i) == *peer);
+                if !ours {
+                    (
+                        EventType::Warning,
+                        "ActionRequestRefused",
+                        format!(
+                            "request {}: {peer} is not a peer of IpfsCluster {name}",
+                            r.id
+                        ),
+                    )
+                } else {
+                    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+                    match pods.delete(peer, &DeleteParams::default()).await {
+                        Ok(_) => (
+                            EventType::Normal,
+                            "RestartRequested",
+                            format!(
+                                "request {}: deleted pod {peer} (the StatefulSet recreates it)",
+                                r.id
+                            ),
+                        ),
+                        Err(e) => (
+                            EventType::Warning,
+                            "RestartFailed",
+                            format!("request {}: deleting pod {peer}: {e}", r.id),
+                        ),
+                    }
+                }
+            }
+            ("restart", None) => {
+                // A template annotation owned by a separate field manager: the operator's own
+                // apply leaves it alone, and the StatefulSet rolls the pods one at a time.
+                let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+                let at = r.requested_at.clone().unwrap_or_else(|| r.id.to_string());
+                let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+                    "ipfskit.io/restarted-at": at}}}}});
+                match sts
+                    .patch(
+                        &names.statefulset,
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(_) => (
+                        EventType::Normal,
+                        "RestartRequested",
+                        format!(
+                            "request {}: rolling restart of every peer, one at a time",
+                            r.id
+                        ),
+                    ),
+                    Err(e) => (
+                        EventType::Warning,
+                        "RestartFailed",
+                        format!("request {}: rolling restart: {e}", r.id),
+                    ),
+                }
+            }
+            ("probe", _) => (
+                EventType::Normal,
+                "ProbeRequested",
+                format!(
+                    "request {}: the peers are probed every spec.health.probeInterval",
+                    r.id
+                ),
+            ),
+            (other, _) => (
+                EventType::Warning,
+                "ActionRequestRefused",
+                format!(
+                    "request {}: `{other}` is not available in Kubernetes: use spec.paused or \
+                     spec.replicas",
+                    r.id
+                ),
+            ),
+        },
+    };
+    ctx.event(cluster, type_, reason, note).await;
+    let api: Api<IpfsCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let clear = json!({"metadata": {"annotations": {ACTION_REQUEST_ANNOTATION: null}}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&clear))
+        .await
+        .map_err(kube_err(
+            &name,
+            "clearing the action request of",
+            "IpfsCluster",
+            &name,
+        ))?;
     Ok(())
 }
 
@@ -1121,7 +1257,10 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
+            // Annotations carry the dashboard's action requests.
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(predicates::annotations),
             Default::default(),
         );
     let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics)?);
