@@ -207,6 +207,32 @@ impl Local {
         }
     }
 
+    /// Waits until the cluster reports `cid` pinned on all `n` peers.
+    async fn wait_pinned(&self, cid: &str, n: usize) {
+        let http = http();
+        wait_for(
+            &format!("{cid} pinned on {n} peers"),
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || async {
+                let s = self.try_status().await?;
+                let rest = s.peers[0].ports?.cluster_rest;
+                let text = http
+                    .get(format!("http://127.0.0.1:{rest}/pins/{cid}"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                let v: Value = serde_json::from_str(text.lines().next()?).ok()?;
+                let map = v["peer_map"].as_object()?;
+                (map.len() == n && map.values().all(|p| p["status"] == "pinned")).then_some(())
+            },
+        )
+        .await;
+    }
+
     fn pids(status: &LocalStatus) -> BTreeSet<i32> {
         status
             .peers
@@ -285,7 +311,41 @@ fn targets(status: &LocalStatus) -> Vec<PeerTarget> {
         .collect()
 }
 
+/// Stores a block on peer 0's Kubo and pins it through peer 0's cluster API; returns the CID.
+async fn pin_block(status: &LocalStatus, data: &[u8]) -> String {
+    let http = http();
+    let ports = status.peers[0].ports.expect("ports");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(data.to_vec()).file_name("data"),
+    );
+    let added: Value = http
+        .post(format!(
+            "http://127.0.0.1:{}/api/v0/block/put?cid-codec=raw",
+            ports.kubo_api
+        ))
+        .multipart(form)
+        .send()
+        .await
+        .expect("block/put")
+        .json()
+        .await
+        .expect("block/put json");
+    let cid = added["Key"].as_str().expect("Key").to_owned();
+    let resp = http
+        .post(format!(
+            "http://127.0.0.1:{}/pins/{cid}",
+            ports.cluster_rest
+        ))
+        .send()
+        .await
+        .expect("POST /pins");
+    assert!(resp.status().is_success(), "POST /pins: {}", resp.status());
+    cid
+}
+
 fn http() -> reqwest::Client {
+    ipfs_kit_operator::tls::ensure_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .no_proxy()
@@ -420,6 +480,8 @@ async fn a_killed_kubo_is_noticed_at_once_and_restarted_with_a_reason() {
     let mut local = Local::new("heal", 2).await;
     local.up_foreground();
     let before = local.wait_converged(2).await;
+    let cid = pin_block(&before, b"kept across kill -9").await;
+    local.wait_pinned(&cid, 2).await;
     let victim = before.peers[1].kubo_pid.expect("kubo pid");
     kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill -9");
 
@@ -457,6 +519,21 @@ async fn a_killed_kubo_is_noticed_at_once_and_restarted_with_a_reason() {
         output.contains("signal: 9") || output.contains("SIGKILL"),
         "{output}"
     );
+    // No pin lost: the restarted Kubo still holds it.
+    let kubo1 = format!(
+        "http://127.0.0.1:{}",
+        healed.peers[1].ports.expect("ports").kubo_api
+    );
+    let pins: Value = http()
+        .post(format!("{kubo1}/api/v0/pin/ls"))
+        .query(&[("arg", cid.as_str()), ("type", "recursive")])
+        .send()
+        .await
+        .expect("pin/ls")
+        .json()
+        .await
+        .expect("pin/ls json");
+    assert!(pins["Keys"][&cid].is_object(), "{pins}");
     local.stop_supervisor().await;
     assert!(local.daemons_on_host().is_empty());
 }
@@ -745,4 +822,52 @@ async fn isolated_daemons_run_in_their_own_loopback_namespace() {
     assert_ne!(own, theirs, "the daemon shares our network namespace");
     local.stop_supervisor().await;
     assert!(local.daemons_on_host().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_spec_restarts_only_the_peers_whose_configuration_changed() {
+    let local = Local::new("rolling", 2).await;
+    local.up_detached().await;
+    let first = local.wait_converged(2).await;
+
+    // A health-policy change touches no daemon configuration: nothing restarts.
+    local.write_spec_with(2, "    failureThreshold: 5\n");
+    let output = local.up_detached().await;
+    assert!(!output.contains("configuration changed"), "{output}");
+    let second = local.status().await;
+    assert_eq!(Local::pids(&second), Local::pids(&first));
+    assert_eq!(second.generation, first.generation + 1);
+
+    // A Kubo setting restarts every peer, one after the other, with the new setting.
+    let yaml = std::fs::read_to_string(local.spec_file()).expect("spec");
+    let yaml = yaml.replace(
+        "spec:\n",
+        "spec:\n  kubo:\n    config:\n      Swarm:\n        ConnMgr:\n          HighWater: 123\n",
+    );
+    std::fs::write(local.spec_file(), yaml).expect("spec");
+    let output = local.up_detached().await;
+    assert_eq!(
+        output.matches("configuration changed").count(),
+        2,
+        "{output}"
+    );
+    let third = local.wait_converged(2).await;
+    for (a, b) in first.peers.iter().zip(&third.peers) {
+        assert_ne!(a.kubo_pid, b.kubo_pid, "{} restarted", a.name);
+        assert_eq!(a.kubo_peer_id, b.kubo_peer_id, "same identity");
+        let config: Value = serde_json::from_slice(
+            &std::fs::read(local.cluster_dir().join(&a.name).join("ipfs/config")).expect("read"),
+        )
+        .expect("json");
+        assert_eq!(config["Swarm"]["ConnMgr"]["HighWater"], 123);
+    }
+    // One at a time: peer-0 was up again before peer-1 was stopped.
+    let up0 = output
+        .rfind("Kubo is up peer=\"peer-0\"")
+        .expect("peer-0 up");
+    let stop1 = output
+        .find("stopping IPFS Cluster peer=\"peer-1\"")
+        .expect("peer-1 stopped");
+    assert!(up0 < stop1, "{output}");
+    local.run(&["local", "down", "rolling"]).await;
 }
