@@ -141,62 +141,16 @@ fn kube_err(
     }
 }
 
-/// Counters of what the controller did, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub reconciles: std::sync::atomic::AtomicU64,
-    pub reconcile_errors: Mutex<BTreeMap<&'static str, u64>>,
-    pub healing_actions: Mutex<BTreeMap<&'static str, u64>>,
-    pub status_writes: std::sync::atomic::AtomicU64,
-}
+/// The operator's Prometheus metrics (shared with the dashboard).
+pub use crate::metrics::Metrics;
 
-impl Metrics {
-    fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
-        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(label).or_insert(0) += 1;
-    }
-
-    /// The counters in the Prometheus text format.
-    pub fn render(&self) -> String {
-        use std::fmt::Write;
-        use std::sync::atomic::Ordering;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP ipfs_kit_reconciles_total IpfsCluster reconciles started.\n# TYPE ipfs_kit_reconciles_total counter\nipfs_kit_reconciles_total {}",
-            self.reconciles.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ipfs_kit_status_writes_total IpfsCluster status writes.\n# TYPE ipfs_kit_status_writes_total counter\nipfs_kit_status_writes_total {}",
-            self.status_writes.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP ipfs_kit_reconcile_errors_total Failed reconciles by error kind.\n# TYPE ipfs_kit_reconcile_errors_total counter"
-        );
-        for (k, v) in self
-            .reconcile_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(out, "ipfs_kit_reconcile_errors_total{{error=\"{k}\"}} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ipfs_kit_healing_actions_total Healing actions carried out by kind.\n# TYPE ipfs_kit_healing_actions_total counter"
-        );
-        for (k, v) in self
-            .healing_actions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(out, "ipfs_kit_healing_actions_total{{action=\"{k}\"}} {v}");
-        }
-        out
-    }
+fn count_error(metrics: &Metrics, label: &'static str) {
+    metrics
+        .reconcile_errors
+        .get_or_create(&crate::metrics::ErrorLabels {
+            error: label.to_owned(),
+        })
+        .inc();
 }
 
 /// What every reconcile shares.
@@ -314,9 +268,8 @@ pub fn health_policy(cluster: &IpfsCluster) -> Result<HealthPolicy, Error> {
 
 /// Reconciles one IpfsCluster (the function given to the `Controller`).
 pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.metrics
-        .reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics.reconciles.inc();
+    let started = std::time::Instant::now();
     let ns = cluster
         .namespace()
         .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
@@ -337,6 +290,9 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
     }
+    ctx.metrics
+        .reconcile_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
@@ -344,7 +300,7 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
 /// as a Warning Event.
 pub fn error_policy(cluster: Arc<IpfsCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.failed(ObjectRef::from_obj(&*cluster));
-    Metrics::bump(&ctx.metrics.reconcile_errors, error.label());
+    count_error(&ctx.metrics, error.label());
     warn!(
         cluster = %cluster.name_any(),
         namespace = cluster.namespace().unwrap_or_default(),
@@ -496,6 +452,8 @@ async fn apply_cluster(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, E
         previous: cluster.status.as_ref(),
         now,
     });
+    ctx.metrics
+        .observe_cluster(&format!("{ns}/{name}"), &new_status);
     if status::needs_write(
         cluster.status.as_ref(),
         &new_status,
@@ -532,9 +490,6 @@ async fn write_status(
         "IpfsCluster",
         &name,
     ))?;
-    ctx.metrics
-        .status_writes
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
@@ -1090,7 +1045,14 @@ async fn carry_out(
     pods: &[Pod],
     ctx: &Context,
 ) {
-    Metrics::bump(&ctx.metrics.healing_actions, action.label());
+    ctx.metrics
+        .healing_actions
+        .get_or_create(&crate::metrics::HealingLabels {
+            cluster: format!("{ns}/{}", cluster.name_any()),
+            peer: action.peer().to_owned(),
+            action: action.label().to_owned(),
+        })
+        .inc();
     match action {
         reconcile::Action::RestartPeer { peer, reason, .. } => {
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);

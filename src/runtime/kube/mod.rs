@@ -68,7 +68,7 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move { metrics.render() }
+                async move { metrics.encode() }
             }),
         )
         .route("/healthz", get(|| async { "ok" }))
