@@ -1007,3 +1007,49 @@ async fn a_dashboard_restart_request_is_carried_out_once_by_the_controller() {
     .await;
     let _ = stop.send(());
 }
+
+#[tokio::test]
+async fn scaling_in_handles_the_departing_peers_before_the_statefulset_shrinks() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-scalein").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 4).await;
+    let (stop, _controller) = start_controller(client.clone(), &ns);
+    apply_cluster(&client, &ns, &cluster_json("shrink", &class, 2)).await;
+    running_pods(&client, &ns, "shrink", 2).await;
+    apply_cluster(&client, &ns, &cluster_json("shrink", &class, 1)).await;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the StatefulSet scaled in to 1",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { (sts_api.get("shrink").await.ok()?.spec.replicas == Some(1)).then_some(()) },
+    )
+    .await;
+    // kwok peers never reported a cluster peer id: the Event says there was nothing to remove
+    // from the peerset (with real daemons it is `DELETE /peers/<id>` on a remaining peer).
+    let note = wait_for(
+        "a ScaleIn Event about shrink-1",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            events(&client, &ns)
+                .await
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("ScaleIn"))
+                .find_map(|e| e.note.filter(|n| n.contains("shrink-1")))
+        },
+    )
+    .await;
+    assert!(note.contains("peerset"), "{note}");
+    running_pods(&client, &ns, "shrink", 1).await;
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    wait_status(&api, "shrink", "one peer in status", |c| {
+        c.status
+            .as_ref()
+            .is_some_and(|s| s.peers.len() == 1 && s.observed_generation == c.metadata.generation)
+    })
+    .await;
+    let _ = stop.send(());
+}
