@@ -1053,3 +1053,71 @@ async fn scaling_in_handles_the_departing_peers_before_the_statefulset_shrinks()
     .await;
     let _ = stop.send(());
 }
+
+#[tokio::test]
+async fn the_run_subcommand_reconciles_serves_metrics_and_stops_cleanly_on_sigterm() {
+    use std::io::{Read, Write};
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-bin").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 2).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let log = std::env::temp_dir().join(format!("ipfs-kit-operator-{ns}.log"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"))
+        .args([
+            "run",
+            "--namespace",
+            &ns,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--lease-namespace",
+            &ns,
+            "--instance",
+            "bin-operator",
+        ])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start ipfs-kit-operator run");
+
+    let created = apply_cluster(&client, &ns, &cluster_json("bin", &class, 1)).await;
+    let _: StatefulSet = owned(&client, &ns, "bin", &created.uid().expect("uid")).await;
+    let metrics = wait_for(
+        "the metrics endpoint counting reconciles",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .ok()?;
+            let mut body = String::new();
+            conn.read_to_string(&mut body).ok()?;
+            body.contains("ipfs_kit_reconciles_total").then_some(body)
+        },
+    )
+    .await;
+    assert!(metrics.contains("200 OK"), "{metrics}");
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the operator") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ipfs-kit-operator run did not exit within 30 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit {status:?}; log:\n{output}");
+    assert!(!output.contains("403"), "no refusal in the log:\n{output}");
+}
