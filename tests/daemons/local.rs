@@ -209,10 +209,15 @@ impl Local {
 
     /// Waits until the cluster reports `cid` pinned on all `n` peers.
     async fn wait_pinned(&self, cid: &str, n: usize) {
+        self.wait_pinned_within(cid, n, Duration::from_secs(60))
+            .await;
+    }
+
+    async fn wait_pinned_within(&self, cid: &str, n: usize, timeout: Duration) {
         let http = http();
         wait_for(
             &format!("{cid} pinned on {n} peers"),
-            Duration::from_secs(60),
+            timeout,
             Duration::from_millis(500),
             || async {
                 let s = self.try_status().await?;
@@ -677,10 +682,17 @@ async fn a_changed_spec_scales_three_to_four_and_back() {
     let local = Local::new("scale", 3).await;
     local.up_detached().await;
     let three = local.wait_converged(3).await;
+    let cid = pin_block(&three, b"kept across scaling").await;
+    local.wait_pinned(&cid, 3).await;
 
     local.write_spec(4);
     local.up_detached().await;
     let four = local.wait_converged(4).await;
+    // The new peer joins the pin set (it learns the shared state at the next CRDT rebroadcast,
+    // every minute by default): the pin is on all four.
+    local
+        .wait_pinned_within(&cid, 4, Duration::from_secs(150))
+        .await;
     for (a, b) in three.peers.iter().zip(&four.peers) {
         assert_eq!(a.kubo_pid, b.kubo_pid, "{} kept running", a.name);
         assert_eq!(a.cluster_pid, b.cluster_pid, "{} kept running", a.name);
@@ -692,6 +704,7 @@ async fn a_changed_spec_scales_three_to_four_and_back() {
     assert!(output.contains("DELETE /peers/"), "{output}");
     let back = local.wait_converged(3).await;
     assert_eq!(Local::pids(&back), Local::pids(&three));
+    local.wait_pinned(&cid, 3).await;
     assert!(
         local.cluster_dir().join("peer-3/ipfs/config").is_file(),
         "data kept"
