@@ -1121,3 +1121,23 @@ async fn the_run_subcommand_reconciles_serves_metrics_and_stops_cleanly_on_sigte
     assert!(status.success(), "exit {status:?}; log:\n{output}");
     assert!(!output.contains("403"), "no refusal in the log:\n{output}");
 }
+
+#[tokio::test]
+async fn startup_without_rights_says_how_to_grant_them() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-norights").await;
+    let nobody = cp.service_account_client(&ns, "nobody").await;
+    let err = ipfs_kit_operator::runtime::kube::controller::check_crd(&nobody, Some(&ns))
+        .await
+        .expect_err("a ServiceAccount without rights cannot list IpfsClusters");
+    let text = err.to_string();
+    assert!(
+        text.contains("not allowed to list IpfsClusters") && text.contains("deploy/rbac.yaml"),
+        "{text}"
+    );
+    let admin = cp.admin_client().await;
+    ipfs_kit_operator::runtime::kube::controller::check_crd(&admin, Some(&ns))
+        .await
+        .expect("the CRD is installed");
+}
