@@ -500,8 +500,11 @@ async fn a_killed_kubo_is_noticed_at_once_and_restarted_with_a_reason() {
             || async {
                 let s = local.try_status().await?;
                 let p = &s.peers[1];
-                (p.kubo_pid.is_some_and(|pid| pid != victim) && p.kubo_version.is_some())
-                    .then_some(s)
+                // restarts == 1: a snapshot taken after the restart, not one from before the kill.
+                (p.kubo_pid.is_some_and(|pid| pid != victim)
+                    && p.restarts == 1
+                    && p.kubo_version.is_some())
+                .then_some(s)
             },
         ),
     )
