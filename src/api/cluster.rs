@@ -40,6 +40,15 @@ pub const CLUSTER_REST_PORT: i32 = 9094;
 pub const CLUSTER_PROXY_PORT: i32 = 9095;
 /// Most recent healing actions kept in `status.healing` (older ones are dropped).
 pub const HEALING_HISTORY_LIMIT: usize = 20;
+/// Kubo config keys (dotted paths) the operator manages itself; the same keys in
+/// `spec.kubo.config` are ignored.
+pub const MANAGED_KUBO_KEYS: [&str; 5] = [
+    "Identity",
+    "Addresses.API",
+    "Addresses.Gateway",
+    "Bootstrap",
+    "Peering",
+];
 /// Annotation through which the dashboard asks the controller (the one writer) for an action:
 /// a JSON object `{"id", "action": start|stop|restart|probe, "peer"?, "daemon"?: ipfs|cluster}`.
 pub const ACTION_REQUEST_ANNOTATION: &str = "ipfskit.io/requested-action";

@@ -14,8 +14,8 @@ use kube::CustomResourceExt;
 pub use cluster::{
     ACTION_REQUEST_ANNOTATION, ClusterPhase, ClusterSpec, Consensus, Exposure, GatewaySpec,
     HealingAction, HealingRecord, HealingResult, HealthSpec, IpfsCluster, IpfsClusterSpec,
-    IpfsClusterStatus, KuboProfile, KuboSpec, NetworkingSpec, P2pSpec, PeerState, PeerStatus,
-    SecretKeyReference,
+    IpfsClusterStatus, KuboProfile, KuboSpec, MANAGED_KUBO_KEYS, NetworkingSpec, P2pSpec,
+    PeerState, PeerStatus, SecretKeyReference,
 };
 pub use common::{LocalObjectReference, ResourceRequirements, StorageSpec};
 pub use pin::{

@@ -2,7 +2,7 @@
 //! (precisely: the thread that started them) ends, stopped gracefully when dropped.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,18 +97,8 @@ impl Drop for Daemon {
     }
 }
 
-/// The last `lines` lines of a file (at most the last 64 KiB are read).
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let mut buf = Vec::new();
-    if let Ok(mut f) = File::open(path) {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-        let _ = f.read_to_end(&mut buf);
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
+/// The last `lines` lines of a file (the library's helper, also used for failure messages).
+pub use ipfs_kit_operator::runtime::local::supervisor::log_tail;
 
 /// A free TCP port on 127.0.0.1, found by binding. Ports handed out earlier in this process are
 /// never handed out again, so concurrent tests do not collide with each other.

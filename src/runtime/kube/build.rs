@@ -73,15 +73,7 @@ pub const KUBO_VOLUME: &str = "kubo-data";
 pub const CLUSTER_VOLUME: &str = "cluster-data";
 /// UID and GID of the `ipfs` user in the Kubo and IPFS Cluster images.
 const IPFS_UID: i64 = 1000;
-/// Top-level Kubo config keys (and dotted paths) the operator manages; spec overrides of them are
-/// ignored.
-pub const MANAGED_KUBO_KEYS: [&str; 5] = [
-    "Identity",
-    "Addresses.API",
-    "Addresses.Gateway",
-    "Bootstrap",
-    "Peering",
-];
+pub use crate::api::MANAGED_KUBO_KEYS;
 
 /// Names of the objects an IpfsCluster named `name` owns.
 #[derive(Clone, Debug, PartialEq, Eq)]

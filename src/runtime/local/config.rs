@@ -9,17 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::LocalError;
 use super::ports::PeerPorts;
-use crate::api::IpfsClusterSpec;
+use crate::api::{IpfsClusterSpec, MANAGED_KUBO_KEYS};
 use crate::netguard::non_loopback_addresses;
-
-/// Kubo settings the operator manages; the same keys in `spec.kubo.config` are ignored.
-pub const KUBO_MANAGED: &[&str] = &[
-    "Identity",
-    "Addresses.API",
-    "Addresses.Gateway",
-    "Bootstrap",
-    "Peering",
-];
 
 /// Another peer of the cluster, as this peer's configuration names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +56,7 @@ pub(crate) fn remove_path(config: &mut Value, path: &str) {
 /// Removes the managed keys (`A.B` paths) from the user's overrides.
 fn without_managed(overrides: &Map<String, Value>) -> Value {
     let mut value = Value::Object(overrides.clone());
-    for path in KUBO_MANAGED {
+    for path in MANAGED_KUBO_KEYS {
         remove_path(&mut value, path);
     }
     value
