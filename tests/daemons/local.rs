@@ -887,3 +887,73 @@ async fn a_changed_spec_restarts_only_the_peers_whose_configuration_changed() {
     assert!(up0 < stop1, "{output}");
     local.run(&["local", "down", "rolling"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request() {
+    let mut local = Local::new("dash", 2).await;
+    local.up_foreground();
+    let before = local.wait_converged(2).await;
+    let old_pid = before.peers[1].kubo_pid.expect("peer 1 Kubo runs");
+
+    // `--dashboard-listen 127.0.0.1:0`: the supervisor logs where it listens.
+    let base = wait_for(
+        "the dashboard address in the supervisor's log",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let log = local.supervisor_output();
+            let at = log.find("dashboard on http://")? + "dashboard on ".len();
+            let end = log[at..].find("/api/")?;
+            Some(log[at..at + end].to_string())
+        },
+    )
+    .await;
+    let http = http();
+    let body: Value = wait_for(
+        "the dashboard to list both peers",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            let url = format!("{base}/api/dashboard/status");
+            let body: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+            (body["data"]["clusters"][0]["peers"].as_array()?.len() == 2).then_some(body)
+        },
+    )
+    .await;
+    let cluster = &body["data"]["clusters"][0];
+    assert_eq!(cluster["cluster"], "dash");
+    let peer_name = before.peers[1].name.clone();
+    assert_eq!(cluster["peers"][1]["name"], Value::from(peer_name.clone()));
+    assert_eq!(
+        cluster["peers"][1]["peerId"],
+        Value::from(before.peers[1].kubo_peer_id.clone())
+    );
+
+    let restart = format!("{base}/api/dashboard/backends/dash/{peer_name}/ipfs/restart");
+    let refused = http.post(&restart).send().await.expect("POST");
+    assert_eq!(refused.status().as_u16(), 401, "no token, no restart");
+    let token = std::fs::read_to_string(local.cluster_dir().join("dashboard-token"))
+        .expect("the token file in the cluster's state directory");
+    let accepted = http
+        .post(&restart)
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(accepted.status().as_u16(), 202);
+
+    let after = wait_for(
+        "peer 1's Kubo to run under a new pid",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let status = local.try_status().await?;
+            let pid = status.peers.get(1)?.kubo_pid?;
+            (pid != old_pid).then_some(status)
+        },
+    )
+    .await;
+    // Only the daemon asked for was restarted.
+    assert_eq!(after.peers[1].cluster_pid, before.peers[1].cluster_pid);
+    assert_eq!(after.peers[0].kubo_pid, before.peers[0].kubo_pid);
+}

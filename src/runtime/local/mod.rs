@@ -12,6 +12,7 @@
 //! - [`isolate`]: `--isolated`, a network namespace with only loopback.
 
 pub mod config;
+pub mod dashboard;
 pub mod heal;
 pub mod isolate;
 pub mod ports;

@@ -35,6 +35,7 @@ use super::state::{
 use super::status::{LocalStatus, rows, targets};
 use super::{Binaries, LocalError, now_millis};
 use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec};
+use crate::dashboard::{ActionKind, ActionRequest, Daemon, Publisher};
 use crate::probe::report::{PeerReport, ProcessState};
 use crate::probe::{DEFAULT_CONCURRENCY, Prober};
 use crate::reconcile::{Action, RestartScope};
@@ -193,6 +194,8 @@ struct Supervisor {
     prober: Prober,
     healer: Healer,
     status: SharedStatus,
+    /// The in-process dashboard's side, when it is served.
+    publisher: Option<Publisher>,
 }
 
 /// `local up`: bring the cluster declared in the spec file to its desired state, then supervise
@@ -236,8 +239,12 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
         prober,
         healer: Healer::new(policy),
         status: Arc::new(RwLock::new(LocalStatus::default())),
+        publisher: None,
     };
-    let _dashboard = options.dashboard;
+    let mut requests = None;
+    if let Some(listener) = options.dashboard {
+        requests = Some(sup.serve_dashboard(listener)?);
+    }
     // SIGINT/SIGTERM while the peers start: stop what was started and leave cleanly.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| LocalError::new(format!("installing the SIGTERM handler: {e}")))?;
@@ -274,7 +281,7 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
         sup.paths.root.display(),
         sup.state.name
     );
-    sup.supervise(&mut rx, &mut sigterm).await
+    sup.supervise(&mut rx, &mut requests, &mut sigterm).await
 }
 
 impl Supervisor {
@@ -828,9 +835,90 @@ impl Supervisor {
         {
             warn!("{e}");
         }
+        if let Some(publisher) = &self.publisher {
+            publisher.publish(super::dashboard::snapshot(
+                &snapshot,
+                self.state.spec.paused,
+            ));
+        }
         if let Ok(mut shared) = self.status.write() {
             *shared = snapshot;
         }
+    }
+
+    /// Serves the in-process dashboard on `listener` (bound before any namespace change); returns
+    /// the channel of its action requests.
+    fn serve_dashboard(
+        &mut self,
+        listener: std::net::TcpListener,
+    ) -> Result<mpsc::Receiver<ActionRequest>, LocalError> {
+        let token = super::dashboard::token(&self.paths.root)?;
+        let (dashboard, publisher, requests) = crate::dashboard::Dashboard::new(Some(token), false);
+        let addr = listener
+            .local_addr()
+            .map_err(|e| LocalError::new(format!("the dashboard listener: {e}")))?;
+        listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+            .map(|listener| {
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, crate::dashboard::router(dashboard)).await
+                    {
+                        warn!("the dashboard stopped: {e}");
+                    }
+                })
+            })
+            .map_err(|e| LocalError::new(format!("serving the dashboard on {addr}: {e}")))?;
+        info!(
+            "dashboard on http://{addr}/api/dashboard/status; changes need the bearer token in {}",
+            self.paths.root.join(super::dashboard::TOKEN_FILE).display()
+        );
+        self.publisher = Some(publisher);
+        Ok(requests)
+    }
+
+    /// Carries out a request from the dashboard, then probes so that its status shows the result.
+    async fn carry_out_request(&mut self, request: ActionRequest) {
+        info!(
+            id = request.id,
+            action = ?request.action,
+            peer = request.peer.as_deref().unwrap_or("<all>"),
+            "dashboard request"
+        );
+        match request.action {
+            ActionKind::Probe => {}
+            ActionKind::Start | ActionKind::Stop => warn!(
+                id = request.id,
+                "{:?} is not carried out in local mode: use `local up` and `local down`",
+                request.action
+            ),
+            ActionKind::Restart => {
+                let names: Vec<String> = match &request.peer {
+                    Some(peer) => vec![peer.clone()],
+                    None => self.state.peers.iter().map(|p| p.name.clone()).collect(),
+                };
+                let (kubo, cluster) = match request.daemon {
+                    Some(Daemon::Ipfs) => (true, false),
+                    Some(Daemon::Cluster) => (false, true),
+                    None => (true, true),
+                };
+                // One peer at a time, like every restart of this supervisor.
+                for name in names {
+                    if self.state.peers.iter().all(|p| p.name != name) {
+                        warn!(id = request.id, peer = %name, "no such peer: request ignored");
+                        continue;
+                    }
+                    if cluster {
+                        self.stop(&name, DaemonKind::Cluster).await;
+                    }
+                    if kubo {
+                        self.stop(&name, DaemonKind::Kubo).await;
+                    }
+                    self.start_peer(&name, kubo, cluster).await;
+                }
+            }
+        }
+        self.round().await;
     }
 
     /// Carries out one healing action.
@@ -910,6 +998,7 @@ impl Supervisor {
     async fn supervise(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Event>,
+        requests: &mut Option<mpsc::Receiver<ActionRequest>>,
         sigterm: &mut tokio::signal::unix::Signal,
     ) -> Result<(), LocalError> {
         let mut interval = tokio::time::interval(self.healer.policy.probe_interval);
@@ -929,6 +1018,12 @@ impl Supervisor {
                         self.round().await;
                     }
                 }
+                Some(request) = async {
+                    match requests.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.carry_out_request(request).await,
                 _ = interval.tick() => {
                     self.rotate_logs();
                     self.round().await;
