@@ -573,6 +573,15 @@ async fn operator_with_deployed_rights(admin: &Client, ns: &str, without: Option
         .create(&PostParams::default(), &binding)
         .await
         .expect("create ClusterRoleBinding");
+    // RBAC reaches the authorizer through a watch: wait until the binding is in force.
+    let probe: Api<IpfsCluster> = Api::namespaced(sa_client.clone(), ns);
+    wait_for(
+        "the ClusterRoleBinding to take effect",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { probe.list(&Default::default()).await.ok() },
+    )
+    .await;
     sa_client
 }
 
