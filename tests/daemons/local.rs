@@ -140,18 +140,19 @@ impl Local {
 
     /// `local up` in the foreground: the supervisor keeps running.
     fn up_foreground(&mut self) {
+        self.up_foreground_with(&[]);
+    }
+
+    /// `local up` in the foreground with extra flags (e.g. `--isolated`).
+    fn up_foreground_with(&mut self, extra: &[&str]) {
         let spec = self.spec_file();
         let log = std::fs::File::create(&self.supervisor_log).expect("supervisor log");
         let err = log.try_clone().expect("clone log");
+        let mut args = vec!["local", "up", "--dashboard-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        args.extend(["-f", spec.to_str().expect("utf-8 path")]);
         let child = self
-            .command(&[
-                "local",
-                "up",
-                "--dashboard-listen",
-                "127.0.0.1:0",
-                "-f",
-                spec.to_str().expect("utf-8 path"),
-            ])
+            .command(&args)
             .stdout(log)
             .stderr(err)
             .spawn()
@@ -803,24 +804,7 @@ async fn a_daemon_that_keeps_exiting_hits_the_restart_budget_and_is_left_alone()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_daemons_run_in_their_own_loopback_namespace() {
     let mut local = Local::new("isolated", 1).await;
-    let spec = local.spec_file();
-    let log = std::fs::File::create(&local.supervisor_log).expect("supervisor log");
-    let err = log.try_clone().expect("clone log");
-    let child = local
-        .command(&[
-            "local",
-            "up",
-            "--isolated",
-            "--dashboard-listen",
-            "127.0.0.1:0",
-            "-f",
-            spec.to_str().expect("utf-8 path"),
-        ])
-        .stdout(log)
-        .stderr(err)
-        .spawn()
-        .expect("start supervisor");
-    local.supervisor = Some(child);
+    local.up_foreground_with(&["--isolated"]);
     // The supervisor's probes (inside the namespace) see the peer up.
     let status = local.wait_converged(1).await;
     assert!(status.peers[0].kubo_version.is_some(), "{status:?}");

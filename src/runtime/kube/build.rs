@@ -549,28 +549,8 @@ fn statefulset(
     let selector = selector_labels(&names.cluster);
     let (secret_name, secret_key) = secret_source(cluster, names);
     let mut cluster_env = vec![
-        EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        EnvVar {
-            name: "CLUSTER_PEERNAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        pod_name_env("POD_NAME"),
+        pod_name_env("CLUSTER_PEERNAME"),
         EnvVar {
             name: "CLUSTER_SECRET".into(),
             value_from: Some(EnvVarSource {
@@ -952,6 +932,21 @@ fn network_policy(cluster: &IpfsCluster, names: &Names, owner: &OwnerReference) 
             ]),
             egress: None,
         }),
+    }
+}
+
+/// An environment variable holding the pod's own name (the peer name).
+fn pod_name_env(name: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
