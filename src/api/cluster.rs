@@ -680,6 +680,12 @@ pub struct PeerStatus {
     /// Size of the Kubo repository in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_size: Option<i64>,
+    /// Bytes Kubo received since it started (`stats/bw` TotalIn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<i64>,
+    /// Bytes Kubo sent since it started (`stats/bw` TotalOut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<i64>,
     /// Pins of this peer queued in IPFS Cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pins_queued: Option<i64>,

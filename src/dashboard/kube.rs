@@ -47,7 +47,6 @@ fn snapshot(store: &Store<IpfsCluster>) -> Snapshot {
     clusters.sort_by_key(ClusterEntry::key);
     Snapshot {
         clusters,
-        host: None,
         updated_at: Some(now_rfc3339()),
     }
 }
@@ -145,6 +144,8 @@ pub async fn serve_sidecar(
     }
     let client = Client::try_default().await.map_err(SidecarError::Client)?;
     let (dashboard, publisher, requests) = super::Dashboard::new(token, auth_reads);
+    let dashboard = dashboard.with_logs(Arc::new(super::logs::PodLogs::new(client.clone())));
+    tokio::spawn(publisher.host_sampler("/").run(super::HOST_SAMPLE_INTERVAL));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| SidecarError::Listen {

@@ -6,11 +6,13 @@
 
 pub mod auth;
 mod backend;
+pub mod host;
 pub mod kube;
+pub mod logs;
 mod routes;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -20,12 +22,16 @@ use crate::metrics::Metrics;
 
 pub use auth::Token;
 pub use backend::{BackendName, Daemon};
+pub use host::HostSampler;
+pub use logs::{LogError, LogSource};
 pub use routes::router;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// Health samples kept per cluster and per peer for `/history/{name}`.
 pub const HISTORY_LEN: usize = 360;
+/// How often runtimes sample the host's figures for `/metrics/realtime`.
+pub const HOST_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most log lines `/logs/{backend}?lines=N` returns.
 pub const MAX_LOG_LINES: usize = 2000;
 
@@ -53,16 +59,37 @@ impl ClusterEntry {
     }
 }
 
-/// Host figures, sampled by the runtime in the background (never on a request).
+/// Host figures, sampled in the background by a [`HostSampler`] (never on a request).
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostMetrics {
-    pub cpu_percent: f64,
+    /// Busy CPU percent (all cores) since the previous sample; `None` until there are two.
+    pub cpu_percent: Option<f64>,
     pub memory_used_bytes: u64,
     pub memory_total_bytes: u64,
     pub disk_used_bytes: u64,
     pub disk_total_bytes: u64,
+    /// The filesystem the disk figures are of (the state directory locally, `/` otherwise).
+    pub disk_path: String,
+    /// 1, 5 and 15 minute load averages.
     pub load_average: [f64; 3],
+    /// RFC 3339 time of the sample.
+    pub sampled_at: String,
+}
+
+/// Kubo's bandwidth of one peer between the last two published rounds, in bytes per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerRates {
+    pub bytes_in_per_second: f64,
+    pub bytes_out_per_second: f64,
+}
+
+/// Last bandwidth totals and the rates computed from them, per `cluster/peer`.
+#[derive(Default)]
+struct Bandwidth {
+    totals: BTreeMap<String, (std::time::Instant, i64, i64)>,
+    rates: BTreeMap<String, PeerRates>,
 }
 
 /// Everything the dashboard serves, published by the reconciler after each round.
@@ -70,8 +97,6 @@ pub struct HostMetrics {
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub clusters: Vec<ClusterEntry>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<HostMetrics>,
     /// RFC 3339 time of the round that produced this snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
@@ -125,6 +150,9 @@ pub struct Dashboard {
     token: Option<Token>,
     auth_reads: bool,
     metrics: Metrics,
+    host: Arc<RwLock<Option<HostMetrics>>>,
+    bandwidth: Arc<Mutex<Bandwidth>>,
+    logs: Option<Arc<dyn LogSource>>,
 }
 
 /// The reconciler's side: publishes snapshots, receives action requests.
@@ -132,6 +160,8 @@ pub struct Publisher {
     snapshot: watch::Sender<Arc<Snapshot>>,
     history: Arc<Mutex<BTreeMap<String, VecDeque<HealthSample>>>>,
     metrics: Metrics,
+    host: Arc<RwLock<Option<HostMetrics>>>,
+    bandwidth: Arc<Mutex<Bandwidth>>,
 }
 
 impl Publisher {
@@ -140,9 +170,16 @@ impl Publisher {
         &self.metrics
     }
 
+    /// A sampler of this host's figures for `/metrics/realtime`; disk figures are of the
+    /// filesystem holding `disk_path`. Run it with [`HostSampler::run`].
+    pub fn host_sampler(&self, disk_path: impl Into<std::path::PathBuf>) -> HostSampler {
+        HostSampler::new(disk_path.into(), self.host.clone())
+    }
+
     /// Publishes a new snapshot and records a history sample per cluster and per peer.
     pub fn publish(&self, snapshot: Snapshot) {
         let time = snapshot.updated_at.clone().unwrap_or_default();
+        self.update_rates(&snapshot);
         for cluster in &snapshot.clusters {
             self.metrics
                 .observe_cluster(&cluster.key(), &cluster.status);
@@ -178,6 +215,46 @@ impl Publisher {
         }
         self.snapshot.send_replace(Arc::new(snapshot));
     }
+
+    /// Bandwidth rates from the change of each peer's totals since the previous snapshot that
+    /// had them. A total that went down (the daemon restarted) starts over without a rate.
+    fn update_rates(&self, snapshot: &Snapshot) {
+        let Ok(mut bw) = self.bandwidth.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let mut seen = Vec::new();
+        for cluster in &snapshot.clusters {
+            for peer in &cluster.status.peers {
+                let key = format!("{}/{}", cluster.key(), peer.name);
+                let (Some(bytes_in), Some(bytes_out)) = (peer.bytes_in, peer.bytes_out) else {
+                    continue;
+                };
+                let previous = bw.totals.insert(key.clone(), (now, bytes_in, bytes_out));
+                match previous {
+                    Some((then, last_in, last_out))
+                        if bytes_in >= last_in && bytes_out >= last_out =>
+                    {
+                        let secs = now.duration_since(then).as_secs_f64();
+                        if secs >= 0.05 {
+                            let rates = PeerRates {
+                                bytes_in_per_second: (bytes_in - last_in) as f64 / secs,
+                                bytes_out_per_second: (bytes_out - last_out) as f64 / secs,
+                            };
+                            bw.rates.insert(key.clone(), rates);
+                        }
+                    }
+                    _ => {
+                        bw.rates.remove(&key);
+                    }
+                }
+                seen.push(key);
+            }
+        }
+        // Peers that are gone (or no longer report totals) drop out.
+        bw.totals.retain(|k, _| seen.contains(k));
+        bw.rates.retain(|k, _| seen.contains(k));
+    }
 }
 
 fn push(history: &mut BTreeMap<String, VecDeque<HealthSample>>, key: String, sample: HealthSample) {
@@ -199,6 +276,8 @@ impl Dashboard {
         let (actions_tx, actions_rx) = mpsc::channel(64);
         let history = Arc::new(Mutex::new(BTreeMap::new()));
         let metrics = Metrics::new();
+        let host = Arc::new(RwLock::new(None));
+        let bandwidth = Arc::new(Mutex::new(Bandwidth::default()));
         let dashboard = Dashboard {
             snapshot: snapshot_rx,
             history: history.clone(),
@@ -207,13 +286,24 @@ impl Dashboard {
             token,
             auth_reads,
             metrics: metrics.clone(),
+            host: host.clone(),
+            bandwidth: bandwidth.clone(),
+            logs: None,
         };
         let publisher = Publisher {
             snapshot: snapshot_tx,
             history,
             metrics,
+            host,
+            bandwidth,
         };
         (dashboard, publisher, actions_rx)
+    }
+
+    /// Serves `/logs/{backend}` from `source` (without one, that route answers 501).
+    pub fn with_logs(mut self, source: Arc<dyn LogSource>) -> Dashboard {
+        self.logs = Some(source);
+        self
     }
 
     fn current(&self) -> Arc<Snapshot> {

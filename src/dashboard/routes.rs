@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -15,11 +15,13 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::backend::BackendName;
-use super::{ActionKind, ActionRequest, BODY_LIMIT, ClusterEntry, Daemon, Dashboard, Snapshot};
+use super::logs::{LogError, LogTarget};
+use super::{
+    ActionKind, ActionRequest, BODY_LIMIT, ClusterEntry, Daemon, Dashboard, MAX_LOG_LINES, Snapshot,
+};
 use crate::api::PeerStatus;
 
 /// How long `POST /health/check` waits for the probe round it asked for.
@@ -32,16 +34,23 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/metrics/realtime", get(realtime))
         .route("/backends/{*rest}", get(backend_get).post(backend_post))
         .route("/history/{*name}", get(history))
+        .route("/logs/{*backend}", get(logs))
         .route("/events", get(events))
         .route("/daemon/action", post(daemon_action))
         .route("/cluster/action", post(cluster_action))
-        .route("/health/check", post(health_check));
+        .route("/health/check", post(health_check))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method);
     Router::new()
         .nest("/api/dashboard", api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .route("/openapi.json", get(openapi))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        // Bodies are only ever read by the JSON extractor, which answers 413 in the envelope.
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
@@ -89,6 +98,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {method} {}; see /openapi.json",
+        uri.path()
+    ))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}; see /openapi.json", uri.path()),
+    )
+}
+
 fn ok(data: Value) -> Response {
     Json(json!({"success": true, "data": data})).into_response()
 }
@@ -104,8 +128,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
+        // Read as a JSON value first: serde would also take a struct from an array, positionally.
+        match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) if !v.is_object() => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body must be a JSON object",
+            )),
+            Ok(Json(v)) => serde_json::from_value(v).map(Body).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    e.to_string(),
+                )
+            }),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
@@ -341,23 +377,39 @@ async fn status(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Respon
 async fn realtime(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Response, ApiError> {
     d.authorize_read(&headers)?;
     let snapshot = d.current();
+    let rates = d
+        .bandwidth
+        .lock()
+        .map(|b| b.rates.clone())
+        .unwrap_or_default();
     let peers: Vec<Value> = snapshot
         .clusters
         .iter()
         .flat_map(|c| {
+            let rates = &rates;
             c.status.peers.iter().map(move |p| {
+                let rate = rates.get(&format!("{}/{}", c.key(), p.name));
                 json!({
                     "cluster": c.key(),
                     "peer": p.name,
+                    "state": p.state,
+                    "score": p.score,
                     "swarmPeers": p.swarm_peers,
                     "repoSize": p.repo_size,
-                    "score": p.score,
+                    "bandwidth": {
+                        "totalIn": p.bytes_in,
+                        "totalOut": p.bytes_out,
+                        "rateIn": rate.map(|r| r.bytes_in_per_second),
+                        "rateOut": rate.map(|r| r.bytes_out_per_second),
+                    },
+                    "lastProbe": p.last_probe,
                 })
             })
         })
         .collect();
+    let host = d.host.read().ok().and_then(|h| h.clone());
     Ok(ok(
-        json!({"host": snapshot.host, "peers": peers, "updatedAt": snapshot.updated_at}),
+        json!({"host": host, "peers": peers, "updatedAt": snapshot.updated_at}),
     ))
 }
 
@@ -395,6 +447,75 @@ async fn backend_post(
         )
         .await?;
     Ok(accepted(&request))
+}
+
+/// `GET /logs/{backend}` query: `lines` (default 100, at most [`MAX_LOG_LINES`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    #[serde(default)]
+    lines: Option<usize>,
+}
+
+const DEFAULT_LOG_LINES: usize = 100;
+
+async fn logs(
+    State(d): State<Dashboard>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    d.authorize_read(&headers)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; the only parameter is lines=<1-{MAX_LOG_LINES}>",
+            e.body_text()
+        ))
+    })?;
+    let lines = query.lines.unwrap_or(DEFAULT_LOG_LINES);
+    if !(1..=MAX_LOG_LINES).contains(&lines) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_lines",
+            format!("lines={lines} is out of range: ask for 1 to {MAX_LOG_LINES} lines"),
+        ));
+    }
+    let snapshot = d.current();
+    let (cluster, peer, parsed) = find_backend(&snapshot, &name)?;
+    let source = d.logs.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "logs_unavailable",
+            "this dashboard has no access to daemon logs",
+        )
+    })?;
+    let target = LogTarget {
+        namespace: cluster.namespace.clone(),
+        cluster: cluster.name.clone(),
+        peer: peer.name.clone(),
+        daemon: parsed.daemon,
+    };
+    let text = source.tail(target, lines).await.map_err(|e| match e {
+        LogError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "no_log", m),
+        LogError::Unavailable(m) => ApiError::new(StatusCode::BAD_GATEWAY, "logs_unavailable", m),
+    })?;
+    let all: Vec<&str> = text.lines().collect();
+    let kept = &all[all.len().saturating_sub(lines)..];
+    Ok(ok(json!({
+        "backend": name,
+        "cluster": cluster.key(),
+        "peer": peer.name,
+        "daemon": parsed.daemon,
+        "count": kept.len(),
+        "lines": kept,
+    })))
+}
+
+/// The OpenAPI 3.1 description of these routes, embedded in the binary.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn history(

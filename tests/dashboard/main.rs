@@ -1,10 +1,17 @@
 //! The dashboard over real HTTP on loopback, fed with published snapshots.
 
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use ipfs_kit_operator::api::{IpfsClusterStatus, PeerStatus};
+use ipfs_kit_operator::dashboard::logs::LogTarget;
 use ipfs_kit_operator::dashboard::{
-    ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, Publisher, Snapshot, Token, router,
+    ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, LogError, LogSource, Publisher,
+    Snapshot, Token, router,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -19,7 +26,12 @@ struct Server {
 }
 
 async fn serve(token: Option<&str>) -> Server {
+    serve_with(token, |d| d).await
+}
+
+async fn serve_with(token: Option<&str>, setup: impl FnOnce(Dashboard) -> Dashboard) -> Server {
     let (dashboard, publisher, actions) = Dashboard::new(token.and_then(Token::new), false);
+    let dashboard = setup(dashboard);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -61,7 +73,6 @@ fn snapshot(score: i32) -> Snapshot {
             paused: false,
             status,
         }],
-        host: None,
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
     }
 }
@@ -347,4 +358,233 @@ async fn history_and_events_follow_published_rounds() {
         .filter_map(|x| x["score"].as_i64())
         .collect();
     assert_eq!(scores, [90, 55]);
+}
+
+#[tokio::test]
+async fn the_bad_input_table_is_refused_with_reasons_and_nothing_is_requested() {
+    let mut s = serve_with(Some(TOKEN), |d| d.with_logs(Arc::new(Lines::default()))).await;
+    s.publisher.publish(snapshot(90));
+    let table = support::bad_requests::table("demo", "demo-0");
+    assert!(table.len() >= 30, "{} requests", table.len());
+    let failures = support::bad_requests::check_all(&s.base, TOKEN, &table).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Not one of them reached the reconciler.
+    assert!(
+        matches!(
+            s.actions.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty)
+        ),
+        "a refused request was passed on"
+    );
+}
+
+/// A log source that answers numbered lines and remembers what it was asked for.
+#[derive(Default)]
+struct Lines {
+    asked: Mutex<Vec<(LogTarget, usize)>>,
+}
+
+impl LogSource for Lines {
+    fn tail(
+        &self,
+        target: LogTarget,
+        lines: usize,
+    ) -> BoxFuture<'static, Result<String, LogError>> {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push((target.clone(), lines));
+        }
+        Box::pin(async move {
+            if target.peer == "demo-2" {
+                return Err(LogError::Unavailable("disk on fire".into()));
+            }
+            // More lines than asked for: the route keeps the last `lines`.
+            Ok((1..=lines + 5)
+                .map(|i| format!("{} line {i}", target.peer))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn logs_are_read_only_for_backends_in_status_and_bounded() {
+    let source = Arc::new(Lines::default());
+    let for_dashboard: Arc<dyn LogSource> = source.clone();
+    let s = serve_with(Some(TOKEN), move |d| d.with_logs(for_dashboard)).await;
+    s.publisher.publish(snapshot(90));
+
+    let (code, body) = s
+        .get("/api/dashboard/logs/demo/demo-1/cluster?lines=3")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["data"]["lines"],
+        json!(["demo-1 line 6", "demo-1 line 7", "demo-1 line 8"])
+    );
+    assert_eq!(body["data"]["daemon"], "cluster");
+    let (code, body) = s.get("/api/dashboard/logs/demo/demo-0/ipfs").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["count"], 100, "the default is 100 lines");
+    let (code, body) = s.get("/api/dashboard/logs/demo/demo-2/ipfs").await;
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disk on fire")
+    );
+
+    for bad in [
+        "/api/dashboard/logs/demo/demo-9/ipfs",
+        "/api/dashboard/logs/demo/..%2F..%2Fetc%2Fpasswd/ipfs",
+        "/api/dashboard/logs/demo/demo-0/ipfs?lines=2001",
+    ] {
+        let (code, _) = s.get(bad).await;
+        assert!((400..500).contains(&code), "{bad}: {code}");
+    }
+    let asked = source.asked.lock().expect("asked").clone();
+    let peers: Vec<(&str, Daemon, usize)> = asked
+        .iter()
+        .map(|(t, n)| (t.peer.as_str(), t.daemon, *n))
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("demo-1", Daemon::Cluster, 3),
+            ("demo-0", Daemon::Ipfs, 100),
+            ("demo-2", Daemon::Ipfs, 100)
+        ],
+        "only names found in status reach the log source"
+    );
+
+    // A dashboard without a log source says so.
+    let plain = serve(Some(TOKEN)).await;
+    plain.publisher.publish(snapshot(90));
+    let (code, body) = plain.get("/api/dashboard/logs/demo/demo-0/ipfs").await;
+    assert_eq!(code, 501, "{body}");
+}
+
+fn with_bandwidth(score: i32, bytes_in: i64, bytes_out: i64) -> Snapshot {
+    let mut s = snapshot(score);
+    for p in &mut s.clusters[0].status.peers {
+        p.bytes_in = Some(bytes_in);
+        p.bytes_out = Some(bytes_out);
+    }
+    s
+}
+
+#[tokio::test]
+async fn realtime_serves_sampled_host_figures_and_bandwidth_rates() {
+    let s = serve(Some(TOKEN)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    tokio::spawn(
+        s.publisher
+            .host_sampler(dir.path())
+            .run(Duration::from_millis(100)),
+    );
+    s.publisher.publish(with_bandwidth(90, 1_000, 500));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.publisher.publish(with_bandwidth(90, 101_000, 50_500));
+
+    let (code, body) = s.get("/api/dashboard/metrics/realtime").await;
+    assert_eq!(code, 200, "{body}");
+    let host = &body["data"]["host"];
+    assert!(host["memoryTotalBytes"].as_u64().unwrap_or(0) > 0, "{host}");
+    assert!(host["diskTotalBytes"].as_u64().unwrap_or(0) > 0, "{host}");
+    assert_eq!(host["diskPath"], json!(dir.path().display().to_string()));
+    let cpu = host["cpuPercent"]
+        .as_f64()
+        .expect("a CPU figure after two samples");
+    assert!((0.0..=100.0).contains(&cpu), "{cpu}");
+    assert_eq!(host["loadAverage"].as_array().map(Vec::len), Some(3));
+    let bw = &body["data"]["peers"][0]["bandwidth"];
+    assert_eq!(bw["totalIn"], 101_000);
+    // 100 000 bytes in about half a second (the machine may be slow: up to 5 s).
+    let rate_in = bw["rateIn"].as_f64().expect("rateIn");
+    let rate_out = bw["rateOut"].as_f64().expect("rateOut");
+    assert!((20_000.0..=200_000.0).contains(&rate_in), "{rate_in}");
+    assert!(
+        (rate_in / rate_out - 2.0).abs() < 0.01,
+        "{rate_in} / {rate_out}"
+    );
+
+    // A restarted daemon counts from zero again: no rate until the next round.
+    s.publisher.publish(with_bandwidth(90, 10, 10));
+    let (_, body) = s.get("/api/dashboard/metrics/realtime").await;
+    assert_eq!(body["data"]["peers"][0]["bandwidth"]["rateIn"], Value::Null);
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route_and_every_described_route_exists() {
+    let s = serve_with(Some(TOKEN), |d| d.with_logs(Arc::new(Lines::default()))).await;
+    s.publisher.publish(snapshot(90));
+    let (code, doc) = s.get("/openapi.json").await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for route in [
+        "/api/dashboard/status",
+        "/api/dashboard/metrics/realtime",
+        "/api/dashboard/backends/{backend}/status",
+        "/api/dashboard/backends/{backend}/restart",
+        "/api/dashboard/logs/{backend}",
+        "/api/dashboard/history/{name}",
+        "/api/dashboard/events",
+        "/api/dashboard/daemon/action",
+        "/api/dashboard/cluster/action",
+        "/api/dashboard/health/check",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(route), "{route} is not described");
+    }
+    let http = &s.http;
+    for (path, methods) in paths {
+        let url = format!(
+            "{}{}",
+            s.base,
+            path.replace("{backend}", "demo/demo-0/ipfs")
+                .replace("{name}", "demo")
+        );
+        for method in methods.as_object().expect("methods").keys() {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let body = if path.ends_with("/daemon/action") {
+                json!({"daemon_name": "demo/demo-0/ipfs", "action": "status"})
+            } else if path.ends_with("/cluster/action") {
+                json!({"action": "status"})
+            } else {
+                json!({})
+            };
+            let mut req = http.request(m.clone(), &url).bearer_auth(TOKEN);
+            if m == reqwest::Method::POST {
+                req = req.json(&body);
+            }
+            if path.ends_with("/health/check") {
+                // It waits for a probe round that nobody runs here: the route exists if it
+                // accepted the request (the reconciler side got it).
+                let resp = tokio::time::timeout(Duration::from_millis(500), req.send()).await;
+                assert!(
+                    resp.is_err(),
+                    "{method} {path} answered without a probe round"
+                );
+                continue;
+            }
+            let resp = if path.ends_with("/events") {
+                let r = req.send().await.expect("send");
+                (r.status().as_u16(), Value::Null)
+            } else {
+                let r = req.send().await.expect("send");
+                let code = r.status().as_u16();
+                (code, r.json().await.unwrap_or(Value::Null))
+            };
+            assert!(
+                matches!(resp.0, 200 | 202),
+                "{method} {path} answered {} {}",
+                resp.0,
+                resp.1
+            );
+        }
+    }
 }

@@ -3,10 +3,14 @@
 
 use std::path::Path;
 
+use futures::future::BoxFuture;
+
 use crate::api::{ClusterPhase, IpfsClusterStatus, PeerState, PeerStatus};
-use crate::dashboard::{ClusterEntry, Snapshot, Token};
+use crate::dashboard::logs::LogTarget;
+use crate::dashboard::{ClusterEntry, Daemon, LogError, LogSource, Snapshot, Token};
 
 use super::LocalError;
+use super::state::{ClusterPaths, DaemonKind};
 use super::status::{LocalStatus, PeerRow};
 
 /// The name of the token file in a cluster's state directory (mode 0600).
@@ -45,6 +49,9 @@ pub fn cluster_status(status: &LocalStatus) -> IpfsClusterStatus {
             cluster_version: row.cluster_version.clone(),
             swarm_peers: count(row.swarm_peers),
             cluster_peers_seen: count(row.cluster_peers),
+            repo_size: row.repo_size.and_then(count64),
+            bytes_in: row.bytes_in.and_then(count64),
+            bytes_out: row.bytes_out.and_then(count64),
             pins_queued: row.pins.and_then(|p| count64(p.queued)),
             pins_pinning: row.pins.and_then(|p| count64(p.pinning)),
             pins_error: row.pins.and_then(|p| count64(p.error)),
@@ -84,7 +91,6 @@ pub fn snapshot(status: &LocalStatus, paused: bool) -> Snapshot {
             paused,
             status: cluster_status(status),
         }],
-        host: None,
         updated_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
     }
 }
@@ -100,6 +106,43 @@ pub fn token(cluster_root: &Path) -> Result<Token, LocalError> {
             path.display()
         ))
     })
+}
+
+/// The daemons' captured log files (`peer-N/logs/kubo.log`, `cluster.log`) of one cluster.
+pub struct LocalLogs {
+    paths: ClusterPaths,
+}
+
+impl LocalLogs {
+    pub fn new(paths: ClusterPaths) -> LocalLogs {
+        LocalLogs { paths }
+    }
+}
+
+impl LogSource for LocalLogs {
+    fn tail(
+        &self,
+        target: LogTarget,
+        lines: usize,
+    ) -> BoxFuture<'static, Result<String, LogError>> {
+        let kind = match target.daemon {
+            Daemon::Ipfs => DaemonKind::Kubo,
+            Daemon::Cluster => DaemonKind::Cluster,
+        };
+        // The peer name comes from the supervisor's own status (`peer-N`), never from a request.
+        let path = self.paths.peer(&target.peer).log(kind);
+        Box::pin(async move {
+            if !path.is_file() {
+                return Err(LogError::NotFound(format!(
+                    "{} of {} has not written a log yet",
+                    kind, target.peer
+                )));
+            }
+            tokio::task::spawn_blocking(move || super::supervisor::log_tail(&path, lines))
+                .await
+                .map_err(|e| LogError::Unavailable(format!("reading the log: {e}")))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,13 @@ pub struct PeerRow {
     pub swarm_peers: Option<usize>,
     /// Cluster peers this peer sees in `GET /peers` (itself included).
     pub cluster_peers: Option<usize>,
+    /// Kubo repository size and bandwidth totals (bytes), from the last probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
     pub pins: Option<PinCounts>,
     /// Health score 0-100 from the health engine.
     pub score: Option<u8>,
@@ -119,6 +126,9 @@ pub fn rows(
                 cluster_version: cluster.map(|c| c.version.clone()),
                 swarm_peers: kubo.map(|k| k.swarm_peers.len()),
                 cluster_peers: cluster.map(|c| c.peers_seen.len()),
+                repo_size: kubo.map(|k| k.repo_size),
+                bytes_in: kubo.map(|k| k.total_in),
+                bytes_out: kubo.map(|k| k.total_out),
                 pins: cluster.and_then(|c| c.pins.as_ref().ok().copied()),
                 score: (!stopped).then(|| score.map(|s| s.score)).flatten(),
                 state,

@@ -35,7 +35,7 @@ use super::state::{
 use super::status::{LocalStatus, rows, targets};
 use super::{Binaries, LocalError, now_millis};
 use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec};
-use crate::dashboard::{ActionKind, ActionRequest, Daemon, Publisher};
+use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
 use crate::probe::report::{PeerReport, ProcessState};
 use crate::probe::{DEFAULT_CONCURRENCY, Prober};
 use crate::reconcile::{Action, RestartScope};
@@ -854,6 +854,14 @@ impl Supervisor {
     ) -> Result<mpsc::Receiver<ActionRequest>, LocalError> {
         let token = super::dashboard::token(&self.paths.root)?;
         let (dashboard, publisher, requests) = crate::dashboard::Dashboard::new(Some(token), false);
+        let dashboard = dashboard.with_logs(std::sync::Arc::new(super::dashboard::LocalLogs::new(
+            self.paths.clone(),
+        )));
+        tokio::spawn(
+            publisher
+                .host_sampler(self.paths.root.clone())
+                .run(HOST_SAMPLE_INTERVAL),
+        );
         let addr = listener
             .local_addr()
             .map_err(|e| LocalError::new(format!("the dashboard listener: {e}")))?;
