@@ -913,14 +913,45 @@ async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request
         Value::from(before.peers[1].kubo_peer_id.clone())
     );
 
+    let token = std::fs::read_to_string(local.cluster_dir().join("dashboard-token"))
+        .expect("the token file in the cluster's state directory");
+    let token = token.trim().to_string();
+    every_read_route_answers_from_real_status(&base, &token, &before).await;
+
+    // The bad-input table: every request refused with its reason, and nothing restarted.
+    let requests_seen = || {
+        std::fs::read_to_string(&local.supervisor_log)
+            .unwrap_or_default()
+            .matches("dashboard request")
+            .count()
+    };
+    let requests_before = requests_seen();
+    let table = crate::support::bad_requests::table("dash", &before.peers[0].name);
+    let failures = crate::support::bad_requests::check_all(&base, &token, &table).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unchanged = local.status().await;
+    for (was, is) in before.peers.iter().zip(&unchanged.peers) {
+        assert_eq!(
+            (was.kubo_pid, was.cluster_pid, is.restarts),
+            (is.kubo_pid, is.cluster_pid, 0),
+            "{} was restarted by a refused request",
+            is.name
+        );
+    }
+    assert_eq!(
+        requests_seen(),
+        requests_before,
+        "a refused request reached the supervisor:\n{}",
+        local.supervisor_output()
+    );
+
     let restart = format!("{base}/api/dashboard/backends/dash/{peer_name}/ipfs/restart");
     let refused = http.post(&restart).send().await.expect("POST");
     assert_eq!(refused.status().as_u16(), 401, "no token, no restart");
-    let token = std::fs::read_to_string(local.cluster_dir().join("dashboard-token"))
-        .expect("the token file in the cluster's state directory");
     let accepted = http
         .post(&restart)
-        .bearer_auth(token.trim())
+        .bearer_auth(&token)
         .send()
         .await
         .expect("POST");
@@ -940,4 +971,204 @@ async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request
     // Only the daemon asked for was restarted.
     assert_eq!(after.peers[1].cluster_pid, before.peers[1].cluster_pid);
     assert_eq!(after.peers[0].kubo_pid, before.peers[0].kubo_pid);
+}
+
+/// Every read route of the in-process dashboard, on the status of real daemons (`before`).
+async fn every_read_route_answers_from_real_status(base: &str, token: &str, before: &LocalStatus) {
+    let http = http();
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let resp = http.get(&url).send().await.expect("GET");
+            let code = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            assert_eq!(code, 200, "GET {url}: {body}");
+            assert_eq!(body["success"], true, "GET {url}: {body}");
+            body["data"].clone()
+        }
+    };
+    let peer = &before.peers[0];
+    let p = &peer.name;
+
+    let kubo = get(&format!("/api/dashboard/backends/dash/{p}/ipfs/status")).await;
+    assert_eq!(kubo["peerId"], Value::from(peer.kubo_peer_id.clone()));
+    assert!(
+        kubo["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("0.")),
+        "{kubo}"
+    );
+    let cluster = get(&format!("/api/dashboard/backends/dash/{p}/cluster/status")).await;
+    assert_eq!(cluster["peerId"], Value::from(peer.cluster_peer_id.clone()));
+    assert_eq!(cluster["clusterPeersSeen"], 2);
+
+    // The daemons' own log lines, from the files the supervisor captures.
+    let logs = get(&format!("/api/dashboard/logs/dash/{p}/ipfs?lines=50")).await;
+    let lines: Vec<&str> = logs["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() <= 50,
+        "{} lines",
+        lines.len()
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("Daemon is ready")),
+        "Kubo's own output: {lines:?}"
+    );
+    let logs = get(&format!("/api/dashboard/logs/dash/{p}/cluster?lines=2000")).await;
+    assert!(
+        logs["lines"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.contains("IPFS Cluster")))),
+        "the cluster daemon's own output: {logs}"
+    );
+
+    // Host figures are sampled in the background; per-peer figures come from the probes.
+    let realtime = wait_for(
+        "host figures in /metrics/realtime",
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        || async {
+            let data = get("/api/dashboard/metrics/realtime").await;
+            data["host"]["cpuPercent"]
+                .as_f64()
+                .is_some()
+                .then_some(data)
+        },
+    )
+    .await;
+    assert!(
+        realtime["host"]["memoryTotalBytes"].as_u64().unwrap_or(0) > 0,
+        "{realtime}"
+    );
+    assert!(
+        realtime["host"]["diskTotalBytes"].as_u64().unwrap_or(0) > 0,
+        "{realtime}"
+    );
+    let first = &realtime["peers"][0];
+    assert!(first["repoSize"].as_u64().unwrap_or(0) > 0, "{first}");
+    assert!(first["bandwidth"]["totalIn"].as_u64().is_some(), "{first}");
+    assert_eq!(first["swarmPeers"], 1);
+
+    let history = get(&format!("/api/dashboard/history/dash/{p}")).await;
+    assert!(
+        history["samples"].as_array().is_some_and(|s| !s.is_empty()),
+        "{history}"
+    );
+    let history = get("/api/dashboard/history/dash").await;
+    assert!(
+        history["samples"][0]["score"].as_i64().is_some(),
+        "{history}"
+    );
+
+    let mut events = http
+        .get(format!("{base}/api/dashboard/events"))
+        .send()
+        .await
+        .expect("events");
+    let first = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+        .await
+        .expect("an event at once")
+        .expect("chunk")
+        .expect("data");
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.contains("event: status") && first.contains("\"dash\""),
+        "{first}"
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!(
+            "ipfs_kit_peer_up{{cluster=\"dash\",peer=\"{p}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    for path in ["/healthz", "/readyz"] {
+        let resp = http.get(format!("{base}{path}")).send().await.expect("GET");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
+    let doc: Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("the OpenAPI document");
+    assert!(
+        doc["paths"]["/api/dashboard/logs/{backend}"].is_object(),
+        "{doc}"
+    );
+
+    // Status and peers actions are reads: answered at once, no token needed.
+    let post = |path: &str, body: Value, with_token: bool| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let mut req = http.post(&url).json(&body);
+            if with_token {
+                req = req.bearer_auth(token);
+            }
+            let resp = req.send().await.expect("POST");
+            let code = resp.status().as_u16();
+            (code, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (code, body) = post(
+        "/api/dashboard/daemon/action",
+        serde_json::json!({"daemon_name": format!("dash/{p}/cluster"), "action": "status", "force": true}),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (code, &body["data"]["peerId"]),
+        (200, &Value::from(peer.cluster_peer_id.clone())),
+        "{body}"
+    );
+    let (code, body) = post(
+        "/api/dashboard/cluster/action",
+        serde_json::json!({"action": "peers"}),
+        false,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["peers"].as_array().map(Vec::len), Some(2));
+    let (code, body) = post(
+        "/api/dashboard/cluster/action",
+        serde_json::json!({"action": "status"}),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (code, &body["data"]["cluster"]),
+        (200, &Value::from("dash")),
+        "{body}"
+    );
+    // A health check runs a real probe round and answers with its results.
+    let (code, body) = post(
+        "/api/dashboard/health/check",
+        serde_json::json!({"backend_name": format!("dash/{p}/ipfs"), "force_check": true}),
+        true,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["data"]["peers"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert_eq!(body["data"]["requested"]["action"], "probe");
 }

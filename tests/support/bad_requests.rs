@@ -443,8 +443,10 @@ pub fn table(cluster: &str, peer: &str) -> Vec<BadRequest> {
 /// Sends every request of the table to `base` and checks each answer: the status, and an error
 /// envelope naming a code and a reason. Returns the failures, one line each.
 pub async fn check_all(base: &str, token: &str, table: &[BadRequest]) -> Vec<String> {
+    // A fresh connection per request: the server closes one after refusing an unread body.
     let http = reqwest::Client::builder()
         .no_proxy()
+        .pool_max_idle_per_host(0)
         .build()
         .expect("http client");
     let mut failures = Vec::new();
