@@ -115,6 +115,17 @@ pub async fn record_requests(client: Client, mut requests: mpsc::Receiver<Action
     }
 }
 
+/// The sidecar's dashboard: daemon logs come from the pod container logs through the API.
+pub fn dashboard(
+    client: &Client,
+    token: Option<super::Token>,
+    auth_reads: bool,
+) -> (super::Dashboard, Publisher, mpsc::Receiver<ActionRequest>) {
+    let (dashboard, publisher, requests) = super::Dashboard::new(token, auth_reads);
+    let dashboard = dashboard.with_logs(Arc::new(super::logs::PodLogs::new(client.clone())));
+    (dashboard, publisher, requests)
+}
+
 /// Errors that stop the sidecar.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
@@ -143,8 +154,7 @@ pub async fn serve_sidecar(
         tracing::warn!("no --token-file: the dashboard serves reads and refuses every change");
     }
     let client = Client::try_default().await.map_err(SidecarError::Client)?;
-    let (dashboard, publisher, requests) = super::Dashboard::new(token, auth_reads);
-    let dashboard = dashboard.with_logs(Arc::new(super::logs::PodLogs::new(client.clone())));
+    let (dashboard, publisher, requests) = dashboard(&client, token, auth_reads);
     tokio::spawn(publisher.host_sampler("/").run(super::HOST_SAMPLE_INTERVAL));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
-use ipfs_kit_operator::dashboard::{Dashboard, Token, kube as sidecar, router};
+use ipfs_kit_operator::dashboard::{Token, kube as sidecar, router};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -26,7 +27,8 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": "dashboard"},
         "rules": [{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"],
-                   "verbs": ["get", "list", "watch", "patch"]}]
+                   "verbs": ["get", "list", "watch", "patch"]},
+                  {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
     }))
     .expect("role");
     Api::<Role>::namespaced(admin.clone(), &ns)
@@ -64,7 +66,8 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         .await
         .expect("status");
 
-    let (dashboard, publisher, requests) = Dashboard::new(Token::new(TOKEN), false);
+    let (dashboard, publisher, requests) =
+        sidecar::dashboard(&sidecar_client, Token::new(TOKEN), false);
     let publisher = Arc::new(publisher);
     let watch_ns = ns.clone();
     let watch_client = sidecar_client.clone();
@@ -123,6 +126,23 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
             .contains_key(ACTION_REQUEST_ANNOTATION)
     );
 
+    every_route_answers_from_the_kubernetes_status(&base, &ns, &admin).await;
+
+    // The bad-input table: refused with reasons, nothing recorded on the IpfsCluster.
+    let table = crate::support::bad_requests::table(&key, "store-0");
+    let failures = crate::support::bad_requests::check_all(&base, TOKEN, &table).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fresh = clusters.get("store").await.expect("get");
+    assert!(
+        !fresh
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(ACTION_REQUEST_ANNOTATION),
+        "a refused request was recorded"
+    );
+
     let resp = http
         .post(format!("{backend}/restart"))
         .bearer_auth(TOKEN)
@@ -147,4 +167,79 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     assert_eq!(recorded["action"], "restart");
     assert_eq!(recorded["peer"], "store-0");
     assert_eq!(recorded["daemon"], "ipfs");
+}
+
+/// The read routes on a status that came from the apiserver; logs through the pods/log API.
+async fn every_route_answers_from_the_kubernetes_status(
+    base: &str,
+    ns: &str,
+    admin: &kube::Client,
+) {
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let resp = http.get(&url).send().await.expect("GET");
+            let code = resp.status().as_u16();
+            (code, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (code, body) = get("/api/dashboard/metrics/realtime".into()).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["peers"][1]["peer"], "store-1");
+    assert_eq!(body["data"]["peers"][1]["score"], 100);
+    let (code, body) = get(format!("/api/dashboard/history/{ns}/store/store-0")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["samples"][0]["score"], 10);
+    let (code, body) = get(format!(
+        "/api/dashboard/backends/{ns}/store/store-1/cluster/status"
+    ))
+    .await;
+    assert_eq!(
+        (code, &body["data"]["state"]),
+        (200, &json!("Healthy")),
+        "{body}"
+    );
+
+    // No pod store-1 exists: its log is not found, and the answer says which pod was asked for.
+    let (code, body) = get(format!(
+        "/api/dashboard/logs/{ns}/store/store-1/ipfs?lines=10"
+    ))
+    .await;
+    assert_eq!(code, 404, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("{ns}/store-1")), "{message}");
+
+    // A pod store-0 on a kwok node: the API server asks the node for the container log. kwok
+    // nodes run no kubelet that serves logs, and the answer says so instead of pretending.
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "store-0"},
+        "spec": {"containers": [
+            {"name": "kubo", "image": "ipfs/kubo:v0.42.0"},
+            {"name": "cluster", "image": "ipfs/ipfs-cluster:v1.1.6"}]}
+    }))
+    .expect("pod");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    wait_for(
+        "pod store-0 Running on a kwok node",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let p = pods.get("store-0").await.ok()?;
+            (p.status?.phase.as_deref() == Some("Running")).then_some(())
+        },
+    )
+    .await;
+    let (code, body) = get(format!("/api/dashboard/logs/{ns}/store/store-0/cluster")).await;
+    println!("logs of a kwok pod: {code} {body}");
+    assert_eq!(code, 502, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("the cluster container log of pod {ns}/store-0")),
+        "{message}"
+    );
 }
