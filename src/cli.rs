@@ -98,6 +98,12 @@ pub struct DashboardArgs {
     /// Serve only the IpfsClusters of this namespace (default: all namespaces).
     #[arg(long, env = "IPFS_KIT_NAMESPACE")]
     pub namespace: Option<String>,
+
+    /// Also accept Kubernetes bearer tokens (e.g. a client's ServiceAccount token): checked with
+    /// a TokenReview, then allowed what RBAC allows on ipfsclusters (`patch` to act, `list` to
+    /// read with --auth-reads). Needs `create` on tokenreviews and subjectaccessreviews.
+    #[arg(long, env = "IPFS_KIT_DASHBOARD_KUBE_AUTH")]
+    pub kube_auth: bool,
 }
 
 #[derive(Debug, Subcommand)]

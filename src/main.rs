@@ -30,6 +30,7 @@ fn dashboard(args: &ipfs_kit_operator::cli::DashboardArgs) -> ExitCode {
                 args.listen,
                 args.token_file.as_deref(),
                 args.auth_reads,
+                args.kube_auth,
                 args.namespace.clone(),
             ))
             .map_err(|e| e.to_string())

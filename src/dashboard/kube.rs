@@ -115,14 +115,20 @@ pub async fn record_requests(client: Client, mut requests: mpsc::Receiver<Action
     }
 }
 
-/// The sidecar's dashboard: daemon logs come from the pod container logs through the API.
+/// The sidecar's dashboard: daemon logs come from the pod container logs through the API; with
+/// `kube_auth`, Kubernetes bearer tokens are accepted with the rights RBAC gives them.
 pub fn dashboard(
     client: &Client,
     token: Option<super::Token>,
     auth_reads: bool,
+    kube_auth: bool,
 ) -> (super::Dashboard, Publisher, mpsc::Receiver<ActionRequest>) {
     let (dashboard, publisher, requests) = super::Dashboard::new(token, auth_reads);
-    let dashboard = dashboard.with_logs(Arc::new(super::logs::PodLogs::new(client.clone())));
+    let mut dashboard = dashboard.with_logs(Arc::new(super::logs::PodLogs::new(client.clone())));
+    if kube_auth {
+        dashboard =
+            dashboard.with_access_review(Arc::new(super::KubeAccessReview::new(client.clone())));
+    }
     (dashboard, publisher, requests)
 }
 
@@ -147,14 +153,15 @@ pub async fn serve_sidecar(
     listen: std::net::SocketAddr,
     token_file: Option<&std::path::Path>,
     auth_reads: bool,
+    kube_auth: bool,
     namespace: Option<String>,
 ) -> Result<(), SidecarError> {
     let token = token_file.map(super::Token::from_file).transpose()?;
-    if token.is_none() {
+    if token.is_none() && !kube_auth {
         tracing::warn!("no --token-file: the dashboard serves reads and refuses every change");
     }
     let client = Client::try_default().await.map_err(SidecarError::Client)?;
-    let (dashboard, publisher, requests) = dashboard(&client, token, auth_reads);
+    let (dashboard, publisher, requests) = dashboard(&client, token, auth_reads, kube_auth);
     tokio::spawn(publisher.host_sampler("/").run(super::HOST_SAMPLE_INTERVAL));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

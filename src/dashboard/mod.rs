@@ -4,6 +4,7 @@
 //! Routes keep the envelope of the toolkit it replaces: `{"success": true, "data": ...}`, errors
 //! `{"success": false, "error": {"code", "message"}}` with the matching HTTP status.
 
+pub mod access;
 pub mod auth;
 mod backend;
 pub mod host;
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::IpfsClusterStatus;
 use crate::metrics::Metrics;
 
+pub use access::{AccessReview, KubeAccessReview};
 pub use auth::Token;
 pub use backend::{BackendName, Daemon};
 pub use host::HostSampler;
@@ -153,6 +155,7 @@ pub struct Dashboard {
     host: Arc<RwLock<Option<HostMetrics>>>,
     bandwidth: Arc<Mutex<Bandwidth>>,
     logs: Option<Arc<dyn LogSource>>,
+    review: Option<Arc<dyn AccessReview>>,
 }
 
 /// The reconciler's side: publishes snapshots, receives action requests.
@@ -289,6 +292,7 @@ impl Dashboard {
             host: host.clone(),
             bandwidth: bandwidth.clone(),
             logs: None,
+            review: None,
         };
         let publisher = Publisher {
             snapshot: snapshot_tx,
@@ -303,6 +307,13 @@ impl Dashboard {
     /// Serves `/logs/{backend}` from `source` (without one, that route answers 501).
     pub fn with_logs(mut self, source: Arc<dyn LogSource>) -> Dashboard {
         self.logs = Some(source);
+        self
+    }
+
+    /// Also accepts Kubernetes bearer tokens that `review` vouches for, with the rights RBAC
+    /// gives them on ipfsclusters.
+    pub fn with_access_review(mut self, review: Arc<dyn AccessReview>) -> Dashboard {
+        self.review = Some(review);
         self
     }
 

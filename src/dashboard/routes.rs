@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 
+use super::access::{AccessTarget, ReviewedUser};
 use super::backend::BackendName;
 use super::logs::{LogError, LogTarget};
 use super::{
@@ -162,33 +163,103 @@ where
     }
 }
 
+/// Who made a request that needs authentication.
+pub enum Caller {
+    /// Presented the dashboard's own token.
+    Token,
+    /// A Kubernetes identity the API server vouched for (TokenReview).
+    Kube(ReviewedUser),
+}
+
 impl Dashboard {
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// Authenticates a request: the dashboard's token, or (with access review) a Kubernetes
+    /// token. 403 when no way to authenticate is configured, 401 when the credentials fail.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match &self.token {
-            None => Err(ApiError::new(
+        if self.token.is_none() && self.review.is_none() {
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "mutations_disabled",
                 "this dashboard has no token configured, so it refuses every change; start it \
                  with --token-file",
-            )),
-            Some(token) if token.matches_header(presented) => Ok(()),
-            Some(_) => Err(ApiError::new(
+            ));
+        }
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.matches_header(presented))
+        {
+            return Ok(Caller::Token);
+        }
+        let unauthorized = || {
+            ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "send Authorization: Bearer <token>",
+            )
+        };
+        let bearer = presented
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        match (&self.review, bearer) {
+            (Some(review), Some(token)) => match review.authenticate(token.to_string()).await {
+                Ok(Some(user)) => Ok(Caller::Kube(user)),
+                Ok(None) => Err(unauthorized()),
+                Err(e) => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "review_failed",
+                    format!("could not review the token with the Kubernetes API: {e}"),
+                )),
+            },
+            _ => Err(unauthorized()),
+        }
+    }
+
+    /// Whether `caller` may do `verb` on `cluster` (every cluster when `None`): the dashboard's
+    /// token may do everything; a Kubernetes identity what RBAC allows on `ipfsclusters`.
+    async fn permit(
+        &self,
+        caller: &Caller,
+        verb: &str,
+        cluster: Option<&ClusterEntry>,
+    ) -> Result<(), ApiError> {
+        let (Caller::Kube(user), Some(review)) = (caller, &self.review) else {
+            return Ok(());
+        };
+        let target = AccessTarget {
+            verb: verb.to_string(),
+            namespace: cluster.and_then(|c| c.namespace.clone()),
+            name: cluster.map(|c| c.name.clone()),
+        };
+        match review.permits(user.clone(), target).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{} may not {verb} ipfsclusters{}: {reason}",
+                    user.username,
+                    cluster.map(|c| format!(" {}", c.key())).unwrap_or_default()
+                ),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "review_failed",
+                format!("could not review access with the Kubernetes API: {e}"),
             )),
         }
     }
 
-    fn authorize_read(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if self.auth_reads {
-            self.authorize(headers)
-        } else {
-            Ok(())
+    /// Reads are open unless `auth_reads`; then they need the token or `list` on ipfsclusters.
+    async fn authorize_read(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if !self.auth_reads {
+            return Ok(());
         }
+        let caller = self.authenticate(headers).await?;
+        self.permit(&caller, "list", None).await
     }
 
     async fn request(
@@ -316,7 +387,7 @@ fn summary(snapshot: &Snapshot) -> Value {
 }
 
 async fn metrics(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Response, ApiError> {
-    d.authorize_read(&headers)?;
+    d.authorize_read(&headers).await?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], d.metrics.encode()).into_response())
 }
@@ -334,7 +405,7 @@ async fn readyz(State(d): State<Dashboard>) -> Response {
 }
 
 async fn status(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Response, ApiError> {
-    d.authorize_read(&headers)?;
+    d.authorize_read(&headers).await?;
     let snapshot = d.current();
     let clusters: Vec<Value> = snapshot
         .clusters
@@ -375,7 +446,7 @@ async fn status(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Respon
 }
 
 async fn realtime(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Response, ApiError> {
-    d.authorize_read(&headers)?;
+    d.authorize_read(&headers).await?;
     let snapshot = d.current();
     let rates = d
         .bandwidth
@@ -418,7 +489,7 @@ async fn backend_get(
     headers: HeaderMap,
     Path(rest): Path<String>,
 ) -> Result<Response, ApiError> {
-    d.authorize_read(&headers)?;
+    d.authorize_read(&headers).await?;
     let name = rest
         .strip_suffix("/status")
         .ok_or_else(|| ApiError::not_found(format!("no route GET /backends/{rest}")))?;
@@ -435,9 +506,10 @@ async fn backend_post(
     let name = rest
         .strip_suffix("/restart")
         .ok_or_else(|| ApiError::not_found(format!("no route POST /backends/{rest}")))?;
-    d.authorize(&headers)?;
+    let caller = d.authenticate(&headers).await?;
     let snapshot = d.current();
     let (cluster, peer, parsed) = find_backend(&snapshot, name)?;
+    d.permit(&caller, "patch", Some(cluster)).await?;
     let request = d
         .request(
             ActionKind::Restart,
@@ -465,7 +537,7 @@ async fn logs(
     Path(name): Path<String>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    d.authorize_read(&headers)?;
+    d.authorize_read(&headers).await?;
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(format!(
             "{}; the only parameter is lines=<1-{MAX_LOG_LINES}>",
@@ -523,7 +595,7 @@ async fn history(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    d.authorize_read(&headers)?;
+    d.authorize_read(&headers).await?;
     let samples = d
         .history
         .lock()
@@ -541,7 +613,7 @@ async fn events(
     State(d): State<Dashboard>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    d.authorize_read(&headers)?;
+    d.authorize_read(&headers).await?;
     let rx = d.snapshot.clone();
     let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
         if !first && rx.changed().await.is_err() {
@@ -599,13 +671,14 @@ async fn daemon_action(
     let snapshot = d.current();
     match action {
         None => {
-            d.authorize_read(&headers)?;
+            d.authorize_read(&headers).await?;
             let (cluster, peer, parsed) = find_backend(&snapshot, &body.daemon_name)?;
             Ok(ok(backend_view(cluster, peer, parsed.daemon)))
         }
         Some(kind) => {
-            d.authorize(&headers)?;
+            let caller = d.authenticate(&headers).await?;
             let (cluster, peer, parsed) = find_backend(&snapshot, &body.daemon_name)?;
+            d.permit(&caller, "patch", Some(cluster)).await?;
             let request = d
                 .request(kind, cluster, Some(&peer.name), Some(parsed.daemon))
                 .await?;
@@ -652,7 +725,7 @@ async fn cluster_action(
 ) -> Result<Response, ApiError> {
     let snapshot = d.current();
     if body.action == "peers" {
-        d.authorize_read(&headers)?;
+        d.authorize_read(&headers).await?;
         let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
         return Ok(ok(
             json!({"cluster": cluster.key(), "peers": cluster.status.peers}),
@@ -660,7 +733,7 @@ async fn cluster_action(
     }
     match parse_action(&body.action)? {
         None => {
-            d.authorize_read(&headers)?;
+            d.authorize_read(&headers).await?;
             let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
             Ok(ok(
                 json!({"cluster": cluster.key(), "phase": cluster.status.phase,
@@ -668,8 +741,9 @@ async fn cluster_action(
             ))
         }
         Some(kind) => {
-            d.authorize(&headers)?;
+            let caller = d.authenticate(&headers).await?;
             let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
+            d.permit(&caller, "patch", Some(cluster)).await?;
             let request = d.request(kind, cluster, None, None).await?;
             Ok(accepted(&request))
         }
@@ -693,7 +767,7 @@ async fn health_check(
     headers: HeaderMap,
     Body(body): Body<HealthCheck>,
 ) -> Result<Response, ApiError> {
-    d.authorize(&headers)?;
+    let caller = d.authenticate(&headers).await?;
     let snapshot = d.current();
     let (cluster, peer) = match &body.backend_name {
         Some(name) => {
@@ -702,6 +776,7 @@ async fn health_check(
         }
         None => (pick_cluster(&snapshot, None)?, None),
     };
+    d.permit(&caller, "patch", Some(cluster)).await?;
     let mut rx = d.snapshot.clone();
     rx.borrow_and_update();
     let request = d.request(ActionKind::Probe, cluster, peer, None).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
 use ipfs_kit_operator::dashboard::{Token, kube as sidecar, router};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -45,6 +45,54 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         .create(&PostParams::default(), &binding)
         .await
         .expect("create binding");
+    // --kube-auth: the sidecar reviews other callers' tokens with the API server.
+    let review_role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": format!("dashboard-review-{ns}")},
+        "rules": [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                  {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]
+    }))
+    .expect("cluster role");
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &review_role)
+        .await
+        .expect("create cluster role");
+    let review_binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("dashboard-review-{ns}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("dashboard-review-{ns}")},
+        "subjects": [{"kind": "ServiceAccount", "name": "dashboard", "namespace": ns}]
+    }))
+    .expect("cluster role binding");
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(&PostParams::default(), &review_binding)
+        .await
+        .expect("create cluster role binding");
+    // Two in-cluster clients: one may patch IpfsClusters, one may only read them.
+    for (who, verbs) in [
+        ("writer", json!(["get", "patch"])),
+        ("reader", json!(["get", "list"])),
+    ] {
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": who},
+            "rules": [{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"], "verbs": verbs}]
+        }))
+        .expect("role");
+        Api::<Role>::namespaced(admin.clone(), &ns)
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("create role");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": who},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": who},
+            "subjects": [{"kind": "ServiceAccount", "name": who, "namespace": ns}]
+        }))
+        .expect("binding");
+        Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("create binding");
+    }
+    let writer_token = cp.service_account_token(&ns, "writer").await;
+    let reader_token = cp.service_account_token(&ns, "reader").await;
     let sidecar_client = cp.service_account_client(&ns, "dashboard").await;
 
     // An IpfsCluster whose status says what a controller saw.
@@ -67,7 +115,7 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         .expect("status");
 
     let (dashboard, publisher, requests) =
-        sidecar::dashboard(&sidecar_client, Token::new(TOKEN), false);
+        sidecar::dashboard(&sidecar_client, Token::new(TOKEN), false, true);
     let publisher = Arc::new(publisher);
     let watch_ns = ns.clone();
     let watch_client = sidecar_client.clone();
@@ -167,6 +215,64 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     assert_eq!(recorded["action"], "restart");
     assert_eq!(recorded["peer"], "store-0");
     assert_eq!(recorded["daemon"], "ipfs");
+
+    // A ServiceAccount that may only read IpfsClusters is refused, naming who and what.
+    let other = format!("{base}/api/dashboard/backends/{ns}/store/store-1/cluster/restart");
+    let (code, body) = wait_for(
+        "the reader's RBAC to be in force",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            let resp = http
+                .post(&other)
+                .bearer_auth(&reader_token)
+                .send()
+                .await
+                .ok()?;
+            let code = resp.status().as_u16();
+            let body: Value = resp.json().await.ok()?;
+            (code == 403).then_some((code, body))
+        },
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        code == 403 && message.contains(&format!("system:serviceaccount:{ns}:reader")),
+        "{body}"
+    );
+    // One that may patch them acts with its own token.
+    wait_for(
+        "the writer's request to be accepted",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            let resp = http
+                .post(&other)
+                .bearer_auth(&writer_token)
+                .send()
+                .await
+                .ok()?;
+            (resp.status().as_u16() == 202).then_some(())
+        },
+    )
+    .await;
+    let recorded = wait_for(
+        "the writer's request on the IpfsCluster",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let obj = clusters.get("store").await.ok()?;
+            let text = obj
+                .metadata
+                .annotations?
+                .get(ACTION_REQUEST_ANNOTATION)
+                .cloned()?;
+            let value: Value = serde_json::from_str(&text).ok()?;
+            (value["peer"] == "store-1").then_some(value)
+        },
+    )
+    .await;
+    assert_eq!(recorded["daemon"], "cluster");
 }
 
 /// The read routes on a status that came from the apiserver; logs through the pods/log API.

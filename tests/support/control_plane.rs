@@ -273,6 +273,14 @@ impl ControlPlane {
     /// A client that authenticates as ServiceAccount `namespace/name` (created if missing), with
     /// whatever RBAC rights that account has been given.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> Client {
+        let token = self.service_account_token(namespace, name).await;
+        let mut config = self.config_from_kubeconfig().await;
+        config.auth_info.token = Some(token.into());
+        Client::try_from(config).expect("client")
+    }
+
+    /// A bearer token (valid for an hour) of ServiceAccount `namespace/name`, created if missing.
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> String {
         let admin = self.admin_client().await;
         let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
         if accounts
@@ -295,17 +303,14 @@ impl ControlPlane {
             }),
             ..Default::default()
         };
-        let token = accounts
+        accounts
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .expect("token request")
             .status
             .expect("token status")
             .token
-            .expect("token");
-        let mut config = self.config_from_kubeconfig().await;
-        config.auth_info.token = Some(token.into());
-        Client::try_from(config).expect("client")
+            .expect("token")
     }
 
     async fn config_from_kubeconfig(&self) -> Config {
