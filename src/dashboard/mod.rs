@@ -7,6 +7,7 @@
 pub mod auth;
 mod backend;
 pub mod kube;
+mod page;
 mod routes;
 
 use std::collections::{BTreeMap, VecDeque};
