@@ -10,6 +10,7 @@ mod backend;
 pub mod host;
 pub mod kube;
 pub mod logs;
+mod page;
 mod routes;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -48,6 +48,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .merge(super::page::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // Bodies are only ever read by the JSON extractor, which answers 413 in the envelope.
