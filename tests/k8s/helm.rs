@@ -174,6 +174,40 @@ fn deploy_rules(kind: &str) -> Vec<PolicyRule> {
     serde_json::from_value(object["rules"].clone()).expect("rules")
 }
 
+/// Fails unless `rules` (of `what`) are exactly the rules of `kind` in `deploy/rbac.yaml`, in the
+/// same order, naming the rules that differ.
+fn assert_rules_match_deploy(what: &str, rules: Option<Vec<PolicyRule>>, kind: &str) {
+    let ours = rules.unwrap_or_default();
+    let deployed = deploy_rules(kind);
+    if ours == deployed {
+        return;
+    }
+    let show = |r: &PolicyRule| {
+        format!(
+            "{:?} {:?} {:?}",
+            r.api_groups.clone().unwrap_or_default(),
+            r.resources.clone().unwrap_or_default(),
+            r.verbs
+        )
+    };
+    let only_ours: Vec<String> = ours
+        .iter()
+        .filter(|r| !deployed.contains(r))
+        .map(show)
+        .collect();
+    let only_deployed: Vec<String> = deployed
+        .iter()
+        .filter(|r| !ours.contains(r))
+        .map(show)
+        .collect();
+    panic!(
+        "{what} and the {kind} of deploy/rbac.yaml grant different rights (keep them identical):\n\
+         only in {what}:\n  {}\nonly in deploy/rbac.yaml:\n  {}",
+        only_ours.join("\n  "),
+        only_deployed.join("\n  ")
+    );
+}
+
 fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
     spec.containers
         .iter()
@@ -367,17 +401,9 @@ fn the_chart_lints_strictly_and_renders_hardened_defaults() {
 fn the_chart_rules_are_exactly_those_of_deploy_rbac() {
     let docs = Helm::offline().template(&[]);
     let role: ClusterRole = find(&docs, "ClusterRole", None);
-    assert_eq!(
-        role.rules.expect("rules"),
-        deploy_rules("ClusterRole"),
-        "the chart's ClusterRole and deploy/rbac.yaml must grant the same rights"
-    );
+    assert_rules_match_deploy("the chart's ClusterRole", role.rules, "ClusterRole");
     let lease_role: Role = find(&docs, "Role", None);
-    assert_eq!(
-        lease_role.rules.expect("rules"),
-        deploy_rules("Role"),
-        "the leader-election Role"
-    );
+    assert_rules_match_deploy("the chart's leader-election Role", lease_role.rules, "Role");
     let binding: ClusterRoleBinding = find(&docs, "ClusterRoleBinding", None);
     assert_eq!(binding.role_ref.name, role.metadata.name.expect("name"));
     let subject = &binding.subjects.expect("subjects")[0];
@@ -649,7 +675,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_operator() {
     let cluster_name = format!("{ns}-{RELEASE}");
     let roles: Api<ClusterRole> = Api::all(admin.clone());
     let role = roles.get(&cluster_name).await.expect("the ClusterRole");
-    assert_eq!(role.rules.expect("rules"), deploy_rules("ClusterRole"));
+    assert_rules_match_deploy("the installed ClusterRole", role.rules, "ClusterRole");
     let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
     let binding = bindings
         .get(&cluster_name)
