@@ -501,6 +501,8 @@ fn chart_values_change_what_they_say_and_bad_values_are_refused_by_name() {
         chart,
         "--set",
         "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "dashboard.authReads=true",
         "--api-versions",
         "monitoring.coreos.com/v1/ServiceMonitor",
     ]);
@@ -509,8 +511,24 @@ fn chart_values_change_what_they_say_and_bad_values_are_refused_by_name() {
         .iter()
         .find(|d| d["kind"] == "ServiceMonitor")
         .expect("a ServiceMonitor");
-    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    let endpoints = &monitor["spec"]["endpoints"];
+    assert_eq!(endpoints[0]["port"], "metrics");
+    assert_eq!(endpoints[1]["port"], "dashboard");
+    assert_eq!(
+        endpoints[1]["authorization"]["credentials"],
+        json!({"name": "ipfs-kit-operator-dashboard-token", "key": "token"}),
+        "with authReads the dashboard's /metrics is scraped with the token"
+    );
     assert!(kinds(&docs).iter().filter(|k| *k == "Service").count() == 2);
+
+    // No dashboard: one container, no token Secret, no dashboard Service.
+    let docs = helm.template(&["dashboard.enabled=false"]);
+    assert!(!kinds(&docs).contains(&"Secret".to_owned()));
+    assert!(!kinds(&docs).contains(&"Service".to_owned()));
+    let deployment: Deployment = find(&docs, "Deployment", None);
+    let pod = deployment.spec.template.spec.expect("pod spec");
+    assert_eq!(pod.containers.len(), 1);
+    assert!(pod.volumes.is_none(), "{:?}", pod.volumes);
 
     let refusals = [
         (
