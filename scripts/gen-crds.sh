@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates crds/ from the Rust types: one file per CustomResourceDefinition, named after it
-# (crds/<plural>.<group>.yaml), split from the stream `ipfs-kit-operator crd` prints.
-# A unit test (api::tests::crds_directory_is_up_to_date) fails when crds/ is stale.
+# (crds/<plural>.<group>.yaml), split from the stream `ipfs-kit-operator crd` prints. The same
+# files go into the helm chart's crds/ (charts/ipfs-kit-operator/crds/).
+# A unit test (api::tests::crds_directory_is_up_to_date) fails when either copy is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,8 @@ awk -v dir="$out" '
   /^---$/ { n++; next }
   { print > (dir "/doc-" n ".yaml") }
 ' "$out/all.yaml"
-mkdir -p crds
+chart_crds=charts/ipfs-kit-operator/crds
+mkdir -p crds "$chart_crds"
 for doc in "$out"/doc-*.yaml; do
   name=$(awk '/^metadata:/ { m = 1; next } m && /^  name: / { print $2; exit }' "$doc")
   if [[ -z $name ]]; then
@@ -21,5 +23,6 @@ for doc in "$out"/doc-*.yaml; do
     exit 1
   fi
   cp "$doc" "crds/$name.yaml"
-  echo "crds/$name.yaml"
+  cp "$doc" "$chart_crds/$name.yaml"
+  echo "crds/$name.yaml $chart_crds/$name.yaml"
 done

@@ -547,6 +547,7 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
             s.base,
             path.replace("{backend}", "demo/demo-0/ipfs")
                 .replace("{name}", "demo")
+                .replace("{asset}", "app.js")
         );
         for method in methods.as_object().expect("methods").keys() {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

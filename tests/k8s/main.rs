@@ -7,3 +7,4 @@ mod controller;
 mod crd;
 mod dashboard;
 mod harness;
+mod helm;
