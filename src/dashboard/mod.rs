@@ -111,7 +111,7 @@ pub struct Snapshot {
 pub struct ActionRequest {
     /// Increasing id, echoed to the client.
     pub id: u64,
-    /// `start`, `stop`, `restart` or `probe`.
+    /// `restart` or `probe`.
     pub action: ActionKind,
     /// The cluster (`namespace/name` in Kubernetes).
     pub cluster: String,
@@ -126,8 +126,6 @@ pub struct ActionRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionKind {
-    Start,
-    Stop,
     Restart,
     /// An immediate probe round (`POST /health/check`).
     Probe,

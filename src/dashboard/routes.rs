@@ -651,14 +651,22 @@ struct DaemonAction {
 
 fn parse_action(action: &str) -> Result<Option<ActionKind>, ApiError> {
     match action {
-        "start" => Ok(Some(ActionKind::Start)),
-        "stop" => Ok(Some(ActionKind::Stop)),
+        // Neither runtime stops a daemon for good: the reconciler would heal it right back.
+        "start" | "stop" => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_action",
+            format!(
+                "action {action:?} is not carried out: the reconciler keeps every declared \
+                 peer running. Use restart; to stop peers set spec.paused or spec.replicas \
+                 (Kubernetes), or run `local down` / `local up` (local)"
+            ),
+        )),
         "restart" => Ok(Some(ActionKind::Restart)),
         "status" => Ok(None),
         other => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_action",
-            format!("action {other:?} is not one of start, stop, restart, status"),
+            format!("action {other:?} is not one of restart, status (start and stop are refused)"),
         )),
     }
 }

@@ -234,14 +234,33 @@ async fn mutations_need_the_token_and_become_requests() {
         .post(
             "/api/dashboard/daemon/action",
             Some(TOKEN),
-            json!({"daemon_name": "demo/demo-0/ipfs", "action": "stop", "force": true, "auto_heal": false}),
+            json!({"daemon_name": "demo/demo-0/ipfs", "action": "restart", "force": true, "auto_heal": false, "force_restart": true}),
         )
         .await;
     assert_eq!(code, 202, "{body}");
     assert_eq!(
-        s.actions.try_recv().expect("stop request").action,
-        ActionKind::Stop
+        s.actions.try_recv().expect("restart request").action,
+        ActionKind::Restart
     );
+    // start and stop are refused with what to do instead, and never passed on.
+    for action in ["start", "stop"] {
+        let (code, body) = s
+            .post(
+                "/api/dashboard/daemon/action",
+                Some(TOKEN),
+                json!({"daemon_name": "demo/demo-0/ipfs", "action": action}),
+            )
+            .await;
+        assert_eq!(code, 422, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("spec.paused"),
+            "{body}"
+        );
+    }
+    assert!(s.actions.try_recv().is_err());
 
     let (code, body) = s
         .post(
@@ -263,7 +282,7 @@ async fn without_a_configured_token_every_mutation_is_refused() {
         .post(
             "/api/dashboard/cluster/action",
             Some(TOKEN),
-            json!({"action": "stop"}),
+            json!({"action": "restart"}),
         )
         .await;
     assert_eq!(code, 403, "{body}");

@@ -117,7 +117,7 @@ pub fn table(cluster: &str, peer: &str) -> Vec<BadRequest> {
             "POST",
             &daemon,
             Auth::Token,
-            json_body(json!({"daemon_name": null, "action": "stop"})),
+            json_body(json!({"daemon_name": null, "action": "restart"})),
             422,
         ),
         r(
@@ -169,7 +169,9 @@ pub fn table(cluster: &str, peer: &str) -> Vec<BadRequest> {
             "POST",
             &daemon,
             Auth::Token,
-            json_body(json!({"daemon_name": format!("/{cluster}/{peer}/ipfs"), "action": "stop"})),
+            json_body(
+                json!({"daemon_name": format!("/{cluster}/{peer}/ipfs"), "action": "restart"}),
+            ),
             404,
         ),
         r(
@@ -177,7 +179,7 @@ pub fn table(cluster: &str, peer: &str) -> Vec<BadRequest> {
             "POST",
             &daemon,
             Auth::Token,
-            json_body(json!({"daemon_name": big, "action": "stop"})),
+            json_body(json!({"daemon_name": big, "action": "restart"})),
             413,
         ),
         r(
@@ -201,7 +203,7 @@ pub fn table(cluster: &str, peer: &str) -> Vec<BadRequest> {
             "POST",
             &daemon,
             Auth::Header("Basic YWRtaW46YWRtaW4="),
-            json_body(json!({"daemon_name": backend, "action": "stop"})),
+            json_body(json!({"daemon_name": backend, "action": "restart"})),
             401,
         ),
         r(
@@ -209,7 +211,7 @@ pub fn table(cluster: &str, peer: &str) -> Vec<BadRequest> {
             "POST",
             &daemon,
             Auth::Header("Bearer "),
-            json_body(json!({"daemon_name": backend, "action": "stop"})),
+            json_body(json!({"daemon_name": backend, "action": "restart"})),
             401,
         ),
         r(
@@ -219,6 +221,22 @@ pub fn table(cluster: &str, peer: &str) -> Vec<BadRequest> {
             Auth::None,
             json_body(json!({"daemon_name": backend, "action": "restart"})),
             401,
+        ),
+        r(
+            "stop (the reconciler keeps declared peers running)",
+            "POST",
+            &daemon,
+            Auth::Token,
+            json_body(json!({"daemon_name": backend, "action": "stop"})),
+            422,
+        ),
+        r(
+            "cluster start",
+            "POST",
+            &cluster_action,
+            Auth::Token,
+            json_body(json!({"action": "start", "cluster": cluster})),
+            422,
         ),
         r(
             "cluster action: unknown action",

@@ -895,11 +895,6 @@ impl Supervisor {
         );
         match request.action {
             ActionKind::Probe => {}
-            ActionKind::Start | ActionKind::Stop => warn!(
-                id = request.id,
-                "{:?} is not carried out in local mode: use `local up` and `local down`",
-                request.action
-            ),
             ActionKind::Restart => {
                 let names: Vec<String> = match &request.peer {
                     Some(peer) => vec![peer.clone()],
