@@ -32,7 +32,7 @@ build:
 clean-test-world:
 	rm -rf "$${IPFS_KIT_TOOLS:-$${XDG_CACHE_HOME:-$$HOME/.cache}/ipfs-kit-operator/tools}"
 
-# Regenerate crds/ from the Rust API types (a unit test fails when crds/ is stale).
+# Regenerate crds/ and the chart's copy from the Rust API types (a unit test fails when either is stale).
 .PHONY: crds
 crds:
 	scripts/gen-crds.sh

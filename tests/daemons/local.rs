@@ -887,8 +887,8 @@ async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request
         || async {
             let log = local.supervisor_output();
             let at = log.find("dashboard on http://")? + "dashboard on ".len();
-            let end = log[at..].find("/api/")?;
-            Some(log[at..at + end].to_string())
+            let end = log[at..].find(char::is_whitespace)?;
+            Some(log[at..at + end].trim_end_matches('/').to_string())
         },
     )
     .await;

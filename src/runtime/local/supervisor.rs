@@ -878,7 +878,7 @@ impl Supervisor {
             })
             .map_err(|e| LocalError::new(format!("serving the dashboard on {addr}: {e}")))?;
         info!(
-            "dashboard on http://{addr}/api/dashboard/status; changes need the bearer token in {}",
+            "dashboard on http://{addr}/ (API under /api/dashboard, described at /openapi.json); changes need the bearer token in {}",
             self.paths.root.join(super::dashboard::TOKEN_FILE).display()
         );
         self.publisher = Some(publisher);
