@@ -317,6 +317,8 @@ fn cluster_status_round_trips() {
                 swarm_peers: Some(2),
                 cluster_peers_seen: Some(3),
                 repo_size: Some(1 << 33),
+                bytes_in: Some(123_456),
+                bytes_out: Some(654_321),
                 pins_queued: Some(0),
                 pins_pinning: Some(1),
                 pins_error: Some(0),
