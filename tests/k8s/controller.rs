@@ -36,7 +36,7 @@ async fn install_crds() {
 }
 
 /// A StorageClass named after the namespace and `count` hostPath volumes of 100Gi in it.
-async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
+pub(crate) async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
     let class = format!("{ns}-local");
     let classes: Api<StorageClass> = Api::all(client.clone());
     let sc: StorageClass = serde_json::from_value(json!({
@@ -72,7 +72,7 @@ async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
 
 /// Runs the controller in this process for namespace `ns` with `client`; it stops when the
 /// returned sender is dropped or fired.
-fn start_controller(
+pub(crate) fn start_controller(
     client: Client,
     ns: &str,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
@@ -102,7 +102,7 @@ fn start_controller_with(
     (tx, handle)
 }
 
-fn cluster_json(name: &str, class: &str, replicas: i32) -> Value {
+pub(crate) fn cluster_json(name: &str, class: &str, replicas: i32) -> Value {
     json!({
         "apiVersion": "ipfskit.io/v1alpha1",
         "kind": "IpfsCluster",
@@ -116,7 +116,7 @@ fn cluster_json(name: &str, class: &str, replicas: i32) -> Value {
     })
 }
 
-async fn apply_cluster(client: &Client, ns: &str, object: &Value) -> IpfsCluster {
+pub(crate) async fn apply_cluster(client: &Client, ns: &str, object: &Value) -> IpfsCluster {
     let api: Api<IpfsCluster> = Api::namespaced(client.clone(), ns);
     let name = object["metadata"]["name"].as_str().expect("name");
     api.patch(
@@ -159,7 +159,7 @@ where
     .await
 }
 
-async fn running_pods(client: &Client, ns: &str, name: &str, count: usize) -> Vec<Pod> {
+pub(crate) async fn running_pods(client: &Client, ns: &str, name: &str, count: usize) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let selector = format!("app.kubernetes.io/instance={name}");
     wait_for(
@@ -216,7 +216,7 @@ async fn wait_status(
     }
 }
 
-async fn events(client: &Client, ns: &str) -> Vec<Event> {
+pub(crate) async fn events(client: &Client, ns: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     api.list(&ListParams::default())
         .await

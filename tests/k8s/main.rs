@@ -8,3 +8,4 @@ mod crd;
 mod dashboard;
 mod harness;
 mod helm;
+mod pin;

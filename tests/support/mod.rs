@@ -8,6 +8,7 @@
 
 pub mod bad_requests;
 pub mod control_plane;
+pub mod forward;
 pub mod ipfs;
 pub mod process;
 pub mod tools;

@@ -1231,6 +1231,15 @@ pub async fn run(
         concurrency = settings.concurrency,
         "watching IpfsClusters"
     );
+    // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let pins = tokio::spawn(super::pin::run_pins(
+        client.clone(),
+        ns.clone(),
+        settings.instance.clone(),
+        settings.concurrency,
+        shutdown.clone(),
+    ));
     Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .owns(api::<StatefulSet>(&client, &ns), owned.clone())
@@ -1251,6 +1260,7 @@ pub async fn run(
             }
         })
         .await;
+    let _ = pins.await;
     info!("controller stopped");
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod build;
 pub mod controller;
 pub mod lease;
+pub mod pin;
 pub mod status;
 
 use std::net::SocketAddr;
