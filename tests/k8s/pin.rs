@@ -135,12 +135,12 @@ async fn a_pin_reaches_every_peer_of_a_real_cluster_and_is_unpinned_on_delete() 
         "{:?}",
         pinned.metadata.finalizers
     );
-    // The real cluster holds it under the IpfsPin's name.
+    // The real cluster holds it under the IpfsPin's `<namespace>/<name>`.
     let allocation = world
         .cluster_lines(1, &format!("/allocations/{cid}"))
         .await
         .expect("the cluster has the pin");
-    assert_eq!(allocation[0]["name"], "site");
+    assert_eq!(allocation[0]["name"], json!(format!("{ns}/site")));
 
     // A new name in the spec is carried to the cluster.
     let mut renamed = pin_json("site", "store", &cid);

@@ -188,18 +188,22 @@ fn pin_query(pin: &IpfsPin) -> Vec<(&'static str, String)> {
     if let Some(n) = pin.spec.replication_max {
         query.push(("replication-max", n.to_string()));
     }
-    query.push((
-        "name",
-        pin.spec.name.clone().unwrap_or_else(|| pin.name_any()),
-    ));
+    query.push(("name", cluster_pin_name(pin)));
     query
+}
+
+/// The pin's name in IPFS Cluster: `spec.name`, or `<namespace>/<name>` of the object.
+fn cluster_pin_name(pin: &IpfsPin) -> String {
+    pin.spec
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", pin.namespace().unwrap_or_default(), pin.name_any()))
 }
 
 /// Whether the cluster's pin differs from what the spec asks (then it is pinned again, which
 /// updates its options).
 fn differs(pin: &IpfsPin, held: &ClusterPin) -> bool {
-    let name = pin.spec.name.clone().unwrap_or_else(|| pin.name_any());
-    held.name != name
+    held.name != cluster_pin_name(pin)
         || pin
             .spec
             .replication_min
@@ -712,10 +716,10 @@ mod tests {
         let p = pin(Some(2), None);
         let q = pin_query(&p);
         assert!(q.contains(&("replication-min", "2".into())), "{q:?}");
-        assert!(q.contains(&("name", "site".into())), "{q:?}");
+        assert!(q.contains(&("name", "ns/site".into())), "{q:?}");
         assert!(q.contains(&("mode", "recursive".into())), "{q:?}");
         let held = ClusterPin {
-            name: "site".into(),
+            name: "ns/site".into(),
             replication_factor_min: 2,
             replication_factor_max: -1,
         };
