@@ -12,8 +12,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{ActionRequest, ClusterEntry, Publisher, Snapshot};
-use crate::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
+use super::{ActionRequest, ClusterEntry, PinEntry, Publisher, Snapshot};
+use crate::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster, IpfsPin};
 
 /// The field manager of the dashboard's annotation patches.
 pub const FIELD_MANAGER: &str = "ipfs-kit-operator-dashboard";
@@ -32,8 +32,8 @@ pub enum SourceError {
     BadCluster { id: u64, cluster: String },
 }
 
-fn snapshot(store: &Store<IpfsCluster>) -> Snapshot {
-    let mut clusters: Vec<ClusterEntry> = store
+fn snapshot(clusters: &Store<IpfsCluster>, pins: &Store<IpfsPin>) -> Snapshot {
+    let mut cluster_entries: Vec<ClusterEntry> = clusters
         .state()
         .iter()
         .map(|c| ClusterEntry {
@@ -44,9 +44,22 @@ fn snapshot(store: &Store<IpfsCluster>) -> Snapshot {
             status: c.status.clone().unwrap_or_default(),
         })
         .collect();
-    clusters.sort_by_key(ClusterEntry::key);
+    cluster_entries.sort_by_key(ClusterEntry::key);
+    let mut pin_entries: Vec<PinEntry> = pins
+        .state()
+        .iter()
+        .map(|p| PinEntry {
+            namespace: p.namespace().unwrap_or_default(),
+            name: p.name_any(),
+            cluster: p.spec.cluster_ref.name.clone(),
+            cid: p.spec.cid.clone(),
+            status: p.status.clone().unwrap_or_default(),
+        })
+        .collect();
+    pin_entries.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Snapshot {
-        clusters,
+        clusters: cluster_entries,
+        pins: pin_entries,
         updated_at: Some(now_rfc3339()),
     }
 }
@@ -55,24 +68,51 @@ fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
-/// Watches IpfsClusters (in `namespace`, or all) and publishes a snapshot on every change, until
-/// the watch stream ends.
+/// Watches IpfsClusters and IpfsPins (in `namespace`, or all) and publishes a snapshot on every
+/// change, until the watch streams end.
 pub async fn follow_clusters(client: Client, namespace: Option<&str>, publisher: Arc<Publisher>) {
-    let api: Api<IpfsCluster> = match namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
-    let (reader, writer) = reflector::store();
-    // Every event, including the end of the initial list (when the cache is filled), publishes.
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let (clusters, cluster_writer) = reflector::store();
+    let (pins, pin_writer) = reflector::store();
+    // Every event, including the end of an initial list (when a cache is filled), publishes.
+    fn changed<K>(event: Result<watcher::Event<K>, watcher::Error>, what: &str) -> bool {
         match event {
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-            Ok(_) => publisher.publish(snapshot(&reader)),
-            Err(e) => tracing::warn!(error = %e, "watching IpfsClusters"),
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => false,
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "watching {what}");
+                false
+            }
+        }
+    }
+    let cluster_events = watcher(
+        api::<IpfsCluster>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(cluster_writer)
+    .map(|e| changed(e, "IpfsClusters"));
+    let pin_events = watcher(
+        api::<IpfsPin>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(pin_writer)
+    .map(|e| changed(e, "IpfsPins"));
+    let events = futures::stream::select(cluster_events, pin_events);
+    futures::pin_mut!(events);
+    while let Some(publish) = events.next().await {
+        if publish {
+            publisher.publish(snapshot(&clusters, &pins));
         }
     }
 }

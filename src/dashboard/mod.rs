@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::api::IpfsClusterStatus;
+use crate::api::{IpfsClusterStatus, IpfsPinStatus};
 use crate::metrics::Metrics;
 
 pub use access::{AccessReview, KubeAccessReview};
@@ -62,6 +62,18 @@ impl ClusterEntry {
     }
 }
 
+/// One IpfsPin as the reconciler last saw it (Kubernetes only).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinEntry {
+    pub namespace: String,
+    pub name: String,
+    /// The IpfsCluster (`spec.clusterRef.name`, same namespace).
+    pub cluster: String,
+    pub cid: String,
+    pub status: IpfsPinStatus,
+}
+
 /// Host figures, sampled in the background by a [`HostSampler`] (never on a request).
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,6 +112,8 @@ struct Bandwidth {
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub clusters: Vec<ClusterEntry>,
+    /// IpfsPins, sorted by namespace and name.
+    pub pins: Vec<PinEntry>,
     /// RFC 3339 time of the round that produced this snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,

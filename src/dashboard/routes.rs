@@ -421,6 +421,13 @@ async fn status(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Respon
                 "readyReplicas": c.status.ready_replicas,
                 "conditions": c.status.conditions,
                 "peers": c.status.peers,
+                "pins": snapshot.pins.iter()
+                    .filter(|p| c.namespace.as_deref() == Some(p.namespace.as_str()) && p.cluster == c.name)
+                    .map(|p| json!({
+                        "name": p.name, "cid": p.cid, "phase": p.status.phase,
+                        "pinned": p.status.pinned_summary, "conditions": p.status.conditions,
+                    }))
+                    .collect::<Vec<_>>(),
                 "libp2p": {
                     "peers": c.status.peers.len(),
                     "swarmPeers": c.status.peers.iter().map(|p| (p.name.clone(), p.swarm_peers)).collect::<std::collections::BTreeMap<_, _>>(),

@@ -73,6 +73,7 @@ fn snapshot(score: i32) -> Snapshot {
             paused: false,
             status,
         }],
+        pins: Vec::new(),
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
+use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster, IpfsPin};
 use ipfs_kit_operator::dashboard::{Token, kube as sidecar, router};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -28,6 +28,8 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         "metadata": {"name": "dashboard"},
         "rules": [{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"],
                    "verbs": ["get", "list", "watch", "patch"]},
+                  {"apiGroups": ["ipfskit.io"], "resources": ["ipfspins"],
+                   "verbs": ["list", "watch"]},
                   {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
     }))
     .expect("role");
@@ -114,6 +116,21 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         .await
         .expect("status");
 
+    // And a pin on it, with the status the pin reconciler wrote.
+    let pins: Api<IpfsPin> = Api::namespaced(admin.clone(), &ns);
+    let pin = json!({"apiVersion": "ipfskit.io/v1alpha1", "kind": "IpfsPin",
+        "metadata": {"name": "docs"},
+        "spec": {"clusterRef": {"name": "store"},
+                 "cid": "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"}});
+    pins.patch("docs", &ssa, &Patch::Apply(&pin))
+        .await
+        .expect("create pin");
+    let pin_status = json!({"apiVersion": "ipfskit.io/v1alpha1", "kind": "IpfsPin",
+        "status": {"phase": "Degraded", "pinnedSummary": "1/2", "pinned": 1, "allocated": 2}});
+    pins.patch_status("docs", &ssa, &Patch::Apply(&pin_status))
+        .await
+        .expect("pin status");
+
     let (dashboard, publisher, requests) =
         sidecar::dashboard(&sidecar_client, Token::new(TOKEN), false, true);
     let publisher = Arc::new(publisher);
@@ -153,6 +170,28 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     assert_eq!(cluster["healthScore"], 42);
     assert_eq!(cluster["phase"], "Degraded");
     assert_eq!(cluster["peers"][0]["lastError"], "Kubo API unreachable");
+    let pin = wait_for(
+        "the pin in the cluster's status",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let body: Value = http
+                .get(format!("{base}/api/dashboard/status"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let pin = body["data"]["clusters"][0]["pins"][0].clone();
+            (!pin.is_null()).then_some(pin)
+        },
+    )
+    .await;
+    assert_eq!(
+        (&pin["name"], &pin["phase"], &pin["pinned"]),
+        (&json!("docs"), &json!("Degraded"), &json!("1/2"))
+    );
 
     let backend = format!("{base}/api/dashboard/backends/{ns}/store/store-0/ipfs");
     let peer: Value = http

@@ -91,6 +91,7 @@ pub fn snapshot(status: &LocalStatus, paused: bool) -> Snapshot {
             paused,
             status: cluster_status(status),
         }],
+        pins: Vec::new(),
         updated_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
     }
 }
