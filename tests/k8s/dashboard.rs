@@ -7,7 +7,6 @@ use std::time::Duration;
 use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster, IpfsPin};
 use ipfs_kit_operator::dashboard::{Token, kube as sidecar, router};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -23,75 +22,28 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     let ns = cp.namespace("dashboard").await;
     let admin = cp.admin_client().await;
 
-    // The rights the sidecar needs: read IpfsClusters, annotate them with requests.
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "dashboard"},
-        "rules": [{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"],
-                   "verbs": ["get", "list", "watch", "patch"]},
-                  {"apiGroups": ["ipfskit.io"], "resources": ["ipfspins"],
-                   "verbs": ["list", "watch"]},
-                  {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
-    }))
-    .expect("role");
-    Api::<Role>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("create role");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "dashboard"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "dashboard"},
-        "subjects": [{"kind": "ServiceAccount", "name": "dashboard", "namespace": ns}]
-    }))
-    .expect("binding");
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("create binding");
+    // The rights the sidecar needs: read IpfsClusters (and their pins), annotate them with
+    // requests, read the peers' logs.
+    let sidecar_rules = json!([
+        {"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["ipfskit.io"], "resources": ["ipfspins"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]);
+    cp.grant(&ns, "dashboard", "dashboard", sidecar_rules, false)
+        .await;
     // --kube-auth: the sidecar reviews other callers' tokens with the API server.
-    let review_role: ClusterRole = serde_json::from_value(json!({
-        "metadata": {"name": format!("dashboard-review-{ns}")},
-        "rules": [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-                  {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]
-    }))
-    .expect("cluster role");
-    Api::<ClusterRole>::all(admin.clone())
-        .create(&PostParams::default(), &review_role)
-        .await
-        .expect("create cluster role");
-    let review_binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": format!("dashboard-review-{ns}")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("dashboard-review-{ns}")},
-        "subjects": [{"kind": "ServiceAccount", "name": "dashboard", "namespace": ns}]
-    }))
-    .expect("cluster role binding");
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(&PostParams::default(), &review_binding)
-        .await
-        .expect("create cluster role binding");
+    let review_rules = json!([
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]);
+    cp.grant(&ns, "dashboard", "dashboard-review", review_rules, true)
+        .await;
     // Two in-cluster clients: one may patch IpfsClusters, one may only read them.
     for (who, verbs) in [
         ("writer", json!(["get", "patch"])),
         ("reader", json!(["get", "list"])),
     ] {
-        let role: Role = serde_json::from_value(json!({
-            "metadata": {"name": who},
-            "rules": [{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"], "verbs": verbs}]
-        }))
-        .expect("role");
-        Api::<Role>::namespaced(admin.clone(), &ns)
-            .create(&PostParams::default(), &role)
-            .await
-            .expect("create role");
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": who},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": who},
-            "subjects": [{"kind": "ServiceAccount", "name": who, "namespace": ns}]
-        }))
-        .expect("binding");
-        Api::<RoleBinding>::namespaced(admin.clone(), &ns)
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("create binding");
+        let rules =
+            json!([{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"], "verbs": verbs}]);
+        cp.grant(&ns, who, who, rules, false).await;
     }
     let writer_token = cp.service_account_token(&ns, "writer").await;
     let reader_token = cp.service_account_token(&ns, "reader").await;

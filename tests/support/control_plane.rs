@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::process::{Daemon, free_port, log_tail};
 use super::tools::{binary, kwok_stages};
@@ -277,6 +277,62 @@ impl ControlPlane {
         let mut config = self.config_from_kubeconfig().await;
         config.auth_info.token = Some(token.into());
         Client::try_from(config).expect("client")
+    }
+
+    /// Grants ServiceAccount `ns/account` the RBAC `rules` (a JSON array of PolicyRules): a Role
+    /// and RoleBinding `name` in `ns`, or with `cluster_wide` a ClusterRole and
+    /// ClusterRoleBinding `<ns>-<name>`. Bindings take effect shortly after (a watch).
+    pub async fn grant(
+        &self,
+        ns: &str,
+        account: &str,
+        name: &str,
+        rules: Value,
+        cluster_wide: bool,
+    ) {
+        use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+        let admin = self.admin_client().await;
+        let (kind, name) = if cluster_wide {
+            ("ClusterRole", format!("{ns}-{name}"))
+        } else {
+            ("Role", name.to_string())
+        };
+        let role = json!({"metadata": {"name": name}, "rules": rules});
+        let binding = json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
+        });
+        let pp = PostParams::default();
+        let created = if cluster_wide {
+            let role: ClusterRole = serde_json::from_value(role).expect("ClusterRole json");
+            let binding: ClusterRoleBinding =
+                serde_json::from_value(binding).expect("ClusterRoleBinding json");
+            Api::<ClusterRole>::all(admin.clone())
+                .create(&pp, &role)
+                .await
+                .map(|_| ())
+                .and(
+                    Api::<ClusterRoleBinding>::all(admin)
+                        .create(&pp, &binding)
+                        .await
+                        .map(|_| ()),
+                )
+        } else {
+            let role: Role = serde_json::from_value(role).expect("Role json");
+            let binding: RoleBinding = serde_json::from_value(binding).expect("RoleBinding json");
+            Api::<Role>::namespaced(admin.clone(), ns)
+                .create(&pp, &role)
+                .await
+                .map(|_| ())
+                .and(
+                    Api::<RoleBinding>::namespaced(admin, ns)
+                        .create(&pp, &binding)
+                        .await
+                        .map(|_| ()),
+                )
+        };
+        created.unwrap_or_else(|e| panic!("granting {account} the {kind} {name}: {e}"));
     }
 
     /// A bearer token (valid for an hour) of ServiceAccount `namespace/name`, created if missing.
