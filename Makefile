@@ -13,9 +13,10 @@ test:
 test-world:
 	scripts/test-world.sh build
 
-# Benchmarks (they print figures) in a loopback-only namespace.
+# Benchmarks (they print figures) in a loopback-only namespace. dashboard_load needs Debian's
+# nginx and wrk (`apt-get install nginx wrk`).
 bench:
-	scripts/run-bench.sh --bench probe_fanout
+	scripts/run-bench.sh --bench probe_fanout --bench dashboard_load
 
 # Formatting and lints as CI checks them.
 lint:

@@ -16,6 +16,7 @@ mod routes;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
+use axum::body::Bytes;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
@@ -169,7 +170,12 @@ pub struct Dashboard {
     bandwidth: Arc<Mutex<Bandwidth>>,
     logs: Option<Arc<dyn LogSource>>,
     review: Option<Arc<dyn AccessReview>>,
+    status_cache: StatusCache,
 }
+
+/// The serialized answer of `GET /status` and the snapshot it was built from, so that it is
+/// serialized once per published snapshot rather than once per request.
+type StatusCache = Arc<Mutex<Option<(Arc<Snapshot>, Bytes)>>>;
 
 /// The reconciler's side: publishes snapshots, receives action requests.
 pub struct Publisher {
@@ -306,6 +312,7 @@ impl Dashboard {
             bandwidth: bandwidth.clone(),
             logs: None,
             review: None,
+            status_cache: StatusCache::default(),
         };
         let publisher = Publisher {
             snapshot: snapshot_tx,
@@ -332,5 +339,62 @@ impl Dashboard {
 
     fn current(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// The body `build` makes from `snapshot`, made at most once per published snapshot (two
+    /// requests racing on a fresh snapshot may both build it; the answer is the same).
+    fn status_body(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        build: impl FnOnce(&Snapshot) -> Bytes,
+    ) -> Bytes {
+        let cached = self.status_cache.lock().ok().and_then(|cache| {
+            cache
+                .as_ref()
+                .filter(|(built_from, _)| Arc::ptr_eq(built_from, snapshot))
+                .map(|(_, body)| body.clone())
+        });
+        if let Some(body) = cached {
+            return body;
+        }
+        let body = build(snapshot);
+        if let Ok(mut cache) = self.status_cache.lock() {
+            *cache = Some((snapshot.clone(), body.clone()));
+        }
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_body_is_built_once_per_published_snapshot() {
+        let (dashboard, publisher, _actions) = Dashboard::new(None, false);
+        let builds = std::cell::Cell::new(0);
+        let body = |d: &Dashboard| {
+            d.status_body(&d.current(), |s| {
+                builds.set(builds.get() + 1);
+                Bytes::from(s.updated_at.clone().unwrap_or_default())
+            })
+        };
+        publisher.publish(Snapshot {
+            updated_at: Some("first".into()),
+            ..Snapshot::default()
+        });
+        assert_eq!(body(&dashboard), "first");
+        assert_eq!(body(&dashboard), "first");
+        assert_eq!(builds.get(), 1, "a second request reuses the body");
+        publisher.publish(Snapshot {
+            updated_at: Some("second".into()),
+            ..Snapshot::default()
+        });
+        assert_eq!(
+            body(&dashboard),
+            "second",
+            "a new snapshot is never answered stale"
+        );
+        assert_eq!(builds.get(), 2);
     }
 }

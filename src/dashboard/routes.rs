@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -408,6 +409,15 @@ async fn readyz(State(d): State<Dashboard>) -> Response {
 async fn status(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Response, ApiError> {
     d.authorize_read(&headers).await?;
     let snapshot = d.current();
+    // A `Value` always serializes (its map keys are strings).
+    let body = d.status_body(&snapshot, |s| {
+        Bytes::from(serde_json::to_vec(&status_json(s)).unwrap_or_default())
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The `GET /status` answer for one snapshot (serialized once per snapshot, see `status_body`).
+fn status_json(snapshot: &Snapshot) -> Value {
     let clusters: Vec<Value> = snapshot
         .clusters
         .iter()
@@ -446,11 +456,11 @@ async fn status(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Respon
                 .map(move |h| json!({"cluster": c.key(), "entry": h}))
         })
         .collect();
-    Ok(ok(json!({
-        "overall": summary(&snapshot),
+    json!({"success": true, "data": {
+        "overall": summary(snapshot),
         "clusters": clusters,
         "alerts": alerts,
-    })))
+    }})
 }
 
 async fn realtime(State(d): State<Dashboard>, headers: HeaderMap) -> Result<Response, ApiError> {
