@@ -6,6 +6,7 @@
 //! survives a run and nothing can reach past 127.0.0.0/8.
 #![allow(dead_code)]
 
+pub mod clusters;
 pub mod control_plane;
 pub mod ipfs;
 pub mod process;
