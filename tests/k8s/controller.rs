@@ -253,6 +253,22 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
         before, idle,
         "periodic reconciles must not rewrite unchanged objects"
     );
+    // Nor the status: probe rounds that see the same thing write nothing (the refresh of
+    // `lastProbe` comes once a minute).
+    let cluster_version = || async {
+        api.get("web")
+            .await
+            .expect("get IpfsCluster")
+            .metadata
+            .resource_version
+    };
+    let status_before = cluster_version().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        status_before,
+        cluster_version().await,
+        "probe rounds with the same results must not rewrite the status"
+    );
 
     // Scale out: the StatefulSet changes, the ConfigMap and Services do not.
     let mut scaled = cluster_json("web", &class, 3);

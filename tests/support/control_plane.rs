@@ -179,8 +179,9 @@ impl Setup {
             format!("--service-account-key-file={}", p("sa.pub")),
             format!("--service-account-signing-key-file={}", p("sa.key")),
             // Service ClusterIPs are allocated from here but never dialled by tests (and cannot
-            // be: the tests' network namespace has only loopback).
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            // be: the tests' network namespace has only loopback). A /16: the controller-scale
+            // benchmark's 1000 IpfsClusters need 1000 ClusterIPs (a /24 has 254).
+            "--service-cluster-ip-range=10.0.0.0/16".into(),
             "--authorization-mode=RBAC".into(),
             "--allow-privileged=true".into(),
             "--endpoint-reconciler-type=none".into(),
