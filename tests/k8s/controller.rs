@@ -1,11 +1,7 @@
 //! The IpfsCluster controller against the real API server of the test world: it creates the owned
 //! objects with owner references, kwok runs the pods, and the status tells the truth about peers
 //! whose daemons do not exist (kwok runs no containers: every probe of a pod IP is refused).
-//!
-//! Storage: the test world has no volume provisioner, so each test creates its own StorageClass
-//! (`kubernetes.io/no-provisioner`, immediate binding, expansion allowed) and enough hostPath
-//! PersistentVolumes of that class for the claims of its peers; the PV controller binds them and
-//! the scheduler can place the pods. Nothing is ever mounted (kwok runs no containers).
+//! Storage for the peers' claims: see `support::clusters`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,60 +10,25 @@ use std::time::Duration;
 use ipfs_kit_operator::api::{ClusterPhase, IpfsCluster};
 use ipfs_kit_operator::runtime::kube::{Metrics, Settings, run};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::support::clusters::{
+    apply_cluster, cluster_json, http_get, owned, provide_volumes, running_pods, spawn_operator,
+    stop_operator, wait_status,
+};
 use crate::support::control_plane::control_plane;
 use crate::support::wait_for;
 
-const TEST_MANAGER: &str = "ipfs-kit-operator-controller-tests";
-
 async fn install_crds() {
     control_plane().install_crds().await;
-}
-
-/// A StorageClass named after the namespace and `count` hostPath volumes of 100Gi in it.
-pub(crate) async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
-    let class = format!("{ns}-local");
-    let classes: Api<StorageClass> = Api::all(client.clone());
-    let sc: StorageClass = serde_json::from_value(json!({
-        "metadata": {"name": class},
-        "provisioner": "kubernetes.io/no-provisioner",
-        "volumeBindingMode": "Immediate",
-        "allowVolumeExpansion": true
-    }))
-    .expect("storage class json");
-    classes
-        .create(&PostParams::default(), &sc)
-        .await
-        .expect("create StorageClass");
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    for i in 0..count {
-        let pv: PersistentVolume = serde_json::from_value(json!({
-            "metadata": {"name": format!("{ns}-pv-{i}")},
-            "spec": {
-                "capacity": {"storage": "100Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": class,
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": format!("/tmp/ipfs-kit-test-pv/{ns}/{i}")}
-            }
-        }))
-        .expect("pv json");
-        pvs.create(&PostParams::default(), &pv)
-            .await
-            .expect("create PersistentVolume");
-    }
-    class
 }
 
 /// Runs the controller in this process for namespace `ns` with `client`; it stops when the
@@ -100,120 +61,6 @@ fn start_controller_with(
         .expect("the controller starts");
     });
     (tx, handle)
-}
-
-pub(crate) fn cluster_json(name: &str, class: &str, replicas: i32) -> Value {
-    json!({
-        "apiVersion": "ipfskit.io/v1alpha1",
-        "kind": "IpfsCluster",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "kubo": {"storage": {"size": "1Gi", "storageClassName": class}},
-            "cluster": {"storage": {"size": "1Gi", "storageClassName": class}},
-            "health": {"probeInterval": "2s", "probeTimeout": "1s"}
-        }
-    })
-}
-
-pub(crate) async fn apply_cluster(client: &Client, ns: &str, object: &Value) -> IpfsCluster {
-    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), ns);
-    let name = object["metadata"]["name"].as_str().expect("name");
-    api.patch(
-        name,
-        &PatchParams::apply(TEST_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .expect("apply IpfsCluster")
-}
-
-fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid && o.kind == "IpfsCluster" && o.controller == Some(true))
-}
-
-/// Waits until object `name` exists and is controlled by the IpfsCluster of `uid`.
-async fn owned<K>(client: &Client, ns: &str, name: &str, uid: &str) -> K
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("{} {name} owned by the IpfsCluster", K::kind(&())),
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        || async {
-            api.get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .filter(|o| owned_by(o.meta(), uid))
-        },
-    )
-    .await
-}
-
-pub(crate) async fn running_pods(client: &Client, ns: &str, name: &str, count: usize) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let selector = format!("app.kubernetes.io/instance={name}");
-    wait_for(
-        &format!("{count} Running pods of IpfsCluster {name}"),
-        Duration::from_secs(120),
-        Duration::from_millis(500),
-        || async {
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .ok()?;
-            let running: Vec<Pod> = list
-                .items
-                .into_iter()
-                .filter(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                })
-                .collect();
-            (running.len() == count).then_some(running)
-        },
-    )
-    .await
-}
-
-/// Waits up to 90 s for the IpfsCluster to satisfy `ok`; on timeout, fails showing its status.
-async fn wait_status(
-    api: &Api<IpfsCluster>,
-    name: &str,
-    what: &str,
-    ok: impl Fn(&IpfsCluster) -> bool,
-) -> IpfsCluster {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let mut last = None;
-    loop {
-        if let Ok(c) = api.get(name).await {
-            if ok(&c) {
-                return c;
-            }
-            last = Some(c);
-        }
-        if std::time::Instant::now() > deadline {
-            let shown = last.map(|c| {
-                serde_json::to_string_pretty(
-                    &json!({"generation": c.metadata.generation, "status": c.status}),
-                )
-                .unwrap_or_default()
-            });
-            panic!(
-                "timed out after 90 s waiting for IpfsCluster {name}: {what}; last seen: {shown:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 pub(crate) async fn events(client: &Client, ns: &str) -> Vec<Event> {
@@ -405,6 +252,22 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
     assert_eq!(
         before, idle,
         "periodic reconciles must not rewrite unchanged objects"
+    );
+    // Nor the status: probe rounds that see the same thing write nothing (the refresh of
+    // `lastProbe` comes once a minute).
+    let cluster_version = || async {
+        api.get("web")
+            .await
+            .expect("get IpfsCluster")
+            .metadata
+            .resource_version
+    };
+    let status_before = cluster_version().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        status_before,
+        cluster_version().await,
+        "probe rounds with the same results must not rewrite the status"
     );
 
     // Scale out: the StatefulSet changes, the ConfigMap and Services do not.
@@ -1065,7 +928,6 @@ async fn scaling_in_handles_the_departing_peers_before_the_statefulset_shrinks()
 
 #[tokio::test]
 async fn the_run_subcommand_reconciles_serves_metrics_and_stops_cleanly_on_sigterm() {
-    use std::io::{Read, Write};
     install_crds().await;
     let cp = control_plane();
     let ns = cp.namespace("ctrl-bin").await;
@@ -1076,24 +938,7 @@ async fn the_run_subcommand_reconciles_serves_metrics_and_stops_cleanly_on_sigte
         .expect("free port")
         .port();
     let log = std::env::temp_dir().join(format!("ipfs-kit-operator-{ns}.log"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"))
-        .args([
-            "run",
-            "--namespace",
-            &ns,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--lease-namespace",
-            &ns,
-            "--instance",
-            "bin-operator",
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env_remove("POD_NAME")
-        .env_remove("POD_NAMESPACE")
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start ipfs-kit-operator run");
+    let mut child = spawn_operator(cp, &ns, "bin-operator", port, &log);
 
     let created = apply_cluster(&client, &ns, &cluster_json("bin", &class, 1)).await;
     let _: StatefulSet = owned(&client, &ns, "bin", &created.uid().expect("uid")).await;
@@ -1102,30 +947,13 @@ async fn the_run_subcommand_reconciles_serves_metrics_and_stops_cleanly_on_sigte
         Duration::from_secs(30),
         Duration::from_millis(300),
         || async {
-            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                .ok()?;
-            let mut body = String::new();
-            conn.read_to_string(&mut body).ok()?;
-            body.contains("ipfs_kit_reconciles_total").then_some(body)
+            http_get(port, "/metrics").filter(|body| body.contains("ipfs_kit_reconciles_total"))
         },
     )
     .await;
     assert!(metrics.contains("200 OK"), "{metrics}");
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the operator") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ipfs-kit-operator run did not exit within 30 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = stop_operator(&mut child).await;
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "exit {status:?}; log:\n{output}");
     assert!(!output.contains("403"), "no refusal in the log:\n{output}");

@@ -21,20 +21,18 @@ use std::time::Duration;
 use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    Container, PersistentVolume, Pod, PodSpec, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
-use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::support::clusters::provide_volumes;
 use crate::support::control_plane::{ControlPlane, control_plane};
 use crate::support::process::{Daemon, free_port};
 use crate::support::{tools, wait_for};
@@ -789,42 +787,6 @@ async fn helm_installs_upgrades_and_uninstalls_the_operator() {
     assert_eq!(list.trim(), "[]");
 }
 
-/// A StorageClass named after the namespace and `count` hostPath volumes in it, so that the
-/// peers' claims bind and kwok can place their pods (a copy of the minimum of the controller
-/// tests' helper, which is private to them).
-async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
-    let class = format!("{ns}-local");
-    let sc: StorageClass = serde_json::from_value(json!({
-        "metadata": {"name": class},
-        "provisioner": "kubernetes.io/no-provisioner",
-        "volumeBindingMode": "Immediate",
-        "allowVolumeExpansion": true
-    }))
-    .expect("storage class json");
-    Api::<StorageClass>::all(client.clone())
-        .create(&PostParams::default(), &sc)
-        .await
-        .expect("create StorageClass");
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    for i in 0..count {
-        let pv: PersistentVolume = serde_json::from_value(json!({
-            "metadata": {"name": format!("{ns}-pv-{i}")},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": class,
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": format!("/tmp/ipfs-kit-test-pv/{ns}/{i}")}
-            }
-        }))
-        .expect("pv json");
-        pvs.create(&PostParams::default(), &pv)
-            .await
-            .expect("create PersistentVolume");
-    }
-    class
-}
-
 /// A kubeconfig that authenticates as ServiceAccount `ns/name`, as a pod of that account would.
 async fn service_account_kubeconfig(
     cp: &ControlPlane,
@@ -832,23 +794,7 @@ async fn service_account_kubeconfig(
     name: &str,
     dir: &Path,
 ) -> PathBuf {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    let accounts: Api<ServiceAccount> = Api::namespaced(cp.admin_client().await, ns);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = accounts
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .expect("token request")
-        .status
-        .expect("token status")
-        .token
-        .expect("token");
+    let token = cp.service_account_token(ns, name).await;
     let kubeconfig = json!({
         "apiVersion": "v1",
         "kind": "Config",

@@ -9,9 +9,8 @@ use ipfs_kit_operator::api::{IpfsPin, PinPhase};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::controller::{
-    apply_cluster, cluster_json, events, provide_volumes, running_pods, start_controller,
-};
+use crate::controller::{events, start_controller};
+use crate::support::clusters::{apply_cluster, cluster_json, provide_volumes, running_pods};
 use crate::support::control_plane::control_plane;
 use crate::support::forward::forward;
 use crate::support::ipfs::IpfsWorld;

@@ -1,13 +1,15 @@
 //! A loopback Kubernetes control plane: etcd, kube-apiserver (token auth, RBAC, service-account
 //! signing), kube-controller-manager, kube-scheduler and kwok with fake nodes whose pods become
 //! Running. Started once per test binary, on first use, and shared by its tests; each test works in
-//! a namespace of its own.
+//! a namespace of its own. A test that needs to disrupt the control plane (stop the apiserver)
+//! starts a private one with [`ControlPlane::start_private`] instead.
 
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -26,12 +28,23 @@ pub const NODES: usize = 3;
 /// Pod IPs kwok hands out: inside loopback, so an operator probing "pod IPs" dials 127.0.0.0/8.
 pub const POD_CIDR: &str = "127.0.100.1/24";
 
-/// The running control plane, shared by the tests of one test binary.
+/// A running control plane: the one shared by the tests of a test binary ([`control_plane`]) or
+/// a private one ([`ControlPlane::start_private`]), whose daemons stop when it is dropped.
 pub struct ControlPlane {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub server: String,
     admin_token: String,
+    /// Requests to the thread that owns the daemons (see [`Request`]).
+    requests: Mutex<mpsc::Sender<Request>>,
+    crds_installed: tokio::sync::OnceCell<()>,
+}
+
+/// What the thread owning the daemons can be asked to do. Daemons are started and stopped by
+/// that thread only: a child gets SIGKILL when the thread that spawned it ends.
+enum Request {
+    StopApiserver(mpsc::Sender<()>),
+    StartApiserver(mpsc::Sender<Result<(), String>>),
 }
 
 static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
@@ -39,34 +52,183 @@ static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 /// The control plane, started on first use. Panics (failing the calling test) with the reason and
 /// the log tails when it cannot start.
 pub fn control_plane() -> &'static ControlPlane {
-    let started = CONTROL_PLANE.get_or_init(|| {
-        // Started from a thread that lives as long as the process: children get SIGKILL when the
-        // thread that spawned them ends, and test threads end after each test.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("test-world-control-plane".into())
-            .spawn(move || {
-                let mut daemons = Vec::new();
-                let result = start(&mut daemons);
-                let _ = tx.send(result);
-                // Keep the daemons (and this thread) alive until the process exits.
-                loop {
-                    std::thread::park();
-                }
-            })
-            .map_err(|e| format!("spawning the control-plane thread: {e}"))?;
-        rx.recv()
-            .map_err(|e| format!("control-plane thread died: {e}"))?
-    });
+    // Never dropped: its daemons live as long as the process.
+    let started = CONTROL_PLANE.get_or_init(|| launch(std::process::id().to_string()));
     match started {
         Ok(cp) => cp,
         Err(e) => panic!("the test control plane did not start: {e}"),
     }
 }
 
-fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
+impl ControlPlane {
+    /// A control plane of the calling test's own (blocks until it is up, about a minute), for
+    /// tests that disrupt it. Its daemons stop when it is dropped. Panics with the reason and
+    /// the log tails when it cannot start.
+    pub fn start_private() -> ControlPlane {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        launch(format!("{}-private-{n}", std::process::id()))
+            .unwrap_or_else(|e| panic!("a private test control plane did not start: {e}"))
+    }
+
+    /// Kills kube-apiserver (SIGKILL, as in a crash). etcd and the other daemons keep running.
+    pub fn stop_apiserver(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.request(Request::StopApiserver(tx));
+        rx.recv().expect("the control-plane thread answers");
+    }
+
+    /// Starts kube-apiserver again on the same address, with the same etcd data, certificates
+    /// and tokens, and waits until it is ready. Panics with its log tail if it does not become
+    /// ready.
+    pub fn start_apiserver(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.request(Request::StartApiserver(tx));
+        if let Err(e) = rx.recv().expect("the control-plane thread answers") {
+            panic!("kube-apiserver did not come back: {e}");
+        }
+    }
+
+    fn request(&self, request: Request) {
+        self.requests
+            .lock()
+            .expect("request channel")
+            .send(request)
+            .expect("the control-plane thread is running");
+    }
+}
+
+/// Starts the daemons from a thread that lives until the returned control plane is dropped (for
+/// the shared one: until the process exits), and serves its requests there.
+fn launch(id: String) -> Result<ControlPlane, String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("test-world-control-plane-{id}"))
+        .spawn(move || {
+            let (req_tx, req_rx) = mpsc::channel();
+            let mut daemons = Vec::new();
+            let result = start(&id, &mut daemons, req_tx);
+            let Ok((setup, cp)) = result else {
+                let _ = tx.send(result.map(|(_, cp)| cp));
+                return;
+            };
+            let _ = tx.send(Ok(cp));
+            serve(setup, daemons, req_rx);
+        })
+        .map_err(|e| format!("spawning the control-plane thread: {e}"))?;
+    rx.recv()
+        .map_err(|e| format!("control-plane thread died: {e}"))?
+}
+
+/// Serves requests until the control plane is dropped, then stops the daemons, last started
+/// first.
+fn serve(setup: Setup, mut daemons: Vec<Daemon>, requests: mpsc::Receiver<Request>) {
+    let apiserver = |daemons: &[Daemon]| daemons.iter().position(|d| d.name == "kube-apiserver");
+    while let Ok(request) = requests.recv() {
+        match request {
+            Request::StopApiserver(reply) => {
+                if let Some(i) = apiserver(&daemons) {
+                    daemons.remove(i).stop(Duration::ZERO);
+                }
+                let _ = reply.send(());
+            }
+            Request::StartApiserver(reply) => {
+                let result = if apiserver(&daemons).is_some() {
+                    Ok(())
+                } else {
+                    Daemon::spawn("kube-apiserver", setup.apiserver_command(), &setup.logs)
+                        .map_err(|e| e.to_string())
+                        .and_then(|d| {
+                            daemons.push(d);
+                            setup.wait_ready(&mut daemons)
+                        })
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+    while let Some(mut d) = daemons.pop() {
+        d.stop(Duration::from_secs(5));
+    }
+}
+
+/// What is needed to (re)start kube-apiserver and check it.
+struct Setup {
+    pki: PathBuf,
+    logs: PathBuf,
+    etcd_port: u16,
+    api_port: u16,
+    kubeconfig: PathBuf,
+}
+
+impl Setup {
+    fn apiserver_command(&self) -> Command {
+        let p = |f: &str| self.pki.join(f).display().to_string();
+        let mut apiserver = Command::new(binary("kubernetes", "kube-apiserver"));
+        apiserver.args([
+            format!("--etcd-servers=http://127.0.0.1:{}", self.etcd_port),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={}", self.api_port),
+            format!("--cert-dir={}", p("generated")),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            format!("--token-auth-file={}", p("tokens.csv")),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            // Service ClusterIPs are allocated from here but never dialled by tests (and cannot
+            // be: the tests' network namespace has only loopback). A /16: the controller-scale
+            // benchmark's 1000 IpfsClusters need 1000 ClusterIPs (a /24 has 254).
+            "--service-cluster-ip-range=10.0.0.0/16".into(),
+            "--authorization-mode=RBAC".into(),
+            "--allow-privileged=true".into(),
+            "--endpoint-reconciler-type=none".into(),
+            "--profiling=false".into(),
+        ]);
+        apiserver
+    }
+
+    /// Waits up to 180 s until kube-apiserver answers `/readyz` with `ok`.
+    fn wait_ready(&self, daemons: &mut [Daemon]) -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let client = admin_client_from(&self.kubeconfig).await;
+            let deadline = Instant::now() + Duration::from_secs(180);
+            loop {
+                let req = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .expect("request");
+                match client.request_text(req).await {
+                    Ok(body) if body.trim() == "ok" => break,
+                    _ if exited(daemons).is_some() => {
+                        return Err(exited(daemons).unwrap_or_default());
+                    }
+                    _ if Instant::now() > deadline => {
+                        return Err(format!(
+                            "kube-apiserver not ready after 180 s; log:\n{}",
+                            log_tail(&self.logs.join("kube-apiserver.log"), 30)
+                        ));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn start(
+    id: &str,
+    daemons: &mut Vec<Daemon>,
+    requests: mpsc::Sender<Request>,
+) -> Result<(Setup, ControlPlane), String> {
     let began = Instant::now();
-    let dir = std::env::temp_dir().join(format!("ipfs-kit-k8s-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("ipfs-kit-k8s-{id}"));
     let _ = std::fs::remove_dir_all(&dir);
     let pki = dir.join("pki");
     std::fs::create_dir_all(&pki).map_err(|e| format!("creating {}: {e}", pki.display()))?;
@@ -103,62 +265,31 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
     daemons.push(Daemon::spawn("etcd", etcd, &logs).map_err(|e| e.to_string())?);
     wait_port("etcd", etcd_port, &logs.join("etcd.log"))?;
 
-    let p = |f: &str| pki.join(f).display().to_string();
-    let mut apiserver = Command::new(binary("kubernetes", "kube-apiserver"));
-    apiserver.args([
-        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
-        format!("--secure-port={api_port}"),
-        format!("--cert-dir={}", p("generated")),
-        format!("--tls-cert-file={}", p("apiserver.crt")),
-        format!("--tls-private-key-file={}", p("apiserver.key")),
-        format!("--client-ca-file={}", p("ca.crt")),
-        format!("--token-auth-file={}", p("tokens.csv")),
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-        format!("--service-account-key-file={}", p("sa.pub")),
-        format!("--service-account-signing-key-file={}", p("sa.key")),
-        // Service ClusterIPs are allocated from here but never dialled by tests (and cannot be:
-        // the tests' network namespace has only loopback).
-        "--service-cluster-ip-range=10.0.0.0/24".into(),
-        "--authorization-mode=RBAC".into(),
-        "--allow-privileged=true".into(),
-        "--endpoint-reconciler-type=none".into(),
-        "--profiling=false".into(),
-    ]);
-    daemons.push(Daemon::spawn("kube-apiserver", apiserver, &logs).map_err(|e| e.to_string())?);
-
+    let setup = Setup {
+        pki: pki.clone(),
+        logs: logs.clone(),
+        etcd_port,
+        api_port,
+        kubeconfig: kubeconfig.clone(),
+    };
+    daemons.push(
+        Daemon::spawn("kube-apiserver", setup.apiserver_command(), &logs)
+            .map_err(|e| e.to_string())?,
+    );
+    setup.wait_ready(daemons)?;
     let cp = ControlPlane {
         dir: dir.clone(),
         kubeconfig: kubeconfig.clone(),
         server,
         admin_token,
+        requests: Mutex::new(requests),
+        crds_installed: tokio::sync::OnceCell::new(),
     };
+    let p = |f: &str| pki.join(f).display().to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let client = cp.admin_client().await;
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let req = http::Request::get("/readyz")
-                .body(Vec::new())
-                .expect("request");
-            match client.request_text(req).await {
-                Ok(body) if body.trim() == "ok" => break,
-                _ if exited(daemons).is_some() => return Err(exited(daemons).unwrap_or_default()),
-                _ if Instant::now() > deadline => {
-                    return Err(format!(
-                        "kube-apiserver not ready after 180 s; log:\n{}",
-                        log_tail(&logs.join("kube-apiserver.log"), 30)
-                    ));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
-        Ok(())
-    })?;
 
     let kc = kubeconfig.display().to_string();
     let mut kcm = Command::new(binary("kubernetes", "kube-controller-manager"));
@@ -238,7 +369,7 @@ fn start(daemons: &mut Vec<Daemon>) -> Result<ControlPlane, String> {
         cp.server,
         cp.kubeconfig.display()
     );
-    Ok(cp)
+    Ok((setup, cp))
 }
 
 /// Describes the first daemon that has exited, with its log tail.
@@ -253,6 +384,14 @@ fn exited(daemons: &mut [Daemon]) -> Option<String> {
     ))
 }
 
+async fn admin_client_from(kubeconfig: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig to config");
+    Client::try_from(config).expect("client")
+}
+
 fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
@@ -263,11 +402,7 @@ fn node_ready(node: &Node) -> bool {
 impl ControlPlane {
     /// A client with cluster-admin rights (group `system:masters`).
     pub async fn admin_client(&self) -> Client {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig to config");
-        Client::try_from(config).expect("client")
+        admin_client_from(&self.kubeconfig).await
     }
 
     /// A client that authenticates as ServiceAccount `namespace/name` (created if missing), with
@@ -399,14 +534,13 @@ impl ControlPlane {
         name
     }
 
-    /// Installs the CRDs shipped in `crds/` (once per test binary, by server-side apply) and waits
-    /// until they are Established.
+    /// Installs the CRDs shipped in `crds/` (once per control plane, by server-side apply) and
+    /// waits until they are Established.
     pub async fn install_crds(&self) {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
         use kube::api::{Patch, PatchParams};
         use kube::runtime::wait::{await_condition, conditions};
-        static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-        INSTALLED
+        self.crds_installed
             .get_or_init(|| async {
                 let crds: Api<CustomResourceDefinition> = Api::all(self.admin_client().await);
                 let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");

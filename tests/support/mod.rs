@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod bad_requests;
+pub mod clusters;
 pub mod control_plane;
 pub mod forward;
 pub mod ipfs;

@@ -3,7 +3,8 @@
 
 use std::fmt::Debug;
 
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,33 +29,46 @@ where
     .await
 }
 
-/// Deletes the objects labelled for cluster `cluster` and controlled by the object of `owner_uid`
-/// whose names are not in `keep`. Returns the names deleted.
-pub async fn delete_orphans<K>(
-    api: &Api<K>,
+/// The names of the objects among `objects` that are labelled for cluster `cluster`, controlled
+/// by the object of `owner_uid`, not being deleted, and not in `keep`: the orphans to delete.
+pub fn orphans<'a>(
+    objects: impl IntoIterator<Item = &'a ObjectMeta>,
     cluster: &str,
     owner_uid: &str,
     keep: &[String],
-) -> Result<Vec<String>, kube::Error>
+) -> Vec<String> {
+    objects
+        .into_iter()
+        .filter(|meta| {
+            let labelled = meta
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(CLUSTER_LABEL))
+                .is_some_and(|c| c == cluster);
+            let ours = meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == owner_uid && o.controller == Some(true));
+            let name = meta.name.clone().unwrap_or_default();
+            labelled && ours && !keep.contains(&name) && meta.deletion_timestamp.is_none()
+        })
+        .filter_map(|meta| meta.name.clone())
+        .collect()
+}
+
+/// Deletes the objects named `names` (in the background: their dependents are collected after).
+/// Returns the names deleted; one already gone is skipped.
+pub async fn delete_all<K>(api: &Api<K>, names: &[String]) -> Result<Vec<String>, kube::Error>
 where
     K: Resource + DeserializeOwned + Clone + Debug,
 {
-    let list = api
-        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={cluster}")))
-        .await?;
     let mut deleted = Vec::new();
-    for obj in list.items {
-        let name = obj.name_any();
-        let ours = obj
-            .owner_references()
-            .iter()
-            .any(|o| o.uid == owner_uid && o.controller == Some(true));
-        if ours && !keep.contains(&name) && obj.meta().deletion_timestamp.is_none() {
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => deleted.push(name),
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
+    for name in names {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(name.clone()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(deleted)

@@ -15,17 +15,19 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::apply::{FIELD_MANAGER, apply, delete_orphans};
+use super::applied::{AppliedObjects, Seen, body_hash};
+use super::apply::{FIELD_MANAGER, apply, delete_all, orphans};
 use super::backoff::ErrorBackoff;
 use super::build::{
     self, BuildError, CLUSTER_LABEL, CLUSTER_VOLUME, Children, KUBO_VOLUME, MANAGED_BY, Names,
@@ -167,10 +169,95 @@ pub struct Context {
     /// with fresh budgets).
     histories: Mutex<HashMap<ObjectRef<IpfsCluster>, ClusterHistory>>,
     backoff: ErrorBackoff<ObjectRef<IpfsCluster>>,
+    /// The watch caches of owned objects and pods.
+    caches: OwnedCaches,
+    /// What was last applied per cluster: unchanged objects are not applied again.
+    applied: AppliedObjects<ObjectRef<IpfsCluster>>,
+}
+
+/// The controller's watch caches of what the IpfsClusters own, filled by the same watches that
+/// trigger reconciles: a reconcile reads them instead of asking the API server. Metadata only
+/// where the operator needs no more (Services, ConfigMaps, PodDisruptionBudgets,
+/// NetworkPolicies); whole objects for StatefulSets (replicas, claim templates, status) and pods
+/// (IPs, container states).
+pub struct OwnedCaches {
+    statefulsets: Store<StatefulSet>,
+    pods: Store<Pod>,
+    services: Store<PartialObjectMeta<Service>>,
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
+    network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+}
+
+impl OwnedCaches {
+    /// Waits until every cache holds its first complete list (at once after that), at most
+    /// [`CACHE_FILL_WAIT`]: a watch that cannot list (say, an RBAC rule missing) must not stall
+    /// reconciles, which then read from the API server and report what it refuses.
+    async fn ready(&self) {
+        // An error means the controller is stopping (its watches are gone): nothing to wait for.
+        let all = async {
+            let _ = self.statefulsets.wait_until_ready().await;
+            let _ = self.pods.wait_until_ready().await;
+            let _ = self.services.wait_until_ready().await;
+            let _ = self.config_maps.wait_until_ready().await;
+            let _ = self.pdbs.wait_until_ready().await;
+            let _ = self.network_policies.wait_until_ready().await;
+        };
+        if tokio::time::timeout(CACHE_FILL_WAIT, all).await.is_err() {
+            warn!(
+                "the watch caches of owned objects are not filled after {}s: reading from the \
+                 API server (can the operator list and watch them?)",
+                CACHE_FILL_WAIT.as_secs()
+            );
+        }
+    }
+
+    /// Whether the pod cache holds its first complete list.
+    fn pods_ready(&self) -> bool {
+        futures::FutureExt::now_or_never(self.pods.wait_until_ready()).is_some_and(|r| r.is_ok())
+    }
+
+    /// The pods of IpfsCluster `cluster` in namespace `ns`.
+    fn pods_of(&self, ns: &str, cluster: &str) -> Vec<Pod> {
+        let selector = build::selector_labels(cluster);
+        self.pods
+            .state()
+            .iter()
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(ns)
+                    && selector
+                        .iter()
+                        .all(|(k, v)| p.labels().get(k).is_some_and(|l| l == v))
+            })
+            .map(|p| Pod::clone(p))
+            .collect()
+    }
+}
+
+/// How long a reconcile waits for the owned objects' watch caches to fill.
+const CACHE_FILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The metadata of object `name` in `ns` from a watch cache.
+fn cached_meta<K>(
+    store: &Store<PartialObjectMeta<K>>,
+    ns: &str,
+    name: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .get(&ObjectRef::new(name).within(ns))
+        .map(|o| o.metadata.clone())
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        caches: OwnedCaches,
+    ) -> Result<Self, Error> {
         crate::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -193,6 +280,8 @@ impl Context {
             http,
             probers: Mutex::new(HashMap::new()),
             histories: Mutex::new(HashMap::new()),
+            caches,
+            applied: AppliedObjects::default(),
         })
     }
 
@@ -321,6 +410,7 @@ async fn cleanup(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, Error> 
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&key);
+    ctx.applied.forget(&key);
     ctx.event(
         cluster,
         EventType::Normal,
@@ -345,16 +435,27 @@ async fn apply_cluster(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, E
     let children = build::children(cluster)?;
     let mut problems = Vec::new();
     let client = &ctx.client;
+    ctx.caches.ready().await;
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    let existing = sts_api
-        .get_opt(&children.names.statefulset)
-        .await
-        .map_err(kube_err(
-            &name,
-            "reading",
-            "StatefulSet",
-            &children.names.statefulset,
-        ))?;
+    let cached = ctx
+        .caches
+        .statefulsets
+        .get(&ObjectRef::new(&children.names.statefulset).within(&ns))
+        .map(|s| StatefulSet::clone(&s));
+    // Not in the cache: not created yet, or created so recently that the watch has not shown
+    // it; the API server knows (its claim templates must be kept: they are immutable).
+    let existing = match cached {
+        Some(sts) => Some(sts),
+        None => sts_api
+            .get_opt(&children.names.statefulset)
+            .await
+            .map_err(kube_err(
+                &name,
+                "reading",
+                "StatefulSet",
+                &children.names.statefulset,
+            ))?,
+    };
 
     let statefulset = if cluster.spec.paused {
         existing
@@ -362,8 +463,13 @@ async fn apply_cluster(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, E
         let new_generation = cluster.status.as_ref().and_then(|s| s.observed_generation)
             != cluster.metadata.generation;
         ensure_secret(cluster, &children.names, &ns, ctx, &mut problems).await?;
+        let grow = existing
+            .as_ref()
+            .is_some_and(|sts| claims_may_need_growing(sts, cluster));
         let sts = apply_children(cluster, children.clone(), existing, &ns, ctx).await?;
-        grow_claims(cluster, &children.names, &ns, ctx).await;
+        if grow {
+            grow_claims(cluster, &children.names, &ns, ctx).await;
+        }
         if new_generation {
             ctx.event(
                 cluster,
@@ -385,17 +491,21 @@ async fn apply_cluster(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, E
     }
 
     // Observe and probe.
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pods = pods_api
-        .list(&ListParams::default().labels(&build::selector_string(&name)))
-        .await
-        .map_err(kube_err(
-            &name,
-            "listing",
-            "Pods",
-            &build::selector_string(&name),
-        ))?
-        .items;
+    let pods = if ctx.caches.pods_ready() {
+        ctx.caches.pods_of(&ns, &name)
+    } else {
+        let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        pods_api
+            .list(&ListParams::default().labels(&build::selector_string(&name)))
+            .await
+            .map_err(kube_err(
+                &name,
+                "listing",
+                "Pods",
+                &build::selector_string(&name),
+            ))?
+            .items
+    };
     let (targets, mut unprobed) = probe_targets(&children.names, cluster.spec.replicas, &pods);
     let prober = ctx.prober(policy.probe_timeout)?;
     // Owned per-target futures (rather than `Prober::round`, which borrows), so that the
@@ -758,8 +868,76 @@ async fn ensure_secret(
     }
 }
 
-/// Applies every owned object, deletes labelled Services no longer wanted, and returns the
-/// applied StatefulSet.
+/// Whether object `kind`/`name` must be applied (see [`AppliedObjects::needs_apply`]): returns
+/// the hash of its body to record after the apply, or `None` when it is unchanged.
+fn needs_apply<K: serde::Serialize>(
+    ctx: &Context,
+    owner: &ObjectRef<IpfsCluster>,
+    kind: &'static str,
+    obj: &K,
+    name: &str,
+    live: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) -> Option<u64> {
+    let body = body_hash(obj);
+    let live = live.and_then(Seen::of);
+    ctx.applied
+        .needs_apply(owner, kind, name, body, live.as_ref())
+        .then_some(body)
+}
+
+/// Applies `obj` unless it is unchanged since its last apply and untouched since (the watch
+/// cache shows `live`). Returns the applied object, or `None` when nothing was sent.
+async fn apply_changed<K>(
+    ctx: &Context,
+    cluster: &IpfsCluster,
+    kind: &'static str,
+    api: &Api<K>,
+    obj: &K,
+    live: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) -> Result<Option<K>, Error>
+where
+    K: Resource + serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let owner = ObjectRef::from_obj(cluster);
+    let name = obj.name_any();
+    let Some(body) = needs_apply(ctx, &owner, kind, obj, &name, live) else {
+        return Ok(None);
+    };
+    applied_recorded(ctx, cluster, kind, api, obj, body)
+        .await
+        .map(Some)
+}
+
+/// Applies `obj` and records that `body` was applied.
+async fn applied_recorded<K>(
+    ctx: &Context,
+    cluster: &IpfsCluster,
+    kind: &'static str,
+    api: &Api<K>,
+    obj: &K,
+    body: u64,
+) -> Result<K, Error>
+where
+    K: Resource + serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let name = obj.name_any();
+    let written =
+        apply(api, obj)
+            .await
+            .map_err(kube_err(&cluster.name_any(), "applying", kind, &name))?;
+    ctx.applied.record(
+        &ObjectRef::from_obj(cluster),
+        kind,
+        &name,
+        body,
+        written.meta(),
+    );
+    Ok(written)
+}
+
+/// Applies every owned object that changed (or whose live copy changed or vanished), deletes
+/// labelled Services no longer wanted, and returns the StatefulSet as applied (or as cached,
+/// when unchanged).
 async fn apply_children(
     cluster: &IpfsCluster,
     mut children: Children,
@@ -769,16 +947,19 @@ async fn apply_children(
 ) -> Result<StatefulSet, Error> {
     let name = cluster.name_any();
     let client = &ctx.client;
+    let caches = &ctx.caches;
     let owner_uid = cluster.metadata.uid.clone().unwrap_or_default();
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    apply(&cm_api, &children.config_map)
-        .await
-        .map_err(kube_err(
-            &name,
-            "applying",
-            "ConfigMap",
-            &children.names.config_map,
-        ))?;
+    let live = cached_meta(&caches.config_maps, ns, &children.names.config_map);
+    apply_changed(
+        ctx,
+        cluster,
+        "ConfigMap",
+        &cm_api,
+        &children.config_map,
+        live.as_ref(),
+    )
+    .await?;
     let svc_api: Api<Service> = Api::namespaced(client.clone(), ns);
     let wanted = children.service_names();
     for svc in [
@@ -790,16 +971,25 @@ async fn apply_children(
     .into_iter()
     .flatten()
     {
-        apply(&svc_api, svc).await.map_err(kube_err(
-            &name,
-            "applying",
-            "Service",
-            &svc.name_any(),
-        ))?;
+        let live = cached_meta(&caches.services, ns, &svc.name_any());
+        apply_changed(ctx, cluster, "Service", &svc_api, svc, live.as_ref()).await?;
     }
-    let removed = delete_orphans(&svc_api, &name, &owner_uid, &wanted)
-        .await
-        .map_err(kube_err(&name, "cleaning up", "Services", &name))?;
+    let services = caches.services.state();
+    let unwanted = orphans(
+        services
+            .iter()
+            .map(|s| &s.metadata)
+            .filter(|m| m.namespace.as_deref() == Some(ns)),
+        &name,
+        &owner_uid,
+        &wanted,
+    );
+    let removed = delete_all(&svc_api, &unwanted).await.map_err(kube_err(
+        &name,
+        "cleaning up",
+        "Services",
+        &name,
+    ))?;
     for svc in removed {
         ctx.event(
             cluster,
@@ -810,39 +1000,87 @@ async fn apply_children(
         .await;
     }
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    apply(&pdb_api, &children.pdb).await.map_err(kube_err(
-        &name,
-        "applying",
+    let live = cached_meta(&caches.pdbs, ns, &children.names.pdb);
+    apply_changed(
+        ctx,
+        cluster,
         "PodDisruptionBudget",
-        &children.names.pdb,
-    ))?;
+        &pdb_api,
+        &children.pdb,
+        live.as_ref(),
+    )
+    .await?;
     let np_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    apply(&np_api, &children.network_policy)
-        .await
-        .map_err(kube_err(
-            &name,
-            "applying",
-            "NetworkPolicy",
-            &children.names.network_policy,
-        ))?;
+    let live = cached_meta(&caches.network_policies, ns, &children.names.network_policy);
+    apply_changed(
+        ctx,
+        cluster,
+        "NetworkPolicy",
+        &np_api,
+        &children.network_policy,
+        live.as_ref(),
+    )
+    .await?;
 
     // Volume claim templates are immutable: keep the existing ones (sizes grow on the claims).
     if let Some(old) = &existing {
         children.statefulset.spec.volume_claim_templates = old.spec.volume_claim_templates.clone();
+    }
+    let body = needs_apply(
+        ctx,
+        &ObjectRef::from_obj(cluster),
+        "StatefulSet",
+        &children.statefulset,
+        &children.names.statefulset,
+        existing.as_ref().map(|s| &s.metadata),
+    );
+    let (body, existing) = match (body, existing) {
+        (Some(body), existing) => (body, existing),
+        (None, Some(unchanged)) => return Ok(unchanged),
+        // Never: a missing object always needs an apply.
+        (None, None) => (body_hash(&children.statefulset), None),
+    };
+    if let Some(old) = &existing {
         let old_replicas = old.spec.replicas.unwrap_or(1);
         if old_replicas > cluster.spec.replicas {
             leave_peerset(cluster, old_replicas, ns, ctx).await;
         }
     }
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    apply(&sts_api, &children.statefulset)
-        .await
-        .map_err(kube_err(
-            &name,
-            "applying",
-            "StatefulSet",
-            &children.names.statefulset,
-        ))
+    applied_recorded(
+        ctx,
+        cluster,
+        "StatefulSet",
+        &sts_api,
+        &children.statefulset,
+        body,
+    )
+    .await
+}
+
+/// Whether the spec asks for bigger volumes than the StatefulSet's claim templates (kept from
+/// when it was created), so that existing claims may have to grow. Claims made from the
+/// templates already have the templates' sizes.
+fn claims_may_need_growing(sts: &StatefulSet, cluster: &IpfsCluster) -> bool {
+    let spec = &cluster.spec;
+    sts.spec.volume_claim_templates.iter().flatten().any(|t| {
+        let wanted = match t.metadata.name.as_deref() {
+            Some(KUBO_VOLUME) => &spec.kubo.storage.size,
+            Some(CLUSTER_VOLUME) => &spec.cluster.storage.size,
+            _ => return false,
+        };
+        let template = t
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .and_then(|q| parse_storage_size(&q.0).ok());
+        match (parse_storage_size(wanted), template) {
+            (Ok(wanted), Some(template)) => wanted > template,
+            _ => false,
+        }
+    })
 }
 
 /// Grows existing volume claims to the spec's sizes (never shrinks them). A refusal (for example
@@ -1189,6 +1427,50 @@ pub async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), S
     }
 }
 
+/// The Controller's backoff over all its watches together: none, because each watch backs off on
+/// its own errors (`default_backoff`). kube's default here (up to 30 s, reset only after two
+/// quiet minutes) pauses *every* watch after an error of any one: after an API server outage the
+/// watches' recoveries (each a 410 Gone, then a relist) queued up behind each other for minutes
+/// while reconciles kept reading stale caches.
+struct EachWatchBacksOffAlone;
+
+impl Iterator for EachWatchBacksOffAlone {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for EachWatchBacksOffAlone {
+    fn reset(&mut self) {}
+}
+
+/// A watch of `api` that keeps a cache of its objects, and the stream of their changes.
+fn cached<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changes = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (store, changes)
+}
+
 /// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
 pub async fn run(
     client: Client,
@@ -1225,7 +1507,32 @@ pub async fn run(
                 .combine(predicates::annotations),
             Default::default(),
         );
-    let ctx = Arc::new(Context::new(client.clone(), settings.clone(), metrics)?);
+    // The owned objects' watches fill the caches reconciles read, and trigger the owner.
+    let (statefulsets, sts_changes) = cached(api::<StatefulSet>(&client, &ns), owned.clone());
+    let (pods, pod_changes) = cached(api::<Pod>(&client, &ns), owned.clone());
+    // Metadata-only watches (an `Api` of `PartialObjectMeta`) where that is all reconciles read.
+    type Meta<K> = PartialObjectMeta<K>;
+    let (services, svc_changes) = cached(api::<Meta<Service>>(&client, &ns), owned.clone());
+    let (config_maps, cm_changes) = cached(api::<Meta<ConfigMap>>(&client, &ns), owned.clone());
+    let (pdbs, pdb_changes) = cached(
+        api::<Meta<PodDisruptionBudget>>(&client, &ns),
+        owned.clone(),
+    );
+    let (network_policies, np_changes) = cached(api::<Meta<NetworkPolicy>>(&client, &ns), owned);
+    let caches = OwnedCaches {
+        statefulsets,
+        pods,
+        services,
+        config_maps,
+        pdbs,
+        network_policies,
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings.clone(),
+        metrics,
+        caches,
+    )?);
     info!(
         namespace = ns.as_deref().unwrap_or("<all>"),
         concurrency = settings.concurrency,
@@ -1242,12 +1549,13 @@ pub async fn run(
     ));
     Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .owns(api::<StatefulSet>(&client, &ns), owned.clone())
-        .owns(api::<Service>(&client, &ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, &ns), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
-        .owns(api::<NetworkPolicy>(&client, &ns), owned.clone())
-        .watches(api::<Pod>(&client, &ns), owned, |pod: Pod| {
+        .trigger_backoff(EachWatchBacksOffAlone)
+        .owns_stream(sts_changes)
+        .owns_stream(svc_changes)
+        .owns_stream(cm_changes)
+        .owns_stream(pdb_changes)
+        .owns_stream(np_changes)
+        .watches_stream(pod_changes, |pod: Pod| {
             let cluster = pod.labels().get(CLUSTER_LABEL)?.clone();
             let ns = pod.namespace()?;
             Some(ObjectRef::<IpfsCluster>::new(&cluster).within(&ns))

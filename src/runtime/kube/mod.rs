@@ -1,6 +1,7 @@
 //! The Kubernetes runtime: `ipfs-kit-operator run`. A kube-rs `Controller` over IpfsClusters that
 //! server-side applies the objects each one owns ([`build`]), probes the peers and writes status.
 
+pub mod applied;
 pub mod apply;
 pub mod backoff;
 pub mod build;
