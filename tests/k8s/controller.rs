@@ -360,6 +360,24 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
         .expect("delete secret");
     owned::<Secret>(&client, &ns, "web-cluster-secret", &uid).await;
 
+    // The gateway turned on gets its Service; turned off again, that Service is an orphan and
+    // is deleted.
+    let mut with_gateway = configured.clone();
+    with_gateway["spec"]["networking"] = json!({"gateway": {"enabled": true}});
+    apply_cluster(&client, &ns, &with_gateway).await;
+    owned::<Service>(&client, &ns, "web-gateway", &uid).await;
+    apply_cluster(&client, &ns, &configured).await;
+    wait_for(
+        "the gateway Service deleted as an orphan",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let gone = svc.get_opt("web-gateway").await.ok()?.is_none();
+            (gone && has_event(&client, &ns, "DeletedOrphan").await).then_some(())
+        },
+    )
+    .await;
+
     // Deleting the IpfsCluster: the finalizer is removed, children are garbage-collected.
     api.delete("web", &DeleteParams::foreground())
         .await

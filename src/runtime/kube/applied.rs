@@ -80,12 +80,15 @@ type Owned = (&'static str, String);
 #[derive(Debug)]
 pub struct AppliedObjects<O> {
     applied: Mutex<HashMap<O, HashMap<Owned, Applied>>>,
+    /// The owner's generation at the last look for orphans.
+    orphans_checked: Mutex<HashMap<O, i64>>,
 }
 
 impl<O> Default for AppliedObjects<O> {
     fn default() -> Self {
         Self {
             applied: Mutex::new(HashMap::new()),
+            orphans_checked: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -124,11 +127,34 @@ impl<O: Eq + Hash + Clone> AppliedObjects<O> {
             .insert((kind, name.to_owned()), Applied { body, seen });
     }
 
-    /// Forgets what was applied for `owner` (deleted, or its write failed in a way that leaves
-    /// the live state unknown).
+    /// Whether orphans of `owner` were looked for at this `generation` already.
+    pub fn orphans_checked(&self, owner: &O, generation: i64) -> bool {
+        let checked = self
+            .orphans_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        checked.get(owner) == Some(&generation)
+    }
+
+    /// Records that orphans of `owner` were looked for (and deleted) at `generation`.
+    pub fn mark_orphans_checked(&self, owner: &O, generation: i64) {
+        let mut checked = self
+            .orphans_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        checked.insert(owner.clone(), generation);
+    }
+
+    /// Forgets what was applied for `owner` (it is being deleted).
     pub fn forget(&self, owner: &O) {
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         applied.remove(owner);
+        drop(applied);
+        let mut checked = self
+            .orphans_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        checked.remove(owner);
     }
 }
 
@@ -171,6 +197,21 @@ mod tests {
         assert!(cache.needs_apply(&"d", "StatefulSet", "web", 7, seen.as_ref()));
         cache.forget(&"c");
         assert!(cache.needs_apply(&"c", "StatefulSet", "web", 7, seen.as_ref()));
+    }
+
+    #[test]
+    fn orphans_are_looked_for_once_per_generation() {
+        let cache = AppliedObjects::<&str>::default();
+        assert!(!cache.orphans_checked(&"c", 1));
+        cache.mark_orphans_checked(&"c", 1);
+        assert!(cache.orphans_checked(&"c", 1));
+        assert!(
+            !cache.orphans_checked(&"c", 2),
+            "a new generation looks again"
+        );
+        assert!(!cache.orphans_checked(&"d", 1));
+        cache.forget(&"c");
+        assert!(!cache.orphans_checked(&"c", 1));
     }
 
     #[test]

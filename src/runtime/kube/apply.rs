@@ -40,18 +40,18 @@ pub fn orphans<'a>(
     objects
         .into_iter()
         .filter(|meta| {
-            let labelled = meta
-                .labels
+            // Cheapest test first: most objects belong to other clusters.
+            meta.labels
                 .as_ref()
                 .and_then(|l| l.get(CLUSTER_LABEL))
-                .is_some_and(|c| c == cluster);
-            let ours = meta
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.uid == owner_uid && o.controller == Some(true));
-            let name = meta.name.clone().unwrap_or_default();
-            labelled && ours && !keep.contains(&name) && meta.deletion_timestamp.is_none()
+                .is_some_and(|c| c == cluster)
+                && meta.deletion_timestamp.is_none()
+                && meta.name.as_ref().is_some_and(|name| !keep.contains(name))
+                && meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == owner_uid && o.controller == Some(true))
         })
         .filter_map(|meta| meta.name.clone())
         .collect()
@@ -72,4 +72,40 @@ where
         }
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn service(name: &str, cluster: &str, owner: &str, controller: bool) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            labels: Some([(CLUSTER_LABEL.to_owned(), cluster.to_owned())].into()),
+            owner_references: Some(vec![OwnerReference {
+                uid: owner.into(),
+                controller: Some(controller),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn orphans_are_our_labelled_controlled_unwanted_objects_only() {
+        let mut deleting = service("web-old", "web", "u1", true);
+        deleting.deletion_timestamp =
+            Some(serde_json::from_value(serde_json::json!("2026-01-01T00:00:00Z")).expect("time"));
+        let objects = [
+            service("web-peers", "web", "u1", true),
+            service("web-gateway", "web", "u1", true),
+            service("other-gateway", "other", "u2", true),
+            service("web-adopted", "web", "u9", true),
+            service("web-shared", "web", "u1", false),
+            deleting,
+        ];
+        let keep = ["web-peers".to_owned()];
+        assert_eq!(orphans(objects.iter(), "web", "u1", &keep), ["web-gateway"]);
+    }
 }

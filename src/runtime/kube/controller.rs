@@ -237,18 +237,14 @@ impl OwnedCaches {
 /// How long a reconcile waits for the owned objects' watch caches to fill.
 const CACHE_FILL_WAIT: Duration = Duration::from_secs(10);
 
-/// The metadata of object `name` in `ns` from a watch cache.
-fn cached_meta<K>(
-    store: &Store<PartialObjectMeta<K>>,
-    ns: &str,
-    name: &str,
-) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
+/// Which version of object `name` in `ns` a watch cache holds (`None`: not there).
+fn cached_version<K>(store: &Store<PartialObjectMeta<K>>, ns: &str, name: &str) -> Option<Seen>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
     store
         .get(&ObjectRef::new(name).within(ns))
-        .map(|o| o.metadata.clone())
+        .and_then(|o| Seen::of(&o.metadata))
 }
 
 impl Context {
@@ -876,10 +872,9 @@ fn needs_apply<K: serde::Serialize>(
     kind: &'static str,
     obj: &K,
     name: &str,
-    live: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    live: Option<Seen>,
 ) -> Option<u64> {
     let body = body_hash(obj);
-    let live = live.and_then(Seen::of);
     ctx.applied
         .needs_apply(owner, kind, name, body, live.as_ref())
         .then_some(body)
@@ -893,7 +888,7 @@ async fn apply_changed<K>(
     kind: &'static str,
     api: &Api<K>,
     obj: &K,
-    live: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    live: Option<Seen>,
 ) -> Result<Option<K>, Error>
 where
     K: Resource + serde::Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
@@ -950,18 +945,19 @@ async fn apply_children(
     let caches = &ctx.caches;
     let owner_uid = cluster.metadata.uid.clone().unwrap_or_default();
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let live = cached_meta(&caches.config_maps, ns, &children.names.config_map);
+    let live = cached_version(&caches.config_maps, ns, &children.names.config_map);
     apply_changed(
         ctx,
         cluster,
         "ConfigMap",
         &cm_api,
         &children.config_map,
-        live.as_ref(),
+        live,
     )
     .await?;
     let svc_api: Api<Service> = Api::namespaced(client.clone(), ns);
     let wanted = children.service_names();
+    let mut applied = false;
     for svc in [
         Some(&children.headless_service),
         Some(&children.api_service),
@@ -971,19 +967,29 @@ async fn apply_children(
     .into_iter()
     .flatten()
     {
-        let live = cached_meta(&caches.services, ns, &svc.name_any());
-        apply_changed(ctx, cluster, "Service", &svc_api, svc, live.as_ref()).await?;
+        let live = cached_version(&caches.services, ns, &svc.name_any());
+        applied |= apply_changed(ctx, cluster, "Service", &svc_api, svc, live)
+            .await?
+            .is_some();
     }
-    let services = caches.services.state();
-    let unwanted = orphans(
-        services
-            .iter()
-            .map(|s| &s.metadata)
-            .filter(|m| m.namespace.as_deref() == Some(ns)),
-        &name,
-        &owner_uid,
-        &wanted,
-    );
+    // Which Services are wanted changes only with the spec: look for orphans once per
+    // generation (and after a restart of the operator), not in every reconcile.
+    let owner = ObjectRef::from_obj(cluster);
+    let generation = cluster.metadata.generation.unwrap_or_default();
+    let unwanted = if applied || !ctx.applied.orphans_checked(&owner, generation) {
+        let services = caches.services.state();
+        orphans(
+            services
+                .iter()
+                .map(|s| &s.metadata)
+                .filter(|m| m.namespace.as_deref() == Some(ns)),
+            &name,
+            &owner_uid,
+            &wanted,
+        )
+    } else {
+        Vec::new()
+    };
     let removed = delete_all(&svc_api, &unwanted).await.map_err(kube_err(
         &name,
         "cleaning up",
@@ -1000,25 +1006,25 @@ async fn apply_children(
         .await;
     }
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    let live = cached_meta(&caches.pdbs, ns, &children.names.pdb);
+    let live = cached_version(&caches.pdbs, ns, &children.names.pdb);
     apply_changed(
         ctx,
         cluster,
         "PodDisruptionBudget",
         &pdb_api,
         &children.pdb,
-        live.as_ref(),
+        live,
     )
     .await?;
     let np_api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    let live = cached_meta(&caches.network_policies, ns, &children.names.network_policy);
+    let live = cached_version(&caches.network_policies, ns, &children.names.network_policy);
     apply_changed(
         ctx,
         cluster,
         "NetworkPolicy",
         &np_api,
         &children.network_policy,
-        live.as_ref(),
+        live,
     )
     .await?;
 
@@ -1028,11 +1034,11 @@ async fn apply_children(
     }
     let body = needs_apply(
         ctx,
-        &ObjectRef::from_obj(cluster),
+        &owner,
         "StatefulSet",
         &children.statefulset,
         &children.names.statefulset,
-        existing.as_ref().map(|s| &s.metadata),
+        existing.as_ref().and_then(|s| Seen::of(&s.metadata)),
     );
     let (body, existing) = match (body, existing) {
         (Some(body), existing) => (body, existing),
