@@ -9,3 +9,4 @@ mod dashboard;
 mod harness;
 mod helm;
 mod pin;
+mod real_peers;

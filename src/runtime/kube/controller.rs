@@ -1147,6 +1147,10 @@ async fn grow_claims(cluster: &IpfsCluster, names: &Names, ns: &str, ctx: &Conte
     }
 }
 
+/// What IPFS Cluster answers `DELETE /peers/<id>` with under CRDT consensus, after it has moved
+/// the peer's pins to other peers (`consensus/crdt`: `ErrRmPeer`).
+const CRDT_CANNOT_REMOVE: &str = "crdt consensus component cannot remove peers";
+
 /// Before scaling in, asks a remaining peer's IPFS Cluster to remove the departing peers from
 /// the peerset (`DELETE /peers/<id>`), using the cluster peer ids from the last status. A peer
 /// whose id is unknown (never answered) has nothing to remove.
@@ -1181,10 +1185,25 @@ async fn leave_peerset(cluster: &IpfsCluster, old_replicas: i32, ns: &str, ctx: 
                     Ok(r) if r.status().is_success() => {
                         format!("scaling in: removed {peer} ({id}) from the cluster peerset")
                     }
-                    Ok(r) => format!(
-                        "scaling in: removing {peer} ({id}) from the peerset answered {}",
-                        r.status()
-                    ),
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        // CRDT consensus first re-allocates the peer's pins, then refuses the
+                        // removal: it keeps no peerset (a peer drops out when it stops).
+                        if body.contains(CRDT_CANNOT_REMOVE) {
+                            format!(
+                                "scaling in: re-allocated the pins of {peer} ({id}) to the \
+                                 remaining peers; CRDT consensus keeps no peerset to remove it \
+                                 from, it drops out when it stops"
+                            )
+                        } else {
+                            format!(
+                                "scaling in: removing {peer} ({id}) from the peerset answered \
+                                 {status}: {}",
+                                body.trim()
+                            )
+                        }
+                    }
                     Err(e) => format!("scaling in: removing {peer} ({id}) from the peerset: {e}"),
                 }
             }
