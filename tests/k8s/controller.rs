@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::support::clusters::{
-    apply_cluster, cluster_json, http_get, owned, provide_volumes, running_pods, spawn_operator,
-    stop_operator, wait_status,
+    apply_cluster, cluster_json, event_note, http_get, owned, provide_volumes, running_pods,
+    spawn_operator, stop_operator, wait_restart_carried_out, wait_status,
 };
 use crate::support::control_plane::control_plane;
 use crate::support::wait_for;
@@ -852,27 +852,8 @@ async fn a_dashboard_restart_request_is_carried_out_once_by_the_controller() {
     )
     .await
     .expect("record the request");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    wait_for(
-        "pod req-0 recreated after the restart request",
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        || async {
-            let p = pods.get_opt("req-0").await.ok()??;
-            (p.uid() != before && p.metadata.deletion_timestamp.is_none()).then_some(())
-        },
-    )
-    .await;
-    wait_for(
-        "the request annotation cleared",
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || async {
-            let c = api.get("req").await.ok()?;
-            (!c.annotations().contains_key("ipfskit.io/requested-action")).then_some(())
-        },
-    )
-    .await;
+    let before = before.expect("pod uid");
+    wait_restart_carried_out(&client, &ns, "req", "req-0", &before).await;
     assert!(has_event(&client, &ns, "RestartRequested").await);
 
     api.patch(
@@ -919,19 +900,7 @@ async fn scaling_in_handles_the_departing_peers_before_the_statefulset_shrinks()
     .await;
     // kwok peers never reported a cluster peer id: the Event says there was nothing to remove
     // from the peerset (with real daemons it is `DELETE /peers/<id>` on a remaining peer).
-    let note = wait_for(
-        "a ScaleIn Event about shrink-1",
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || async {
-            events(&client, &ns)
-                .await
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("ScaleIn"))
-                .find_map(|e| e.note.filter(|n| n.contains("shrink-1")))
-        },
-    )
-    .await;
+    let note = event_note(&client, &ns, "ScaleIn", "shrink-1").await;
     assert!(note.contains("peerset"), "{note}");
     running_pods(&client, &ns, "shrink", 1).await;
     let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);

@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::support::control_plane::control_plane;
-use crate::support::wait_for;
+use crate::support::{dashboard_status_until, wait_for};
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
@@ -101,44 +101,18 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
 
     let key = format!("{ns}/store");
-    let body: Value = wait_for(
-        "the sidecar to serve the cluster's status",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let body: Value = http
-                .get(format!("{base}/api/dashboard/status"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["data"]["clusters"][0]["cluster"] == json!(key)).then_some(body)
-        },
-    )
+    let body = dashboard_status_until(&base, "the sidecar to serve the cluster's status", |body| {
+        (body["data"]["clusters"][0]["cluster"] == json!(key)).then(|| body.clone())
+    })
     .await;
     let cluster = &body["data"]["clusters"][0];
     assert_eq!(cluster["healthScore"], 42);
     assert_eq!(cluster["phase"], "Degraded");
     assert_eq!(cluster["peers"][0]["lastError"], "Kubo API unreachable");
-    let pin = wait_for(
-        "the pin in the cluster's status",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let body: Value = http
-                .get(format!("{base}/api/dashboard/status"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let pin = body["data"]["clusters"][0]["pins"][0].clone();
-            (!pin.is_null()).then_some(pin)
-        },
-    )
+    let pin = dashboard_status_until(&base, "the pin in the cluster's status", |body| {
+        let pin = &body["data"]["clusters"][0]["pins"][0];
+        (!pin.is_null()).then(|| pin.clone())
+    })
     .await;
     assert_eq!(
         (&pin["name"], &pin["phase"], &pin["pinned"]),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster};
+use ipfs_kit_operator::api::IpfsCluster;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service, ServiceAccount};
@@ -32,8 +32,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::support::clusters::provide_volumes;
+use crate::support::clusters::{provide_volumes, wait_restart_carried_out};
 use crate::support::control_plane::{ControlPlane, control_plane};
+use crate::support::dashboard_status_until;
 use crate::support::process::{Daemon, free_port};
 use crate::support::{tools, wait_for};
 
@@ -1010,22 +1011,9 @@ async fn the_operator_as_the_chart_deploys_it_does_its_whole_job_with_the_chart_
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
     let base = format!("http://127.0.0.1:{dashboard_port}");
     let key = format!("{ns}/chart");
-    wait_for(
-        "the dashboard serving the cluster",
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        || async {
-            let body: Value = http
-                .get(format!("{base}/api/dashboard/status"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (body["data"]["clusters"][0]["cluster"] == json!(key)).then_some(())
-        },
-    )
+    dashboard_status_until(&base, "the dashboard serving the cluster", |body| {
+        (body["data"]["clusters"][0]["cluster"] == json!(key)).then_some(())
+    })
     .await;
     let restart = format!("{base}/api/dashboard/backends/{ns}/chart/chart-0/ipfs/restart");
     let refused = http.post(&restart).send().await.expect("POST");
@@ -1038,28 +1026,8 @@ async fn the_operator_as_the_chart_deploys_it_does_its_whole_job_with_the_chart_
         .await
         .expect("POST");
     assert_eq!(accepted.status().as_u16(), 202);
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
-    let before = peer.uid();
-    wait_for(
-        "pod chart-0 recreated by the controller after the dashboard's restart request",
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        || async {
-            let p = pods.get_opt("chart-0").await.ok()??;
-            (p.uid() != before && p.metadata.deletion_timestamp.is_none()).then_some(())
-        },
-    )
-    .await;
-    wait_for(
-        "the request annotation cleared by the controller",
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || async {
-            let c = clusters.get("chart").await.ok()?;
-            (!c.annotations().contains_key(ACTION_REQUEST_ANNOTATION)).then_some(())
-        },
-    )
-    .await;
+    let before = peer.uid().expect("pod uid");
+    wait_restart_carried_out(&admin, &ns, "chart", "chart-0", &before).await;
 
     // The metrics endpoint on the port the chart declares.
     let metrics = http

@@ -11,9 +11,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::controller::{events, start_controller};
+use crate::controller::start_controller;
 use crate::support::clusters::{
-    apply_cluster, cluster_json, provide_volumes, running_pods, wait_status_within,
+    apply_cluster, cluster_json, event_note, provide_volumes, running_pods, wait_status_within,
 };
 use crate::support::control_plane::control_plane;
 use crate::support::forward::forward;
@@ -96,19 +96,7 @@ async fn pods_backed_by_real_daemons_are_reported_healthy_and_scale_in_moves_the
     // then the StatefulSet shrinks.
     apply_cluster(&client, &ns, &cluster_json_with(&cluster, 1)).await;
     let departing = world.peers[1].cluster_peer_id.clone();
-    let note = wait_for(
-        "a ScaleIn Event about real-1",
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        || async {
-            events(&client, &ns)
-                .await
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("ScaleIn"))
-                .find_map(|e| e.note.filter(|n| n.contains("real-1")))
-        },
-    )
-    .await;
+    let note = event_note(&client, &ns, "ScaleIn", "real-1").await;
     // Under CRDT consensus (the default) the cluster moves the peer's pins to the remaining peers
     // and then answers that it keeps no peerset to remove it from; the Event says just that.
     assert!(

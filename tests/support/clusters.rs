@@ -245,3 +245,60 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     conn.read_to_string(&mut answer).ok()?;
     Some(answer)
 }
+
+/// Waits up to 60 s for an Event of `reason` in `ns` whose note mentions `about`; its note.
+pub async fn event_note(client: &Client, ns: &str, reason: &str, about: &str) -> String {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("a {reason} Event about {about}"),
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            api.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .find_map(|e| e.note.filter(|n| n.contains(about)))
+        },
+    )
+    .await
+}
+
+/// Waits until the controller carried out a restart request of peer `peer` of IpfsCluster
+/// `cluster`: the pod was replaced (a new uid than `before`), then the request annotation was
+/// cleared.
+pub async fn wait_restart_carried_out(
+    client: &Client,
+    ns: &str,
+    cluster: &str,
+    peer: &str,
+    before: &str,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("pod {peer} recreated after the restart request"),
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let p = pods.get_opt(peer).await.ok()??;
+            (p.metadata.uid.as_deref() != Some(before) && p.metadata.deletion_timestamp.is_none())
+                .then_some(())
+        },
+    )
+    .await;
+    let clusters: Api<IpfsCluster> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        "the request annotation cleared by the controller",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            let c = clusters.get(cluster).await.ok()?;
+            let annotations = c.metadata.annotations.unwrap_or_default();
+            (!annotations.contains_key(ipfs_kit_operator::api::ACTION_REQUEST_ANNOTATION))
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -39,3 +39,28 @@ where
         tokio::time::sleep(interval).await;
     }
 }
+
+/// Polls a dashboard's `GET {base}/api/dashboard/status` (up to 60 s) until `check` accepts its
+/// answer; returns what `check` returned.
+pub async fn dashboard_status_until<T>(
+    base: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> Option<T>,
+) -> T {
+    ipfs_kit_operator::tls::ensure_crypto_provider();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http client");
+    let url = format!("{base}/api/dashboard/status");
+    wait_for(
+        what,
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let body: serde_json::Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            check(&body)
+        },
+    )
+    .await
+}
