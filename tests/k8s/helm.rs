@@ -32,7 +32,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::support::clusters::{provide_volumes, wait_restart_carried_out};
+use crate::support::clusters::{
+    provide_volumes, running_pods_matching as running_pods, wait_restart_carried_out,
+};
 use crate::support::control_plane::{ControlPlane, control_plane};
 use crate::support::dashboard_status_until;
 use crate::support::process::{Daemon, free_port};
@@ -571,31 +573,6 @@ where
         || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
     )
     .await;
-}
-
-async fn running_pods(client: &Client, ns: &str, selector: &str, count: usize) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("{count} Running pods ({selector}) in {ns}"),
-        Duration::from_secs(120),
-        Duration::from_millis(500),
-        || async {
-            let list = pods
-                .list(&ListParams::default().labels(selector))
-                .await
-                .ok()?;
-            let running: Vec<Pod> = list
-                .items
-                .into_iter()
-                .filter(|p| {
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                })
-                .collect();
-            (running.len() == count).then_some(running)
-        },
-    )
-    .await
 }
 
 async fn dashboard_token(client: &Client, ns: &str) -> String {

@@ -117,16 +117,32 @@ where
     .await
 }
 
+/// Waits until IpfsCluster `name` has exactly `count` Running pods.
 pub async fn running_pods(client: &Client, ns: &str, name: &str, count: usize) -> Vec<Pod> {
+    running_pods_matching(
+        client,
+        ns,
+        &format!("app.kubernetes.io/instance={name}"),
+        count,
+    )
+    .await
+}
+
+/// Waits (up to 120 s) until exactly `count` pods matching label `selector` are Running.
+pub async fn running_pods_matching(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    count: usize,
+) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let selector = format!("app.kubernetes.io/instance={name}");
     wait_for(
-        &format!("{count} Running pods of IpfsCluster {name}"),
+        &format!("{count} Running pods ({selector}) in {ns}"),
         Duration::from_secs(120),
         Duration::from_millis(500),
         || async {
             let list = pods
-                .list(&ListParams::default().labels(&selector))
+                .list(&ListParams::default().labels(selector))
                 .await
                 .ok()?;
             let running: Vec<Pod> = list

@@ -260,13 +260,7 @@ impl Context {
             .no_proxy()
             .build()
             .map_err(|e| Error::Prober(e.into()))?;
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "ipfs-kit-operator".into(),
-                instance: Some(settings.instance.clone()),
-            },
-        );
+        let recorder = recorder(&client, &settings.instance);
         Ok(Self {
             backoff: ErrorBackoff::new(settings.error_backoff_base, settings.error_backoff_cap),
             client,
@@ -292,16 +286,40 @@ impl Context {
     }
 
     async fn event(&self, cluster: &IpfsCluster, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &cluster.object_ref(&())).await {
-            warn!(cluster = %cluster.name_any(), reason, "publishing an Event failed: {e}");
-        }
+        publish_event(&self.recorder, cluster, type_, reason, note).await;
+    }
+}
+
+/// The Event recorder of this operator instance (`reportingInstance`: `instance`).
+pub(super) fn recorder(client: &Client, instance: &str) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "ipfs-kit-operator".into(),
+            instance: Some(instance.to_string()),
+        },
+    )
+}
+
+/// Publishes an Event about `object` (its `action` is its `reason`); a failure is only logged.
+pub(super) async fn publish_event<K>(
+    recorder: &Recorder,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &object.object_ref(&())).await {
+        warn!(object = %object.meta().name.clone().unwrap_or_default(), reason, "publishing an Event failed: {e}");
     }
 }
 

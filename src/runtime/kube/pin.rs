@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -77,13 +77,7 @@ impl PinContext {
             .timeout(Duration::from_secs(10))
             .no_proxy()
             .build()?;
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "ipfs-kit-operator".into(),
-                instance: Some(instance.to_string()),
-            },
-        );
+        let recorder = super::controller::recorder(&client, instance);
         Ok(PinContext {
             client,
             recorder,
@@ -92,16 +86,7 @@ impl PinContext {
     }
 
     async fn event(&self, pin: &IpfsPin, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &pin.object_ref(&())).await {
-            warn!(pin = %pin.name_any(), reason, "publishing an Event failed: {e}");
-        }
+        super::controller::publish_event(&self.recorder, pin, type_, reason, note).await;
     }
 }
 
