@@ -282,8 +282,8 @@ async fn every_route_answers_from_the_kubernetes_status(
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(&format!("{ns}/store-1")), "{message}");
 
-    // A pod store-0 on a kwok node: the API server asks the node for the container log. kwok
-    // nodes run no kubelet that serves logs, and the answer says so instead of pretending.
+    // A pod store-0 on a kwok node: the API server asks the node's kubelet API for the container
+    // log, which kwok serves from the test world's log files.
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "store-0"},
         "spec": {"containers": [
@@ -305,12 +305,23 @@ async fn every_route_answers_from_the_kubernetes_status(
         },
     )
     .await;
-    let (code, body) = get(format!("/api/dashboard/logs/{ns}/store/store-0/cluster")).await;
-    println!("logs of a kwok pod: {code} {body}");
-    assert_eq!(code, 502, "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains(&format!("the cluster container log of pod {ns}/store-0")),
-        "{message}"
+    let marker = format!("peer store-0 of {ns} is ready");
+    control_plane().append_pod_log("cluster", &marker);
+    let (code, body) = get(format!(
+        "/api/dashboard/logs/{ns}/store/store-0/cluster?lines=1"
+    ))
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["data"]["lines"],
+        json!([marker]),
+        "the last line, through the API server"
+    );
+    let (code, body) = get(format!("/api/dashboard/logs/{ns}/store/store-0/ipfs")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["data"]["lines"],
+        json!(["kubo started"]),
+        "the kubo container's own log"
     );
 }

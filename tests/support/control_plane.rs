@@ -309,10 +309,17 @@ fn start(
         "--secure-port=0".into(),
     ]);
     daemons.push(Daemon::spawn("kube-scheduler", scheduler, &logs).map_err(|e| e.to_string())?);
+    // kwok stands in for the kubelets: it also serves the pods' container logs (to the API
+    // server's `pods/log`) on the nodes' kubelet port, from one CRI-format file per container name.
+    let kwok_logs = write_kwok_logs(&dir).map_err(|e| format!("kwok logs config: {e}"))?;
     let mut kwok = Command::new(binary("kwok", "kwok"));
     kwok.args([
         format!("--kubeconfig={kc}"),
         format!("--config={}", kwok_stages().display()),
+        format!("--config={}", kwok_logs.display()),
+        format!("--server-address=127.0.0.1:{KUBELET_PORT}"),
+        format!("--tls-cert-file={}", p("apiserver.crt")),
+        format!("--tls-private-key-file={}", p("apiserver.key")),
         "--manage-all-nodes=true".into(),
         "--node-ip=127.0.0.1".into(),
         format!("--cidr={POD_CIDR}"),
@@ -470,6 +477,17 @@ impl ControlPlane {
         created.unwrap_or_else(|e| panic!("granting {account} the {kind} {name}: {e}"));
     }
 
+    /// Appends `line` to the log every pod's `container` shows through `pods/log` (kwok serves it).
+    pub fn append_pod_log(&self, container: &str, line: &str) {
+        use std::io::Write;
+        let path = self.dir.join("pod-logs").join(format!("{container}.log"));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        writeln!(file, "2026-11-27T21:00:01.000000000Z stdout F {line}").expect("append log line");
+    }
+
     /// A bearer token (valid for an hour) of ServiceAccount `namespace/name`, created if missing.
     pub async fn service_account_token(&self, namespace: &str, name: &str) -> String {
         let admin = self.admin_client().await;
@@ -616,6 +634,35 @@ fn kubeconfig_yaml(server: &str, ca: &Path, token: &str) -> String {
          namespace: default\ncurrent-context: test\n",
         ca = ca.display()
     )
+}
+
+/// The port kwok serves the nodes' kubelet API on (the port kwok's nodes announce).
+const KUBELET_PORT: u16 = 10250;
+
+/// Containers whose logs kwok serves, each from `<dir>/pod-logs/<container>.log`.
+pub const LOGGED_CONTAINERS: [&str; 2] = ["kubo", "cluster"];
+
+/// Writes the kwok config that serves every pod's `kubo` and `cluster` container logs from one
+/// file each (CRI log format, initially one line), and returns its path.
+fn write_kwok_logs(dir: &Path) -> std::io::Result<PathBuf> {
+    let logs = dir.join("pod-logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut docs = Vec::new();
+    for container in LOGGED_CONTAINERS {
+        let file = logs.join(format!("{container}.log"));
+        std::fs::write(
+            &file,
+            format!("2026-11-27T21:00:00.000000000Z stdout F {container} started\n"),
+        )?;
+        docs.push(format!(
+            "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: {container}\n\
+             spec:\n  logs:\n  - containers: [{container}]\n    logsFile: {}\n",
+            file.display()
+        ));
+    }
+    let path = dir.join("kwok-logs.yaml");
+    std::fs::write(&path, docs.join("---\n"))?;
+    Ok(path)
 }
 
 /// A CA, the apiserver's serving certificate (127.0.0.1, localhost and the in-cluster names) and
