@@ -947,15 +947,7 @@ async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request
     );
 
     let restart = format!("{base}/api/dashboard/backends/dash/{peer_name}/ipfs/restart");
-    let refused = http.post(&restart).send().await.expect("POST");
-    assert_eq!(refused.status().as_u16(), 401, "no token, no restart");
-    let accepted = http
-        .post(&restart)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(accepted.status().as_u16(), 202);
+    crate::support::restart_with_token(&restart, &token).await;
 
     let after = wait_for(
         "peer 1's Kubo to run under a new pid",

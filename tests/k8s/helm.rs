@@ -993,16 +993,8 @@ async fn the_operator_as_the_chart_deploys_it_does_its_whole_job_with_the_chart_
     })
     .await;
     let restart = format!("{base}/api/dashboard/backends/{ns}/chart/chart-0/ipfs/restart");
-    let refused = http.post(&restart).send().await.expect("POST");
-    assert_eq!(refused.status().as_u16(), 401, "no token, no change");
     let token = dashboard_token(&admin, &ns).await;
-    let accepted = http
-        .post(&restart)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(accepted.status().as_u16(), 202);
+    crate::support::restart_with_token(&restart, &token).await;
     let before = peer.uid().expect("pod uid");
     wait_restart_carried_out(&admin, &ns, "chart", "chart-0", &before).await;
 

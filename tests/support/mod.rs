@@ -64,3 +64,21 @@ pub async fn dashboard_status_until<T>(
     )
     .await
 }
+
+/// POSTs a dashboard restart `url`: refused (401) without the token, accepted (202) with it.
+pub async fn restart_with_token(url: &str, token: &str) {
+    ipfs_kit_operator::tls::ensure_crypto_provider();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http client");
+    let refused = http.post(url).send().await.expect("POST");
+    assert_eq!(refused.status().as_u16(), 401, "no token, no restart");
+    let accepted = http
+        .post(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(accepted.status().as_u16(), 202);
+}

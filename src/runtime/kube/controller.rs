@@ -1230,7 +1230,8 @@ async fn leave_peerset(cluster: &IpfsCluster, old_replicas: i32, ns: &str, ctx: 
     }
 }
 
-fn host_port(ip: &str, port: i32) -> String {
+/// `ip:port`, with IPv6 addresses in brackets.
+pub(super) fn host_port(ip: &str, port: i32) -> String {
     if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {

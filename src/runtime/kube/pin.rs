@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -26,7 +26,8 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::apply::FIELD_MANAGER;
-use super::build::Names;
+use super::build::{Names, selector_string};
+use super::controller::host_port;
 use crate::api::cluster::CLUSTER_REST_PORT;
 use crate::api::conditions::{ConditionStatus, READY, set_condition};
 use crate::api::{IpfsCluster, IpfsPin, IpfsPinStatus, PeerPinState, PeerPinStatus, PinPhase};
@@ -128,29 +129,29 @@ struct Observed {
     peers: BTreeMap<String, PeerPinInfo>,
 }
 
-/// The REST endpoints (`http://<pod IP>:9094`) of the cluster's running peers, in ordinal order.
+/// The REST endpoints (`http://<pod IP>:9094`) of the cluster's running peers, in ordinal order
+/// (one list call).
 async fn endpoints(ctx: &PinContext, cluster: &IpfsCluster, ns: &str) -> Vec<String> {
     let names = Names::of(&cluster.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let mut out = Vec::new();
-    for ordinal in 0..cluster.spec.replicas {
-        let Ok(Some(pod)) = pods.get_opt(&names.peer(ordinal)).await else {
-            continue;
-        };
-        let status = pod.status.unwrap_or_default();
-        if status.phase.as_deref() != Some("Running") || pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        if let Some(ip) = status.pod_ip {
-            let host = if ip.contains(':') {
-                format!("[{ip}]")
-            } else {
-                ip
-            };
-            out.push(format!("http://{host}:{CLUSTER_REST_PORT}"));
-        }
-    }
-    out
+    let params = ListParams::default().labels(&selector_string(&cluster.name_any()));
+    let Ok(list) = pods.list(&params).await else {
+        return Vec::new();
+    };
+    (0..cluster.spec.replicas)
+        .filter_map(|ordinal| {
+            let peer = names.peer(ordinal);
+            let pod = list
+                .items
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(&peer))?;
+            let status = pod.status.as_ref()?;
+            let running = status.phase.as_deref() == Some("Running")
+                && pod.metadata.deletion_timestamp.is_none();
+            let ip = status.pod_ip.as_deref().filter(|_| running)?;
+            Some(format!("http://{}", host_port(ip, CLUSTER_REST_PORT)))
+        })
+        .collect()
 }
 
 fn state_of(status: &str) -> PeerPinState {
