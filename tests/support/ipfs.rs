@@ -103,8 +103,18 @@ impl IpfsWorld {
             .expect("http client");
         let secret = random_hex(32);
 
-        // Kubo: init offline-safe, then start every daemon.
-        let mut peers = Vec::new();
+        // Kubo: init offline-safe every peer first (identities and ports), then start them, each
+        // keeping connections to the others through `Peering` (reconnected if one drops: with no
+        // routing, a peer that lost its connections could never fetch a block again).
+        struct Prepared {
+            dir: PathBuf,
+            ipfs_path: PathBuf,
+            config: Value,
+            api: u16,
+            swarm: u16,
+            id: String,
+        }
+        let mut prepared = Vec::new();
         for index in 0..n {
             let peer_dir = dir.path().join(format!("peer-{index}"));
             let ipfs_path = peer_dir.join("ipfs");
@@ -113,8 +123,7 @@ impl IpfsWorld {
             init.args(["init", "--profile=test", "--empty-repo"]);
             run(init, "ipfs init").await;
             let (api, gateway, swarm) = (free_port(), free_port(), free_port());
-            let config_path = ipfs_path.join("config");
-            let mut config = read_json(&config_path);
+            let mut config = read_json(&ipfs_path.join("config"));
             config["Addresses"]["API"] = json!(format!("/ip4/127.0.0.1/tcp/{api}"));
             config["Addresses"]["Gateway"] = json!(format!("/ip4/127.0.0.1/tcp/{gateway}"));
             config["Addresses"]["Swarm"] = json!([format!("/ip4/127.0.0.1/tcp/{swarm}")]);
@@ -127,24 +136,41 @@ impl IpfsWorld {
             config["AutoTLS"]["Enabled"] = json!(false);
             config["Swarm"]["DisableNatPortMap"] = json!(true);
             config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"] = json!("off");
-            write_checked(&config_path, &config, &[]);
-            let kubo_peer_id = config["Identity"]["PeerID"]
+            let id = config["Identity"]["PeerID"]
                 .as_str()
                 .expect("PeerID")
                 .to_string();
-
+            prepared.push(Prepared {
+                dir: peer_dir,
+                ipfs_path,
+                config,
+                api,
+                swarm,
+                id,
+            });
+        }
+        let mut peers = Vec::new();
+        for (index, p) in prepared.iter().enumerate() {
+            let others: Vec<Value> = prepared
+                .iter()
+                .filter(|o| o.id != p.id)
+                .map(|o| json!({"ID": o.id, "Addrs": [format!("/ip4/127.0.0.1/tcp/{}", o.swarm)]}))
+                .collect();
+            let mut config = p.config.clone();
+            config["Peering"]["Peers"] = json!(others);
+            write_checked(&p.ipfs_path.join("config"), &config, &[]);
             let mut daemon = std::process::Command::new(binary("kubo", "ipfs"));
             daemon
-                .env("IPFS_PATH", &ipfs_path)
+                .env("IPFS_PATH", &p.ipfs_path)
                 .env("IPFS_TELEMETRY", "off")
                 .args(["daemon", "--migrate=false"]);
-            let kubo = Daemon::spawn("kubo", daemon, &peer_dir.join("logs")).expect("spawn kubo");
+            let kubo = Daemon::spawn("kubo", daemon, &p.dir.join("logs")).expect("spawn kubo");
             peers.push(Peer {
                 index,
-                dir: peer_dir,
-                kubo_api: format!("http://127.0.0.1:{api}"),
-                kubo_swarm: format!("/ip4/127.0.0.1/tcp/{swarm}/p2p/{kubo_peer_id}"),
-                kubo_peer_id,
+                dir: p.dir.clone(),
+                kubo_api: format!("http://127.0.0.1:{}", p.api),
+                kubo_swarm: format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", p.swarm, p.id),
+                kubo_peer_id: p.id.clone(),
                 cluster_api: String::new(),
                 cluster_peer_id: String::new(),
                 cluster_addr: String::new(),
@@ -372,7 +398,8 @@ impl IpfsWorld {
         let n = self.peers.len();
         wait_for(
             &format!("{cid} pinned on all {n} peers"),
-            Duration::from_secs(90),
+            // Generous for a loaded machine: a pass returns as soon as it is pinned everywhere.
+            Duration::from_secs(180),
             Duration::from_millis(500),
             || async {
                 let status = self.cluster_lines(0, &format!("/pins/{cid}")).await?;
