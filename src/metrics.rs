@@ -60,6 +60,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration_seconds: Histogram,
     pub healing_actions: Family<HealingLabels, Counter>,
+    pub pin_reconciles: Counter,
+    pub pin_reconcile_errors: Family<ErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +87,8 @@ impl Metrics {
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             healing_actions: Family::default(),
+            pin_reconciles: Counter::default(),
+            pin_reconcile_errors: Family::default(),
         };
         registry.register(
             "cluster_health_score",
@@ -128,8 +132,34 @@ impl Metrics {
             "Healing actions decided, by cluster, peer and action",
             m.healing_actions.clone(),
         );
+        registry.register(
+            "pin_reconciles",
+            "IpfsPin reconcile runs",
+            m.pin_reconciles.clone(),
+        );
+        registry.register(
+            "pin_reconcile_errors",
+            "IpfsPin reconcile runs that failed, by error kind",
+            m.pin_reconcile_errors.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         m
+    }
+
+    /// Counts a failed IpfsCluster reconcile by the step that failed.
+    pub fn count_error(&self, step: &'static str) {
+        let labels = ErrorLabels {
+            error: step.to_owned(),
+        };
+        self.reconcile_errors.get_or_create(&labels).inc();
+    }
+
+    /// Counts a failed IpfsPin reconcile by error kind.
+    pub fn count_pin_error(&self, kind: &'static str) {
+        let labels = ErrorLabels {
+            error: kind.to_owned(),
+        };
+        self.pin_reconcile_errors.get_or_create(&labels).inc();
     }
 
     /// Sets the cluster and peer gauges from one cluster's status.

@@ -50,7 +50,8 @@ pub const MANAGED_KUBO_KEYS: [&str; 5] = [
     "Peering",
 ];
 /// Annotation through which the dashboard asks the controller (the one writer) for an action:
-/// a JSON object `{"id", "action": start|stop|restart|probe, "peer"?, "daemon"?: ipfs|cluster}`.
+/// a JSON [`ActionRequest`](super::ActionRequest)
+/// `{"id", "action": restart|probe, "peer"?, "daemon"?: ipfs|cluster, "requestedAt"?}`.
 pub const ACTION_REQUEST_ANNOTATION: &str = "ipfskit.io/requested-action";
 
 /// An IPFS Cluster: `replicas` peers, each running Kubo (the IPFS daemon) and IPFS Cluster (pin
@@ -338,8 +339,8 @@ impl Default for ClusterSpec {
     }
 }
 
-/// The consensus component of IPFS Cluster.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// The consensus component of IPFS Cluster (raft: restarts must protect a quorum).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Consensus {
     #[default]
@@ -714,7 +715,9 @@ pub struct PeerStatus {
 }
 
 /// A healing step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum HealingAction {
     /// `swarm/connect` to the other peers.
     SwarmConnect,
@@ -726,8 +729,20 @@ pub enum HealingAction {
     GiveUp,
 }
 
+impl HealingAction {
+    /// Stable machine label for metrics: `swarm_connect`, `restart_peer`, `backoff`, `give_up`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::SwarmConnect => "swarm_connect",
+            Self::RestartPeer => "restart_peer",
+            Self::Backoff => "backoff",
+            Self::GiveUp => "give_up",
+        }
+    }
+}
+
 /// Outcome of a healing step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum HealingResult {
     /// Started, outcome not known yet.
     Pending,

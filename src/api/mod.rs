@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod common;
 pub mod conditions;
 pub mod pin;
+pub mod request;
 pub mod validation;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -21,6 +22,7 @@ pub use common::{LocalObjectReference, ResourceRequirements, StorageSpec};
 pub use pin::{
     IpfsPin, IpfsPinSpec, IpfsPinStatus, PeerPinState, PeerPinStatus, PinMode, PinPhase,
 };
+pub use request::{ActionKind, ActionRequest, Daemon};
 pub use validation::{FieldError, ValidationErrors};
 
 /// API group of the custom resources.

@@ -1,6 +1,16 @@
-//! Probes of the Kubo RPC API and the IPFS Cluster REST API, used for health.
+//! The typed client of the IPFS daemons' APIs, and the health probes built on it.
+//!
+//! - [`http`]: [`IpfsClient`], one connection pool for every call, and [`Endpoint`]s.
+//! - [`kubo`]: Kubo RPC calls (status, `swarm/connect`, `shutdown`).
+//! - [`cluster`]: IPFS Cluster REST calls (status, peer removal, pin, unpin, allocation).
+//! - [`round`]: the concurrent probe round ([`Prober`]) that yields one [`report::PeerReport`]
+//!   per peer.
 
-pub mod client;
+pub mod cluster;
+pub mod http;
+pub mod kubo;
 pub mod report;
+pub mod round;
 
-pub use client::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
+pub use http::{Endpoint, IpfsClient, ProberError, host_port};
+pub use round::{DEFAULT_CONCURRENCY, PeerTarget, Prober};

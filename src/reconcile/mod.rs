@@ -5,6 +5,7 @@
 //! - [`connectivity`]: who sees whom in the cluster peerset and the Kubo swarm; partitions.
 //! - [`score`]: the 0-100 health score per peer and per cluster, and its levels.
 //! - [`policy`]: the healing ladder (reconnect, restart one peer, backoff, budget, quorum).
+//! - [`status`]: the `IpfsClusterStatus` both runtimes report, from an assessed round.
 //!
 //! [`assess`] runs all three on one probe round. See `docs/health.md` for the formula, the
 //! thresholds and the ladder in prose.
@@ -12,6 +13,7 @@
 pub mod connectivity;
 pub mod policy;
 pub mod score;
+pub mod status;
 
 #[cfg(test)]
 mod policy_tests;
@@ -20,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 pub use connectivity::{ConnectivityView, LayerView};
 pub use policy::{
-    Action, ActionKind, ClusterHistory, Consensus, Decision, HealingEntry, HealingLog,
+    Action, ClusterHistory, Consensus, Decision, HealingAction, HealingEntry, HealingLog,
     HealingResult, HealingState, HealthPolicy, PeerHealing, PeerHistory, RestartInProgress,
-    RestartScope, SwarmTarget, UnixMillis, decide,
+    RestartScope, RestartUnit, SwarmTarget, UnixMillis, decide,
 };
 pub use score::{ClusterHealth, HealthLevel, PeerScore, ScoreBreakdown, score_cluster, score_peer};
 

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::connectivity::{ConnectivityView, apis_up, cluster_status, kubo_status};
 use super::score::{failure_text, swarm_required};
+pub use crate::api::{Consensus, HealingAction, HealingResult};
+use crate::api::{FieldError, IpfsClusterSpec};
 use crate::probe::report::{PeerReport, ProcessState};
 
 /// Wall-clock time as milliseconds since the Unix epoch. The policy never reads a clock: callers
@@ -36,19 +38,8 @@ pub type UnixMillis = u64;
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(3600);
 /// After this long healthy, a peer's backoff starts again from the beginning.
 pub const STABLE_AFTER: Duration = Duration::from_secs(600);
-/// Entries kept in the healing log (the status `healing[]` list).
-pub const HEALING_LOG_LIMIT: usize = 20;
-
-/// IPFS Cluster consensus, which decides whether restarts must protect a raft quorum.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Consensus {
-    /// CRDT consensus: no quorum; any peer may restart.
-    #[default]
-    Crdt,
-    /// Raft consensus: a majority of the peers must stay up.
-    Raft,
-}
+/// Entries kept in the healing log: as many as the status `healing[]` list holds.
+pub use crate::api::cluster::HEALING_HISTORY_LIMIT as HEALING_LOG_LIMIT;
 
 /// The probing and healing settings of one cluster, mapped from the spec by the runtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +72,20 @@ pub struct HealthPolicy {
     pub restart_timeout: Duration,
     /// Longest wait between two restarts (or two reconnects) of one peer. Default 5 min.
     pub backoff_cap: Duration,
+    /// The smallest thing the runtime can restart: one daemon (local processes) or the whole
+    /// peer (a pod). Restarts are planned, and the raft quorum guarded, at that granularity.
+    pub restart_unit: RestartUnit,
+}
+
+/// The smallest thing a runtime restarts to heal a peer ([`crate::runtime::PeerRuntime`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartUnit {
+    /// One daemon at a time: a failed Kubo is restarted alone, IPFS Cluster keeps running.
+    #[default]
+    Daemon,
+    /// The whole peer: both daemons restart together (Kubernetes deletes the pod).
+    Peer,
 }
 
 impl HealthPolicy {
@@ -114,7 +119,26 @@ impl HealthPolicy {
             spec_generation: 0,
             restart_timeout: Self::DEFAULT_RESTART_TIMEOUT,
             backoff_cap: Self::DEFAULT_BACKOFF_CAP,
+            restart_unit: RestartUnit::Daemon,
         }
+    }
+
+    /// The policy a cluster's spec asks for: the `health` section, `replicas` (at least 1),
+    /// consensus and `paused`, at spec `generation`; the runtime then sets what only it knows
+    /// (`restart_unit`, `restart_timeout`). Errors name the field (`spec.health.probeInterval`).
+    pub fn from_spec(spec: &IpfsClusterSpec, generation: u64) -> Result<Self, FieldError> {
+        let count = |v: i32| u32::try_from(v).unwrap_or(0);
+        let h = &spec.health;
+        let mut p = Self::new(count(spec.replicas).max(1), spec.cluster.consensus);
+        p.probe_interval = h.probe_interval()?;
+        p.probe_timeout = h.probe_timeout()?;
+        p.failure_threshold = count(h.failure_threshold);
+        p.auto_heal = h.auto_heal;
+        p.max_restarts_per_hour = count(h.max_restarts_per_hour);
+        p.min_peer_connections = count(h.min_peer_connections);
+        p.paused = spec.paused;
+        p.spec_generation = generation;
+        Ok(p)
     }
 
     /// `failure_threshold`, at least 1.
@@ -170,29 +194,6 @@ pub fn human_duration(millis: u64) -> String {
         }
     }
     out
-}
-
-/// The kind of a healing step: a stable machine label for metrics and event reasons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    /// `swarm/connect` a peer's Kubo to the other peers' Kubo.
-    SwarmConnect,
-    /// Restart a peer's daemons.
-    RestartPeer,
-    /// Stop restarting a peer over its restart budget (recorded, nothing to carry out).
-    GiveUp,
-}
-
-impl ActionKind {
-    /// `swarm_connect`, `restart_peer` or `give_up`.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::SwarmConnect => "swarm_connect",
-            Self::RestartPeer => "restart_peer",
-            Self::GiveUp => "give_up",
-        }
-    }
 }
 
 /// A peer to connect to: the runtime turns it into a multiaddr (pod DNS name or local port).
@@ -259,10 +260,10 @@ pub enum Action {
 
 impl Action {
     /// The kind of the action.
-    pub fn kind(&self) -> ActionKind {
+    pub fn kind(&self) -> HealingAction {
         match self {
-            Self::SwarmConnect { .. } => ActionKind::SwarmConnect,
-            Self::RestartPeer { .. } => ActionKind::RestartPeer,
+            Self::SwarmConnect { .. } => HealingAction::SwarmConnect,
+            Self::RestartPeer { .. } => HealingAction::RestartPeer,
         }
     }
 
@@ -342,20 +343,6 @@ pub struct PeerHealing {
     pub reason: String,
 }
 
-/// Outcome of a healing step in the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum HealingResult {
-    /// Asked for; outcome not known yet.
-    Pending,
-    /// The peer answered again (restart) or reached enough connections (reconnect).
-    Succeeded,
-    /// It did not, in time.
-    Failed,
-    /// Not carried out: budget spent, quorum at risk, or report only.
-    Skipped,
-}
-
 /// One healing step, for the status `healing[]` list, Events and logs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -365,7 +352,7 @@ pub struct HealingEntry {
     /// The peer concerned.
     pub peer: String,
     /// What kind of step.
-    pub action: ActionKind,
+    pub action: HealingAction,
     /// Why, in words.
     pub reason: String,
     /// How it went.
@@ -407,7 +394,13 @@ impl HealingLog {
     }
 
     /// Sets the outcome of the newest pending step of this kind for this peer, if still logged.
-    fn resolve(&mut self, peer: &str, action: ActionKind, result: HealingResult, detail: String) {
+    fn resolve(
+        &mut self,
+        peer: &str,
+        action: HealingAction,
+        result: HealingResult,
+        detail: String,
+    ) {
         if let Some(entry) =
             self.entries.iter_mut().rev().find(|e| {
                 e.peer == peer && e.action == action && e.result == HealingResult::Pending
@@ -446,7 +439,7 @@ pub struct PeerHistory {
     /// A reconnect was asked for and its outcome is judged on the next round Kubo answers.
     pub reconnect_pending: bool,
     /// The last skip recorded in the log, so that a lasting one is logged once.
-    pub last_skip: Option<(HealingState, ActionKind)>,
+    pub last_skip: Option<(HealingState, HealingAction)>,
 }
 
 /// A restart the runtime was asked for and that has not ended yet.
@@ -686,7 +679,7 @@ impl Round<'_> {
             self.h.restart_in_progress = None;
             self.h
                 .log
-                .resolve(&run.peer, ActionKind::RestartPeer, result, detail);
+                .resolve(&run.peer, HealingAction::RestartPeer, result, detail);
         }
     }
 
@@ -826,7 +819,7 @@ impl Round<'_> {
         self.h.log.push(HealingEntry {
             time: now,
             peer: action.peer().to_owned(),
-            action: ActionKind::RestartPeer,
+            action: HealingAction::RestartPeer,
             reason: action.reason().to_owned(),
             result: HealingResult::Pending,
             detail: None,
@@ -924,7 +917,7 @@ impl Round<'_> {
         };
         self.h
             .log
-            .resolve(peer, ActionKind::SwarmConnect, result, detail);
+            .resolve(peer, HealingAction::SwarmConnect, result, detail);
     }
 
     /// Asks for a reconnect (or withholds it) and records it; returns the peer's state.
@@ -956,7 +949,7 @@ impl Round<'_> {
         self.h.log.push(HealingEntry {
             time: self.now,
             peer: peer.to_owned(),
-            action: ActionKind::SwarmConnect,
+            action: HealingAction::SwarmConnect,
             reason: reason.clone(),
             result: HealingResult::Pending,
             detail: None,
@@ -983,8 +976,8 @@ impl Round<'_> {
                 (None, None) => (HealingState::Ok, "both APIs answer".to_owned()),
             };
             let skip = match state {
-                HealingState::GivenUp => Some(ActionKind::GiveUp),
-                HealingState::QuorumProtected => Some(ActionKind::RestartPeer),
+                HealingState::GivenUp => Some(HealingAction::GiveUp),
+                HealingState::QuorumProtected => Some(HealingAction::RestartPeer),
                 HealingState::Withheld => self
                     .withheld
                     .iter()
@@ -1064,9 +1057,11 @@ fn restart_need<'a>(
             ));
         }
     }
-    let scope = match (kubo_bad, cluster_bad) {
-        (true, true) => RestartScope::Both,
-        (true, false) => RestartScope::Kubo,
+    let scope = match (kubo_bad, cluster_bad, policy.restart_unit) {
+        // The runtime restarts whole peers only (Kubernetes deletes the pod): say so, so that
+        // the raft quorum guard counts the IPFS Cluster member it also restarts.
+        (_, _, RestartUnit::Peer) | (true, true, _) => RestartScope::Both,
+        (true, false, _) => RestartScope::Kubo,
         _ => RestartScope::Cluster,
     };
     let reason = if exited {

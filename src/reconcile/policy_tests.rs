@@ -140,7 +140,7 @@ impl Sim {
         d.peer(peer).map(|p| p.state).expect("peer decided")
     }
 
-    fn log(&self) -> Vec<(String, ActionKind, HealingResult)> {
+    fn log(&self) -> Vec<(String, HealingAction, HealingResult)> {
         self.history
             .log
             .entries()
@@ -338,12 +338,12 @@ fn two_peers_failing_at_once_restart_one_after_the_other() {
         vec![
             (
                 "p1".to_owned(),
-                ActionKind::RestartPeer,
+                HealingAction::RestartPeer,
                 HealingResult::Succeeded
             ),
             (
                 "p2".to_owned(),
-                ActionKind::RestartPeer,
+                HealingAction::RestartPeer,
                 HealingResult::Succeeded
             ),
         ]
@@ -426,7 +426,7 @@ fn a_crash_loop_backs_off_then_spends_the_budget_and_is_left_alone() {
         .history
         .log
         .entries()
-        .filter(|e| e.action == ActionKind::GiveUp)
+        .filter(|e| e.action == HealingAction::GiveUp)
         .count();
     assert_eq!(give_ups, 1, "a lasting give-up is logged once");
 }
@@ -493,17 +493,17 @@ fn raft_never_restarts_a_running_peer_without_a_quorum_of_others() {
         vec![
             (
                 "p0".to_owned(),
-                ActionKind::RestartPeer,
+                HealingAction::RestartPeer,
                 HealingResult::Failed
             ),
             (
                 "p0".to_owned(),
-                ActionKind::RestartPeer,
+                HealingAction::RestartPeer,
                 HealingResult::Skipped
             ),
             (
                 "p1".to_owned(),
-                ActionKind::RestartPeer,
+                HealingAction::RestartPeer,
                 HealingResult::Skipped
             ),
         ],
@@ -541,6 +541,72 @@ fn raft_restarts_an_exited_peer_since_it_holds_no_vote() {
 }
 
 #[test]
+fn where_restarts_are_whole_pods_a_hung_kubo_counts_as_a_raft_member_restart() {
+    // Kubernetes restarts a peer by deleting its pod, which also restarts its raft member: a
+    // Kubo-only failure must not take the cluster below quorum.
+    let mut policy = raft(3);
+    policy.restart_unit = RestartUnit::Peer;
+    let ds = Sim::new(policy).run(&[
+        (0, &[Up, Up, Up], NONE),
+        (10, &[KuboHung, Hung, Hung], NONE),
+        (10, &[KuboHung, Hung, Hung], NONE),
+        (10, &[KuboHung, Hung, Hung], NONE),
+    ]);
+    let last = ds.last().expect("rounds");
+    let p0 = last.peer("p0").expect("p0 decided");
+    assert_eq!(p0.state, HealingState::QuorumProtected, "{}", p0.reason);
+    // With enough other members answering, the same peer is restarted, as a whole pod.
+    let mut policy = raft(3);
+    policy.restart_unit = RestartUnit::Peer;
+    Sim::new(policy).run(&[
+        (0, &[Up, Up, Up], NONE),
+        (10, &[KuboExited, Up, Up], &["restart p0 both"]),
+    ]);
+}
+
+#[test]
+fn one_mapping_from_spec_to_policy() {
+    use crate::api::IpfsClusterSpec;
+    let mut spec = IpfsClusterSpec {
+        replicas: 4,
+        ..IpfsClusterSpec::default()
+    };
+    spec.health.probe_interval = "2s".into();
+    spec.health.probe_timeout = "1s".into();
+    spec.health.failure_threshold = 2;
+    spec.health.auto_heal = false;
+    spec.health.max_restarts_per_hour = 7;
+    spec.health.min_peer_connections = 3;
+    spec.cluster.consensus = Consensus::Raft;
+    spec.paused = true;
+    let p = HealthPolicy::from_spec(&spec, 9).expect("policy");
+    assert_eq!(p.replicas, 4);
+    assert_eq!(p.consensus, Consensus::Raft);
+    assert_eq!(p.probe_interval, Duration::from_secs(2));
+    assert_eq!(p.probe_timeout, Duration::from_secs(1));
+    assert_eq!(p.failure_threshold, 2);
+    assert!(!p.auto_heal);
+    assert!(p.paused);
+    assert_eq!(p.max_restarts_per_hour, 7);
+    assert_eq!(p.min_peer_connections, 3);
+    assert_eq!(p.spec_generation, 9);
+    assert_eq!(
+        p.restart_unit,
+        RestartUnit::Daemon,
+        "the runtime sets its own unit"
+    );
+    // A spec that did not pass the API server's validation still yields at least one peer.
+    spec.replicas = 0;
+    assert_eq!(
+        HealthPolicy::from_spec(&spec, 9).expect("policy").replicas,
+        1
+    );
+    spec.health.probe_timeout = "later".into();
+    let err = HealthPolicy::from_spec(&spec, 9).expect_err("bad duration");
+    assert_eq!(err.field, "spec.health.probeTimeout");
+}
+
+#[test]
 fn paused_reports_what_it_would_do_and_does_nothing() {
     let mut policy = crdt(3);
     policy.paused = true;
@@ -572,7 +638,7 @@ fn paused_reports_what_it_would_do_and_does_nothing() {
         sim.log(),
         vec![(
             "p1".to_owned(),
-            ActionKind::RestartPeer,
+            HealingAction::RestartPeer,
             HealingResult::Skipped
         )]
     );
@@ -702,7 +768,7 @@ fn a_peer_removed_while_restarting_ends_its_restart() {
         sim.log(),
         vec![(
             "p2".to_owned(),
-            ActionKind::RestartPeer,
+            HealingAction::RestartPeer,
             HealingResult::Failed
         )]
     );
@@ -715,7 +781,7 @@ fn the_healing_log_keeps_the_newest_entries() {
         log.push(HealingEntry {
             time: i,
             peer: "p0".to_owned(),
-            action: ActionKind::SwarmConnect,
+            action: HealingAction::SwarmConnect,
             reason: String::new(),
             result: HealingResult::Pending,
             detail: None,
@@ -738,8 +804,8 @@ fn history_round_trips_through_json() {
         ),
     ]);
     let json = serde_json::to_value(&sim.history).expect("serialize");
-    assert_eq!(json["log"][0]["action"], "restart_peer");
-    assert_eq!(json["log"][0]["result"], "pending");
+    assert_eq!(json["log"][0]["action"], "RestartPeer", "as in status.healing");
+    assert_eq!(json["log"][0]["result"], "Pending");
     assert_eq!(json["restartInProgress"]["peer"], "p1");
     let back: ClusterHistory = serde_json::from_value(json).expect("deserialize");
     assert_eq!(back, sim.history);
@@ -825,7 +891,7 @@ proptest! {
             let restarted: Vec<&Action> = d
                 .actions
                 .iter()
-                .filter(|a| a.kind() == ActionKind::RestartPeer)
+                .filter(|a| a.kind() == HealingAction::RestartPeer)
                 .collect();
             prop_assert!(restarted.len() <= 1, "two restarts in one round: {restarted:?}");
             if let Some(action) = restarted.first() {

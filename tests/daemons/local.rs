@@ -787,11 +787,8 @@ async fn a_daemon_that_keeps_exiting_hits_the_restart_budget_and_is_left_alone()
     assert_eq!(given_up.peers[0].restarts, 1, "{given_up:?}");
     assert!(given_up.peers[0].kubo_pid.is_none());
     assert!(
-        given_up
-            .healing
-            .iter()
-            .any(|e| e.peer == "peer-0"
-                && e.action == ipfs_kit_operator::reconcile::ActionKind::GiveUp),
+        given_up.healing.iter().any(|e| e.peer == "peer-0"
+            && e.action == ipfs_kit_operator::reconcile::HealingAction::GiveUp),
         "{given_up:?}"
     );
     // And it stays given up: no more restarts.

@@ -952,7 +952,7 @@ async fn startup_without_rights_says_how_to_grant_them() {
     let cp = control_plane();
     let ns = cp.namespace("ctrl-norights").await;
     let nobody = cp.service_account_client(&ns, "nobody").await;
-    let err = ipfs_kit_operator::runtime::kube::controller::check_crd(&nobody, Some(&ns))
+    let err = ipfs_kit_operator::runtime::kube::watches::check_crd(&nobody, Some(&ns))
         .await
         .expect_err("a ServiceAccount without rights cannot list IpfsClusters");
     let text = err.to_string();
@@ -961,7 +961,7 @@ async fn startup_without_rights_says_how_to_grant_them() {
         "{text}"
     );
     let admin = cp.admin_client().await;
-    ipfs_kit_operator::runtime::kube::controller::check_crd(&admin, Some(&ns))
+    ipfs_kit_operator::runtime::kube::watches::check_crd(&admin, Some(&ns))
         .await
         .expect("the CRD is installed");
 }

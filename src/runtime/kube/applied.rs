@@ -74,7 +74,7 @@ struct Applied {
 }
 
 /// An owned object: its kind and name.
-type Owned = (&'static str, String);
+type Owned = (String, String);
 
 /// What was applied per owner (an IpfsCluster) and owned object.
 #[derive(Debug)]
@@ -99,7 +99,7 @@ impl<O: Eq + Hash + Clone> AppliedObjects<O> {
     pub fn needs_apply(
         &self,
         owner: &O,
-        kind: &'static str,
+        kind: &str,
         name: &str,
         body: u64,
         live: Option<&Seen>,
@@ -107,7 +107,7 @@ impl<O: Eq + Hash + Clone> AppliedObjects<O> {
         let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         let Some(last) = applied
             .get(owner)
-            .and_then(|objects| objects.get(&(kind, name.to_owned())))
+            .and_then(|objects| objects.get(&(kind.to_owned(), name.to_owned())))
         else {
             return true;
         };
@@ -118,13 +118,13 @@ impl<O: Eq + Hash + Clone> AppliedObjects<O> {
     }
 
     /// Records a successful apply of `body` that returned an object with metadata `meta`.
-    pub fn record(&self, owner: &O, kind: &'static str, name: &str, body: u64, meta: &ObjectMeta) {
+    pub fn record(&self, owner: &O, kind: &str, name: &str, body: u64, meta: &ObjectMeta) {
         let Some(seen) = Seen::of(meta) else { return };
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         applied
             .entry(owner.clone())
             .or_default()
-            .insert((kind, name.to_owned()), Applied { body, seen });
+            .insert((kind.to_owned(), name.to_owned()), Applied { body, seen });
     }
 
     /// Whether orphans of `owner` were looked for at this `generation` already.

@@ -1,15 +1,281 @@
-//! Server-side apply with the operator's one field manager, and removal of objects the operator
-//! labelled for a cluster but no longer wants.
+//! Step `apply`: the owned objects of a cluster, server-side applied with the operator's one
+//! field manager when their body changed or their live copy changed or vanished (read from the
+//! watch caches), Services no longer wanted removed, volume claims grown, departing peers
+//! handled before a scale-in. [`children`] destructures the built [`Children`] without `..`, so
+//! a new kind of owned object does not compile until it is applied here.
 
 use std::fmt::Debug;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::build::CLUSTER_LABEL;
+use super::applied::{Seen, body_hash};
+use super::build::{CLUSTER_LABEL, Children, Names};
+use super::context::{Context, KubeCallError, cached_version, kube_err};
+use super::scale;
+use crate::api::IpfsCluster;
+
+/// An owned object could not be read, applied or deleted.
+pub type ApplyError = KubeCallError;
+
+/// The StatefulSet as the watch cache holds it, or as the API server has it when the cache does
+/// not (not created yet, or created so recently that the watch has not shown it).
+pub async fn existing_statefulset(
+    cluster: &IpfsCluster,
+    names: &Names,
+    ns: &str,
+    ctx: &Context,
+) -> Result<Option<StatefulSet>, ApplyError> {
+    let key = ObjectRef::new(&names.statefulset).within(ns);
+    if let Some(sts) = ctx.caches.statefulsets.get(&key) {
+        return Ok(Some(StatefulSet::clone(&sts)));
+    }
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    api.get_opt(&names.statefulset).await.map_err(kube_err(
+        &cluster.name_any(),
+        "reading",
+        "StatefulSet",
+        &names.statefulset,
+    ))
+}
+
+/// Applies every owned object that needs it (see [`AppliedObjects::needs_apply`]), deletes
+/// labelled Services no longer wanted, grows volume claims, and returns the StatefulSet as
+/// applied (or as it was, when unchanged). Announces a new generation with an `Applied` Event.
+///
+/// [`AppliedObjects::needs_apply`]: super::applied::AppliedObjects::needs_apply
+pub async fn children(
+    cluster: &IpfsCluster,
+    children: Children,
+    ns: &str,
+    ctx: &Context,
+) -> Result<StatefulSet, ApplyError> {
+    let Children {
+        names,
+        config_map,
+        statefulset,
+        headless_service,
+        api_service,
+        p2p_service,
+        gateway_service,
+        pdb,
+        network_policy,
+    } = children;
+    let caches = &ctx.caches;
+    let live = cached_version(&caches.config_maps, ns, &names.config_map);
+    apply_changed(ctx, cluster, &api::<ConfigMap>(ctx, ns), &config_map, live).await?;
+    let services: Vec<Service> = [
+        Some(headless_service),
+        Some(api_service),
+        p2p_service,
+        gateway_service,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    apply_services(cluster, &services, ns, ctx).await?;
+    let live = cached_version(&caches.pdbs, ns, &names.pdb);
+    apply_changed(
+        ctx,
+        cluster,
+        &api::<PodDisruptionBudget>(ctx, ns),
+        &pdb,
+        live,
+    )
+    .await?;
+    let live = cached_version(&caches.network_policies, ns, &names.network_policy);
+    let np_api = api::<NetworkPolicy>(ctx, ns);
+    apply_changed(ctx, cluster, &np_api, &network_policy, live).await?;
+    let existing = existing_statefulset(cluster, &names, ns, ctx).await?;
+    let grow = existing
+        .as_ref()
+        .is_some_and(|sts| scale::claims_may_need_growing(sts, cluster));
+    let applied = apply_statefulset(cluster, statefulset, existing, ns, ctx).await?;
+    if grow {
+        scale::grow_claims(cluster, &names, ns, ctx).await;
+    }
+    announce_generation(cluster, ctx).await;
+    Ok(applied)
+}
+
+fn api<K>(ctx: &Context, ns: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+/// An `Applied` Event the first time a generation of the spec is applied.
+async fn announce_generation(cluster: &IpfsCluster, ctx: &Context) {
+    let observed = cluster.status.as_ref().and_then(|s| s.observed_generation);
+    if observed == cluster.metadata.generation {
+        return;
+    }
+    let note = format!(
+        "generation {}: StatefulSet, Services, ConfigMap, PodDisruptionBudget and NetworkPolicy          applied",
+        cluster.metadata.generation.unwrap_or_default()
+    );
+    ctx.event(cluster, EventType::Normal, "Applied", note).await;
+}
+
+/// Applies the wanted Services and deletes the ones this cluster labelled but no longer wants.
+/// Which Services are wanted changes only with the spec: orphans are looked for once per
+/// generation (and after a restart of the operator or an apply), not in every reconcile.
+async fn apply_services(
+    cluster: &IpfsCluster,
+    services: &[Service],
+    ns: &str,
+    ctx: &Context,
+) -> Result<(), ApplyError> {
+    let name = cluster.name_any();
+    let svc_api = api::<Service>(ctx, ns);
+    let mut applied = false;
+    for svc in services {
+        let live = cached_version(&ctx.caches.services, ns, &svc.name_any());
+        applied |= apply_changed(ctx, cluster, &svc_api, svc, live)
+            .await?
+            .is_some();
+    }
+    let owner = ObjectRef::from_obj(cluster);
+    let generation = cluster.metadata.generation.unwrap_or_default();
+    if !applied && ctx.applied.orphans_checked(&owner, generation) {
+        return Ok(());
+    }
+    let wanted: Vec<String> = services.iter().map(ResourceExt::name_any).collect();
+    let owner_uid = cluster.metadata.uid.clone().unwrap_or_default();
+    let unwanted = orphans(
+        ctx.caches
+            .services
+            .state()
+            .iter()
+            .map(|s| &s.metadata)
+            .filter(|m| m.namespace.as_deref() == Some(ns)),
+        &name,
+        &owner_uid,
+        &wanted,
+    );
+    let removed = delete_all(&svc_api, &unwanted).await.map_err(kube_err(
+        &name,
+        "cleaning up",
+        "Services",
+        &name,
+    ))?;
+    ctx.applied.mark_orphans_checked(&owner, generation);
+    for svc in removed {
+        let note = format!("deleted Service {svc}: the spec no longer asks for it");
+        ctx.event(cluster, EventType::Normal, "DeletedOrphan", note)
+            .await;
+    }
+    Ok(())
+}
+
+/// Applies the StatefulSet when it changed, keeping the existing (immutable) volume claim
+/// templates, and lets departing peers leave the peerset first when it scales in.
+async fn apply_statefulset(
+    cluster: &IpfsCluster,
+    mut statefulset: StatefulSet,
+    existing: Option<StatefulSet>,
+    ns: &str,
+    ctx: &Context,
+) -> Result<StatefulSet, ApplyError> {
+    let Some(old) = existing else {
+        let body = body_hash(&statefulset);
+        return applied_recorded(ctx, cluster, &api(ctx, ns), &statefulset, body).await;
+    };
+    // Volume claim templates are immutable: keep the existing ones (sizes grow on the claims).
+    statefulset.spec.volume_claim_templates = old.spec.volume_claim_templates.clone();
+    let owner = ObjectRef::from_obj(cluster);
+    let Some(body) = needs_apply(ctx, &owner, &statefulset, Seen::of(&old.metadata)) else {
+        return Ok(old);
+    };
+    let old_replicas = old.spec.replicas.unwrap_or(1);
+    if old_replicas > cluster.spec.replicas {
+        scale::leave_peerset(cluster, old_replicas, ns, ctx).await;
+    }
+    applied_recorded(ctx, cluster, &api(ctx, ns), &statefulset, body).await
+}
+
+/// Whether `obj` must be applied (see [`super::applied::AppliedObjects::needs_apply`]): returns
+/// the hash of its body to record after the apply, or `None` when it is unchanged.
+fn needs_apply<K: Resource<DynamicType = ()> + Serialize>(
+    ctx: &Context,
+    owner: &ObjectRef<IpfsCluster>,
+    obj: &K,
+    live: Option<Seen>,
+) -> Option<u64> {
+    let body = body_hash(obj);
+    let kind = K::kind(&());
+    ctx.applied
+        .needs_apply(owner, &kind, &obj.name_any(), body, live.as_ref())
+        .then_some(body)
+}
+
+/// Applies `obj` unless it is unchanged since its last apply and untouched since (the watch
+/// cache shows `live`). Returns the applied object, or `None` when nothing was sent.
+async fn apply_changed<K>(
+    ctx: &Context,
+    cluster: &IpfsCluster,
+    api: &Api<K>,
+    obj: &K,
+    live: Option<Seen>,
+) -> Result<Option<K>, ApplyError>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let owner = ObjectRef::from_obj(cluster);
+    let Some(body) = needs_apply(ctx, &owner, obj, live) else {
+        return Ok(None);
+    };
+    applied_recorded(ctx, cluster, api, obj, body)
+        .await
+        .map(Some)
+}
+
+/// Applies `obj` and records that `body` was applied.
+async fn applied_recorded<K>(
+    ctx: &Context,
+    cluster: &IpfsCluster,
+    api: &Api<K>,
+    obj: &K,
+    body: u64,
+) -> Result<K, ApplyError>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = obj.name_any();
+    let kind = K::kind(&());
+    let written = apply(api, obj).await.map_err(kube_err(
+        &cluster.name_any(),
+        "applying",
+        kind_name(&kind),
+        &name,
+    ))?;
+    let owner = ObjectRef::from_obj(cluster);
+    ctx.applied
+        .record(&owner, &kind, &name, body, written.meta());
+    Ok(written)
+}
+
+/// The static name of an owned kind, for error messages.
+fn kind_name(kind: &str) -> &'static str {
+    match kind {
+        "ConfigMap" => "ConfigMap",
+        "Service" => "Service",
+        "PodDisruptionBudget" => "PodDisruptionBudget",
+        "NetworkPolicy" => "NetworkPolicy",
+        "StatefulSet" => "StatefulSet",
+        _ => "object",
+    }
+}
 
 /// The field manager of every write the operator makes (objects and status).
 pub const FIELD_MANAGER: &str = "ipfs-kit-operator";

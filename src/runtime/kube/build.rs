@@ -247,18 +247,15 @@ fn meta(name: &str, names: &Names, owner: &OwnerReference) -> ObjectMeta {
     }
 }
 
-/// The generated cluster Secret holding `secret_hex` (32 random bytes, hex), or `None` when the
-/// spec names its own Secret.
+/// The generated cluster Secret holding `secret_hex` (32 random bytes, hex), for a spec that
+/// names no Secret of its own.
 pub fn generated_secret(
     cluster: &IpfsCluster,
     names: &Names,
     secret_hex: &str,
-) -> Result<Option<Secret>, BuildError> {
-    if cluster.spec.cluster.secret_ref.is_some() {
-        return Ok(None);
-    }
+) -> Result<Secret, BuildError> {
     let owner = owner_reference(cluster)?;
-    Ok(Some(Secret {
+    Ok(Secret {
         metadata: meta(&names.generated_secret, names, &owner),
         type_: Some("Opaque".into()),
         string_data: Some(BTreeMap::from([(
@@ -266,7 +263,7 @@ pub fn generated_secret(
             secret_hex.to_owned(),
         )])),
         ..Default::default()
-    }))
+    })
 }
 
 /// Whether `value` is a valid IPFS Cluster secret: 64 hex digits (32 bytes).

@@ -10,7 +10,8 @@ use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tracing::{info, warn};
 
-use super::controller::{Metrics, Settings, StartError, run};
+use super::controller::{Metrics, Settings};
+use super::watches::{StartError, run};
 
 /// Where the Lease lives and how long it holds.
 #[derive(Clone, Debug)]

@@ -1,14 +1,32 @@
-//! The Kubernetes runtime: `ipfs-kit-operator run`. A kube-rs `Controller` over IpfsClusters that
-//! server-side applies the objects each one owns ([`build`]), probes the peers and writes status.
+//! The Kubernetes runtime: `ipfs-kit-operator run`. A kube-rs `Controller` over IpfsClusters whose
+//! reconcile ([`controller`]) is a pipeline of steps, one module each:
+//!
+//! - [`build`]: the owned objects from the spec (pure);
+//! - [`secret`]: the cluster secret, generated or checked;
+//! - [`apply`]: server-side apply of what changed ([`applied`]), orphan Services, [`scale`];
+//! - [`requests`]: the dashboard's requests (annotation);
+//! - [`observe`]: pods and one probe round;
+//! - [`heal`]: the health engine's actions on pods, and their Events;
+//! - [`status`]: the status, written when it changed.
+//!
+//! Around it: [`context`] (what reconciles share), [`watches`] (triggers and caches),
+//! [`backoff`], [`lease`] (leader election) and [`pin`] (the IpfsPin reconciler).
 
 pub mod applied;
 pub mod apply;
 pub mod backoff;
 pub mod build;
+pub mod context;
 pub mod controller;
+pub mod heal;
 pub mod lease;
+pub mod observe;
 pub mod pin;
+pub mod requests;
+pub mod scale;
+pub mod secret;
 pub mod status;
+pub mod watches;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +35,8 @@ use axum::Router;
 use axum::routing::get;
 
 use crate::cli::RunArgs;
-pub use controller::{Metrics, Settings, StartError, run};
+pub use controller::{Metrics, Settings};
+pub use watches::{StartError, run};
 
 /// Why `ipfs-kit-operator run` stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -1,161 +1,37 @@
-//! The IpfsCluster status, computed from what the operator observed (pods, StatefulSet, probe
-//! reports, the health engine's assessment), and the rule that decides whether it must be written.
-//! Pure: no I/O, the clock is an input.
-
-use std::time::Duration;
+//! Step `status`: the round's [`IpfsClusterStatus`] (computed by the runtime-neutral
+//! [`crate::reconcile::status`]), exported as metrics and written by server-side apply only when
+//! it changed.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
 
-use crate::api::conditions::{self, ConditionStatus, set_condition};
-use crate::api::{
-    ClusterPhase, HealingAction, HealingRecord, HealingResult, IpfsClusterStatus, PeerState,
-    PeerStatus,
-};
-use crate::probe::report::{PeerReport, ProbeFailure};
-use crate::reconcile::policy::HealingResult as PolicyResult;
-use crate::reconcile::{
-    ActionKind, Assessment, HealingEntry, HealingState, HealthLevel, UnixMillis,
-};
+use super::apply::FIELD_MANAGER;
+use super::build;
+use super::context::{Context, KubeCallError, kube_err};
+use super::observe::Observation;
+use crate::api::{IpfsCluster, IpfsClusterStatus};
+use crate::reconcile::status::{Observed, compute, needs_write};
+use crate::reconcile::{Assessment, UnixMillis};
 
-/// What one reconcile observed, for [`compute`].
-#[derive(Debug)]
-pub struct Observed<'a> {
-    /// `metadata.generation` of the IpfsCluster.
-    pub generation: Option<i64>,
-    /// `spec.replicas`.
-    pub replicas: i32,
-    /// `spec.paused`.
-    pub paused: bool,
-    /// `status.selector` value.
-    pub selector: String,
-    /// Peer pods that exist (not being deleted).
-    pub pods: i32,
-    /// The StatefulSet as last read or applied.
-    pub statefulset: Option<&'a StatefulSet>,
-    /// This round's probe reports, one per desired peer, in ordinal order.
-    pub reports: &'a [PeerReport],
-    /// The health engine's conclusions about `reports`.
-    pub assessment: &'a Assessment,
-    /// Problems found while applying the spec (e.g. a missing Secret), each a sentence.
-    pub problems: &'a [String],
-    /// The status before this round (conditions keep their transition times).
-    pub previous: Option<&'a IpfsClusterStatus>,
-    pub now: UnixMillis,
-}
-
-/// `UnixMillis` as a Kubernetes `Time`.
-pub fn time(millis: UnixMillis) -> Time {
-    let ms = i64::try_from(millis).unwrap_or(i64::MAX);
-    Time(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
-}
-
-/// Why a probe failed, for `lastError`.
-fn failure(api: &str, f: &ProbeFailure) -> String {
-    let kind = match f.kind {
-        crate::probe::report::FailureKind::Timeout => "timeout",
-        crate::probe::report::FailureKind::Unreachable => "unreachable",
-        crate::probe::report::FailureKind::HttpStatus => "error status",
-        crate::probe::report::FailureKind::InvalidResponse => "invalid response",
-    };
-    format!("{api}: {kind}: {}", f.message)
-}
-
-fn peer_status(obs: &Observed<'_>, report: &PeerReport) -> PeerStatus {
-    let a = obs.assessment;
-    let score = a.health.peers.iter().find(|p| p.peer == report.peer);
-    let healing = a.decision.peer(&report.peer);
-    let history = a.decision.history.peers.get(&report.peer);
-    let state = match (healing.map(|h| h.state), score.map(|s| s.level)) {
-        (Some(HealingState::Restarting), _) => PeerState::Restarting,
-        (Some(HealingState::Starting), _) => PeerState::Starting,
-        (Some(HealingState::GivenUp), _) => PeerState::Unhealthy,
-        (_, Some(HealthLevel::Healthy)) => PeerState::Healthy,
-        (_, Some(HealthLevel::Degraded)) => PeerState::Degraded,
-        (_, Some(HealthLevel::Unhealthy)) => PeerState::Unhealthy,
-        (_, None) => PeerState::Unknown,
-    };
-    let kubo = report.kubo.as_ref().ok();
-    let cluster = report.cluster.as_ref().ok();
-    let pins = cluster.and_then(|c| c.pins.as_ref().ok());
-    let to_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let last_error = match (&report.kubo, &report.cluster) {
-        (Err(k), _) => Some(failure("Kubo RPC", k)),
-        (_, Err(c)) => Some(failure("IPFS Cluster REST", c)),
-        _ => cluster.and_then(|c| c.ipfs_error.clone()).or_else(|| {
-            healing
-                .filter(|h| h.state != HealingState::Ok)
-                .map(|h| h.reason.clone())
-        }),
-    };
-    PeerStatus {
-        name: report.peer.clone(),
-        peer_id: kubo.map(|k| k.peer_id.clone()),
-        cluster_peer_id: cluster.map(|c| c.peer_id.clone()),
-        kubo_version: kubo.map(|k| k.version.clone()),
-        cluster_version: cluster.map(|c| c.version.clone()),
-        swarm_peers: kubo.map(|k| to_i32(k.swarm_peers.len())),
-        cluster_peers_seen: cluster.map(|c| to_i32(c.peers_seen.len())),
-        repo_size: kubo.map(|k| to_i64(k.repo_size)),
-        bytes_in: kubo.map(|k| to_i64(k.total_in)),
-        bytes_out: kubo.map(|k| to_i64(k.total_out)),
-        pins_queued: pins.map(|p| to_i64(p.queued)),
-        pins_pinning: pins.map(|p| to_i64(p.pinning)),
-        pins_error: pins.map(|p| to_i64(p.error)),
-        score: score.map(|s| i32::from(s.score)),
-        state,
-        restarts: history.map_or(0, |h| i32::try_from(h.restarts_total).unwrap_or(i32::MAX)),
-        last_probe: Some(time(obs.now)),
-        last_error,
-    }
-}
-
-/// A healing log entry as a status record.
-pub fn healing_record(entry: &HealingEntry) -> HealingRecord {
-    let action = match entry.action {
-        ActionKind::SwarmConnect => HealingAction::SwarmConnect,
-        ActionKind::RestartPeer => HealingAction::RestartPeer,
-        ActionKind::GiveUp => HealingAction::GiveUp,
-    };
-    let result = match entry.result {
-        PolicyResult::Pending => HealingResult::Pending,
-        PolicyResult::Succeeded => HealingResult::Succeeded,
-        PolicyResult::Failed => HealingResult::Failed,
-        PolicyResult::Skipped => HealingResult::Skipped,
-    };
-    let reason = match &entry.detail {
-        Some(detail) => format!("{} ({detail})", entry.reason),
-        None => entry.reason.clone(),
-    };
-    HealingRecord {
-        time: time(entry.time),
-        peer: entry.peer.clone(),
-        action,
-        reason,
-        result,
-    }
-}
+/// The status could not be written.
+pub type StatusError = KubeCallError;
 
 /// Whether the StatefulSet is still creating or rolling pods, and why.
-fn rollout(obs: &Observed<'_>) -> Option<String> {
-    let Some(sts) = obs.statefulset else {
+pub fn rollout(sts: Option<&StatefulSet>, desired: i32, pods: i32) -> Option<String> {
+    let Some(sts) = sts else {
         return Some("the StatefulSet does not exist yet".into());
     };
     let status = sts.status.clone().unwrap_or_default();
-    let desired = obs.replicas;
     if sts.metadata.generation > status.observed_generation {
         return Some("the StatefulSet controller has not seen the latest spec yet".into());
     }
-    if obs.pods < desired {
-        return Some(format!("{}/{desired} peer pods exist", obs.pods));
+    if pods < desired {
+        return Some(format!("{pods}/{desired} peer pods exist"));
     }
-    if obs.pods > desired {
-        return Some(format!(
-            "scaling in: {} peer pods, {desired} wanted",
-            obs.pods
-        ));
+    if pods > desired {
+        return Some(format!("scaling in: {pods} peer pods, {desired} wanted"));
     }
     let updated = status.updated_replicas.unwrap_or(0);
     if status.update_revision.is_some()
@@ -169,206 +45,123 @@ fn rollout(obs: &Observed<'_>) -> Option<String> {
     None
 }
 
-/// The status for this round.
-pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
-    let a = obs.assessment;
-    let now = time(obs.now);
-    let generation = obs.generation;
-    let mut conditions = obs
-        .previous
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let ready = obs
-        .reports
-        .iter()
-        .filter(|r| r.kubo.is_ok() && r.cluster.is_ok())
-        .count();
-    let ready = i32::try_from(ready).unwrap_or(i32::MAX);
-    let rollout = rollout(obs);
-    let restarting = a.decision.history.restart_in_progress.as_ref();
-    let problems = obs.problems.join("; ");
-
-    let phase = if obs.paused {
-        ClusterPhase::Paused
-    } else if obs.pods == 0 {
-        ClusterPhase::Pending
-    } else if restarting.is_some() {
-        ClusterPhase::Healing
-    } else if rollout.is_some() {
-        ClusterPhase::Progressing
-    } else {
-        match a.health.level {
-            HealthLevel::Healthy if obs.problems.is_empty() => ClusterPhase::Healthy,
-            HealthLevel::Healthy | HealthLevel::Degraded => ClusterPhase::Degraded,
-            HealthLevel::Unhealthy => ClusterPhase::Unhealthy,
-        }
-    };
-    let health_reason = if problems.is_empty() {
-        a.health.reason.clone()
-    } else {
-        format!("{}; {problems}", a.health.reason)
-    };
-
-    let mut set = |type_: &str, status: ConditionStatus, reason: &str, message: &str| {
-        set_condition(
-            &mut conditions,
-            type_,
-            status,
-            reason,
-            message,
-            generation,
-            now.clone(),
-        );
-    };
-    match phase {
-        ClusterPhase::Healthy => set(
-            conditions::READY,
-            ConditionStatus::True,
-            "AllPeersHealthy",
-            &health_reason,
-        ),
-        ClusterPhase::Paused => set(
-            conditions::READY,
-            ConditionStatus::Unknown,
-            "Paused",
-            "spec.paused is true: the operator changes nothing and only reports",
-        ),
-        _ => set(
-            conditions::READY,
-            ConditionStatus::False,
-            "PeersNotHealthy",
-            &health_reason,
-        ),
-    }
-    if ready > 0 {
-        set(
-            conditions::AVAILABLE,
-            ConditionStatus::True,
-            "PeersAnswering",
-            &format!(
-                "{ready}/{} peers answer on the Kubo RPC and IPFS Cluster REST APIs",
-                obs.replicas
-            ),
-        );
-    } else {
-        let why = obs
-            .reports
-            .iter()
-            .filter_map(|r| match (&r.kubo, &r.cluster) {
-                (Err(f), _) => Some(format!("{}: {}", r.peer, failure("Kubo RPC", f))),
-                (_, Err(f)) => Some(format!("{}: {}", r.peer, failure("IPFS Cluster REST", f))),
-                _ => None,
-            })
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("; ");
-        set(
-            conditions::AVAILABLE,
-            ConditionStatus::False,
-            "NoPeerAnswering",
-            &format!("no peer answers on both APIs: {why}"),
-        );
-    }
-    match (&rollout, restarting) {
-        (_, Some(r)) if !obs.paused => set(
-            conditions::PROGRESSING,
-            ConditionStatus::True,
-            "Healing",
-            &format!("restarting peer {}", r.peer),
-        ),
-        (Some(why), _) if !obs.paused => set(
-            conditions::PROGRESSING,
-            ConditionStatus::True,
-            "RollingOut",
-            why,
-        ),
-        _ => set(
-            conditions::PROGRESSING,
-            ConditionStatus::False,
-            if obs.paused { "Paused" } else { "Stable" },
-            "the StatefulSet matches the spec",
-        ),
-    }
-    if a.health.level == HealthLevel::Healthy && obs.problems.is_empty() {
-        set(
-            conditions::DEGRADED,
-            ConditionStatus::False,
-            "AllPeersHealthy",
-            &health_reason,
-        );
-    } else {
-        let reason = match a.health.level {
-            HealthLevel::Unhealthy => "PeersUnhealthy",
-            HealthLevel::Degraded => "PeersDegraded",
-            HealthLevel::Healthy => "ConfigurationProblem",
-        };
-        set(
-            conditions::DEGRADED,
-            ConditionStatus::True,
-            reason,
-            &health_reason,
-        );
-    }
-
-    let mut healing: Vec<HealingRecord> = a
-        .decision
-        .history
-        .log
-        .entries()
-        .map(healing_record)
-        .collect();
-    let excess = healing
-        .len()
-        .saturating_sub(crate::api::cluster::HEALING_HISTORY_LIMIT);
-    healing.drain(..excess);
-
-    IpfsClusterStatus {
-        phase: Some(phase),
-        observed_generation: generation,
-        conditions,
-        replicas: Some(obs.pods),
-        ready_replicas: Some(ready),
-        selector: Some(obs.selector.clone()),
-        health_score: Some(i32::from(a.health.score)),
-        peers: obs.reports.iter().map(|r| peer_status(obs, r)).collect(),
-        healing,
-    }
+/// What a round concluded about a cluster, for [`report`].
+pub struct Round<'a> {
+    pub statefulset: Option<&'a StatefulSet>,
+    pub observed: &'a Observation,
+    pub assessment: &'a Assessment,
+    pub problems: &'a [String],
+    pub now: UnixMillis,
 }
 
-/// `status` with the times that change every round cleared (transition times, probe times).
-fn without_times(status: &IpfsClusterStatus) -> IpfsClusterStatus {
-    let mut s = status.clone();
-    for c in &mut s.conditions {
-        c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+/// Computes the status of the round, exports it as metrics and writes it when it changed.
+pub async fn report(
+    cluster: &IpfsCluster,
+    round: Round<'_>,
+    ns: &str,
+    ctx: &Context,
+) -> Result<(), StatusError> {
+    let name = cluster.name_any();
+    let pods = round.observed.alive();
+    let status = compute(&Observed {
+        generation: cluster.metadata.generation,
+        replicas: cluster.spec.replicas,
+        paused: cluster.spec.paused,
+        selector: build::selector_string(&name),
+        pods,
+        rollout: rollout(round.statefulset, cluster.spec.replicas, pods),
+        reports: &round.observed.reports,
+        assessment: round.assessment,
+        problems: round.problems,
+        previous: cluster.status.as_ref(),
+        now: round.now,
+    });
+    ctx.metrics
+        .observe_cluster(&format!("{ns}/{name}"), &status);
+    let refresh = ctx.settings.status_refresh;
+    if needs_write(cluster.status.as_ref(), &status, round.now, refresh) {
+        write(cluster, &status, ns, ctx).await?;
     }
-    for p in &mut s.peers {
-        p.last_probe = None;
-    }
-    s
+    Ok(())
 }
 
-/// Whether `new` must be written over `old`: when anything but the times differs, or when the
-/// probe times written last are older than `refresh` (so `lastProbe` stays roughly current
-/// without a write every probe round).
-pub fn needs_write(
-    old: Option<&IpfsClusterStatus>,
-    new: &IpfsClusterStatus,
-    now: UnixMillis,
-    refresh: Duration,
-) -> bool {
-    let Some(old) = old else { return true };
-    if without_times(old) != without_times(new) {
-        return true;
-    }
-    let refresh_ms = u64::try_from(refresh.as_millis()).unwrap_or(u64::MAX);
-    let oldest = old
-        .peers
-        .iter()
-        .filter_map(|p| p.last_probe.as_ref())
-        .map(|t| u64::try_from(t.0.as_millisecond()).unwrap_or(0))
-        .min();
-    oldest.is_some_and(|t| now.saturating_sub(t) >= refresh_ms)
+/// Writes `status` by server-side apply with the operator's field manager.
+async fn write(
+    cluster: &IpfsCluster,
+    status: &IpfsClusterStatus,
+    ns: &str,
+    ctx: &Context,
+) -> Result<(), StatusError> {
+    let name = cluster.name_any();
+    let api: Api<IpfsCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": IpfsCluster::api_version(&()),
+        "kind": IpfsCluster::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&name, &params, &Patch::Apply(&patch))
+        .await
+        .map_err(kube_err(
+            &name,
+            "writing the status of",
+            "IpfsCluster",
+            &name,
+        ))?;
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn sts(
+        generation: i64,
+        observed: i64,
+        current: &str,
+        update: &str,
+        updated: i32,
+    ) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: StatefulSetSpec::default(),
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(observed),
+                current_revision: Some(current.into()),
+                update_revision: Some(update.into()),
+                updated_replicas: Some(updated),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_rollout_is_named_until_every_peer_runs_the_current_template() {
+        assert_eq!(
+            rollout(None, 3, 0).as_deref(),
+            Some("the StatefulSet does not exist yet")
+        );
+        let stale = sts(2, 1, "a", "a", 3);
+        assert!(rollout(Some(&stale), 3, 3).is_some_and(|r| r.contains("not seen the latest")));
+        let settled = sts(2, 2, "a", "a", 3);
+        assert_eq!(
+            rollout(Some(&settled), 3, 2).as_deref(),
+            Some("2/3 peer pods exist")
+        );
+        assert_eq!(
+            rollout(Some(&settled), 3, 4).as_deref(),
+            Some("scaling in: 4 peer pods, 3 wanted")
+        );
+        assert_eq!(rollout(Some(&settled), 3, 3), None);
+        let rolling = sts(2, 2, "a", "b", 1);
+        assert_eq!(
+            rollout(Some(&rolling), 3, 3).as_deref(),
+            Some("rolling out a new pod template: 1/3 peers updated")
+        );
+    }
+}

@@ -1,8 +1,6 @@
 use super::*;
 use crate::probe::report::{FailureKind, ProcessState};
 use crate::reconcile::{ClusterHistory, Consensus, HealthPolicy, assess};
-use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 const NOW: UnixMillis = 1_800_000_000_000;
 
@@ -20,25 +18,6 @@ fn unreachable(peer: &str) -> PeerReport {
     }
 }
 
-fn sts(replicas: i32) -> StatefulSet {
-    StatefulSet {
-        metadata: ObjectMeta {
-            generation: Some(1),
-            ..Default::default()
-        },
-        spec: StatefulSetSpec {
-            replicas: Some(replicas),
-            ..Default::default()
-        },
-        status: Some(StatefulSetStatus {
-            observed_generation: Some(1),
-            replicas,
-            updated_replicas: Some(replicas),
-            ..Default::default()
-        }),
-    }
-}
-
 fn observe(
     reports: &[PeerReport],
     previous: Option<&IpfsClusterStatus>,
@@ -46,14 +25,13 @@ fn observe(
 ) -> IpfsClusterStatus {
     let policy = HealthPolicy::new(3, Consensus::Crdt);
     let assessment = assess(&policy, reports, &ClusterHistory::default(), now);
-    let sts = sts(3);
     compute(&Observed {
         generation: Some(2),
         replicas: 3,
         paused: false,
         selector: "a=b".into(),
         pods: 3,
-        statefulset: Some(&sts),
+        rollout: None,
         reports,
         assessment: &assessment,
         problems: &[],
@@ -146,7 +124,7 @@ fn paused_and_missing_pods_have_their_own_phase() {
         paused: true,
         selector: String::new(),
         pods: 0,
-        statefulset: None,
+        rollout: Some("0/3 peer pods exist".into()),
         reports: &[],
         assessment: &assessment,
         problems: &[],

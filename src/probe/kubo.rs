@@ -1,0 +1,109 @@
+//! Kubo RPC calls: every call is a POST to `/api/v0/<command>` with arguments in the query string.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::http::{Endpoint, IpfsClient};
+use super::report::{KuboStatus, ProbeResult};
+
+impl IpfsClient {
+    /// One Kubo RPC call: POST `/api/v0/<command>?<args>`, JSON answer.
+    async fn kubo_call<T: for<'de> Deserialize<'de>>(
+        &self,
+        api: &Endpoint,
+        command: &str,
+        args: &[(&str, &str)],
+        timeout: Duration,
+    ) -> ProbeResult<T> {
+        let what = format!("POST /api/v0/{command}");
+        let req = self
+            .request(Method::POST, api, &format!("/api/v0/{command}"), timeout)
+            .query(args);
+        Self::json(&what, req).await
+    }
+
+    /// Kubo's identity, version, swarm peers, repo size (`size-only`) and bandwidth totals.
+    pub async fn kubo_status(&self, api: &Endpoint, timeout: Duration) -> ProbeResult<KuboStatus> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Id {
+            #[serde(rename = "ID")]
+            id: String,
+            #[serde(default)]
+            agent_version: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Version {
+            version: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct SwarmPeers {
+            #[serde(default)]
+            peers: Option<Vec<SwarmPeer>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct SwarmPeer {
+            peer: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct RepoStat {
+            repo_size: u64,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Bandwidth {
+            total_in: u64,
+            total_out: u64,
+        }
+        let (id, version, swarm, repo, bw) = tokio::try_join!(
+            self.kubo_call::<Id>(api, "id", &[], timeout),
+            self.kubo_call::<Version>(api, "version", &[], timeout),
+            self.kubo_call::<SwarmPeers>(api, "swarm/peers", &[], timeout),
+            self.kubo_call::<RepoStat>(api, "repo/stat", &[("size-only", "true")], timeout),
+            self.kubo_call::<Bandwidth>(api, "stats/bw", &[], timeout),
+        )?;
+        Ok(KuboStatus {
+            peer_id: id.id,
+            agent_version: id.agent_version,
+            version: version.version,
+            swarm_peers: swarm
+                .peers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.peer)
+                .collect(),
+            repo_size: repo.repo_size,
+            total_in: bw.total_in,
+            total_out: bw.total_out,
+        })
+    }
+
+    /// `swarm/connect` to `addr` (a multiaddr ending in `/p2p/<peer id>`).
+    pub async fn swarm_connect(
+        &self,
+        api: &Endpoint,
+        addr: &str,
+        timeout: Duration,
+    ) -> ProbeResult<()> {
+        let req = self
+            .request(Method::POST, api, "/api/v0/swarm/connect", timeout)
+            .query(&[("arg", addr)]);
+        Self::send("POST /api/v0/swarm/connect", req, &[])
+            .await
+            .map(drop)
+    }
+
+    /// `shutdown`: Kubo stops gracefully (its container or supervisor starts it again).
+    pub async fn kubo_shutdown(&self, api: &Endpoint, timeout: Duration) -> ProbeResult<()> {
+        let req = self.request(Method::POST, api, "/api/v0/shutdown", timeout);
+        Self::send("POST /api/v0/shutdown", req, &[])
+            .await
+            .map(drop)
+    }
+}

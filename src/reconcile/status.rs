@@ -1,0 +1,324 @@
+//! The one status model of both runtimes: the `IpfsClusterStatus` computed from what a runtime
+//! observed (peers that exist, a rollout in progress, probe reports, the health engine's
+//! assessment), and the rule that decides whether it must be written. Kubernetes writes it into
+//! the object; the local runtime keeps it in its state file with its pids and ports beside it.
+//! Pure: no I/O, the clock is an input.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::conditions::{self, ConditionStatus, set_condition};
+use crate::api::{ClusterPhase, HealingRecord, IpfsClusterStatus, PeerState, PeerStatus};
+use crate::probe::report::{PeerReport, ProbeFailure};
+use crate::reconcile::{Assessment, HealingEntry, HealingState, HealthLevel, UnixMillis};
+
+/// What one round of a runtime observed, for [`compute`].
+#[derive(Debug)]
+pub struct Observed<'a> {
+    /// `metadata.generation` of the IpfsCluster.
+    pub generation: Option<i64>,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `spec.paused`.
+    pub paused: bool,
+    /// `status.selector` value (Kubernetes: the pods' label selector; local: empty).
+    pub selector: String,
+    /// Peers that exist (pods not being deleted, or peers provisioned on this host).
+    pub pods: i32,
+    /// Why the peers do not all run the current spec yet (pods being created or rolled), if so.
+    pub rollout: Option<String>,
+    /// This round's probe reports, one per desired peer, in ordinal order.
+    pub reports: &'a [PeerReport],
+    /// The health engine's conclusions about `reports`.
+    pub assessment: &'a Assessment,
+    /// Problems found while applying the spec (e.g. a missing Secret), each a sentence.
+    pub problems: &'a [String],
+    /// The status before this round (conditions keep their transition times).
+    pub previous: Option<&'a IpfsClusterStatus>,
+    pub now: UnixMillis,
+}
+
+/// `UnixMillis` as a Kubernetes `Time`.
+pub fn time(millis: UnixMillis) -> Time {
+    let ms = i64::try_from(millis).unwrap_or(i64::MAX);
+    Time(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// Why a probe failed, for `lastError`.
+fn failure(api: &str, f: &ProbeFailure) -> String {
+    let kind = match f.kind {
+        crate::probe::report::FailureKind::Timeout => "timeout",
+        crate::probe::report::FailureKind::Unreachable => "unreachable",
+        crate::probe::report::FailureKind::HttpStatus => "error status",
+        crate::probe::report::FailureKind::InvalidResponse => "invalid response",
+    };
+    format!("{api}: {kind}: {}", f.message)
+}
+
+fn peer_status(obs: &Observed<'_>, report: &PeerReport) -> PeerStatus {
+    let a = obs.assessment;
+    let score = a.health.peers.iter().find(|p| p.peer == report.peer);
+    let healing = a.decision.peer(&report.peer);
+    let history = a.decision.history.peers.get(&report.peer);
+    let state = match (healing.map(|h| h.state), score.map(|s| s.level)) {
+        (Some(HealingState::Restarting), _) => PeerState::Restarting,
+        (Some(HealingState::Starting), _) => PeerState::Starting,
+        (Some(HealingState::GivenUp), _) => PeerState::Unhealthy,
+        (_, Some(HealthLevel::Healthy)) => PeerState::Healthy,
+        (_, Some(HealthLevel::Degraded)) => PeerState::Degraded,
+        (_, Some(HealthLevel::Unhealthy)) => PeerState::Unhealthy,
+        (_, None) => PeerState::Unknown,
+    };
+    let kubo = report.kubo.as_ref().ok();
+    let cluster = report.cluster.as_ref().ok();
+    let pins = cluster.and_then(|c| c.pins.as_ref().ok());
+    let to_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let last_error = match (&report.kubo, &report.cluster) {
+        (Err(k), _) => Some(failure("Kubo RPC", k)),
+        (_, Err(c)) => Some(failure("IPFS Cluster REST", c)),
+        _ => cluster.and_then(|c| c.ipfs_error.clone()).or_else(|| {
+            healing
+                .filter(|h| h.state != HealingState::Ok)
+                .map(|h| h.reason.clone())
+        }),
+    };
+    PeerStatus {
+        name: report.peer.clone(),
+        peer_id: kubo.map(|k| k.peer_id.clone()),
+        cluster_peer_id: cluster.map(|c| c.peer_id.clone()),
+        kubo_version: kubo.map(|k| k.version.clone()),
+        cluster_version: cluster.map(|c| c.version.clone()),
+        swarm_peers: kubo.map(|k| to_i32(k.swarm_peers.len())),
+        cluster_peers_seen: cluster.map(|c| to_i32(c.peers_seen.len())),
+        repo_size: kubo.map(|k| to_i64(k.repo_size)),
+        bytes_in: kubo.map(|k| to_i64(k.total_in)),
+        bytes_out: kubo.map(|k| to_i64(k.total_out)),
+        pins_queued: pins.map(|p| to_i64(p.queued)),
+        pins_pinning: pins.map(|p| to_i64(p.pinning)),
+        pins_error: pins.map(|p| to_i64(p.error)),
+        score: score.map(|s| i32::from(s.score)),
+        state,
+        restarts: history.map_or(0, |h| i32::try_from(h.restarts_total).unwrap_or(i32::MAX)),
+        last_probe: Some(time(obs.now)),
+        last_error,
+    }
+}
+
+/// A healing log entry as a status record.
+pub fn healing_record(entry: &HealingEntry) -> HealingRecord {
+    let reason = match &entry.detail {
+        Some(detail) => format!("{} ({detail})", entry.reason),
+        None => entry.reason.clone(),
+    };
+    HealingRecord {
+        time: time(entry.time),
+        peer: entry.peer.clone(),
+        action: entry.action,
+        reason,
+        result: entry.result,
+    }
+}
+
+/// The status for this round.
+pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
+    let a = obs.assessment;
+    let now = time(obs.now);
+    let generation = obs.generation;
+    let mut conditions = obs
+        .previous
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let ready = obs
+        .reports
+        .iter()
+        .filter(|r| r.kubo.is_ok() && r.cluster.is_ok())
+        .count();
+    let ready = i32::try_from(ready).unwrap_or(i32::MAX);
+    let rollout = obs.rollout.as_ref();
+    let restarting = a.decision.history.restart_in_progress.as_ref();
+    let problems = obs.problems.join("; ");
+
+    let phase = if obs.paused {
+        ClusterPhase::Paused
+    } else if obs.pods == 0 {
+        ClusterPhase::Pending
+    } else if restarting.is_some() {
+        ClusterPhase::Healing
+    } else if rollout.is_some() {
+        ClusterPhase::Progressing
+    } else {
+        match a.health.level {
+            HealthLevel::Healthy if obs.problems.is_empty() => ClusterPhase::Healthy,
+            HealthLevel::Healthy | HealthLevel::Degraded => ClusterPhase::Degraded,
+            HealthLevel::Unhealthy => ClusterPhase::Unhealthy,
+        }
+    };
+    let health_reason = if problems.is_empty() {
+        a.health.reason.clone()
+    } else {
+        format!("{}; {problems}", a.health.reason)
+    };
+
+    let mut set = |type_: &str, status: ConditionStatus, reason: &str, message: &str| {
+        set_condition(
+            &mut conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation,
+            now.clone(),
+        );
+    };
+    match phase {
+        ClusterPhase::Healthy => set(
+            conditions::READY,
+            ConditionStatus::True,
+            "AllPeersHealthy",
+            &health_reason,
+        ),
+        ClusterPhase::Paused => set(
+            conditions::READY,
+            ConditionStatus::Unknown,
+            "Paused",
+            "spec.paused is true: the operator changes nothing and only reports",
+        ),
+        _ => set(
+            conditions::READY,
+            ConditionStatus::False,
+            "PeersNotHealthy",
+            &health_reason,
+        ),
+    }
+    if ready > 0 {
+        set(
+            conditions::AVAILABLE,
+            ConditionStatus::True,
+            "PeersAnswering",
+            &format!(
+                "{ready}/{} peers answer on the Kubo RPC and IPFS Cluster REST APIs",
+                obs.replicas
+            ),
+        );
+    } else {
+        let why = obs
+            .reports
+            .iter()
+            .filter_map(|r| match (&r.kubo, &r.cluster) {
+                (Err(f), _) => Some(format!("{}: {}", r.peer, failure("Kubo RPC", f))),
+                (_, Err(f)) => Some(format!("{}: {}", r.peer, failure("IPFS Cluster REST", f))),
+                _ => None,
+            })
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("; ");
+        set(
+            conditions::AVAILABLE,
+            ConditionStatus::False,
+            "NoPeerAnswering",
+            &format!("no peer answers on both APIs: {why}"),
+        );
+    }
+    match (&rollout, restarting) {
+        (_, Some(r)) if !obs.paused => set(
+            conditions::PROGRESSING,
+            ConditionStatus::True,
+            "Healing",
+            &format!("restarting peer {}", r.peer),
+        ),
+        (Some(why), _) if !obs.paused => set(
+            conditions::PROGRESSING,
+            ConditionStatus::True,
+            "RollingOut",
+            why,
+        ),
+        _ => set(
+            conditions::PROGRESSING,
+            ConditionStatus::False,
+            if obs.paused { "Paused" } else { "Stable" },
+            "every peer runs the current spec",
+        ),
+    }
+    if a.health.level == HealthLevel::Healthy && obs.problems.is_empty() {
+        set(
+            conditions::DEGRADED,
+            ConditionStatus::False,
+            "AllPeersHealthy",
+            &health_reason,
+        );
+    } else {
+        let reason = match a.health.level {
+            HealthLevel::Unhealthy => "PeersUnhealthy",
+            HealthLevel::Degraded => "PeersDegraded",
+            HealthLevel::Healthy => "ConfigurationProblem",
+        };
+        set(
+            conditions::DEGRADED,
+            ConditionStatus::True,
+            reason,
+            &health_reason,
+        );
+    }
+
+    // The healing log keeps as many entries as `status.healing` may hold: the list is the log.
+    let healing: Vec<HealingRecord> = a
+        .decision
+        .history
+        .log
+        .entries()
+        .map(healing_record)
+        .collect();
+
+    IpfsClusterStatus {
+        phase: Some(phase),
+        observed_generation: generation,
+        conditions,
+        replicas: Some(obs.pods),
+        ready_replicas: Some(ready),
+        selector: Some(obs.selector.clone()),
+        health_score: Some(i32::from(a.health.score)),
+        peers: obs.reports.iter().map(|r| peer_status(obs, r)).collect(),
+        healing,
+    }
+}
+
+/// `status` with the times that change every round cleared (transition times, probe times).
+fn without_times(status: &IpfsClusterStatus) -> IpfsClusterStatus {
+    let mut s = status.clone();
+    for c in &mut s.conditions {
+        c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+    }
+    for p in &mut s.peers {
+        p.last_probe = None;
+    }
+    s
+}
+
+/// Whether `new` must be written over `old`: when anything but the times differs, or when the
+/// probe times written last are older than `refresh` (so `lastProbe` stays roughly current
+/// without a write every probe round).
+pub fn needs_write(
+    old: Option<&IpfsClusterStatus>,
+    new: &IpfsClusterStatus,
+    now: UnixMillis,
+    refresh: Duration,
+) -> bool {
+    let Some(old) = old else { return true };
+    if without_times(old) != without_times(new) {
+        return true;
+    }
+    let refresh_ms = u64::try_from(refresh.as_millis()).unwrap_or(u64::MAX);
+    let oldest = old
+        .peers
+        .iter()
+        .filter_map(|p| p.last_probe.as_ref())
+        .map(|t| u64::try_from(t.0.as_millisecond()).unwrap_or(0))
+        .min();
+    oldest.is_some_and(|t| now.saturating_sub(t) >= refresh_ms)
+}
+
+#[cfg(test)]
+mod tests;

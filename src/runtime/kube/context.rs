@@ -1,0 +1,280 @@
+//! What every IpfsCluster reconcile shares ([`Context`]): the settings, the API client and Event
+//! recorder, the metrics, the typed IPFS client, the health engine's memory per cluster, the
+//! watch caches of owned objects and what was last applied.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use tracing::warn;
+
+use super::applied::{AppliedObjects, Seen};
+use super::backoff::ErrorBackoff;
+use super::build;
+use crate::api::IpfsCluster;
+use crate::metrics::Metrics;
+use crate::probe::{IpfsClient, ProberError};
+use crate::reconcile::{ClusterHistory, UnixMillis};
+
+/// Settings of one controller instance.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace (`None`: all).
+    pub namespace: Option<String>,
+    /// IpfsClusters reconciled at the same time, at most.
+    pub concurrency: u16,
+    /// Probes in flight in one cluster's round, at most.
+    pub probe_concurrency: usize,
+    /// First retry delay after a failed reconcile (doubles per consecutive failure).
+    pub error_backoff_base: Duration,
+    /// Longest retry delay after failed reconciles.
+    pub error_backoff_cap: Duration,
+    /// Status is rewritten at least this often while probes run, to keep `lastProbe` current.
+    pub status_refresh: Duration,
+    /// Name of this instance in Events (`reportingInstance`), e.g. the pod name.
+    pub instance: String,
+    /// How long a new or restarted peer may take to answer before it counts as failing (the
+    /// health engine's `restart_timeout`). `None`: the engine's default (5 min).
+    pub start_grace: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            concurrency: 8,
+            probe_concurrency: crate::probe::DEFAULT_CONCURRENCY,
+            error_backoff_base: Duration::from_secs(1),
+            error_backoff_cap: Duration::from_secs(300),
+            status_refresh: Duration::from_secs(60),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "ipfs-kit-operator".into()),
+            start_grace: None,
+        }
+    }
+}
+
+/// Timeout of the operator's own calls to a peer's APIs (healing, scale-in, pins); probes use
+/// the cluster's `spec.health.probeTimeout`.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// The one client of the peers' Kubo RPC and Cluster REST APIs (probes and healing).
+    pub ipfs: IpfsClient,
+    /// The health engine's memory per cluster, between rounds (in memory: a new leader starts
+    /// with fresh budgets).
+    histories: Mutex<HashMap<ObjectRef<IpfsCluster>, ClusterHistory>>,
+    pub backoff: ErrorBackoff<ObjectRef<IpfsCluster>>,
+    /// The watch caches of owned objects and pods.
+    pub caches: OwnedCaches,
+    /// What was last applied per cluster: unchanged objects are not applied again.
+    pub applied: AppliedObjects<ObjectRef<IpfsCluster>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        caches: OwnedCaches,
+    ) -> Result<Self, ProberError> {
+        let recorder = recorder(&client, &settings.instance);
+        Ok(Self {
+            backoff: ErrorBackoff::new(settings.error_backoff_base, settings.error_backoff_cap),
+            client,
+            recorder,
+            settings,
+            metrics,
+            ipfs: IpfsClient::new()?,
+            histories: Mutex::new(HashMap::new()),
+            caches,
+            applied: AppliedObjects::default(),
+        })
+    }
+
+    pub async fn event(&self, cluster: &IpfsCluster, type_: EventType, reason: &str, note: String) {
+        publish_event(&self.recorder, cluster, type_, reason, note).await;
+    }
+
+    /// The health engine's memory of `cluster` (empty for a cluster not seen before).
+    pub fn history(&self, cluster: &ObjectRef<IpfsCluster>) -> ClusterHistory {
+        self.histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(cluster)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Keeps `history` for the next round of `cluster`.
+    pub fn remember(&self, cluster: ObjectRef<IpfsCluster>, history: ClusterHistory) {
+        self.histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cluster, history);
+    }
+
+    /// Forgets everything about a deleted cluster.
+    pub fn forget(&self, cluster: &ObjectRef<IpfsCluster>) {
+        self.histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(cluster);
+        self.applied.forget(cluster);
+    }
+}
+
+/// The controller's watch caches of what the IpfsClusters own, filled by the same watches that
+/// trigger reconciles: a reconcile reads them instead of asking the API server. Metadata only
+/// where the operator needs no more (Services, ConfigMaps, PodDisruptionBudgets,
+/// NetworkPolicies); whole objects for StatefulSets (replicas, claim templates, status) and pods
+/// (IPs, container states).
+pub struct OwnedCaches {
+    pub statefulsets: Store<StatefulSet>,
+    pub pods: Store<Pod>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
+    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+}
+
+/// How long a reconcile waits for the owned objects' watch caches to fill.
+const CACHE_FILL_WAIT: Duration = Duration::from_secs(10);
+
+impl OwnedCaches {
+    /// Waits until every cache holds its first complete list (at once after that), at most
+    /// [`CACHE_FILL_WAIT`]: a watch that cannot list (say, an RBAC rule missing) must not stall
+    /// reconciles, which then read from the API server and report what it refuses.
+    pub async fn ready(&self) {
+        // An error means the controller is stopping (its watches are gone): nothing to wait for.
+        let all = async {
+            let _ = self.statefulsets.wait_until_ready().await;
+            let _ = self.pods.wait_until_ready().await;
+            let _ = self.services.wait_until_ready().await;
+            let _ = self.config_maps.wait_until_ready().await;
+            let _ = self.pdbs.wait_until_ready().await;
+            let _ = self.network_policies.wait_until_ready().await;
+        };
+        if tokio::time::timeout(CACHE_FILL_WAIT, all).await.is_err() {
+            warn!(
+                "the watch caches of owned objects are not filled after {}s: reading from the \
+                 API server (can the operator list and watch them?)",
+                CACHE_FILL_WAIT.as_secs()
+            );
+        }
+    }
+
+    /// Whether the pod cache holds its first complete list.
+    pub fn pods_ready(&self) -> bool {
+        futures::FutureExt::now_or_never(self.pods.wait_until_ready()).is_some_and(|r| r.is_ok())
+    }
+
+    /// The pods of IpfsCluster `cluster` in namespace `ns`.
+    pub fn pods_of(&self, ns: &str, cluster: &str) -> Vec<Pod> {
+        let selector = build::selector_labels(cluster);
+        self.pods
+            .state()
+            .iter()
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(ns)
+                    && selector
+                        .iter()
+                        .all(|(k, v)| p.labels().get(k).is_some_and(|l| l == v))
+            })
+            .map(|p| Pod::clone(p))
+            .collect()
+    }
+}
+
+/// Which version of object `name` in `ns` a watch cache holds (`None`: not there).
+pub fn cached_version<K>(store: &Store<PartialObjectMeta<K>>, ns: &str, name: &str) -> Option<Seen>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .get(&ObjectRef::new(name).within(ns))
+        .and_then(|o| Seen::of(&o.metadata))
+}
+
+/// The Event recorder of this operator instance (`reportingInstance`: `instance`).
+pub fn recorder(client: &Client, instance: &str) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "ipfs-kit-operator".into(),
+            instance: Some(instance.to_string()),
+        },
+    )
+}
+
+/// Publishes an Event about `object` (its `action` is its `reason`); a failure is only logged.
+pub async fn publish_event<K>(
+    recorder: &Recorder,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &object.object_ref(&())).await {
+        warn!(object = %object.meta().name.clone().unwrap_or_default(), reason, "publishing an Event failed: {e}");
+    }
+}
+
+/// The wall clock, for the health engine.
+pub fn now_millis() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The error of a step that failed on an API call: which cluster, what, which object.
+#[derive(Debug, thiserror::Error)]
+#[error("IpfsCluster {cluster}: {action} {kind} {name}: {source}")]
+pub struct KubeCallError {
+    pub cluster: String,
+    pub action: &'static str,
+    pub kind: &'static str,
+    pub name: String,
+    #[source]
+    pub source: Box<kube::Error>,
+}
+
+/// Wraps a failed API call on object `kind`/`name` of `cluster`.
+pub fn kube_err(
+    cluster: &str,
+    action: &'static str,
+    kind: &'static str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> KubeCallError {
+    let cluster = cluster.to_owned();
+    let name = name.to_owned();
+    move |source| KubeCallError {
+        cluster,
+        action,
+        kind,
+        name,
+        source: Box::new(source),
+    }
+}

@@ -1,0 +1,228 @@
+//! Step `observe`: the cluster's pods (from the watch cache, or listed when the cache is not
+//! filled yet) and one probe round of the peers that run with an IP. Peers without a running
+//! pod are reported without being dialled.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use super::build::{self, Names};
+use super::context::{Context, KubeCallError, kube_err};
+use crate::api::IpfsCluster;
+use crate::api::cluster::{CLUSTER_REST_PORT, KUBO_RPC_PORT};
+use crate::probe::report::{FailureKind, PeerReport, ProbeFailure, ProcessState};
+use crate::probe::{Endpoint, PeerTarget};
+use crate::reconcile::HealthPolicy;
+
+/// The pods could not be listed.
+pub type ObserveError = KubeCallError;
+
+/// What one round saw of a cluster's peers.
+#[derive(Debug)]
+pub struct Observation {
+    /// The cluster's pods (being deleted ones included).
+    pub pods: Vec<Pod>,
+    /// One report per desired peer, in ordinal order.
+    pub reports: Vec<PeerReport>,
+}
+
+impl Observation {
+    /// Pods that exist and are not being deleted.
+    pub fn alive(&self) -> i32 {
+        let n = self
+            .pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .count();
+        i32::try_from(n).unwrap_or(i32::MAX)
+    }
+
+    /// The IP of `peer`'s pod, if it has one.
+    pub fn pod_ip(&self, peer: &str) -> Option<&str> {
+        self.pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(peer))
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.pod_ip.as_deref())
+    }
+}
+
+/// Reads the cluster's pods and probes its peers with the policy's timeout.
+pub async fn peers(
+    cluster: &IpfsCluster,
+    names: &Names,
+    ns: &str,
+    policy: &HealthPolicy,
+    ctx: &Context,
+) -> Result<Observation, ObserveError> {
+    let name = cluster.name_any();
+    let pods = if ctx.caches.pods_ready() {
+        ctx.caches.pods_of(ns, &name)
+    } else {
+        let selector = build::selector_string(&name);
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        api.list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_err(&name, "listing", "Pods", &selector))?
+            .items
+    };
+    let (targets, mut reports) = probe_targets(names, cluster.spec.replicas, &pods);
+    let prober = ctx.ipfs.prober(policy.probe_timeout);
+    // Owned per-target futures (rather than `Prober::round`, which borrows), so that the
+    // reconcile future is provably `Send`.
+    let mut probed: Vec<PeerReport> = futures::stream::iter(targets)
+        .map(|target| {
+            let prober = prober.clone();
+            async move { prober.peer(&target).await }
+        })
+        .buffered(ctx.settings.probe_concurrency.max(1))
+        .collect()
+        .await;
+    reports.append(&mut probed);
+    reports.sort_by_key(|r| ordinal(&r.peer));
+    Ok(Observation { pods, reports })
+}
+
+fn ordinal(peer: &str) -> i64 {
+    peer.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(i64::MAX)
+}
+
+/// The report of a peer that is not probed: both APIs unreachable for `why`.
+fn unprobed(peer: &str, why: String) -> PeerReport {
+    let failure = ProbeFailure {
+        kind: FailureKind::Unreachable,
+        message: why,
+    };
+    PeerReport {
+        peer: peer.to_owned(),
+        kubo_process: ProcessState::Unknown,
+        cluster_process: ProcessState::Unknown,
+        kubo: Err(failure.clone()),
+        cluster: Err(failure),
+    }
+}
+
+/// What kubelet says of container `name` of `pod`.
+fn container_state(pod: &Pod, name: &str) -> ProcessState {
+    pod.status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .map_or(ProcessState::Unknown, |c| match c.state.as_ref() {
+            Some(s) if s.running.is_some() => ProcessState::Running,
+            Some(s) if s.terminated.is_some() => ProcessState::Exited,
+            _ => ProcessState::Unknown,
+        })
+}
+
+/// The peers to probe (pods running with an IP) and the reports of peers that cannot be probed
+/// (no pod, no IP yet, being deleted), which are never dialled. A pod not created yet, or deleted
+/// and being recreated by the StatefulSet, is no reason to restart (deleting it again would not
+/// help): its processes are Unknown.
+pub fn probe_targets(
+    names: &Names,
+    replicas: i32,
+    pods: &[Pod],
+) -> (Vec<PeerTarget>, Vec<PeerReport>) {
+    let mut targets = Vec::new();
+    let mut reports = Vec::new();
+    for ordinal in 0..replicas {
+        let peer = names.peer(ordinal);
+        let Some(pod) = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(&peer))
+        else {
+            reports.push(unprobed(&peer, format!("pod {peer} does not exist (yet)")));
+            continue;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            reports.push(unprobed(&peer, format!("pod {peer} is being deleted")));
+            continue;
+        }
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
+        let ip = status.and_then(|s| s.pod_ip.as_deref());
+        let Some(ip) = ip.filter(|_| phase == "Running") else {
+            let why = format!("pod {peer} is {phase}, not running with an IP yet");
+            reports.push(unprobed(&peer, why));
+            continue;
+        };
+        targets.push(PeerTarget {
+            peer: peer.clone(),
+            kubo: Endpoint::at(ip, KUBO_RPC_PORT),
+            cluster: Endpoint::at(ip, CLUSTER_REST_PORT),
+            kubo_process: container_state(pod, "kubo"),
+            cluster_process: container_state(pod, "cluster"),
+        });
+    }
+    (targets, reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, phase: &str, ip: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                pod_ip: ip.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_running_pods_with_an_ip_are_dialled() {
+        let names = Names::of("web");
+        let mut exited = pod("web-2", "Running", Some("10.244.0.7"));
+        if let Some(s) = exited.status.as_mut() {
+            s.container_statuses = Some(vec![ContainerStatus {
+                name: "kubo".into(),
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated::default()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]);
+        }
+        let pods = [pod("web-0", "Pending", None), exited];
+        let (targets, reports) = probe_targets(&names, 4, &pods);
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].kubo.base, "http://10.244.0.7:5001");
+        assert_eq!(targets[0].cluster.base, "http://10.244.0.7:9094");
+        assert_eq!(targets[0].kubo_process, ProcessState::Exited);
+        assert_eq!(targets[0].cluster_process, ProcessState::Unknown);
+        let why: Vec<String> = reports
+            .iter()
+            .map(|r| {
+                r.kubo
+                    .as_ref()
+                    .err()
+                    .map(|f| f.message.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            why,
+            [
+                "pod web-0 is Pending, not running with an IP yet",
+                "pod web-1 does not exist (yet)",
+                "pod web-3 does not exist (yet)"
+            ]
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! The watches of the IpfsCluster controller: IpfsClusters trigger reconciles (on generation,
+//! finalizer and annotation changes only: status writes do not re-trigger), and the owned
+//! objects' watches both trigger their owner and fill the caches reconciles read. [`run`] wires
+//! them into a kube-rs `Controller` next to the IpfsPin reconciler.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Predicate;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{debug, info};
+
+use super::build::{CLUSTER_LABEL, MANAGED_BY};
+use super::context::{Context, OwnedCaches, Settings};
+use super::controller::{error_policy, reconcile};
+use crate::api::IpfsCluster;
+use crate::metrics::Metrics;
+use crate::probe::ProberError;
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the IpfsCluster CustomResourceDefinition is not installed in this cluster ({0}); install \
+         it with `ipfs-kit-operator crd | kubectl apply -f -` or `kubectl apply -k deploy/`"
+    )]
+    CrdMissing(String),
+    #[error(
+        "not allowed to list IpfsClusters ({0}); bind the operator's ServiceAccount to the \
+         ClusterRole in deploy/rbac.yaml"
+    )]
+    Forbidden(String),
+    #[error("checking that the IpfsCluster CRD is installed: {0}")]
+    Api(#[source] kube::Error),
+    #[error(transparent)]
+    Client(#[from] ProberError),
+    #[error("the IpfsPin reconciler: {0}")]
+    Pins(String),
+}
+
+/// Checks that the IpfsCluster CRD is served and readable, with an install hint if not.
+pub async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), StartError> {
+    let api: Api<IpfsCluster> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Err(StartError::CrdMissing(s.message)),
+        Err(kube::Error::Api(s)) if s.is_forbidden() => Err(StartError::Forbidden(s.message)),
+        Err(e) => Err(StartError::Api(e)),
+    }
+}
+
+/// The Controller's backoff over all its watches together: none, because each watch backs off on
+/// its own errors (`default_backoff`). kube's default here (up to 30 s, reset only after two
+/// quiet minutes) pauses *every* watch after an error of any one: after an API server outage the
+/// watches' recoveries (each a 410 Gone, then a relist) queued up behind each other for minutes
+/// while reconciles kept reading stale caches.
+struct EachWatchBacksOffAlone;
+
+impl Iterator for EachWatchBacksOffAlone {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for EachWatchBacksOffAlone {
+    fn reset(&mut self) {}
+}
+
+type Changes<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
+
+/// A watch of `api` that keeps a cache of its objects, and the stream of their changes.
+fn cached<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, Changes<K>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changes = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (store, changes)
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The owned objects' caches and change streams.
+struct OwnedWatches {
+    caches: OwnedCaches,
+    statefulsets: Changes<StatefulSet>,
+    pods: Changes<Pod>,
+    services: Changes<PartialObjectMeta<Service>>,
+    config_maps: Changes<PartialObjectMeta<ConfigMap>>,
+    pdbs: Changes<PartialObjectMeta<PodDisruptionBudget>>,
+    network_policies: Changes<PartialObjectMeta<NetworkPolicy>>,
+}
+
+/// Watches of what the operator labelled as managed; metadata only (an `Api` of
+/// `PartialObjectMeta`) where that is all reconciles read.
+fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    type Meta<K> = PartialObjectMeta<K>;
+    let (statefulsets_cache, statefulsets) = cached(api::<StatefulSet>(client, ns), owned.clone());
+    let (pods_cache, pods) = cached(api::<Pod>(client, ns), owned.clone());
+    let (services_cache, services) = cached(api::<Meta<Service>>(client, ns), owned.clone());
+    let (cm_cache, config_maps) = cached(api::<Meta<ConfigMap>>(client, ns), owned.clone());
+    let (pdb_cache, pdbs) = cached(api::<Meta<PodDisruptionBudget>>(client, ns), owned.clone());
+    let (np_cache, network_policies) = cached(api::<Meta<NetworkPolicy>>(client, ns), owned);
+    OwnedWatches {
+        caches: OwnedCaches {
+            statefulsets: statefulsets_cache,
+            pods: pods_cache,
+            services: services_cache,
+            config_maps: cm_cache,
+            pdbs: pdb_cache,
+            network_policies: np_cache,
+        },
+        statefulsets,
+        pods,
+        services,
+        config_maps,
+        pdbs,
+        network_policies,
+    }
+}
+
+/// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), StartError> {
+    check_crd(&client, settings.namespace.as_deref()).await?;
+    let ns = settings.namespace.clone();
+    let (reader, writer) = reflector::store();
+    // Status writes change neither the generation nor the finalizers: they do not re-trigger a
+    // reconcile (no self-inflicted hot loop); periodic requeues pick up probe results.
+    // Annotations carry the dashboard's action requests.
+    let trigger = watcher(
+        api::<IpfsCluster>(&client, &ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation
+            .combine(predicates::finalizers)
+            .combine(predicates::annotations),
+        Default::default(),
+    );
+    let owned = owned_watches(&client, &ns);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings.clone(),
+        metrics.clone(),
+        owned.caches,
+    )?);
+    info!(
+        namespace = ns.as_deref().unwrap_or("<all>"),
+        concurrency = settings.concurrency,
+        "watching IpfsClusters"
+    );
+    // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let pins = super::pin::PinContext::new(client, &settings.instance, ctx.ipfs.clone(), metrics);
+    let pins = tokio::spawn(super::pin::run_pins(
+        pins,
+        ns.clone(),
+        settings.concurrency,
+        shutdown.clone(),
+    ));
+    Controller::for_stream(trigger, reader)
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .trigger_backoff(EachWatchBacksOffAlone)
+        .owns_stream(owned.statefulsets)
+        .owns_stream(owned.services)
+        .owns_stream(owned.config_maps)
+        .owns_stream(owned.pdbs)
+        .owns_stream(owned.network_policies)
+        .watches_stream(owned.pods, |pod: Pod| {
+            let cluster = pod.labels().get(CLUSTER_LABEL)?.clone();
+            let ns = pod.namespace()?;
+            Some(ObjectRef::<IpfsCluster>::new(&cluster).within(&ns))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!("reconcile ended with: {e}");
+            }
+        })
+        .await;
+    let _ = pins.await;
+    info!("controller stopped");
+    Ok(())
+}
