@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::{self, ConditionStatus, set_condition};
@@ -125,29 +125,60 @@ pub fn healing_record(entry: &HealingEntry) -> HealingRecord {
 /// The status for this round.
 pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
     let a = obs.assessment;
-    let now = time(obs.now);
-    let generation = obs.generation;
-    let mut conditions = obs
-        .previous
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
     let ready = obs
         .reports
         .iter()
         .filter(|r| r.kubo.is_ok() && r.cluster.is_ok())
         .count();
     let ready = i32::try_from(ready).unwrap_or(i32::MAX);
-    let rollout = obs.rollout.as_ref();
-    let restarting = a.decision.history.restart_in_progress.as_ref();
-    let problems = obs.problems.join("; ");
+    let phase = phase(obs);
+    let mut conditions = Conditions {
+        list: obs
+            .previous
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
+        generation: obs.generation,
+        now: time(obs.now),
+    };
+    let health_reason = match obs.problems.join("; ") {
+        problems if problems.is_empty() => a.health.reason.clone(),
+        problems => format!("{}; {problems}", a.health.reason),
+    };
+    conditions.ready(phase, &health_reason);
+    conditions.available(obs, ready);
+    conditions.progressing(obs);
+    conditions.degraded(obs, &health_reason);
+    // The healing log keeps as many entries as `status.healing` may hold: the list is the log.
+    let healing: Vec<HealingRecord> = a
+        .decision
+        .history
+        .log
+        .entries()
+        .map(healing_record)
+        .collect();
+    IpfsClusterStatus {
+        phase: Some(phase),
+        observed_generation: obs.generation,
+        conditions: conditions.list,
+        replicas: Some(obs.pods),
+        ready_replicas: Some(ready),
+        selector: Some(obs.selector.clone()),
+        health_score: Some(i32::from(a.health.score)),
+        peers: obs.reports.iter().map(|r| peer_status(obs, r)).collect(),
+        healing,
+    }
+}
 
-    let phase = if obs.paused {
+/// The cluster's phase: paused, no peers yet, healing, rolling out, else by health.
+fn phase(obs: &Observed<'_>) -> ClusterPhase {
+    let a = obs.assessment;
+    if obs.paused {
         ClusterPhase::Paused
     } else if obs.pods == 0 {
         ClusterPhase::Pending
-    } else if restarting.is_some() {
+    } else if a.decision.history.restart_in_progress.is_some() {
         ClusterPhase::Healing
-    } else if rollout.is_some() {
+    } else if obs.rollout.is_some() {
         ClusterPhase::Progressing
     } else {
         match a.health.level {
@@ -155,55 +186,67 @@ pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
             HealthLevel::Healthy | HealthLevel::Degraded => ClusterPhase::Degraded,
             HealthLevel::Unhealthy => ClusterPhase::Unhealthy,
         }
-    };
-    let health_reason = if problems.is_empty() {
-        a.health.reason.clone()
-    } else {
-        format!("{}; {problems}", a.health.reason)
-    };
+    }
+}
 
-    let mut set = |type_: &str, status: ConditionStatus, reason: &str, message: &str| {
+/// The status conditions being set for this round (transition times kept unless they flip).
+struct Conditions {
+    list: Vec<Condition>,
+    generation: Option<i64>,
+    now: Time,
+}
+
+impl Conditions {
+    fn set(&mut self, type_: &str, status: ConditionStatus, reason: &str, message: &str) {
+        let now = self.now.clone();
         set_condition(
-            &mut conditions,
+            &mut self.list,
             type_,
             status,
             reason,
             message,
-            generation,
-            now.clone(),
+            self.generation,
+            now,
         );
-    };
-    match phase {
-        ClusterPhase::Healthy => set(
-            conditions::READY,
-            ConditionStatus::True,
-            "AllPeersHealthy",
-            &health_reason,
-        ),
-        ClusterPhase::Paused => set(
-            conditions::READY,
-            ConditionStatus::Unknown,
-            "Paused",
-            "spec.paused is true: the operator changes nothing and only reports",
-        ),
-        _ => set(
-            conditions::READY,
-            ConditionStatus::False,
-            "PeersNotHealthy",
-            &health_reason,
-        ),
     }
-    if ready > 0 {
-        set(
-            conditions::AVAILABLE,
-            ConditionStatus::True,
-            "PeersAnswering",
-            &format!(
+
+    fn ready(&mut self, phase: ClusterPhase, health_reason: &str) {
+        match phase {
+            ClusterPhase::Healthy => self.set(
+                conditions::READY,
+                ConditionStatus::True,
+                "AllPeersHealthy",
+                health_reason,
+            ),
+            ClusterPhase::Paused => self.set(
+                conditions::READY,
+                ConditionStatus::Unknown,
+                "Paused",
+                "spec.paused is true: the operator changes nothing and only reports",
+            ),
+            _ => self.set(
+                conditions::READY,
+                ConditionStatus::False,
+                "PeersNotHealthy",
+                health_reason,
+            ),
+        }
+    }
+
+    fn available(&mut self, obs: &Observed<'_>, ready: i32) {
+        if ready > 0 {
+            let message = format!(
                 "{ready}/{} peers answer on the Kubo RPC and IPFS Cluster REST APIs",
                 obs.replicas
-            ),
-        );
-    } else {
+            );
+            self.set(
+                conditions::AVAILABLE,
+                ConditionStatus::True,
+                "PeersAnswering",
+                &message,
+            );
+            return;
+        }
         let why = obs
             .reports
             .iter()
@@ -215,73 +258,60 @@ pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
             .take(3)
             .collect::<Vec<_>>()
             .join("; ");
-        set(
+        self.set(
             conditions::AVAILABLE,
             ConditionStatus::False,
             "NoPeerAnswering",
             &format!("no peer answers on both APIs: {why}"),
         );
     }
-    match (&rollout, restarting) {
-        (_, Some(r)) if !obs.paused => set(
-            conditions::PROGRESSING,
-            ConditionStatus::True,
-            "Healing",
-            &format!("restarting peer {}", r.peer),
-        ),
-        (Some(why), _) if !obs.paused => set(
-            conditions::PROGRESSING,
-            ConditionStatus::True,
-            "RollingOut",
-            why,
-        ),
-        _ => set(
-            conditions::PROGRESSING,
-            ConditionStatus::False,
-            if obs.paused { "Paused" } else { "Stable" },
-            "every peer runs the current spec",
-        ),
+
+    fn progressing(&mut self, obs: &Observed<'_>) {
+        let restarting = obs.assessment.decision.history.restart_in_progress.as_ref();
+        match (&obs.rollout, restarting) {
+            (_, Some(r)) if !obs.paused => self.set(
+                conditions::PROGRESSING,
+                ConditionStatus::True,
+                "Healing",
+                &format!("restarting peer {}", r.peer),
+            ),
+            (Some(why), _) if !obs.paused => self.set(
+                conditions::PROGRESSING,
+                ConditionStatus::True,
+                "RollingOut",
+                why,
+            ),
+            _ => self.set(
+                conditions::PROGRESSING,
+                ConditionStatus::False,
+                if obs.paused { "Paused" } else { "Stable" },
+                "every peer runs the current spec",
+            ),
+        }
     }
-    if a.health.level == HealthLevel::Healthy && obs.problems.is_empty() {
-        set(
-            conditions::DEGRADED,
-            ConditionStatus::False,
-            "AllPeersHealthy",
-            &health_reason,
-        );
-    } else {
-        let reason = match a.health.level {
+
+    fn degraded(&mut self, obs: &Observed<'_>, health_reason: &str) {
+        let level = obs.assessment.health.level;
+        if level == HealthLevel::Healthy && obs.problems.is_empty() {
+            self.set(
+                conditions::DEGRADED,
+                ConditionStatus::False,
+                "AllPeersHealthy",
+                health_reason,
+            );
+            return;
+        }
+        let reason = match level {
             HealthLevel::Unhealthy => "PeersUnhealthy",
             HealthLevel::Degraded => "PeersDegraded",
             HealthLevel::Healthy => "ConfigurationProblem",
         };
-        set(
+        self.set(
             conditions::DEGRADED,
             ConditionStatus::True,
             reason,
-            &health_reason,
+            health_reason,
         );
-    }
-
-    // The healing log keeps as many entries as `status.healing` may hold: the list is the log.
-    let healing: Vec<HealingRecord> = a
-        .decision
-        .history
-        .log
-        .entries()
-        .map(healing_record)
-        .collect();
-
-    IpfsClusterStatus {
-        phase: Some(phase),
-        observed_generation: generation,
-        conditions,
-        replicas: Some(obs.pods),
-        ready_replicas: Some(ready),
-        selector: Some(obs.selector.clone()),
-        health_score: Some(i32::from(a.health.score)),
-        peers: obs.reports.iter().map(|r| peer_status(obs, r)).collect(),
-        healing,
     }
 }
 

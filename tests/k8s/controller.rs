@@ -856,6 +856,26 @@ async fn a_dashboard_restart_request_is_carried_out_once_by_the_controller() {
     wait_restart_carried_out(&client, &ns, "req", "req-0", &before).await;
     assert!(has_event(&client, &ns, "RestartRequested").await);
 
+    // A request naming Kubo restarts Kubo only (its RPC `shutdown`, then kubelet restarts the
+    // container), never the pod: here nothing listens at the kwok pod's IP, and the Event says
+    // so in the client's own words while the pod stays.
+    let pod = running_pods(&client, &ns, "req", 1).await[0].uid();
+    api.patch(
+        "req",
+        &PatchParams::default(),
+        &Patch::Merge(&request(
+            json!({"id": 9, "action": "restart", "peer": "req-0", "daemon": "ipfs"}),
+        )),
+    )
+    .await
+    .expect("record the request");
+    let note = event_note(&client, &ns, "RestartFailed", "request 9").await;
+    assert!(
+        note.contains("restarting Kubo of req-0: POST /api/v0/shutdown"),
+        "{note}"
+    );
+    assert_eq!(running_pods(&client, &ns, "req", 1).await[0].uid(), pod);
+
     api.patch(
         "req",
         &PatchParams::default(),

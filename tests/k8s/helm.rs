@@ -992,7 +992,8 @@ async fn the_operator_as_the_chart_deploys_it_does_its_whole_job_with_the_chart_
         (body["data"]["clusters"][0]["cluster"] == json!(key)).then_some(())
     })
     .await;
-    let restart = format!("{base}/api/dashboard/backends/{ns}/chart/chart-0/ipfs/restart");
+    // IPFS Cluster cannot be restarted alone without exec: the controller deletes the pod.
+    let restart = format!("{base}/api/dashboard/backends/{ns}/chart/chart-0/cluster/restart");
     let token = dashboard_token(&admin, &ns).await;
     crate::support::restart_with_token(&restart, &token).await;
     let before = peer.uid().expect("pod uid");

@@ -45,24 +45,7 @@ pub fn status_from(
     let peers: Vec<PeerPinStatus> = observed
         .peers
         .iter()
-        .map(|(id, info)| {
-            let peer = names
-                .get(id.as_str())
-                .map(|n| n.to_string())
-                .or_else(|| (!info.peername.is_empty()).then(|| info.peername.clone()))
-                .unwrap_or_else(|| id.clone());
-            PeerPinStatus {
-                peer,
-                peer_id: Some(id.clone()),
-                state: state_of(&info.status),
-                error: (!info.error.is_empty()).then(|| info.error.clone()),
-                timestamp: info
-                    .timestamp
-                    .as_deref()
-                    .and_then(|t| t.parse().ok())
-                    .map(Time),
-            }
-        })
+        .map(|(id, info)| peer_pin_status(&names, id, info))
         .collect();
     let mut status = IpfsPinStatus {
         phase: None,
@@ -89,7 +72,48 @@ pub fn status_from(
         PinPhase::Pinning
     };
     status.phase = Some(phase);
-    let (ready, reason, message) = match phase {
+    let (ready, reason, message) = ready_condition(phase, pinned, allocated, errors);
+    set_condition(
+        &mut status.conditions,
+        READY,
+        ConditionStatus::from(ready),
+        reason,
+        &message,
+        pin.metadata.generation,
+        now(),
+    );
+    status
+}
+
+/// One peer's state of the CID, the peer named by the cluster's status where known, else by
+/// its cluster peer name, else by its id.
+fn peer_pin_status(names: &BTreeMap<&str, &str>, id: &str, info: &PeerPinInfo) -> PeerPinStatus {
+    let peer = names
+        .get(id)
+        .map(|n| n.to_string())
+        .or_else(|| (!info.peername.is_empty()).then(|| info.peername.clone()))
+        .unwrap_or_else(|| id.to_owned());
+    PeerPinStatus {
+        peer,
+        peer_id: Some(id.to_owned()),
+        state: state_of(&info.status),
+        error: (!info.error.is_empty()).then(|| info.error.clone()),
+        timestamp: info
+            .timestamp
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .map(Time),
+    }
+}
+
+/// The `Ready` condition of a pin in `phase`: whether, reason and message.
+fn ready_condition(
+    phase: PinPhase,
+    pinned: i32,
+    allocated: i32,
+    errors: usize,
+) -> (bool, &'static str, String) {
+    match phase {
         PinPhase::Pinned => (
             true,
             "Pinned",
@@ -110,17 +134,7 @@ pub fn status_from(
             "Pinning",
             format!("pinned on {pinned}/{allocated} allocated peers so far"),
         ),
-    };
-    set_condition(
-        &mut status.conditions,
-        READY,
-        ConditionStatus::from(ready),
-        reason,
-        &message,
-        pin.metadata.generation,
-        now(),
-    );
-    status
+    }
 }
 
 fn now() -> Time {
