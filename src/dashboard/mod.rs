@@ -398,3 +398,6 @@ mod tests {
         assert_eq!(builds.get(), 2);
     }
 }
+
+#[cfg(test)]
+mod wire_tests;
