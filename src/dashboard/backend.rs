@@ -1,10 +1,11 @@
 //! Backend names: `[<namespace>/]<cluster>/<peer>/<daemon>` with daemon `ipfs` or `cluster`.
 //! Names are looked up in the reconciled status; they are never used as file paths.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// A daemon of a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Daemon {
     /// Kubo.

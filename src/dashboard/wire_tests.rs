@@ -247,11 +247,36 @@ fn calls_local() -> Vec<Call> {
         ("GET", "/readyz".into(), None, n.clone()),
         ("GET", p("/status"), None, n.clone()),
         ("GET", p("/metrics/realtime"), None, n.clone()),
-        ("GET", p("/backends/demo/demo-0/ipfs/status"), None, n.clone()),
-        ("GET", p("/backends/demo/demo-2/cluster/status"), None, n.clone()),
-        ("GET", p("/backends/demo/demo-2/kubo/status"), None, n.clone()),
-        ("GET", p("/backends/demo/demo-2/kubo/bogus"), None, n.clone()),
-        ("GET", p("/backends/demo/demo-9/ipfs/status"), None, n.clone()),
+        (
+            "GET",
+            p("/backends/demo/demo-0/ipfs/status"),
+            None,
+            n.clone(),
+        ),
+        (
+            "GET",
+            p("/backends/demo/demo-2/cluster/status"),
+            None,
+            n.clone(),
+        ),
+        (
+            "GET",
+            p("/backends/demo/demo-2/kubo/status"),
+            None,
+            n.clone(),
+        ),
+        (
+            "GET",
+            p("/backends/demo/demo-2/kubo/bogus"),
+            None,
+            n.clone(),
+        ),
+        (
+            "GET",
+            p("/backends/demo/demo-9/ipfs/status"),
+            None,
+            n.clone(),
+        ),
         ("GET", p("/history/demo"), None, n.clone()),
         ("GET", p("/history/demo/demo-0"), None, n.clone()),
         ("GET", p("/history/nosuch"), None, n.clone()),
@@ -317,8 +342,18 @@ fn calls_local() -> Vec<Call> {
         ("POST", p("/daemon/action"), t, json!(["demo", "restart"])),
         ("POST", p("/daemon/action"), t, json!("{\"action\": 1}")),
         ("POST", p("/daemon/action"), t, n.clone()),
-        ("POST", p("/cluster/action"), None, json!({"action": "status"})),
-        ("POST", p("/cluster/action"), None, json!({"action": "peers"})),
+        (
+            "POST",
+            p("/cluster/action"),
+            None,
+            json!({"action": "status"}),
+        ),
+        (
+            "POST",
+            p("/cluster/action"),
+            None,
+            json!({"action": "peers"}),
+        ),
         (
             "POST",
             p("/cluster/action"),
@@ -332,10 +367,30 @@ fn calls_local() -> Vec<Call> {
             t,
             json!({"action": "restart", "cluster": "demo", "force_restart": true}),
         ),
-        ("POST", p("/backends/demo/demo-2/ipfs/restart"), None, n.clone()),
-        ("POST", p("/backends/demo/demo-2/ipfs/restart"), t, n.clone()),
-        ("POST", p("/backends/demo/demo-2/ipfs/bogus"), None, n.clone()),
-        ("POST", p("/backends/demo/demo-9/ipfs/restart"), t, n.clone()),
+        (
+            "POST",
+            p("/backends/demo/demo-2/ipfs/restart"),
+            None,
+            n.clone(),
+        ),
+        (
+            "POST",
+            p("/backends/demo/demo-2/ipfs/restart"),
+            t,
+            n.clone(),
+        ),
+        (
+            "POST",
+            p("/backends/demo/demo-2/ipfs/bogus"),
+            None,
+            n.clone(),
+        ),
+        (
+            "POST",
+            p("/backends/demo/demo-9/ipfs/restart"),
+            t,
+            n.clone(),
+        ),
         ("POST", p("/health/check"), None, json!({})),
         (
             "POST",
@@ -465,7 +520,12 @@ async fn answers() -> Value {
     let closed = serve(closed).await;
     publisher.publish(local_snapshot(90));
     let restart = json!({"action": "restart"});
-    let call = ("POST", "/api/dashboard/cluster/action".into(), Some(TOKEN), restart);
+    let call = (
+        "POST",
+        "/api/dashboard/cluster/action".into(),
+        Some(TOKEN),
+        restart,
+    );
     recorded.push(record(&http, &closed, call).await);
 
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
