@@ -139,13 +139,15 @@ fn backend_parameter() -> Value {
     })
 }
 
-/// The GET routes under `/api/dashboard`.
-fn api_reads(s: &mut Schemas) -> Map<String, Value> {
-    let read = |summary: &str, data: Value, mut more: Vec<(&'static str, Value)>| {
-        more.insert(0, ("200", ok("OK", data)));
-        more.push(("401", error(READ_401)));
-        json!({"get": {"summary": summary, "responses": responses(more)}})
-    };
+/// A GET route under `/api/dashboard`: `data` with 200, the `more` answers, and 401.
+fn read_path(summary: &str, data: Value, mut more: Vec<(&'static str, Value)>) -> Value {
+    more.insert(0, ("200", ok("OK", data)));
+    more.push(("401", error(READ_401)));
+    json!({"get": {"summary": summary, "responses": responses(more)}})
+}
+
+/// `GET /api/dashboard/logs/{backend}?lines=N`.
+fn logs_path(s: &mut Schemas) -> Value {
     let lines = json!({
         "name": "lines",
         "in": "query",
@@ -153,13 +155,7 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LOG_LINES,
             "default": DEFAULT_LOG_LINES},
     });
-    let mut backend = read(
-        "One daemon of one peer",
-        s.answer::<BackendView>(),
-        vec![("404", error("Unknown or malformed backend name"))],
-    );
-    backend["get"]["parameters"] = json!([backend_parameter()]);
-    let mut logs = read(
+    let mut logs = read_path(
         "The daemon's own recent log lines (local: its captured log file; Kubernetes: the pod \
          container log)",
         s.answer::<LogsView>(),
@@ -181,7 +177,19 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
         ],
     );
     logs["get"]["parameters"] = json!([backend_parameter(), lines]);
-    let mut history = read(
+    logs
+}
+
+/// The GET routes under `/api/dashboard`.
+fn api_reads(s: &mut Schemas) -> Map<String, Value> {
+    let mut backend = read_path(
+        "One daemon of one peer",
+        s.answer::<BackendView>(),
+        vec![("404", error("Unknown or malformed backend name"))],
+    );
+    backend["get"]["parameters"] = json!([backend_parameter()]);
+    let logs = logs_path(s);
+    let mut history = read_path(
         &format!("Health samples over time (up to {HISTORY_LEN} per name), oldest first"),
         s.answer::<HistoryView>(),
         vec![("404", error("No history for that name"))],
@@ -208,12 +216,12 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
             ("401", error(READ_401)),
         ]),
     }});
-    let status = read(
+    let status = read_path(
         "Overall health, clusters with their peers, libp2p view, alerts",
         s.answer::<StatusView>(),
         Vec::new(),
     );
-    let realtime = read(
+    let realtime = read_path(
         "Host figures (cpu, memory, disk, load) and per-peer bandwidth, repo size and swarm \
          peers from the latest samples",
         s.answer::<RealtimeView>(),
@@ -230,13 +238,9 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
     ])
 }
 
-/// The POST routes under `/api/dashboard`: requests for changes (and the old toolkit's reads).
-fn api_actions(s: &mut Schemas) -> Map<String, Value> {
-    let accepted = ok(
-        "Requested: the reconciler carries it out; watch /api/dashboard/events or the status",
-        s.answer::<Accepted>(),
-    );
-    let refusals = [
+/// The refusals of a request for a change.
+fn refusals() -> [(&'static str, Value); 8] {
+    [
         ("400", error("Malformed JSON")),
         ("401", error("Missing or wrong bearer token")),
         (
@@ -257,7 +261,16 @@ fn api_actions(s: &mut Schemas) -> Map<String, Value> {
             "503",
             error("The reconciler is not running, or the Kubernetes API cannot review the token"),
         ),
-    ];
+    ]
+}
+
+/// The POST routes under `/api/dashboard`: requests for changes (and the old toolkit's reads).
+fn api_actions(s: &mut Schemas) -> Map<String, Value> {
+    let accepted = ok(
+        "Requested: the reconciler carries it out; watch /api/dashboard/events or the status",
+        s.answer::<Accepted>(),
+    );
+    let refusals = refusals();
     let action = |summary: String, body: Option<Value>, answers: Vec<(&'static str, Value)>| {
         let mut op = json!({
             "summary": summary,
