@@ -57,10 +57,7 @@ impl Token {
 
     /// Whether an `Authorization` header value carries this token.
     pub fn matches_header(&self, header: Option<&str>) -> bool {
-        let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return false;
-        };
-        bool::from(presented.trim().as_bytes().ct_eq(&self.0))
+        bearer(header).is_some_and(|presented| bool::from(presented.as_bytes().ct_eq(&self.0)))
     }
 }
 
@@ -137,11 +134,7 @@ impl Writer {
                 caller: Caller::Token,
             });
         }
-        let bearer = presented
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let (Some(review), Some(token)) = (&d.review, bearer) else {
+        let (Some(review), Some(token)) = (&d.review, bearer(presented)) else {
             return Err(unauthorized());
         };
         match review.authenticate(token.to_string()).await {
@@ -198,6 +191,14 @@ impl Writer {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, trimmed; `None` for another scheme or
+/// an empty token. The scheme is case-insensitive (RFC 9110 section 11.1).
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let (scheme, credentials) = header?.split_once(' ')?;
+    let token = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -219,6 +220,25 @@ mod tests {
         assert!(!token.matches_header(Some("Basic 0123456789abcdef-secret")));
         assert!(!token.matches_header(None));
         assert!(!format!("{token:?}").contains("secret"));
+    }
+
+    /// The authentication scheme is case-insensitive (RFC 9110 section 11.1): clients that send
+    /// `bearer` or `BEARER` present the token as much as those that send `Bearer`.
+    #[test]
+    fn the_bearer_scheme_matches_in_any_case() {
+        let token = Token::new("0123456789abcdef-secret").expect("long enough");
+        for header in [
+            "bearer 0123456789abcdef-secret",
+            "BEARER 0123456789abcdef-secret",
+            "Bearer  0123456789abcdef-secret ",
+        ] {
+            assert!(token.matches_header(Some(header)), "{header}");
+        }
+        assert_eq!(bearer(Some("bEaReR kube-token")), Some("kube-token"));
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(Some("Bearer")), None);
+        assert_eq!(bearer(Some("Basic kube-token")), None);
+        assert_eq!(bearer(Some("Bearerkube-token")), None);
     }
 
     #[test]
