@@ -52,20 +52,27 @@ impl Dashboard {
     }
 }
 
+/// The answer to a request passed on: 202 with what was requested.
+type AcceptedAnswer = (StatusCode, Json<Envelope<Accepted>>);
+
+fn accepted(request: ActionRequest) -> AcceptedAnswer {
+    (
+        StatusCode::ACCEPTED,
+        Json(Envelope::new(views::accepted(request))),
+    )
+}
+
 /// Answered by a read (200) or by a request passed on (202).
 pub enum ReadOrAccepted<T> {
     Read(T),
-    Accepted(Accepted),
+    Accepted(AcceptedAnswer),
 }
 
 impl<T: serde::Serialize> IntoResponse for ReadOrAccepted<T> {
     fn into_response(self) -> Response {
         match self {
             ReadOrAccepted::Read(view) => Json(Envelope::new(view)).into_response(),
-            ReadOrAccepted::Accepted(accepted) => {
-                let body = Envelope::new(accepted);
-                (StatusCode::ACCEPTED, Json(body)).into_response()
-            }
+            ReadOrAccepted::Accepted(answer) => answer.into_response(),
         }
     }
 }
@@ -92,14 +99,14 @@ pub async fn restart_backend(
     State(d): State<Dashboard>,
     RestartPath(name): RestartPath,
     writer: Writer,
-) -> Result<ReadOrAccepted<()>, ApiError> {
+) -> Result<AcceptedAnswer, ApiError> {
     let snapshot = d.current();
     let (cluster, peer, parsed) = find_backend(&snapshot, &name)?;
     let (peer, daemon) = (Some(peer.name.as_str()), Some(parsed.daemon));
     let request = d
         .request(&writer, ActionKind::Restart, cluster, peer, daemon)
         .await?;
-    Ok(ReadOrAccepted::Accepted(views::accepted(request)))
+    Ok(accepted(request))
 }
 
 /// What an `action` of the action routes asks for: a restart, or a read (`None`).
@@ -147,7 +154,7 @@ pub async fn daemon_action(
     let (cluster, peer, parsed) = find_backend(&snapshot, &body.daemon_name)?;
     let (peer, daemon) = (Some(peer.name.as_str()), Some(parsed.daemon));
     let request = d.request(&writer, kind, cluster, peer, daemon).await?;
-    Ok(ReadOrAccepted::Accepted(views::accepted(request)))
+    Ok(ReadOrAccepted::Accepted(accepted(request)))
 }
 
 /// `POST /api/dashboard/cluster/action`: `restart`, `status` or `peers` of a cluster.
@@ -165,7 +172,7 @@ pub async fn cluster_action(
                 let writer = Writer::check(&d, &headers).await?;
                 let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
                 let request = d.request(&writer, kind, cluster, None, None).await?;
-                return Ok(ReadOrAccepted::Accepted(views::accepted(request)));
+                return Ok(ReadOrAccepted::Accepted(accepted(request)));
             }
         },
     };
