@@ -2,6 +2,7 @@
 //! [`Writer`] and becomes an [`ActionRequest`] the reconciler carries out; the answer (202) says
 //! what was requested. `status` and `peers` actions are reads, for the old toolkit's clients.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
 
 use super::{ApiError, backend_route, find_backend, find_cluster, pick_cluster};
 use crate::dashboard::auth::{Reader, Writer};
@@ -18,7 +20,7 @@ use crate::dashboard::views::{
     self, Accepted, ClusterAction, ClusterRead, DaemonAction, Envelope, HealthCheck,
     HealthCheckView,
 };
-use crate::dashboard::{ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard};
+use crate::dashboard::{ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, Snapshot};
 
 /// How long `POST /health/check` waits for the probe round it asked for.
 pub const HEALTH_CHECK_WAIT: Duration = Duration::from_secs(20);
@@ -190,32 +192,47 @@ pub async fn health_check(
 ) -> Result<Json<Envelope<HealthCheckView>>, ApiError> {
     let writer = Writer::check(&d, &headers).await?;
     let snapshot = d.current();
-    let (cluster, peer) = match &body.backend_name {
-        Some(name) => {
-            let (cluster, peer, _) = find_backend(&snapshot, name)?;
-            (cluster, Some(peer.name.as_str()))
-        }
-        None => (pick_cluster(&snapshot, None)?, None),
-    };
-    let mut rx = d.snapshot.clone();
-    rx.borrow_and_update();
+    let (cluster, peer) = probe_target(&snapshot, body.backend_name.as_deref())?;
+    let mut rounds = d.snapshot.clone();
+    rounds.borrow_and_update();
     let request = d
         .request(&writer, ActionKind::Probe, cluster, peer, None)
         .await?;
-    if tokio::time::timeout(HEALTH_CHECK_WAIT, rx.changed())
-        .await
-        .is_err()
-    {
-        return Err(ApiError::new(
+    next_round(rounds, &request).await?;
+    let fresh = d.current();
+    let cluster = find_cluster(&fresh, &request.cluster)?;
+    Ok(Json(Envelope::new(views::health_check(request, cluster))))
+}
+
+/// The cluster a health check probes, and the peer when it names a backend.
+fn probe_target<'a>(
+    snapshot: &'a Snapshot,
+    backend_name: Option<&str>,
+) -> Result<(&'a ClusterEntry, Option<&'a str>), ApiError> {
+    match backend_name {
+        Some(name) => {
+            let (cluster, peer, _) = find_backend(snapshot, name)?;
+            Ok((cluster, Some(peer.name.as_str())))
+        }
+        None => Ok((pick_cluster(snapshot, None)?, None)),
+    }
+}
+
+/// Waits until the next round after `request` is published: 504 when none comes within
+/// [`HEALTH_CHECK_WAIT`].
+async fn next_round(
+    mut rounds: watch::Receiver<Arc<Snapshot>>,
+    request: &ActionRequest,
+) -> Result<(), ApiError> {
+    match tokio::time::timeout(HEALTH_CHECK_WAIT, rounds.changed()).await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "probe_timeout",
             format!(
                 "no probe round finished within {HEALTH_CHECK_WAIT:?}; request {} stays queued",
                 request.id
             ),
-        ));
+        )),
     }
-    let fresh = d.current();
-    let cluster = find_cluster(&fresh, &request.cluster)?;
-    Ok(Json(Envelope::new(views::health_check(request, cluster))))
 }

@@ -65,10 +65,15 @@ pub async fn logs(
         peer: peer.name.clone(),
         daemon: parsed.daemon,
     };
-    let text = source.tail(target, lines).await.map_err(|e| match e {
-        LogError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "no_log", m),
-        LogError::Unavailable(m) => ApiError::new(StatusCode::BAD_GATEWAY, "logs_unavailable", m),
-    })?;
+    let text = source.tail(target, lines).await.map_err(log_error)?;
     let view = views::logs(name, cluster, peer, parsed.daemon, &text, lines);
     Ok(Json(Envelope::new(view)))
+}
+
+/// 404 when the daemon has no log yet, 502 when it could not be read.
+fn log_error(e: LogError) -> ApiError {
+    match e {
+        LogError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "no_log", m),
+        LogError::Unavailable(m) => ApiError::new(StatusCode::BAD_GATEWAY, "logs_unavailable", m),
+    }
 }
