@@ -470,6 +470,18 @@ fn calls_kube() -> Vec<Call> {
     ]
 }
 
+/// The snapshot of a probe round ten seconds after the first.
+fn probed_again(mut snapshot: Snapshot) -> Snapshot {
+    let later: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
+        serde_json::from_value(json!("2026-11-27T21:00:10Z")).expect("time");
+    for cluster in &mut snapshot.clusters {
+        for peer in &mut cluster.status.peers {
+            peer.last_probe = Some(later.clone());
+        }
+    }
+    snapshot
+}
+
 /// Carries out what the reconciler would: records each request, and answers a probe request
 /// with a fresh round.
 fn reconciler(
@@ -480,7 +492,7 @@ fn reconciler(
     tokio::spawn(async move {
         while let Some(request) = actions.recv().await {
             if request.action == ActionKind::Probe {
-                publisher.publish(local_snapshot(70));
+                publisher.publish(probed_again(local_snapshot(70)));
             }
             if let Ok(mut seen) = seen.lock() {
                 seen.push(request);

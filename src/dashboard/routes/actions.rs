@@ -11,6 +11,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
 use super::{ApiError, backend_route, find_backend, find_cluster, pick_cluster};
@@ -193,12 +194,13 @@ pub async fn health_check(
     let writer = Writer::check(&d, &headers).await?;
     let snapshot = d.current();
     let (cluster, peer) = probe_target(&snapshot, body.backend_name.as_deref())?;
+    let before = last_probed(cluster, peer);
     let mut rounds = d.snapshot.clone();
     rounds.borrow_and_update();
     let request = d
         .request(&writer, ActionKind::Probe, cluster, peer, None)
         .await?;
-    next_round(rounds, &request).await?;
+    probe_round(rounds, &request, before).await?;
     let fresh = d.current();
     let cluster = find_cluster(&fresh, &request.cluster)?;
     Ok(Json(Envelope::new(views::health_check(request, cluster))))
@@ -218,21 +220,140 @@ fn probe_target<'a>(
     }
 }
 
-/// Waits until the next round after `request` is published: 504 when none comes within
+/// When the peers a health check is about were last probed: the peer's `lastProbe`, or the
+/// latest of the cluster's peers.
+fn last_probed(cluster: &ClusterEntry, peer: Option<&str>) -> Option<Time> {
+    cluster
+        .status
+        .peers
+        .iter()
+        .filter(|p| peer.is_none_or(|name| p.name == name))
+        .filter_map(|p| p.last_probe.clone())
+        .max()
+}
+
+/// Whether `fresh` is the round a health check waits for: the peers of `request` were probed
+/// after `before`. Not every published snapshot is a probe round (the sidecar publishes on every
+/// watch event, the first being its own annotation that records the request). Without a probe
+/// time before (a runtime that publishes only after probing, or peers never probed) any round
+/// counts; so does one without the cluster (the answer is then 404).
+fn probed_after(before: Option<&Time>, fresh: &Snapshot, request: &ActionRequest) -> bool {
+    let Some(before) = before else {
+        return true;
+    };
+    let Some(cluster) = fresh.clusters.iter().find(|c| c.key() == request.cluster) else {
+        return true;
+    };
+    last_probed(cluster, request.peer.as_deref()).is_some_and(|t| &t > before)
+}
+
+/// Waits until a round that probed after `request` is published: 504 when none comes within
 /// [`HEALTH_CHECK_WAIT`].
-async fn next_round(
+async fn probe_round(
     mut rounds: watch::Receiver<Arc<Snapshot>>,
     request: &ActionRequest,
+    before: Option<Time>,
 ) -> Result<(), ApiError> {
-    match tokio::time::timeout(HEALTH_CHECK_WAIT, rounds.changed()).await {
-        Ok(_) => Ok(()),
-        Err(_) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "probe_timeout",
-            format!(
-                "no probe round finished within {HEALTH_CHECK_WAIT:?}; request {} stays queued",
-                request.id
-            ),
-        )),
+    let probed = async {
+        // A closed channel (the runtime stopped) answers with the last snapshot.
+        while rounds.changed().await.is_ok() {
+            let fresh = rounds.borrow_and_update().clone();
+            if probed_after(before.as_ref(), &fresh, request) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(HEALTH_CHECK_WAIT, probed)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "probe_timeout",
+                format!(
+                    "no probe round finished within {HEALTH_CHECK_WAIT:?}; request {} stays \
+                     queued",
+                    request.id
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde_json::Value;
+
+    use crate::api::{IpfsClusterStatus, PeerStatus};
+    use crate::dashboard::{ActionKind, ClusterEntry, Dashboard, Snapshot, Token};
+
+    const TOKEN: &str = "check-token-0123456789";
+
+    fn snapshot(score: i32, probed_at: &str) -> Snapshot {
+        let probed_at: Time = serde_json::from_value(probed_at.into()).expect("time");
+        let peer = PeerStatus {
+            name: "demo-0".into(),
+            score: Some(score),
+            last_probe: Some(probed_at),
+            ..PeerStatus::default()
+        };
+        let status = IpfsClusterStatus {
+            health_score: Some(score),
+            peers: vec![peer],
+            ..IpfsClusterStatus::default()
+        };
+        Snapshot {
+            clusters: vec![ClusterEntry {
+                namespace: Some("prod".into()),
+                name: "demo".into(),
+                replicas: 1,
+                paused: false,
+                status,
+            }],
+            pins: Vec::new(),
+            updated_at: Some("2026-11-27T21:00:00Z".into()),
+        }
+    }
+
+    /// In Kubernetes the sidecar publishes a snapshot on every watch event, the first of them
+    /// its own annotation that records the request, before the controller probed anything: the
+    /// answer must come from the round that probed after the request.
+    #[tokio::test]
+    async fn a_health_check_answers_with_the_round_that_probed_after_it() {
+        let (dashboard, publisher, mut actions) = Dashboard::new(Token::new(TOKEN), false);
+        publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+        tokio::spawn(async move {
+            while let Some(request) = actions.recv().await {
+                assert_eq!(request.action, ActionKind::Probe);
+                // The annotation event: the status is the one from before.
+                publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                publisher.publish(snapshot(40, "2026-11-27T21:00:07Z"));
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = crate::dashboard::router(dashboard);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        crate::tls::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let resp = http
+            .post(format!("{base}/api/dashboard/health/check"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"backend_name": "prod/demo/demo-0/ipfs"}))
+            .send()
+            .await
+            .expect("health check");
+        assert_eq!(resp.status().as_u16(), 200);
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["data"]["healthScore"], 40, "{body}");
+        assert_eq!(
+            body["data"]["peers"][0]["lastProbe"],
+            "2026-11-27T21:00:07Z"
+        );
     }
 }
