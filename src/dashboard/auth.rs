@@ -62,9 +62,9 @@ impl Token {
 }
 
 /// A caller who may read: anyone, unless the dashboard runs with `auth_reads`; then the token or
-/// a Kubernetes identity allowed to `list` ipfsclusters.
+/// a Kubernetes identity allowed to `list` ipfsclusters. Only the checks here make one.
 #[derive(Debug)]
-pub struct Reader;
+pub struct Reader(());
 
 /// A caller who proved who they are and so may ask for changes; [`Writer::permit`] says which
 /// clusters they may change.
@@ -102,11 +102,11 @@ impl Reader {
     /// The check of the extractor, for handlers whose body decides whether they read or write.
     pub async fn check(d: &Dashboard, headers: &HeaderMap) -> Result<Reader, ApiError> {
         if !d.auth_reads {
-            return Ok(Reader);
+            return Ok(Reader(()));
         }
         let writer = Writer::check(d, headers).await?;
         writer.allowed(d, "list", None).await?;
-        Ok(Reader)
+        Ok(Reader(()))
     }
 }
 

@@ -559,3 +559,69 @@ pub fn health_check(request: ActionRequest, cluster: &ClusterEntry) -> HealthChe
         peers: cluster.status.peers.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::IpfsClusterStatus;
+
+    fn entry(name: &str, score: Option<i32>, peers: &[&str]) -> ClusterEntry {
+        ClusterEntry {
+            namespace: None,
+            name: name.into(),
+            replicas: 1,
+            paused: false,
+            status: IpfsClusterStatus {
+                health_score: score,
+                peers: peers
+                    .iter()
+                    .map(|p| PeerStatus {
+                        name: p.to_string(),
+                        swarm_peers: Some(2),
+                        ..PeerStatus::default()
+                    })
+                    .collect(),
+                ..IpfsClusterStatus::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_overall_score_is_the_mean_of_the_clusters_that_have_one() {
+        let snapshot = Snapshot {
+            clusters: vec![
+                entry("a", Some(90), &["a-0", "a-1"]),
+                entry("b", Some(61), &["b-0"]),
+                entry("c", None, &[]),
+            ],
+            ..Snapshot::default()
+        };
+        let overall = overall(&snapshot);
+        assert_eq!(
+            (overall.score, overall.clusters, overall.peers),
+            (Some(75), 3, 3)
+        );
+        assert_eq!(super::overall(&Snapshot::default()).score, None);
+    }
+
+    #[test]
+    fn a_backend_view_names_its_daemon_beside_the_peer_fields() {
+        let cluster = entry("demo", Some(90), &["demo-0"]);
+        let peer = &cluster.status.peers[0];
+        let kubo = serde_json::to_value(backend(&cluster, peer, Daemon::Ipfs)).expect("json");
+        assert_eq!(kubo["daemon"], "ipfs");
+        assert_eq!(kubo["swarmPeers"], 2);
+        assert_eq!(
+            kubo["lastError"],
+            json!(null),
+            "absent figures are null, not left out"
+        );
+        let cluster_daemon =
+            serde_json::to_value(backend(&cluster, peer, Daemon::Cluster)).expect("json");
+        assert_eq!(cluster_daemon["daemon"], "cluster");
+        assert!(cluster_daemon.get("swarmPeers").is_none());
+        assert_eq!(cluster_daemon["pinsError"], json!(null));
+    }
+}
