@@ -2,10 +2,11 @@
 //! dashboard hands it to its reconciler and as it travels through the
 //! [`ACTION_REQUEST_ANNOTATION`](super::ACTION_REQUEST_ANNOTATION) in Kubernetes.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What a client asked for; the reconciler carries it out and the result shows in status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionRequest {
     /// Increasing id, echoed to the client.
@@ -30,7 +31,7 @@ pub struct ActionRequest {
 
 /// The changes a client may ask for. Starting and stopping peers are not among them: the
 /// reconciler keeps the declared peers running (use `spec.paused` or `spec.replicas`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionKind {
     Restart,
@@ -39,7 +40,7 @@ pub enum ActionKind {
 }
 
 /// A daemon of a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Daemon {
     /// Kubo.

@@ -1,8 +1,19 @@
-//! Bearer-token authentication for the dashboard, compared in constant time.
+//! Who may use the dashboard: its bearer token (compared in constant time), optionally
+//! Kubernetes identities vouched for by the API server (see `access`), and the two axum extractors
+//! that carry out the checks: a handler that takes a [`Reader`] only runs for a caller who may
+//! read, and a request for a change can only be made with a [`Writer`] (see
+//! `Dashboard::request`), which checks per cluster what the caller may change.
 
 use std::path::Path;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq;
+
+use super::access::{AccessTarget, ReviewedUser};
+use super::error::ApiError;
+use super::{ClusterEntry, Dashboard};
 
 /// The dashboard's bearer token. Its value never appears in debug output or logs.
 #[derive(Clone)]
@@ -46,11 +57,154 @@ impl Token {
 
     /// Whether an `Authorization` header value carries this token.
     pub fn matches_header(&self, header: Option<&str>) -> bool {
-        let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return false;
-        };
-        bool::from(presented.trim().as_bytes().ct_eq(&self.0))
+        bearer(header).is_some_and(|presented| bool::from(presented.as_bytes().ct_eq(&self.0)))
     }
+}
+
+/// A caller who may read: anyone, unless the dashboard runs with `auth_reads`; then the token or
+/// a Kubernetes identity allowed to `list` ipfsclusters. Only the checks here make one.
+#[derive(Debug)]
+pub struct Reader(());
+
+/// A caller who proved who they are and so may ask for changes; [`Writer::permit`] says which
+/// clusters they may change.
+#[derive(Debug)]
+pub struct Writer {
+    caller: Caller,
+}
+
+/// Who made a request that needs authentication.
+#[derive(Debug)]
+enum Caller {
+    /// Presented the dashboard's own token.
+    Token,
+    /// A Kubernetes identity the API server vouched for (TokenReview).
+    Kube(ReviewedUser),
+}
+
+impl FromRequestParts<Dashboard> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, d: &Dashboard) -> Result<Reader, ApiError> {
+        Reader::check(d, &parts.headers).await
+    }
+}
+
+impl FromRequestParts<Dashboard> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, d: &Dashboard) -> Result<Writer, ApiError> {
+        Writer::check(d, &parts.headers).await
+    }
+}
+
+impl Reader {
+    /// The check of the extractor, for handlers whose body decides whether they read or write.
+    pub async fn check(d: &Dashboard, headers: &HeaderMap) -> Result<Reader, ApiError> {
+        if !d.auth_reads {
+            return Ok(Reader(()));
+        }
+        let writer = Writer::check(d, headers).await?;
+        writer.allowed(d, "list", None).await?;
+        Ok(Reader(()))
+    }
+}
+
+impl Writer {
+    /// The check of the extractor: the dashboard's token, or (with access review) a Kubernetes
+    /// token. 403 when no way to authenticate is configured, 401 when the credentials fail, 503
+    /// when the API server cannot review them.
+    pub async fn check(d: &Dashboard, headers: &HeaderMap) -> Result<Writer, ApiError> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if d.token.is_none() && d.review.is_none() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "mutations_disabled",
+                "this dashboard has no token configured, so it refuses every change; start it \
+                 with --token-file",
+            ));
+        }
+        if d.token
+            .as_ref()
+            .is_some_and(|t| t.matches_header(presented))
+        {
+            return Ok(Writer {
+                caller: Caller::Token,
+            });
+        }
+        let (Some(review), Some(token)) = (&d.review, bearer(presented)) else {
+            return Err(unauthorized());
+        };
+        match review.authenticate(token.to_string()).await {
+            Ok(Some(user)) => Ok(Writer {
+                caller: Caller::Kube(user),
+            }),
+            Ok(None) => Err(unauthorized()),
+            Err(e) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "review_failed",
+                format!("could not review the token with the Kubernetes API: {e}"),
+            )),
+        }
+    }
+
+    /// Whether this caller may change `cluster`: the dashboard's token may change everything; a
+    /// Kubernetes identity what RBAC allows (`patch` on the IpfsCluster).
+    pub async fn permit(&self, d: &Dashboard, cluster: &ClusterEntry) -> Result<(), ApiError> {
+        self.allowed(d, "patch", Some(cluster)).await
+    }
+
+    /// Whether this caller may do `verb` on `cluster` (every cluster when `None`).
+    async fn allowed(
+        &self,
+        d: &Dashboard,
+        verb: &str,
+        cluster: Option<&ClusterEntry>,
+    ) -> Result<(), ApiError> {
+        let (Caller::Kube(user), Some(review)) = (&self.caller, &d.review) else {
+            return Ok(());
+        };
+        let target = AccessTarget {
+            verb: verb.to_string(),
+            namespace: cluster.and_then(|c| c.namespace.clone()),
+            name: cluster.map(|c| c.name.clone()),
+        };
+        match review.permits(user.clone(), target).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{} may not {verb} ipfsclusters{}: {reason}",
+                    user.username,
+                    cluster.map(|c| format!(" {}", c.key())).unwrap_or_default()
+                ),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "review_failed",
+                format!("could not review access with the Kubernetes API: {e}"),
+            )),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, trimmed; `None` for another scheme or
+/// an empty token. The scheme is case-insensitive (RFC 9110 section 11.1).
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let (scheme, credentials) = header?.split_once(' ')?;
+    let token = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "send Authorization: Bearer <token>",
+    )
 }
 
 #[cfg(test)]
@@ -66,6 +220,25 @@ mod tests {
         assert!(!token.matches_header(Some("Basic 0123456789abcdef-secret")));
         assert!(!token.matches_header(None));
         assert!(!format!("{token:?}").contains("secret"));
+    }
+
+    /// The authentication scheme is case-insensitive (RFC 9110 section 11.1): clients that send
+    /// `bearer` or `BEARER` present the token as much as those that send `Bearer`.
+    #[test]
+    fn the_bearer_scheme_matches_in_any_case() {
+        let token = Token::new("0123456789abcdef-secret").expect("long enough");
+        for header in [
+            "bearer 0123456789abcdef-secret",
+            "BEARER 0123456789abcdef-secret",
+            "Bearer  0123456789abcdef-secret ",
+        ] {
+            assert!(token.matches_header(Some(header)), "{header}");
+        }
+        assert_eq!(bearer(Some("bEaReR kube-token")), Some("kube-token"));
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(Some("Bearer")), None);
+        assert_eq!(bearer(Some("Basic kube-token")), None);
+        assert_eq!(bearer(Some("Bearerkube-token")), None);
     }
 
     #[test]

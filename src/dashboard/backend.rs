@@ -1,27 +1,7 @@
 //! Backend names: `[<namespace>/]<cluster>/<peer>/<daemon>` with daemon `ipfs` or `cluster`.
 //! Names are looked up in the reconciled status; they are never used as file paths.
 
-use serde::Serialize;
-
-/// A daemon of a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Daemon {
-    /// Kubo.
-    Ipfs,
-    /// ipfs-cluster-service.
-    Cluster,
-}
-
-impl Daemon {
-    pub fn parse(s: &str) -> Option<Daemon> {
-        match s {
-            "ipfs" | "kubo" => Some(Daemon::Ipfs),
-            "cluster" | "ipfs-cluster" | "ipfs_cluster_service" => Some(Daemon::Cluster),
-            _ => None,
-        }
-    }
-}
+pub use crate::api::request::Daemon;
 
 /// A parsed backend name.
 #[derive(Clone, Debug, PartialEq, Eq)]

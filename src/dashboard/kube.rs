@@ -128,13 +128,14 @@ pub async fn record(client: &Client, request: &ActionRequest) -> Result<(), Sour
                 cluster: request.cluster.clone(),
             })?;
     let api: Api<IpfsCluster> = Api::namespaced(client.clone(), namespace);
-    let mut value = serde_json::to_value(request).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("cluster");
-        map.insert("requestedAt".into(), json!(now_rfc3339()));
-    }
-    let patch =
-        json!({"metadata": {"annotations": {ACTION_REQUEST_ANNOTATION: value.to_string()}}});
+    // The annotation sits on the cluster: it does not repeat it.
+    let recorded = ActionRequest {
+        cluster: String::new(),
+        requested_at: Some(now_rfc3339()),
+        ..request.clone()
+    };
+    let value = serde_json::to_string(&recorded).unwrap_or_default();
+    let patch = json!({"metadata": {"annotations": {ACTION_REQUEST_ANNOTATION: value}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| SourceError::Record {

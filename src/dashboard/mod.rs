@@ -3,20 +3,30 @@
 //!
 //! Routes keep the envelope of the toolkit it replaces: `{"success": true, "data": ...}`, errors
 //! `{"success": false, "error": {"code", "message"}}` with the matching HTTP status.
+//!
+//! Layout: this file holds the shared state ([`Dashboard`], [`Publisher`], [`Snapshot`]);
+//! `auth` the token and the [`Reader`]/[`Writer`] extractors; `views` the typed answers and
+//! request bodies with their pure mappings from a snapshot; `error` the error answer and JSON
+//! body extractor; `routes/` the handlers, one file per concern; `openapi` the document built
+//! from the views; `kube`, `access`, `logs`, `host` the sources a runtime plugs in.
 
 pub mod access;
 pub mod auth;
 mod backend;
+mod error;
 pub mod host;
 pub mod kube;
 pub mod logs;
+pub mod openapi;
 mod page;
 mod routes;
+pub mod views;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
@@ -24,7 +34,7 @@ use crate::api::{IpfsClusterStatus, IpfsPinStatus};
 use crate::metrics::Metrics;
 
 pub use access::{AccessReview, KubeAccessReview};
-pub use auth::Token;
+pub use auth::{Reader, Token, Writer};
 pub use backend::{BackendName, Daemon};
 pub use host::HostSampler;
 pub use logs::{LogError, LogSource};
@@ -76,7 +86,7 @@ pub struct PinEntry {
 }
 
 /// Host figures, sampled in the background by a [`HostSampler`] (never on a request).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostMetrics {
     /// Busy CPU percent (all cores) since the previous sample; `None` until there are two.
@@ -120,34 +130,10 @@ pub struct Snapshot {
     pub updated_at: Option<String>,
 }
 
-/// What a client asked for; the reconciler carries it out and the result shows in status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionRequest {
-    /// Increasing id, echoed to the client.
-    pub id: u64,
-    /// `restart` or `probe`.
-    pub action: ActionKind,
-    /// The cluster (`namespace/name` in Kubernetes).
-    pub cluster: String,
-    /// One peer, or every peer of the cluster when `None`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub peer: Option<String>,
-    /// One daemon of the peer, or both when `None`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub daemon: Option<Daemon>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ActionKind {
-    Restart,
-    /// An immediate probe round (`POST /health/check`).
-    Probe,
-}
+pub use crate::api::request::{ActionKind, ActionRequest};
 
 /// One point of `/history/{name}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthSample {
     pub time: String,
@@ -341,6 +327,12 @@ impl Dashboard {
         self.snapshot.borrow().clone()
     }
 
+    /// The health samples of a cluster or a peer (`cluster/peer`), oldest first.
+    fn samples(&self, name: &str) -> Option<Vec<HealthSample>> {
+        let history = self.history.lock().ok()?;
+        history.get(name).map(|s| s.iter().cloned().collect())
+    }
+
     /// The body `build` makes from `snapshot`, made at most once per published snapshot (two
     /// requests racing on a fresh snapshot may both build it; the answer is the same).
     fn status_body(
@@ -398,3 +390,6 @@ mod tests {
         assert_eq!(builds.get(), 2);
     }
 }
+
+#[cfg(test)]
+mod wire_tests;

@@ -1,0 +1,360 @@
+//! Requests for changes: restart a daemon, a peer or a cluster, or probe now. Each is made by a
+//! [`Writer`] and becomes an [`ActionRequest`] the reconciler carries out; the answer (202) says
+//! what was requested. `status` and `peers` actions are reads, for the old toolkit's clients.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::watch;
+
+use super::{ApiError, backend_route, find_backend, find_cluster, pick_cluster};
+use crate::dashboard::auth::{Reader, Writer};
+use crate::dashboard::error::Body;
+use crate::dashboard::views::{
+    self, Accepted, ClusterAction, ClusterRead, DaemonAction, Envelope, HealthCheck,
+    HealthCheckView,
+};
+use crate::dashboard::{ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, Snapshot};
+
+/// How long `POST /health/check` waits for the probe round it asked for.
+pub const HEALTH_CHECK_WAIT: Duration = Duration::from_secs(20);
+
+impl Dashboard {
+    /// Passes a request on to the reconciler, if `writer` may change `cluster`.
+    async fn request(
+        &self,
+        writer: &Writer,
+        action: ActionKind,
+        cluster: &ClusterEntry,
+        peer: Option<&str>,
+        daemon: Option<Daemon>,
+    ) -> Result<ActionRequest, ApiError> {
+        writer.permit(self, cluster).await?;
+        let request = ActionRequest {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            action,
+            cluster: cluster.key(),
+            peer: peer.map(str::to_string),
+            daemon,
+            requested_at: None,
+        };
+        self.actions.send(request.clone()).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "reconciler_unavailable",
+                "the reconciler is not running; try again shortly",
+            )
+        })?;
+        Ok(request)
+    }
+}
+
+/// The answer to a request passed on: 202 with what was requested.
+type AcceptedAnswer = (StatusCode, Json<Envelope<Accepted>>);
+
+fn accepted(request: ActionRequest) -> AcceptedAnswer {
+    (
+        StatusCode::ACCEPTED,
+        Json(Envelope::new(views::accepted(request))),
+    )
+}
+
+/// Answered by a read (200) or by a request passed on (202).
+pub enum ReadOrAccepted<T> {
+    Read(T),
+    Accepted(AcceptedAnswer),
+}
+
+impl<T: serde::Serialize> IntoResponse for ReadOrAccepted<T> {
+    fn into_response(self) -> Response {
+        match self {
+            ReadOrAccepted::Read(view) => Json(Envelope::new(view)).into_response(),
+            ReadOrAccepted::Accepted(answer) => answer.into_response(),
+        }
+    }
+}
+
+/// The backend of `POST /backends/{backend}/restart`; another suffix is no route (404), answered
+/// before the caller is authenticated.
+pub struct RestartPath(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RestartPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<RestartPath, Response> {
+        let Path(rest) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        backend_route("POST", &rest, "/restart")
+            .map(|name| RestartPath(name.to_string()))
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// `POST /api/dashboard/backends/{backend}/restart`.
+pub async fn restart_backend(
+    State(d): State<Dashboard>,
+    RestartPath(name): RestartPath,
+    writer: Writer,
+) -> Result<AcceptedAnswer, ApiError> {
+    let snapshot = d.current();
+    let (cluster, peer, parsed) = find_backend(&snapshot, &name)?;
+    let (peer, daemon) = (Some(peer.name.as_str()), Some(parsed.daemon));
+    let request = d
+        .request(&writer, ActionKind::Restart, cluster, peer, daemon)
+        .await?;
+    Ok(accepted(request))
+}
+
+/// What an `action` of the action routes asks for: a restart, or a read (`None`).
+fn parse_action(action: &str) -> Result<Option<ActionKind>, ApiError> {
+    match action {
+        // Neither runtime stops a daemon for good: the reconciler would heal it right back.
+        "start" | "stop" => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_action",
+            format!(
+                "action {action:?} is not carried out: the reconciler keeps every declared \
+                 peer running. Use restart; to stop peers set spec.paused or spec.replicas \
+                 (Kubernetes), or run `local down` / `local up` (local)"
+            ),
+        )),
+        "restart" => Ok(Some(ActionKind::Restart)),
+        "status" => Ok(None),
+        other => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_action",
+            format!("action {other:?} is not one of restart, status (start and stop are refused)"),
+        )),
+    }
+}
+
+/// `POST /api/dashboard/daemon/action`: `restart` or `status` of one daemon. The body decides
+/// whether this is a read, so it is checked before the caller.
+pub async fn daemon_action(
+    State(d): State<Dashboard>,
+    headers: HeaderMap,
+    Body(body): Body<DaemonAction>,
+) -> Result<ReadOrAccepted<views::BackendView>, ApiError> {
+    let action = parse_action(&body.action)?;
+    let snapshot = d.current();
+    let Some(kind) = action else {
+        Reader::check(&d, &headers).await?;
+        let (cluster, peer, parsed) = find_backend(&snapshot, &body.daemon_name)?;
+        return Ok(ReadOrAccepted::Read(views::backend(
+            cluster,
+            peer,
+            parsed.daemon,
+        )));
+    };
+    let writer = Writer::check(&d, &headers).await?;
+    let (cluster, peer, parsed) = find_backend(&snapshot, &body.daemon_name)?;
+    let (peer, daemon) = (Some(peer.name.as_str()), Some(parsed.daemon));
+    let request = d.request(&writer, kind, cluster, peer, daemon).await?;
+    Ok(ReadOrAccepted::Accepted(accepted(request)))
+}
+
+/// `POST /api/dashboard/cluster/action`: `restart`, `status` or `peers` of a cluster.
+pub async fn cluster_action(
+    State(d): State<Dashboard>,
+    headers: HeaderMap,
+    Body(body): Body<ClusterAction>,
+) -> Result<ReadOrAccepted<ClusterRead>, ApiError> {
+    let snapshot = d.current();
+    let view: fn(&ClusterEntry) -> ClusterRead = match body.action.as_str() {
+        "peers" => |c| ClusterRead::Peers(views::cluster_peers(c)),
+        other => match parse_action(other)? {
+            None => |c| ClusterRead::Health(views::cluster_health(c)),
+            Some(kind) => {
+                let writer = Writer::check(&d, &headers).await?;
+                let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
+                let request = d.request(&writer, kind, cluster, None, None).await?;
+                return Ok(ReadOrAccepted::Accepted(accepted(request)));
+            }
+        },
+    };
+    Reader::check(&d, &headers).await?;
+    let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
+    Ok(ReadOrAccepted::Read(view(cluster)))
+}
+
+/// `POST /api/dashboard/health/check`: asks for a probe round and answers with its results.
+/// The body is checked before the caller.
+pub async fn health_check(
+    State(d): State<Dashboard>,
+    headers: HeaderMap,
+    Body(body): Body<HealthCheck>,
+) -> Result<Json<Envelope<HealthCheckView>>, ApiError> {
+    let writer = Writer::check(&d, &headers).await?;
+    let snapshot = d.current();
+    let (cluster, peer) = probe_target(&snapshot, body.backend_name.as_deref())?;
+    let before = last_probed(cluster, peer);
+    let mut rounds = d.snapshot.clone();
+    rounds.borrow_and_update();
+    let request = d
+        .request(&writer, ActionKind::Probe, cluster, peer, None)
+        .await?;
+    probe_round(rounds, &request, before).await?;
+    let fresh = d.current();
+    let cluster = find_cluster(&fresh, &request.cluster)?;
+    Ok(Json(Envelope::new(views::health_check(request, cluster))))
+}
+
+/// The cluster a health check probes, and the peer when it names a backend.
+fn probe_target<'a>(
+    snapshot: &'a Snapshot,
+    backend_name: Option<&str>,
+) -> Result<(&'a ClusterEntry, Option<&'a str>), ApiError> {
+    match backend_name {
+        Some(name) => {
+            let (cluster, peer, _) = find_backend(snapshot, name)?;
+            Ok((cluster, Some(peer.name.as_str())))
+        }
+        None => Ok((pick_cluster(snapshot, None)?, None)),
+    }
+}
+
+/// When the peers a health check is about were last probed: the peer's `lastProbe`, or the
+/// latest of the cluster's peers.
+fn last_probed(cluster: &ClusterEntry, peer: Option<&str>) -> Option<Time> {
+    cluster
+        .status
+        .peers
+        .iter()
+        .filter(|p| peer.is_none_or(|name| p.name == name))
+        .filter_map(|p| p.last_probe.clone())
+        .max()
+}
+
+/// Whether `fresh` is the round a health check waits for: the peers of `request` were probed
+/// after `before`. Not every published snapshot is a probe round (the sidecar publishes on every
+/// watch event, the first being its own annotation that records the request). Without a probe
+/// time before (a runtime that publishes only after probing, or peers never probed) any round
+/// counts; so does one without the cluster (the answer is then 404).
+fn probed_after(before: Option<&Time>, fresh: &Snapshot, request: &ActionRequest) -> bool {
+    let Some(before) = before else {
+        return true;
+    };
+    let Some(cluster) = fresh.clusters.iter().find(|c| c.key() == request.cluster) else {
+        return true;
+    };
+    last_probed(cluster, request.peer.as_deref()).is_some_and(|t| &t > before)
+}
+
+/// Waits until a round that probed after `request` is published: 504 when none comes within
+/// [`HEALTH_CHECK_WAIT`].
+async fn probe_round(
+    mut rounds: watch::Receiver<Arc<Snapshot>>,
+    request: &ActionRequest,
+    before: Option<Time>,
+) -> Result<(), ApiError> {
+    let probed = async {
+        // A closed channel (the runtime stopped) answers with the last snapshot.
+        while rounds.changed().await.is_ok() {
+            let fresh = rounds.borrow_and_update().clone();
+            if probed_after(before.as_ref(), &fresh, request) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(HEALTH_CHECK_WAIT, probed)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "probe_timeout",
+                format!(
+                    "no probe round finished within {HEALTH_CHECK_WAIT:?}; request {} stays \
+                     queued",
+                    request.id
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde_json::Value;
+
+    use crate::api::{IpfsClusterStatus, PeerStatus};
+    use crate::dashboard::{ActionKind, ClusterEntry, Dashboard, Snapshot, Token};
+
+    const TOKEN: &str = "check-token-0123456789";
+
+    fn snapshot(score: i32, probed_at: &str) -> Snapshot {
+        let probed_at: Time = serde_json::from_value(probed_at.into()).expect("time");
+        let peer = PeerStatus {
+            name: "demo-0".into(),
+            score: Some(score),
+            last_probe: Some(probed_at),
+            ..PeerStatus::default()
+        };
+        let status = IpfsClusterStatus {
+            health_score: Some(score),
+            peers: vec![peer],
+            ..IpfsClusterStatus::default()
+        };
+        Snapshot {
+            clusters: vec![ClusterEntry {
+                namespace: Some("prod".into()),
+                name: "demo".into(),
+                replicas: 1,
+                paused: false,
+                status,
+            }],
+            pins: Vec::new(),
+            updated_at: Some("2026-11-27T21:00:00Z".into()),
+        }
+    }
+
+    /// In Kubernetes the sidecar publishes a snapshot on every watch event, the first of them
+    /// its own annotation that records the request, before the controller probed anything: the
+    /// answer must come from the round that probed after the request.
+    #[tokio::test]
+    async fn a_health_check_answers_with_the_round_that_probed_after_it() {
+        let (dashboard, publisher, mut actions) = Dashboard::new(Token::new(TOKEN), false);
+        publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+        tokio::spawn(async move {
+            while let Some(request) = actions.recv().await {
+                assert_eq!(request.action, ActionKind::Probe);
+                // The annotation event: the status is the one from before.
+                publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                publisher.publish(snapshot(40, "2026-11-27T21:00:07Z"));
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = crate::dashboard::router(dashboard);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        crate::tls::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let resp = http
+            .post(format!("{base}/api/dashboard/health/check"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"backend_name": "prod/demo/demo-0/ipfs"}))
+            .send()
+            .await
+            .expect("health check");
+        assert_eq!(resp.status().as_u16(), 200);
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["data"]["healthScore"], 40, "{body}");
+        assert_eq!(
+            body["data"]["peers"][0]["lastProbe"],
+            "2026-11-27T21:00:07Z"
+        );
+    }
+}

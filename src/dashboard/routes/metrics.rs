@@ -1,0 +1,28 @@
+//! Figures: the host's and each peer's latest (`/api/dashboard/metrics/realtime`) and the
+//! Prometheus text (`/metrics`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::dashboard::Dashboard;
+use crate::dashboard::auth::Reader;
+use crate::dashboard::views::{self, Envelope, RealtimeView};
+
+/// `GET /api/dashboard/metrics/realtime`.
+pub async fn realtime(State(d): State<Dashboard>, _: Reader) -> Json<Envelope<RealtimeView>> {
+    let rates = d
+        .bandwidth
+        .lock()
+        .map(|b| b.rates.clone())
+        .unwrap_or_default();
+    let host = d.host.read().ok().and_then(|h| h.clone());
+    Json(Envelope::new(views::realtime(&d.current(), host, &rates)))
+}
+
+/// `GET /metrics`: OpenMetrics text.
+pub async fn prometheus(State(d): State<Dashboard>, _: Reader) -> impl IntoResponse {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], d.metrics.encode())
+}

@@ -1,0 +1,64 @@
+//! Status reads: the whole status, one backend, health history, readiness.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, backend_route, find_backend};
+use crate::dashboard::Dashboard;
+use crate::dashboard::auth::Reader;
+use crate::dashboard::views::{self, BackendView, Envelope, HistoryView};
+
+/// `GET /api/dashboard/status`, serialized once per published snapshot.
+pub async fn status(State(d): State<Dashboard>, _: Reader) -> Response {
+    let body = d.status_body(&d.current(), |s| {
+        // These views always serialize (every map key is a string).
+        Bytes::from(serde_json::to_vec(&Envelope::new(views::status(s))).unwrap_or_default())
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `GET /api/dashboard/backends/{backend}/status`.
+pub async fn backend(
+    State(d): State<Dashboard>,
+    Path(rest): Path<String>,
+    _: Reader,
+) -> Result<Json<Envelope<BackendView>>, ApiError> {
+    let name = backend_route("GET", &rest, "/status")?;
+    let snapshot = d.current();
+    let (cluster, peer, parsed) = find_backend(&snapshot, name)?;
+    Ok(Json(Envelope::new(views::backend(
+        cluster,
+        peer,
+        parsed.daemon,
+    ))))
+}
+
+/// `GET /api/dashboard/history/{name}`: a cluster's or a peer's health samples.
+pub async fn history(
+    State(d): State<Dashboard>,
+    Path(name): Path<String>,
+    _: Reader,
+) -> Result<Json<Envelope<HistoryView>>, ApiError> {
+    let samples = d.samples(&name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no history for {name:?} (a cluster or cluster/peer)"
+        ))
+    })?;
+    Ok(Json(Envelope::new(HistoryView { name, samples })))
+}
+
+/// `GET /readyz`: ready once the first reconciled status arrived.
+pub async fn readyz(State(d): State<Dashboard>) -> Response {
+    if d.current().updated_at.is_some() {
+        "ok".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first reconciled status",
+        )
+            .into_response()
+    }
+}
