@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kube::Resource;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -63,10 +64,13 @@ pub fn read_spec(file: &Path) -> Result<(String, IpfsClusterSpec), LocalError> {
     let text = std::fs::read_to_string(file).map_err(|e| LocalError::io("reading", file, e))?;
     let raw: Value = serde_yaml::from_str(&text)
         .map_err(|e| LocalError::spec(file, format!("not valid YAML: {e}")))?;
-    if raw.get("kind").and_then(Value::as_str) != Some("IpfsCluster") {
+    let api_version = IpfsCluster::api_version(&());
+    if raw.get("kind").and_then(Value::as_str) != Some("IpfsCluster")
+        || raw.get("apiVersion").and_then(Value::as_str) != Some(&api_version)
+    {
         return Err(LocalError::spec(
             file,
-            "`kind` must be IpfsCluster (apiVersion ipfskit.io/v1alpha1)",
+            format!("`kind` must be IpfsCluster and `apiVersion` {api_version}"),
         ));
     }
     let cluster: IpfsCluster = serde_json::from_value(raw)
@@ -506,5 +510,47 @@ mod tests {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local-cluster.yaml");
         let (name, spec) = read_spec(&example).expect("example");
         assert_eq!((name.as_str(), spec.replicas), ("demo", 3));
+    }
+
+    #[test]
+    fn an_ipfs_cluster_of_another_api_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.yaml");
+        for api_version in ["v1", "ipfskit.io/v1beta1", "example.com/v1alpha1"] {
+            std::fs::write(
+                &file,
+                format!(
+                    "apiVersion: {api_version}\nkind: IpfsCluster\nmetadata: {{name: demo}}\n\
+                     spec: {{replicas: 1}}\n"
+                ),
+            )
+            .expect("write");
+            let err = read_spec(&file).expect_err(api_version).to_string();
+            assert!(
+                err.contains("c.yaml") && err.contains("ipfskit.io/v1alpha1"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_errors_name_the_file_and_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata: {name: demo}\n\
+             spec: {replicas: 1, cluster: {consensus: raft}}\n",
+        )
+        .expect("write");
+        let err = read_spec(&file).expect_err("raft");
+        assert!(
+            matches!(&err, LocalError::Spec { file: f, .. } if f == &file),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("spec.cluster.consensus"), "{err}");
+        std::fs::write(&file, "kind: [").expect("write");
+        let err = read_spec(&file).expect_err("yaml").to_string();
+        assert!(err.contains("c.yaml") && err.contains("YAML"), "{err}");
     }
 }
