@@ -294,3 +294,51 @@ fn binary_hint(component: &str, flag: &str) -> String {
          `$(scripts/test-world.sh bindir {component})` on PATH, or pass {flag} PATH"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_where_and_what_to_do() {
+        let ports = LocalError::PortsExhausted {
+            peer: "peer-1".into(),
+            port: "Kubo RPC API",
+            preferred: 5011,
+        }
+        .to_string();
+        assert!(
+            ports.starts_with("peer-1: ") && ports.contains("Kubo RPC API (preferred 5011"),
+            "{ports}"
+        );
+        let unknown = LocalError::UnknownCluster {
+            name: "demo".into(),
+            state_root: PathBuf::from("/state"),
+        }
+        .to_string();
+        assert!(
+            unknown.contains("\"demo\" in /state") && unknown.contains("local status"),
+            "{unknown}"
+        );
+        let io = LocalError::io(
+            "reading",
+            Path::new("/state/demo/state.json"),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        )
+        .to_string();
+        assert!(io.starts_with("reading /state/demo/state.json: "), "{io}");
+        let start = LocalError::StartTimeout {
+            peer: "peer-0".into(),
+            daemon: DaemonKind::Cluster,
+            pid: 42,
+            waited: Duration::from_secs(90),
+            log: PathBuf::from("/state/demo/peer-0/logs/cluster.log"),
+        }
+        .to_string();
+        assert_eq!(
+            start,
+            "peer-0: IPFS Cluster (PID 42) did not answer within 90s; see \
+             /state/demo/peer-0/logs/cluster.log"
+        );
+    }
+}

@@ -59,3 +59,27 @@ pub fn running_supervisor(paths: &ClusterPaths) -> Option<i32> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_supervisor_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = ClusterPaths::new(dir.path(), "demo").expect("paths");
+        std::fs::create_dir_all(&paths.root).expect("mkdir");
+        assert_eq!(running_supervisor(&paths), None);
+        let held = take_lock(&paths).expect("first");
+        let err = take_lock(&paths).err().expect("second is refused");
+        assert!(matches!(&err, LocalError::Locked { name, .. } if name == "demo"));
+        let message = err.to_string();
+        assert!(
+            message.contains("already supervised") && message.contains("`local down demo`"),
+            "{message}"
+        );
+        drop(held);
+        assert_eq!(running_supervisor(&paths), None);
+        take_lock(&paths).expect("free again");
+    }
+}

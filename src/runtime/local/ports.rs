@@ -245,6 +245,28 @@ mod tests {
     }
 
     #[test]
+    fn no_free_port_names_the_listener_and_its_preferred_port() {
+        struct Full;
+        impl PortSource for Full {
+            fn is_free(&mut self, _: u16) -> bool {
+                false
+            }
+            fn any_free(&mut self) -> Option<u16> {
+                None
+            }
+        }
+        let mut taken = BTreeSet::new();
+        let err = choose(PeerPorts::preferred(0), &mut taken, &mut Full).expect_err("full");
+        assert_eq!(
+            err,
+            NoFreePort {
+                what: "Kubo RPC API",
+                preferred: 5001
+            }
+        );
+    }
+
+    #[test]
     fn loopback_source_sees_a_held_port() {
         let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let port = held.local_addr().expect("addr").port();
