@@ -155,8 +155,9 @@ impl Daemons {
 
     /// Spawns one daemon with its output appended to its log file, writes its PID file, tracks
     /// it and watches for its exit. Returns its PID; whether its API answers is the caller's
-    /// to wait for.
-    pub fn spawn(&mut self, peer: &str, kind: DaemonKind) -> Result<i32, LocalError> {
+    /// to wait for. A daemon whose PID file cannot be written is killed at once: untracked, no
+    /// later `local down` or `local up` could find it.
+    pub async fn spawn(&mut self, peer: &str, kind: DaemonKind) -> Result<i32, LocalError> {
         let pp = self.peer_paths(peer);
         let logs = pp.logs();
         std::fs::create_dir_all(&logs).map_err(|e| LocalError::io("creating", &logs, e))?;
@@ -192,7 +193,11 @@ impl Daemons {
                 daemon: kind,
             })?;
         let record = process::record_for(pid, &pp.marker(kind));
-        write_pid_file(&pp.pid_file(kind), &record)?;
+        if let Err(e) = write_pid_file(&pp.pid_file(kind), &record) {
+            warn!(peer, pid, "{e}: stopping the {kind} daemon just started");
+            let _ = child.kill().await;
+            return Err(e);
+        }
         self.running.insert((peer.to_owned(), kind), record);
         let tx = self.events.clone();
         let name = peer.to_owned();
@@ -284,5 +289,83 @@ pub async fn stop_process(record: &PidRecord, grace: Duration) {
         while process::is_alive(record.pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// A stand-in daemon that runs until it is stopped; its command line keeps the repository
+    /// path (the PID record's marker).
+    fn sleeper(dir: &Path) -> std::path::PathBuf {
+        let bin = dir.join("daemon");
+        std::fs::write(&bin, "#!/bin/sh\nwhile :; do sleep 0.1; done\n").expect("write");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        bin
+    }
+
+    #[tokio::test]
+    async fn a_daemon_whose_pid_file_cannot_be_written_is_not_left_running() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = sleeper(dir.path());
+        let paths = ClusterPaths::new(&dir.path().join("state"), "demo").expect("paths");
+        let binaries = Binaries {
+            ipfs: bin.clone(),
+            cluster: bin,
+        };
+        let (mut daemons, _exits) = Daemons::new(paths.clone(), binaries, Duration::ZERO);
+        // A directory where the PID file goes: the file cannot be written.
+        let pid_file = paths.peer("peer-0").pid_file(DaemonKind::Kubo);
+        std::fs::create_dir_all(pid_file.join("in-the-way")).expect("mkdir");
+        let err = daemons
+            .spawn("peer-0", DaemonKind::Kubo)
+            .await
+            .expect_err("no PID file, no daemon");
+        assert!(err.to_string().contains("kubo.pid"), "{err}");
+        assert!(!daemons.is_running("peer-0", DaemonKind::Kubo));
+        let marker = paths.peer("peer-0").marker(DaemonKind::Kubo);
+        assert_eq!(
+            running_with(&marker.display().to_string()),
+            Vec::<i32>::new()
+        );
+    }
+
+    /// Live processes whose command line contains `marker`.
+    fn running_with(marker: &str) -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| process::is_alive(*pid))
+            .filter(|pid| process::cmdline(*pid).is_some_and(|c| c.contains(marker)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_spawned_daemon_is_tracked_recorded_and_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = sleeper(dir.path());
+        let paths = ClusterPaths::new(&dir.path().join("state"), "demo").expect("paths");
+        let binaries = Binaries {
+            ipfs: bin.clone(),
+            cluster: bin,
+        };
+        let (mut daemons, _exits) = Daemons::new(paths.clone(), binaries, Duration::from_secs(5));
+        let pid = daemons
+            .spawn("peer-0", DaemonKind::Cluster)
+            .await
+            .expect("spawn");
+        let pid_file = paths.peer("peer-0").pid_file(DaemonKind::Cluster);
+        assert_eq!(read_pid_file(&pid_file).map(|r| r.pid), Some(pid));
+        assert_eq!(
+            daemons.pids(),
+            vec![("peer-0".into(), DaemonKind::Cluster, pid)]
+        );
+        daemons.stop("peer-0", DaemonKind::Cluster).await;
+        assert!(!process::is_alive(pid));
+        assert!(!pid_file.exists());
+        assert!(daemons.pids().is_empty());
     }
 }

@@ -324,7 +324,7 @@ impl Supervisor {
 
     /// Spawns one daemon and waits until its API answers, failing early if it exits.
     async fn start(&mut self, peer: &str, kind: DaemonKind) -> Result<(), LocalError> {
-        let pid = self.daemons.spawn(peer, kind)?;
+        let pid = self.daemons.spawn(peer, kind).await?;
         let log = self.peer_paths(peer).log(kind);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
