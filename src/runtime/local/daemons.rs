@@ -298,25 +298,25 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    /// A stand-in daemon that runs until it is stopped; its command line keeps the repository
-    /// path (the PID record's marker).
-    fn sleeper(dir: &Path) -> std::path::PathBuf {
+    /// Daemons of cluster `demo` under `dir`, both run by a stand-in that runs until it is
+    /// stopped (its command line keeps the repository path, the PID record's marker).
+    fn mk_daemons(dir: &Path, grace: Duration) -> (Daemons, ClusterPaths) {
         let bin = dir.join("daemon");
         std::fs::write(&bin, "#!/bin/sh\nwhile :; do sleep 0.1; done\n").expect("write");
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        bin
+        let paths = ClusterPaths::new(&dir.join("state"), "demo").expect("paths");
+        let binaries = Binaries {
+            ipfs: bin.clone(),
+            cluster: bin,
+        };
+        let (daemons, _exits) = Daemons::new(paths.clone(), binaries, grace);
+        (daemons, paths)
     }
 
     #[tokio::test]
     async fn a_daemon_whose_pid_file_cannot_be_written_is_not_left_running() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bin = sleeper(dir.path());
-        let paths = ClusterPaths::new(&dir.path().join("state"), "demo").expect("paths");
-        let binaries = Binaries {
-            ipfs: bin.clone(),
-            cluster: bin,
-        };
-        let (mut daemons, _exits) = Daemons::new(paths.clone(), binaries, Duration::ZERO);
+        let (mut daemons, paths) = mk_daemons(dir.path(), Duration::ZERO);
         // A directory where the PID file goes: the file cannot be written.
         let pid_file = paths.peer("peer-0").pid_file(DaemonKind::Kubo);
         std::fs::create_dir_all(pid_file.join("in-the-way")).expect("mkdir");
@@ -346,13 +346,7 @@ mod tests {
     #[tokio::test]
     async fn a_spawned_daemon_is_tracked_recorded_and_stopped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bin = sleeper(dir.path());
-        let paths = ClusterPaths::new(&dir.path().join("state"), "demo").expect("paths");
-        let binaries = Binaries {
-            ipfs: bin.clone(),
-            cluster: bin,
-        };
-        let (mut daemons, _exits) = Daemons::new(paths.clone(), binaries, Duration::from_secs(5));
+        let (mut daemons, paths) = mk_daemons(dir.path(), Duration::from_secs(5));
         let pid = daemons
             .spawn("peer-0", DaemonKind::Cluster)
             .await
