@@ -60,11 +60,6 @@ impl Healer {
         assessment
     }
 
-    /// A spec change: new policy, same history (the engine resets budgets on a new generation).
-    pub fn set_policy(&mut self, policy: HealthPolicy) {
-        self.policy = policy;
-    }
-
     pub fn history(&self) -> &ClusterHistory {
         &self.history
     }
