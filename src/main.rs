@@ -83,7 +83,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| LocalError::new(format!("starting the async runtime: {e}")))
+        .map_err(|e| LocalError::system("starting the async runtime", e))
 }
 
 fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
@@ -93,13 +93,13 @@ fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
             // The dashboard listener is bound before the network namespace changes, so that it
             // stays reachable from the host; the namespace must be entered while this is the
             // only thread, before the runtime exists.
-            let dashboard = std::net::TcpListener::bind(args.dashboard_listen).map_err(|e| {
-                LocalError::new(format!(
-                    "binding the dashboard address {}: {e} (choose another with \
-                     --dashboard-listen, e.g. 127.0.0.1:0)",
-                    args.dashboard_listen
-                ))
-            })?;
+            let dashboard =
+                std::net::TcpListener::bind(args.dashboard_listen).map_err(|source| {
+                    LocalError::DashboardAddress {
+                        addr: args.dashboard_listen,
+                        source,
+                    }
+                })?;
             if args.isolated {
                 local::isolate::enter_loopback_namespace()?;
             }
@@ -135,7 +135,10 @@ fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
                     } else {
                         serde_json::to_string_pretty(&all)
                     }
-                    .map_err(|e| LocalError::new(format!("serialising the status: {e}")))?;
+                    .map_err(|source| LocalError::Serialize {
+                        what: "the status".into(),
+                        source,
+                    })?;
                     println!("{json}");
                 }
                 OutputFormat::Table => {

@@ -98,7 +98,7 @@ impl Drop for Daemon {
 }
 
 /// The last `lines` lines of a file (the library's helper, also used for failure messages).
-pub use ipfs_kit_operator::runtime::local::supervisor::log_tail;
+pub use ipfs_kit_operator::runtime::local::logs::log_tail;
 
 /// A free TCP port on 127.0.0.1, found by binding. Ports handed out earlier in this process are
 /// never handed out again, so concurrent tests do not collide with each other.

@@ -92,15 +92,10 @@ fn refuse_non_loopback(config: &Value, what: &str) -> Result<(), LocalError> {
     if outside.is_empty() {
         return Ok(());
     }
-    Err(LocalError::new(format!(
-        "refusing to start {what}: its configuration names addresses outside 127.0.0.0/8 ({}); \
-         the local runtime runs private, loopback-only peers. Remove them from spec.kubo.config",
-        outside
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
+    Err(LocalError::NotLoopback {
+        what: what.to_owned(),
+        addresses: outside.iter().map(ToString::to_string).collect(),
+    })
 }
 
 /// The Kubo configuration of one peer: `base` is the config `ipfs init` wrote (it holds the

@@ -101,12 +101,7 @@ pub fn snapshot(status: &LocalStatus, paused: bool) -> Snapshot {
 pub fn token(cluster_root: &Path) -> Result<Token, LocalError> {
     let path = cluster_root.join(TOKEN_FILE);
     let text = super::state::secret_file(&path, || super::state::random_hex(32))?;
-    Token::new(&text).ok_or_else(|| {
-        LocalError::new(format!(
-            "{} holds no usable dashboard token (at least 16 characters): delete it to make a new one",
-            path.display()
-        ))
-    })
+    Token::new(&text).ok_or(LocalError::BadToken { path })
 }
 
 /// The daemons' captured log files (`peer-N/logs/kubo.log`, `cluster.log`) of one cluster.
@@ -139,7 +134,7 @@ impl LogSource for LocalLogs {
                     kind, target.peer
                 )));
             }
-            tokio::task::spawn_blocking(move || super::supervisor::log_tail(&path, lines))
+            tokio::task::spawn_blocking(move || super::logs::log_tail(&path, lines))
                 .await
                 .map_err(|e| LogError::Unavailable(format!("reading the log: {e}")))
         })

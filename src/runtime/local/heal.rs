@@ -24,12 +24,8 @@ pub fn policy_from_spec(
     let replicas = u32::try_from(spec.replicas).unwrap_or(1).max(1);
     let mut policy = HealthPolicy::new(replicas, consensus);
     let h = &spec.health;
-    policy.probe_interval = h
-        .probe_interval()
-        .map_err(|e| LocalError::new(e.to_string()))?;
-    policy.probe_timeout = h
-        .probe_timeout()
-        .map_err(|e| LocalError::new(e.to_string()))?;
+    policy.probe_interval = h.probe_interval().map_err(LocalError::Field)?;
+    policy.probe_timeout = h.probe_timeout().map_err(LocalError::Field)?;
     policy.failure_threshold = u32::try_from(h.failure_threshold).unwrap_or(1);
     policy.auto_heal = h.auto_heal;
     policy.max_restarts_per_hour = u32::try_from(h.max_restarts_per_hour).unwrap_or(0);
@@ -62,11 +58,6 @@ impl Healer {
         let assessment = reconcile::assess(&self.policy, reports, &self.history, now);
         self.history = assessment.decision.history.clone();
         assessment
-    }
-
-    /// A spec change: new policy, same history (the engine resets budgets on a new generation).
-    pub fn set_policy(&mut self, policy: HealthPolicy) {
-        self.policy = policy;
     }
 
     pub fn history(&self) -> &ClusterHistory {

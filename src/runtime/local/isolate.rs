@@ -11,6 +11,7 @@
 //! a new user namespace mapped to the calling user), and the `ip` program (iproute2) to bring
 //! `lo` up.
 
+use std::path::Path;
 use std::process::Command;
 
 use nix::sched::{CloneFlags, unshare};
@@ -22,19 +23,16 @@ pub fn enter_loopback_namespace() -> Result<(), LocalError> {
     if let Some(net_err) = unshare(CloneFlags::CLONE_NEWNET).err() {
         let uid = nix::unistd::getuid();
         let gid = nix::unistd::getgid();
-        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(|user_err| {
-            LocalError::new(format!(
-                "--isolated needs a new network namespace, which this process may not create \
-                 (as uid {uid}: network namespace: {net_err}; user + network namespace: \
-                 {user_err}). Run as root, or enable unprivileged user namespaces (e.g. `sysctl \
-                 kernel.unprivileged_userns_clone=1` or `sysctl \
-                 kernel.apparmor_restrict_unprivileged_userns=0`), or run without --isolated \
-                 inside your own loopback-only namespace"
-            ))
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).map_err(|user| {
+            LocalError::NamespaceDenied {
+                uid: uid.as_raw(),
+                net: net_err,
+                user,
+            }
         })?;
         let write = |file: &str, text: String| {
             std::fs::write(file, text)
-                .map_err(|e| LocalError::new(format!("--isolated: writing {file}: {e}")))
+                .map_err(|e| LocalError::io("--isolated: writing", Path::new(file), e))
         };
         write("/proc/self/setgroups", "deny".into())?;
         write("/proc/self/uid_map", format!("0 {uid} 1"))?;
@@ -43,17 +41,13 @@ pub fn enter_loopback_namespace() -> Result<(), LocalError> {
     let out = Command::new("ip")
         .args(["link", "set", "lo", "up"])
         .output()
-        .map_err(|e| {
-            LocalError::new(format!(
-                "--isolated: running `ip link set lo up` failed ({e}): install iproute2"
-            ))
-        })?;
+        .map_err(|source| LocalError::NoIpTool { source })?;
     if !out.status.success() {
-        return Err(LocalError::new(format!(
-            "--isolated: `ip link set lo up` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(LocalError::Tool {
+            command: "--isolated: `ip link set lo up`".into(),
+            status: out.status,
+            output: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(())
 }

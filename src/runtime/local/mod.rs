@@ -6,41 +6,39 @@
 //! - [`config`]: the Kubo and IPFS Cluster configurations rendered from the spec (pure);
 //! - [`ports`]: preferred ports, replaced by free ones when held (never by killing the holder);
 //! - [`process`]: whether a PID file still names a process this tool started;
-//! - [`supervisor`]: spawn, watch, stop and restart the daemons; `up` and `down`;
+//! - [`daemons`]: the daemons this supervisor runs: spawn, adopt, watch and stop one of them;
+//! - [`provision`]: a peer's repository, identities, ports and rendered configurations;
+//! - [`lifecycle`]: `up` and `down`, converging to the spec, starting and removing peers;
+//! - [`lock`]: the supervisor lock, held while a supervisor runs the cluster;
+//! - [`supervisor`]: the foreground loop: probe rounds, healing actions, dashboard requests;
+//! - [`logs`]: the daemons' log files (rotation, tails);
 //! - [`heal`]: the seam to the health engine (spec -> policy, reports -> actions);
 //! - [`status`]: the status snapshot, its table and JSON;
-//! - [`isolate`]: `--isolated`, a network namespace with only loopback.
+//! - [`dashboard`]: the in-process dashboard's token, snapshots and log source;
+//! - [`isolate`]: `--isolated`, a network namespace with only loopback;
+//! - [`error`]: [`LocalError`], what went wrong and what to do.
 
 pub mod config;
+pub mod daemons;
 pub mod dashboard;
+pub mod error;
 pub mod heal;
 pub mod isolate;
+pub mod lifecycle;
+pub mod lock;
+pub mod logs;
 pub mod ports;
 pub mod process;
+pub mod provision;
 pub mod state;
 pub mod status;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};
 
+pub use error::LocalError;
+pub use lifecycle::{DownOptions, UpOptions, down, up};
 pub use status::{LocalStatus, status};
-pub use supervisor::{DownOptions, UpOptions, down, up};
-
-/// An error of the local runtime, worded for the user: what failed, where, and what to do.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LocalError(String);
-
-impl LocalError {
-    pub fn new(message: impl Into<String>) -> LocalError {
-        LocalError(message.into())
-    }
-
-    /// An I/O error on a file or directory: `<action> <path>: <error>`.
-    pub fn io(action: &str, path: &Path, e: std::io::Error) -> LocalError {
-        LocalError(format!("{action} {}: {e}", path.display()))
-    }
-}
 
 /// The `ipfs` and `ipfs-cluster-service` executables to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,22 +67,19 @@ impl Binaries {
 
 fn find_binary(
     given: Option<PathBuf>,
-    name: &str,
-    flag: &str,
-    component: &str,
+    name: &'static str,
+    flag: &'static str,
+    component: &'static str,
 ) -> Result<PathBuf, LocalError> {
-    let hint = format!(
-        "build it with `scripts/test-world.sh build {component}` and put \
-         `$(scripts/test-world.sh bindir {component})` on PATH, or pass {flag} PATH"
-    );
     if let Some(path) = given {
         return if is_executable(&path) {
             Ok(path)
         } else {
-            Err(LocalError::new(format!(
-                "{} (given with {flag}) is not an executable file: {hint}",
-                path.display()
-            )))
+            Err(LocalError::NotExecutable {
+                path,
+                flag,
+                component,
+            })
         };
     }
     std::env::var_os("PATH")
@@ -92,7 +87,11 @@ fn find_binary(
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(name))
         .find(|p| is_executable(p))
-        .ok_or_else(|| LocalError::new(format!("`{name}` was not found on PATH: {hint}")))
+        .ok_or(LocalError::BinaryNotFound {
+            name,
+            flag,
+            component,
+        })
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -120,6 +120,15 @@ pub struct Moved {
     pub to: u16,
 }
 
+/// No free port could be found for one listener (every candidate was held).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoFreePort {
+    /// Which listener (`Kubo API`, ...).
+    pub what: &'static str,
+    /// Its preferred port, held by another process.
+    pub preferred: u16,
+}
+
 /// Keeps each wanted port that is free and not already `taken` (by another peer of this
 /// cluster); replaces the others by free ones. Returns the ports and what moved. `taken` is
 /// updated with the result.
@@ -127,7 +136,7 @@ pub fn choose(
     wanted: PeerPorts,
     taken: &mut BTreeSet<u16>,
     source: &mut impl PortSource,
-) -> Result<(PeerPorts, Vec<Moved>), String> {
+) -> Result<(PeerPorts, Vec<Moved>), NoFreePort> {
     let mut ports = wanted;
     let names = wanted.named();
     let mut moved = Vec::new();
@@ -146,11 +155,9 @@ pub fn choose(
                     None => break,
                 }
             }
-            let port = found.ok_or_else(|| {
-                format!(
-                    "no free TCP port on 127.0.0.1 for the {what} (preferred {want} is held): \
-                     free some ports and retry"
-                )
+            let port = found.ok_or(NoFreePort {
+                what,
+                preferred: want,
             })?;
             moved.push(Moved {
                 what,
@@ -234,6 +241,28 @@ mod tests {
                     to: 40003
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn no_free_port_names_the_listener_and_its_preferred_port() {
+        struct Full;
+        impl PortSource for Full {
+            fn is_free(&mut self, _: u16) -> bool {
+                false
+            }
+            fn any_free(&mut self) -> Option<u16> {
+                None
+            }
+        }
+        let mut taken = BTreeSet::new();
+        let err = choose(PeerPorts::preferred(0), &mut taken, &mut Full).expect_err("full");
+        assert_eq!(
+            err,
+            NoFreePort {
+                what: "Kubo RPC API",
+                preferred: 5001
+            }
         );
     }
 

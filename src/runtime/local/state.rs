@@ -35,9 +35,7 @@ pub fn default_state_root() -> Result<PathBuf, LocalError> {
     }
     match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".local/share/ipfs-kit")),
-        None => Err(LocalError::new(
-            "neither XDG_DATA_HOME nor HOME is set: pass --state-dir to say where cluster state lives",
-        )),
+        None => Err(LocalError::NoStateRoot),
     }
 }
 
@@ -53,10 +51,9 @@ pub fn check_name(name: &str) -> Result<(), LocalError> {
     if ok {
         Ok(())
     } else {
-        Err(LocalError::new(format!(
-            "cluster name {name:?} is not a valid metadata.name: use lower-case letters, digits, \
-             `-` and `.` (it names the state directory)"
-        )))
+        Err(LocalError::InvalidName {
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -245,27 +242,26 @@ pub fn load_state(paths: &ClusterPaths) -> Result<Option<ClusterState>, LocalErr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LocalError::io("reading", &file, e)),
     };
-    let state: ClusterState = serde_json::from_str(&text).map_err(|e| {
-        LocalError::new(format!(
-            "{} is not a valid local cluster state ({e}): restore it or remove the directory \
-             with `local down --purge`",
-            file.display()
-        ))
-    })?;
+    let state: ClusterState =
+        serde_json::from_str(&text).map_err(|source| LocalError::CorruptState {
+            file: file.clone(),
+            source,
+        })?;
     if state.format != STATE_FORMAT {
-        return Err(LocalError::new(format!(
-            "{} has format {}, this version reads format {STATE_FORMAT}",
-            file.display(),
-            state.format
-        )));
+        return Err(LocalError::StateFormat {
+            file,
+            found: state.format,
+        });
     }
     Ok(Some(state))
 }
 
 /// Writes `state.json` atomically (temporary file, then rename).
 pub fn save_state(paths: &ClusterPaths, state: &ClusterState) -> Result<(), LocalError> {
-    let json = serde_json::to_vec_pretty(state)
-        .map_err(|e| LocalError::new(format!("serialising the cluster state: {e}")))?;
+    let json = serde_json::to_vec_pretty(state).map_err(|source| LocalError::Serialize {
+        what: "the cluster state".into(),
+        source,
+    })?;
     write_atomic(&paths.state_file(), &json, 0o644)
 }
 
@@ -300,12 +296,10 @@ pub fn secret_file(
                 .map(|m| m.permissions().mode() & 0o077)
                 .unwrap_or(0);
             if mode != 0 {
-                return Err(LocalError::new(format!(
-                    "{} is readable by other users (mode {:o}): run `chmod 600 {}`",
-                    path.display(),
+                return Err(LocalError::SecretExposed {
+                    path: path.to_owned(),
                     mode,
-                    path.display()
-                )));
+                });
             }
             Ok(text)
         }
@@ -324,7 +318,7 @@ pub fn random_hex(n: usize) -> Result<String, LocalError> {
     let mut buf = vec![0u8; n];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| LocalError::new(format!("reading random bytes from /dev/urandom: {e}")))?;
+        .map_err(|e| LocalError::io("reading random bytes from", Path::new("/dev/urandom"), e))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -341,8 +335,10 @@ pub fn read_pid_file(path: &Path) -> Option<PidRecord> {
 }
 
 pub fn write_pid_file(path: &Path, record: &PidRecord) -> Result<(), LocalError> {
-    let json = serde_json::to_vec(record)
-        .map_err(|e| LocalError::new(format!("serialising a PID record: {e}")))?;
+    let json = serde_json::to_vec(record).map_err(|source| LocalError::Serialize {
+        what: "a PID record".into(),
+        source,
+    })?;
     write_atomic(path, &json, 0o644)
 }
 

@@ -262,11 +262,9 @@ pub async fn status(state_root: &Path, name: Option<&str>) -> Result<Vec<LocalSt
     let mut all = Vec::new();
     for name in names {
         let paths = ClusterPaths::new(state_root, &name)?;
-        let state = load_state(&paths)?.ok_or_else(|| {
-            LocalError::new(format!(
-                "no local cluster named {name:?} in {}: start it with `local up -f FILE`",
-                state_root.display()
-            ))
+        let state = load_state(&paths)?.ok_or_else(|| LocalError::UnknownCluster {
+            name: name.clone(),
+            state_root: state_root.to_owned(),
         })?;
         all.push(probe_status(&paths, &state).await?);
     }
@@ -297,7 +295,7 @@ async fn probe_status(
     };
     // A running supervisor probes every probeInterval from where the daemons run (which may be
     // an isolated network namespace): its snapshot is the status, with PIDs checked now.
-    let supervisor_pid = super::supervisor::running_supervisor(paths);
+    let supervisor_pid = super::lock::running_supervisor(paths);
     if let (Some(pid), Some(mut snapshot)) = (supervisor_pid, supervisor_snapshot(paths)) {
         snapshot.supervisor_pid = Some(pid);
         for row in &mut snapshot.peers {
@@ -307,7 +305,7 @@ async fn probe_status(
         return Ok(snapshot);
     }
     let policy = policy_from_spec(&state.spec, state.generation)?;
-    let prober = Prober::new(Duration::from_secs(3)).map_err(|e| LocalError::new(e.to_string()))?;
+    let prober = Prober::new(Duration::from_secs(3))?;
     let reports = prober
         .round(&targets(state, &process), DEFAULT_CONCURRENCY)
         .await;

@@ -1,0 +1,556 @@
+//! The lifecycle of a local cluster: `local up` reads the spec, takes the supervisor lock, adopts
+//! the daemons an earlier supervisor left running, scales down, creates and starts what is
+//! missing, restarts peers whose configuration changed (one at a time), then hands over to the
+//! supervise loop ([`super::supervisor`]); `local down` stops what this tool started and, with
+//! `--purge`, deletes the cluster's data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kube::Resource;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::daemons::{Daemons, Event, stop_process};
+use super::heal::{Healer, policy_from_spec};
+use super::lock::{running_supervisor, take_lock};
+use super::logs::log_tail;
+use super::process::{self, Ownership, ownership};
+use super::state::{
+    self, ClusterPaths, ClusterState, DaemonKind, PeerRecord, load_state, random_hex,
+    read_pid_file, remove_pid_file, save_state, swarm_key_text,
+};
+use super::status::targets;
+use super::supervisor::Supervisor;
+use super::{Binaries, LocalError};
+use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec};
+use crate::probe::Prober;
+use crate::probe::report::ProcessState;
+
+/// How long a starting daemon has to answer its API.
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Options of `local up`.
+#[derive(Debug)]
+pub struct UpOptions {
+    pub spec_file: PathBuf,
+    pub state_root: PathBuf,
+    pub binaries: Binaries,
+    /// SIGTERM to SIGKILL.
+    pub stop_grace: Duration,
+    /// The dashboard's listener, bound before entering an isolated namespace (the dashboard is a
+    /// later piece: held here so that the address is reserved and stays on the host).
+    pub dashboard: Option<std::net::TcpListener>,
+    /// Return once every peer is up instead of supervising in the foreground.
+    pub detach_after_start: bool,
+}
+
+/// Options of `local down`.
+#[derive(Debug)]
+pub struct DownOptions {
+    pub name: String,
+    pub state_root: PathBuf,
+    pub stop_grace: Duration,
+    pub purge: bool,
+    pub yes: bool,
+}
+
+/// Reads an IpfsCluster YAML file and checks its spec as the API server would.
+pub fn read_spec(file: &Path) -> Result<(String, IpfsClusterSpec), LocalError> {
+    let text = std::fs::read_to_string(file).map_err(|e| LocalError::io("reading", file, e))?;
+    let raw: Value = serde_yaml::from_str(&text)
+        .map_err(|e| LocalError::spec(file, format!("not valid YAML: {e}")))?;
+    let api_version = IpfsCluster::api_version(&());
+    if raw.get("kind").and_then(Value::as_str) != Some("IpfsCluster")
+        || raw.get("apiVersion").and_then(Value::as_str) != Some(&api_version)
+    {
+        return Err(LocalError::spec(
+            file,
+            format!("`kind` must be IpfsCluster and `apiVersion` {api_version}"),
+        ));
+    }
+    let cluster: IpfsCluster = serde_json::from_value(raw)
+        .map_err(|e| LocalError::spec(file, format!("not a valid IpfsCluster: {e}")))?;
+    let name = cluster
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| LocalError::spec(file, "metadata.name is required"))?;
+    state::check_name(&name)?;
+    cluster
+        .spec
+        .validate()
+        .map_err(|e| LocalError::spec(file, e.to_string()))?;
+    if cluster.spec.cluster.consensus == Consensus::Raft {
+        return Err(LocalError::spec(
+            file,
+            "spec.cluster.consensus raft is not supported by the local runtime yet: use crdt",
+        ));
+    }
+    if cluster.spec.cluster.secret_ref.is_some() {
+        warn!(
+            "spec.cluster.secretRef names a Kubernetes Secret; the local runtime generates and \
+             keeps its own cluster secret instead"
+        );
+    }
+    Ok((name, cluster.spec))
+}
+
+/// The persisted state of cluster `name`, brought to `spec` (a new generation when it changed),
+/// or a new one.
+fn current_state(
+    paths: &ClusterPaths,
+    name: &str,
+    spec: IpfsClusterSpec,
+) -> Result<ClusterState, LocalError> {
+    Ok(match load_state(paths)? {
+        Some(mut old) => {
+            if old.spec != spec {
+                info!(cluster = %name, "the spec changed since the last `local up`: reconciling");
+                old.spec = spec;
+                old.generation += 1;
+            }
+            old
+        }
+        None => ClusterState::new(name, spec),
+    })
+}
+
+/// `local up`: bring the cluster declared in the spec file to its desired state, then supervise
+/// it in the foreground until SIGINT/SIGTERM (which stop the daemons).
+pub async fn up(options: UpOptions) -> Result<(), LocalError> {
+    let (name, spec) = read_spec(&options.spec_file)?;
+    let paths = ClusterPaths::new(&options.state_root, &name)?;
+    std::fs::create_dir_all(&paths.root).map_err(|e| LocalError::io("creating", &paths.root, e))?;
+    let _lock = take_lock(&paths)?;
+    // A snapshot left by an earlier supervisor describes processes that may be gone.
+    let _ = std::fs::remove_file(paths.status_file());
+    let state = current_state(&paths, &name, spec)?;
+    let (mut sup, mut rx) = Supervisor::new(paths, options.binaries, state, options.stop_grace)?;
+    let mut requests = None;
+    if let Some(listener) = options.dashboard {
+        requests = Some(sup.serve_dashboard(listener)?);
+    }
+    // SIGINT/SIGTERM while the peers start: stop what was started and leave cleanly.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| LocalError::system("installing the SIGTERM handler", e))?;
+    let converged = tokio::select! {
+        result = sup.converge() => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = sigterm.recv() => None,
+    };
+    match converged {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            error!("{e}");
+            sup.stop_all().await;
+            return Err(e);
+        }
+        None => {
+            info!(
+                "interrupted while starting: stopping every daemon of {}",
+                sup.state.name
+            );
+            sup.stop_all().await;
+            save_state(&sup.paths, &sup.state)?;
+            return Ok(());
+        }
+    }
+    sup.round().await;
+    if options.detach_after_start {
+        return Ok(());
+    }
+    info!(
+        cluster = %sup.state.name,
+        "supervising {} peers; logs in {}/peer-*/logs; stop with Ctrl-C or `local down {}`",
+        sup.state.peers.len(),
+        sup.paths.root.display(),
+        sup.state.name
+    );
+    sup.supervise(&mut rx, &mut requests, &mut sigterm).await
+}
+
+impl Supervisor {
+    /// A supervisor of `state` with no daemon yet: the cluster's secrets read (made the first
+    /// time), its health policy and prober built. The receiver gets the daemons' exits.
+    fn new(
+        paths: ClusterPaths,
+        binaries: Binaries,
+        state: ClusterState,
+        stop_grace: Duration,
+    ) -> Result<(Supervisor, mpsc::UnboundedReceiver<Event>), LocalError> {
+        let secret = state::secret_file(&paths.secret_file(), || random_hex(32))?;
+        let swarm_key = state::secret_file(&paths.swarm_key_file(), || {
+            random_hex(32).map(|h| swarm_key_text(&h))
+        })?;
+        let policy = policy_from_spec(&state.spec, state.generation)?;
+        let prober = Prober::new(policy.probe_timeout)?;
+        let (daemons, rx) = Daemons::new(paths.clone(), binaries, stop_grace);
+        let sup = Supervisor {
+            paths,
+            state,
+            secret: secret.trim().to_owned(),
+            swarm_key,
+            daemons,
+            last_exit: BTreeMap::new(),
+            restarts: BTreeMap::new(),
+            prober,
+            healer: Healer::new(policy),
+            publisher: None,
+        };
+        Ok((sup, rx))
+    }
+
+    /// Brings the peers to the spec: scale down, create and start what is missing, adopt what
+    /// runs, restart peers whose configuration changed (one at a time).
+    pub(super) async fn converge(&mut self) -> Result<(), LocalError> {
+        let replicas = u32::try_from(self.state.spec.replicas).unwrap_or(1);
+        // Adopt daemons that still run and answer; stop ours that run but do not answer.
+        for name in &self.peer_names() {
+            for kind in [DaemonKind::Kubo, DaemonKind::Cluster] {
+                if self.daemons.adopt_or_clear(name, kind) && !self.answers(name, kind).await {
+                    warn!(peer = %name, "{kind} runs but does not answer: restarting it");
+                    self.daemons.stop(name, kind).await;
+                }
+            }
+        }
+        // Scale down: leave the cluster first (`DELETE /peers/{id}` on a remaining peer).
+        let extra: Vec<PeerRecord> = self
+            .state
+            .peers
+            .iter()
+            .filter(|p| p.index >= replicas)
+            .cloned()
+            .collect();
+        for peer in extra.iter().rev() {
+            self.remove_peer(peer).await;
+            save_state(&self.paths, &self.state)?;
+        }
+        // Create what is missing (identities first: every config names every peer).
+        for index in 0..replicas {
+            if self.state.peers.iter().all(|p| p.index != index) {
+                let record = self.init_peer(index).await?;
+                self.state.peers.push(record);
+                self.state.peers.sort_by_key(|p| p.index);
+            }
+        }
+        save_state(&self.paths, &self.state)?;
+        self.start_or_reconfigure().await?;
+        save_state(&self.paths, &self.state)?;
+        Ok(())
+    }
+
+    /// Starts what does not run; restarts running peers whose configuration changed.
+    async fn start_or_reconfigure(&mut self) -> Result<(), LocalError> {
+        let mut changed = Vec::new();
+        for name in &self.peer_names() {
+            let (kubo_changed, cluster_changed) = self.prepare(name)?;
+            let kubo_running = self.daemons.is_running(name, DaemonKind::Kubo);
+            let cluster_running = self.daemons.is_running(name, DaemonKind::Cluster);
+            if !kubo_running || !cluster_running {
+                self.start_peer(name, !kubo_running, !cluster_running).await;
+            }
+            if (kubo_changed && kubo_running) || (cluster_changed && cluster_running) {
+                changed.push((name.clone(), kubo_changed && kubo_running, cluster_changed));
+            }
+        }
+        for (name, kubo, cluster) in changed {
+            info!(peer = %name, "configuration changed: restarting the peer");
+            if kubo {
+                self.restart_peer(&name, true, true).await;
+            } else if cluster {
+                self.restart_peer(&name, false, true).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a daemon's API answers with the identity we expect.
+    async fn answers(&self, peer: &str, kind: DaemonKind) -> bool {
+        let Some(record) = self.state.peer(peer) else {
+            return false;
+        };
+        let targets = targets(&self.state, &|_, _| ProcessState::Running);
+        let Some(target) = targets.iter().find(|t| t.peer == peer) else {
+            return false;
+        };
+        match kind {
+            DaemonKind::Kubo => self
+                .prober
+                .kubo(&target.kubo)
+                .await
+                .is_ok_and(|k| k.peer_id == record.kubo_peer_id),
+            DaemonKind::Cluster => self
+                .prober
+                .cluster(&target.cluster)
+                .await
+                .is_ok_and(|c| c.peer_id == record.cluster_peer_id),
+        }
+    }
+
+    /// Stops the given daemons of a peer (IPFS Cluster before Kubo) and starts them again.
+    pub(super) async fn restart_peer(&mut self, peer: &str, kubo: bool, cluster: bool) {
+        if cluster {
+            self.daemons.stop(peer, DaemonKind::Cluster).await;
+        }
+        if kubo {
+            self.daemons.stop(peer, DaemonKind::Kubo).await;
+        }
+        self.start_peer(peer, kubo, cluster).await;
+    }
+
+    /// Starts the given daemons of a peer (Kubo first, waiting for its API; then IPFS Cluster).
+    /// A daemon that fails to start is logged and left to the health engine.
+    async fn start_peer(&mut self, peer: &str, kubo: bool, cluster: bool) {
+        if let Err(e) = self.prepare(peer) {
+            error!(peer, "{e}");
+            self.last_exit.insert(peer.to_owned(), e.to_string());
+            return;
+        }
+        if kubo && let Err(e) = self.start(peer, DaemonKind::Kubo).await {
+            error!(peer, "{e}");
+            self.last_exit.insert(peer.to_owned(), e.to_string());
+            return;
+        }
+        if cluster && let Err(e) = self.start(peer, DaemonKind::Cluster).await {
+            error!(peer, "{e}");
+            self.last_exit.insert(peer.to_owned(), e.to_string());
+        }
+    }
+
+    /// Spawns one daemon and waits until its API answers, failing early if it exits.
+    async fn start(&mut self, peer: &str, kind: DaemonKind) -> Result<(), LocalError> {
+        let pid = self.daemons.spawn(peer, kind).await?;
+        let log = self.peer_paths(peer).log(kind);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.answers(peer, kind).await {
+                info!(peer, pid, "{kind} is up");
+                return Ok(());
+            }
+            if !process::is_alive(pid) {
+                self.daemons.forget(peer, kind);
+                return Err(LocalError::ExitedDuringStart {
+                    peer: peer.to_owned(),
+                    daemon: kind,
+                    log_tail: log_tail(&log, 15),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(LocalError::StartTimeout {
+                    peer: peer.to_owned(),
+                    daemon: kind,
+                    pid,
+                    waited: START_TIMEOUT,
+                    log,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops every daemon, IPFS Cluster before Kubo (see [`Daemons::stop_all`]).
+    pub(super) async fn stop_all(&mut self) {
+        let names = self.peer_names();
+        self.daemons.stop_all(&names).await;
+    }
+
+    /// Scale down: removes a peer from the cluster through a remaining peer's REST API, then
+    /// stops its daemons. Its data stays on disk.
+    async fn remove_peer(&mut self, peer: &PeerRecord) {
+        let remaining = self
+            .state
+            .peers
+            .iter()
+            .find(|p| p.name != peer.name && self.daemons.is_running(&p.name, DaemonKind::Cluster))
+            .cloned();
+        if let Some(via) = remaining {
+            let url = format!("{}/peers/{}", via.cluster_api_url(), peer.cluster_peer_id);
+            info!(peer = %peer.name, via = %via.name, "removing the peer from the cluster (DELETE /peers/{})", peer.cluster_peer_id);
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .no_proxy()
+                .build();
+            match client {
+                Ok(client) => match client.delete(&url).send().await {
+                    Ok(resp) if resp.status().is_success() => {}
+                    Ok(resp) => warn!(peer = %peer.name, "DELETE {url}: {}", resp.status()),
+                    Err(e) => warn!(peer = %peer.name, "DELETE {url}: {e}"),
+                },
+                Err(e) => warn!("building an HTTP client: {e}"),
+            }
+        }
+        self.daemons.stop(&peer.name, DaemonKind::Cluster).await;
+        self.daemons.stop(&peer.name, DaemonKind::Kubo).await;
+        self.state.peers.retain(|p| p.name != peer.name);
+        self.restarts.remove(&peer.name);
+        info!(peer = %peer.name, "removed; its data stays in {}", self.peer_paths(&peer.name).dir.display());
+    }
+}
+
+/// `local down NAME`: asks a running supervisor to stop (it stops its daemons), or stops the
+/// daemons named by the PID files itself; then, with `purge`, deletes the cluster's data.
+pub async fn down(options: DownOptions) -> Result<(), LocalError> {
+    let paths = ClusterPaths::new(&options.state_root, &options.name)?;
+    let state = load_state(&paths)?.ok_or_else(|| LocalError::UnknownCluster {
+        name: options.name.clone(),
+        state_root: options.state_root.clone(),
+    })?;
+    if let Some(pid) = running_supervisor(&paths) {
+        stop_supervisor(&paths, pid, &options).await?;
+    }
+    let lock = take_lock(&paths)?;
+    let stopped = stop_recorded(&paths, &state, options.stop_grace).await?;
+    info!(cluster = %options.name, "stopped {stopped} daemons; data kept in {}", paths.root.display());
+    if options.purge {
+        if !options.yes && !confirm(&options.name, &paths.root)? {
+            return Err(LocalError::PurgeDeclined);
+        }
+        drop(lock);
+        std::fs::remove_dir_all(&paths.root)
+            .map_err(|e| LocalError::io("removing", &paths.root, e))?;
+        info!("deleted {}", paths.root.display());
+    }
+    Ok(())
+}
+
+/// Asks the running supervisor `pid` to stop (SIGTERM) and waits until it has.
+async fn stop_supervisor(
+    paths: &ClusterPaths,
+    pid: i32,
+    options: &DownOptions,
+) -> Result<(), LocalError> {
+    info!(pid, "asking the supervisor to stop the cluster");
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let deadline = Instant::now() + options.stop_grace * 2 + Duration::from_secs(30);
+    while running_supervisor(paths).is_some() {
+        if Instant::now() >= deadline {
+            return Err(LocalError::SupervisorStuck {
+                name: options.name.clone(),
+                pid,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Stops the daemons that the PID files name, when they are ours (IPFS Cluster before Kubo), and
+/// removes the files. Returns how many were stopped.
+async fn stop_recorded(
+    paths: &ClusterPaths,
+    state: &ClusterState,
+    grace: Duration,
+) -> Result<usize, LocalError> {
+    let mut stopped = 0;
+    for kind in [DaemonKind::Cluster, DaemonKind::Kubo] {
+        for peer in &state.peers {
+            let file = paths.peer(&peer.name).pid_file(kind);
+            let Some(record) = read_pid_file(&file) else {
+                continue;
+            };
+            match ownership(&record) {
+                Ownership::Ours => {
+                    info!(peer = %peer.name, pid = record.pid, "stopping {kind}");
+                    stop_process(&record, grace).await;
+                    stopped += 1;
+                }
+                Ownership::Foreign(why) => {
+                    warn!(peer = %peer.name, "{} names a process that is not ours ({why}): leaving it alone", file.display());
+                }
+                Ownership::Gone => {}
+            }
+            remove_pid_file(&file)?;
+        }
+    }
+    Ok(stopped)
+}
+
+/// Asks on the terminal for the cluster's name before `--purge` deletes its data.
+fn confirm(name: &str, root: &Path) -> Result<bool, LocalError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(LocalError::PurgeNeedsYes);
+    }
+    eprint!(
+        "Delete {} (all repositories, keys and logs of cluster {name})? Type the cluster name: ",
+        root.display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| LocalError::system("reading the confirmation", e))?;
+    Ok(line.trim() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_files_must_be_valid_ipfs_clusters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n").expect("write");
+        let err = read_spec(&file).expect_err("kind").to_string();
+        assert!(err.contains("IpfsCluster"), "{err}");
+        std::fs::write(
+            &file,
+            "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata: {name: demo}\nspec: {replicas: 0}\n",
+        )
+        .expect("write");
+        let err = read_spec(&file).expect_err("replicas").to_string();
+        assert!(err.contains("spec.replicas"), "{err}");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/local-cluster.yaml");
+        let (name, spec) = read_spec(&example).expect("example");
+        assert_eq!((name.as_str(), spec.replicas), ("demo", 3));
+    }
+
+    #[test]
+    fn an_ipfs_cluster_of_another_api_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.yaml");
+        for api_version in ["v1", "ipfskit.io/v1beta1", "example.com/v1alpha1"] {
+            std::fs::write(
+                &file,
+                format!(
+                    "apiVersion: {api_version}\nkind: IpfsCluster\nmetadata: {{name: demo}}\n\
+                     spec: {{replicas: 1}}\n"
+                ),
+            )
+            .expect("write");
+            let err = read_spec(&file).expect_err(api_version).to_string();
+            assert!(
+                err.contains("c.yaml") && err.contains("ipfskit.io/v1alpha1"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_errors_name_the_file_and_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata: {name: demo}\n\
+             spec: {replicas: 1, cluster: {consensus: raft}}\n",
+        )
+        .expect("write");
+        let err = read_spec(&file).expect_err("raft");
+        assert!(
+            matches!(&err, LocalError::Spec { file: f, .. } if f == &file),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("spec.cluster.consensus"), "{err}");
+        std::fs::write(&file, "kind: [").expect("write");
+        let err = read_spec(&file).expect_err("yaml").to_string();
+        assert!(err.contains("c.yaml") && err.contains("YAML"), "{err}");
+    }
+}
