@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::state::{DaemonKind, STATE_FORMAT};
 use crate::api::FieldError;
-use crate::probe::client::ProberError;
+use crate::probe::ProberError;
 
 /// An error of the local runtime, worded for the user: what failed, where, and what to do.
 #[derive(Debug, thiserror::Error)]
