@@ -40,6 +40,11 @@ impl Prober {
         self.timeout
     }
 
+    /// The client this prober probes with, for the calls that act on a peer.
+    pub fn client(&self) -> &IpfsClient {
+        &self.client
+    }
+
     /// Probes every target, at most `concurrency` at once; results come back in target order. A
     /// hung peer costs one timeout and never delays the others' results beyond that.
     pub async fn round(&self, targets: &[PeerTarget], concurrency: usize) -> Vec<PeerReport> {

@@ -192,10 +192,11 @@ impl Local {
                     let s = self.try_status().await?;
                     let ok = s.peers.len() == n
                         && s.peers.iter().all(|p| {
+                            let seen = s.peer(&p.name);
                             p.kubo_pid.is_some()
                                 && p.cluster_pid.is_some()
-                                && p.cluster_peers == Some(n)
-                                && p.swarm_peers.is_some_and(|c| c + 1 >= n)
+                                && seen.is_some_and(|r| r.cluster_peers_seen == Some(n as i32))
+                                && seen.and_then(|r| r.swarm_peers).is_some_and(|c| c + 1 >= n as i32)
                         });
                     ok.then_some(s)
                 },
@@ -428,9 +429,10 @@ async fn local_up_runs_three_peers_that_see_each_other_and_down_keeps_their_data
         Duration::from_millis(500),
         || async {
             let s = local.status().await;
-            s.peers
+            s.status
+                .peers
                 .iter()
-                .all(|p| p.pins.is_some_and(|c| c.pinned == 1))
+                .all(|p| p.pins_pinned == Some(1))
                 .then_some(())
         },
     )
@@ -470,7 +472,8 @@ async fn local_up_runs_three_peers_that_see_each_other_and_down_keeps_their_data
     }
     let stopped = local.status().await;
     assert!(
-        stopped.peers.iter().all(|p| p.state == "stopped"),
+        stopped.peers.iter().all(|p| p.stopped())
+            && stopped.status.phase == Some(ipfs_kit_operator::api::ClusterPhase::Pending),
         "{stopped:?}"
     );
 
@@ -501,23 +504,25 @@ async fn a_killed_kubo_is_noticed_at_once_and_restarted_with_a_reason() {
             || async {
                 let s = local.try_status().await?;
                 let p = &s.peers[1];
+                let reported = s.peer(&p.name)?;
                 // restarts == 1: a snapshot taken after the restart, not one from before the kill.
                 (p.kubo_pid.is_some_and(|pid| pid != victim)
-                    && p.restarts == 1
-                    && p.kubo_version.is_some())
+                    && reported.restarts == 1
+                    && reported.kubo_version.is_some())
                 .then_some(s)
             },
         ),
     )
     .await
     .unwrap_or_else(|_| panic!("not healed; supervisor:\n{}", log_tail(&log, 60)));
-    assert_eq!(healed.peers[1].restarts, 1, "{healed:?}");
+    assert_eq!(healed.status.peers[1].restarts, 1, "{healed:?}");
     assert_eq!(
         healed.peers[1].cluster_pid, before.peers[1].cluster_pid,
         "only the daemon that failed is restarted"
     );
     assert_eq!(healed.peers[0].kubo_pid, before.peers[0].kubo_pid);
     let entry = healed
+        .status
         .healing
         .iter()
         .find(|e| e.peer == "peer-1")
@@ -607,7 +612,7 @@ async fn a_held_preferred_port_moves_the_peer_and_leaves_the_holder_alone() {
     let status = local.status().await;
     let ports = status.peers[0].ports.expect("ports");
     assert_ne!(ports.kubo_api, 5001);
-    assert!(status.peers[0].kubo_version.is_some(), "{status:?}");
+    assert!(status.status.peers[0].kubo_version.is_some(), "{status:?}");
     // The holder still holds its port and still accepts connections.
     let _client = std::net::TcpStream::connect("127.0.0.1:5001").expect("connect");
     let (_conn, _) = holder.accept().expect("holder accepts");
@@ -736,7 +741,8 @@ async fn a_hung_kubo_is_caught_by_probes_and_restarted_after_the_threshold() {
             || async {
                 let s = local.try_status().await?;
                 let p = &s.peers[0];
-                (p.kubo_pid.is_some_and(|pid| pid != victim) && p.restarts == 1).then_some(s)
+                let restarts = s.peer(&p.name)?.restarts;
+                (p.kubo_pid.is_some_and(|pid| pid != victim) && restarts == 1).then_some(s)
             },
         ),
     )
@@ -746,6 +752,7 @@ async fn a_hung_kubo_is_caught_by_probes_and_restarted_after_the_threshold() {
     assert!(stopped_at.elapsed() >= Duration::from_secs(2), "{healed:?}");
     assert!(!process::is_alive(victim), "the hung daemon was stopped");
     let entry = healed
+        .status
         .healing
         .iter()
         .find(|e| e.peer == "peer-0")
@@ -778,23 +785,31 @@ async fn a_daemon_that_keeps_exiting_hits_the_restart_budget_and_is_left_alone()
             Duration::from_millis(500),
             || async {
                 let s = local.try_status().await?;
-                (s.peers[0].state == "given up").then_some(s)
+                let gave_up = s.status.healing.iter().any(|e| {
+                    e.peer == "peer-0"
+                        && e.action == ipfs_kit_operator::reconcile::HealingAction::GiveUp
+                });
+                gave_up.then_some(s)
             },
         ),
     )
     .await
     .unwrap_or_else(|_| panic!("never gave up; supervisor:\n{}", log_tail(&log, 80)));
-    assert_eq!(given_up.peers[0].restarts, 1, "{given_up:?}");
+    assert_eq!(given_up.status.peers[0].restarts, 1, "{given_up:?}");
+    assert_eq!(
+        given_up.status.peers[0].state,
+        ipfs_kit_operator::api::PeerState::Unhealthy
+    );
     assert!(given_up.peers[0].kubo_pid.is_none());
     assert!(
-        given_up.healing.iter().any(|e| e.peer == "peer-0"
+        given_up.status.healing.iter().any(|e| e.peer == "peer-0"
             && e.action == ipfs_kit_operator::reconcile::HealingAction::GiveUp),
         "{given_up:?}"
     );
     // And it stays given up: no more restarts.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let later = local.status().await;
-    assert_eq!(later.peers[0].restarts, 1, "{later:?}");
+    assert_eq!(later.status.peers[0].restarts, 1, "{later:?}");
     local.stop_supervisor().await;
 }
 
@@ -804,7 +819,7 @@ async fn isolated_daemons_run_in_their_own_loopback_namespace() {
     local.up_foreground_with(&["--isolated"]);
     // The supervisor's probes (inside the namespace) see the peer up.
     let status = local.wait_converged(1).await;
-    assert!(status.peers[0].kubo_version.is_some(), "{status:?}");
+    assert!(status.status.peers[0].kubo_version.is_some(), "{status:?}");
     // From this namespace, its ports are not reachable: it runs in another one.
     let ports = status.peers[0].ports.expect("ports");
     for port in [ports.kubo_api, ports.cluster_rest] {
@@ -929,8 +944,9 @@ async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request
     tokio::time::sleep(Duration::from_secs(3)).await;
     let unchanged = local.status().await;
     for (was, is) in before.peers.iter().zip(&unchanged.peers) {
+        let restarts = unchanged.peer(&is.name).map_or(-1, |p| p.restarts);
         assert_eq!(
-            (was.kubo_pid, was.cluster_pid, is.restarts),
+            (was.kubo_pid, was.cluster_pid, restarts),
             (is.kubo_pid, is.cluster_pid, 0),
             "{} was restarted by a refused request",
             is.name

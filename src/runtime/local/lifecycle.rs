@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::daemons::{Daemons, Event, stop_process};
-use super::heal::{Healer, policy_from_spec};
+use super::heal::{Healer, policy};
 use super::lock::{running_supervisor, take_lock};
 use super::logs::log_tail;
 use super::process::{self, Ownership, ownership};
@@ -28,8 +28,8 @@ use super::status::targets;
 use super::supervisor::Supervisor;
 use super::{Binaries, LocalError};
 use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec};
-use crate::probe::Prober;
 use crate::probe::report::ProcessState;
+use crate::probe::{Endpoint, Prober};
 
 /// How long a starting daemon has to answer its API.
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -187,7 +187,7 @@ impl Supervisor {
         let swarm_key = state::secret_file(&paths.swarm_key_file(), || {
             random_hex(32).map(|h| swarm_key_text(&h))
         })?;
-        let policy = policy_from_spec(&state.spec, state.generation)?;
+        let policy = policy(&state.spec, state.generation)?;
         let prober = Prober::new(policy.probe_timeout)?;
         let (daemons, rx) = Daemons::new(paths.clone(), binaries, stop_grace);
         let sup = Supervisor {
@@ -197,7 +197,7 @@ impl Supervisor {
             swarm_key,
             daemons,
             last_exit: BTreeMap::new(),
-            restarts: BTreeMap::new(),
+            last_status: None,
             prober,
             healer: Healer::new(policy),
             publisher: None,
@@ -369,28 +369,23 @@ impl Supervisor {
             .find(|p| p.name != peer.name && self.daemons.is_running(&p.name, DaemonKind::Cluster))
             .cloned();
         if let Some(via) = remaining {
-            let url = format!("{}/peers/{}", via.cluster_api_url(), peer.cluster_peer_id);
-            info!(peer = %peer.name, via = %via.name, "removing the peer from the cluster (DELETE /peers/{})", peer.cluster_peer_id);
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .no_proxy()
-                .build();
-            match client {
-                Ok(client) => match client.delete(&url).send().await {
-                    Ok(resp) if resp.status().is_success() => {}
-                    Ok(resp) => warn!(peer = %peer.name, "DELETE {url}: {}", resp.status()),
-                    Err(e) => warn!(peer = %peer.name, "DELETE {url}: {e}"),
-                },
-                Err(e) => warn!("building an HTTP client: {e}"),
+            let id = &peer.cluster_peer_id;
+            info!(peer = %peer.name, via = %via.name, "removing the peer from the cluster (DELETE /peers/{id})");
+            let api = Endpoint::new(via.cluster_api_url());
+            let client = self.prober.client();
+            if let Err(f) = client.remove_peer(&api, id, REMOVE_PEER_TIMEOUT).await {
+                warn!(peer = %peer.name, "{}", f.message);
             }
         }
         self.daemons.stop(&peer.name, DaemonKind::Cluster).await;
         self.daemons.stop(&peer.name, DaemonKind::Kubo).await;
         self.state.peers.retain(|p| p.name != peer.name);
-        self.restarts.remove(&peer.name);
         info!(peer = %peer.name, "removed; its data stays in {}", self.peer_paths(&peer.name).dir.display());
     }
 }
+
+/// How long a remaining peer may take to remove a departing one (it re-allocates its pins).
+const REMOVE_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `local down NAME`: asks a running supervisor to stop (it stops its daemons), or stops the
 /// daemons named by the PID files itself; then, with `purge`, deletes the cluster's data.

@@ -7,20 +7,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::LocalError;
-use super::heal::policy_from_spec;
 use super::ports::PeerPorts;
 use super::process::{Ownership, ownership};
 use super::state::{
     ClusterPaths, ClusterState, DaemonKind, cluster_names, load_state, read_pid_file,
 };
-use crate::probe::report::{PeerReport, PinCounts, ProcessState};
+use crate::api::{IpfsClusterSpec, IpfsClusterStatus, PeerStatus};
+use crate::probe::report::{PeerReport, ProcessState};
 use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
-use crate::reconcile::{self, Assessment, ClusterHistory, HealingEntry};
+use crate::reconcile::{self, Assessment, ClusterHistory};
 
-/// One peer as `local status` shows it.
+/// What only the local runtime knows of a peer: its daemons' PIDs, ports and identities.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PeerRow {
+pub struct LocalPeer {
     pub name: String,
     /// PID of the Kubo daemon this tool started, when it runs.
     pub kubo_pid: Option<i32>,
@@ -29,114 +29,87 @@ pub struct PeerRow {
     pub ports: Option<PeerPorts>,
     pub kubo_peer_id: String,
     pub cluster_peer_id: String,
-    pub kubo_version: Option<String>,
-    pub cluster_version: Option<String>,
-    /// Kubo swarm connections.
-    pub swarm_peers: Option<usize>,
-    /// Cluster peers this peer sees in `GET /peers` (itself included).
-    pub cluster_peers: Option<usize>,
-    /// Kubo repository size and bandwidth totals (bytes), from the last probe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo_size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_in: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_out: Option<u64>,
-    pub pins: Option<PinCounts>,
-    /// Health score 0-100 from the health engine.
-    pub score: Option<u8>,
-    /// `running`, `stopped`, `healthy`, `degraded`, `unhealthy`, ...
-    pub state: String,
-    /// Restarts by the supervisor since it started.
-    pub restarts: u32,
-    pub last_error: Option<String>,
 }
 
-/// A whole local cluster as `local status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+impl LocalPeer {
+    /// Neither daemon runs.
+    pub fn stopped(&self) -> bool {
+        self.kubo_pid.is_none() && self.cluster_pid.is_none()
+    }
+}
+
+/// A whole local cluster as `local status` shows it: the status both runtimes report (the same
+/// `IpfsClusterStatus` as in Kubernetes, computed by [`reconcile::status::compute`]), with the
+/// local peers' PIDs and ports beside it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalStatus {
     pub name: String,
     pub generation: u64,
-    pub replicas: i32,
     /// PID of the supervisor (`local up`) when one runs.
     pub supervisor_pid: Option<i32>,
-    pub health_score: Option<u8>,
-    pub health: Option<String>,
-    pub reason: Option<String>,
-    pub peers: Vec<PeerRow>,
-    /// Recent healing steps, oldest first.
-    pub healing: Vec<HealingEntry>,
+    /// Phase, conditions, health score, peers, recent healing steps.
+    pub status: IpfsClusterStatus,
+    /// The peers' processes, in index order.
+    pub peers: Vec<LocalPeer>,
+}
+
+impl LocalStatus {
+    /// The reported status of peer `name`.
+    pub fn peer(&self, name: &str) -> Option<&PeerStatus> {
+        self.status.peers.iter().find(|p| p.name == name)
+    }
 }
 
 /// PIDs of a peer's running Kubo and IPFS Cluster daemons, by peer name.
 pub type PidsOf<'a> = &'a dyn Fn(&str) -> (Option<i32>, Option<i32>);
 
-/// The rows of a probe round and its assessment. `pids` gives the running daemons' PIDs by peer
-/// name; `restarts` the supervisor's restart counts.
-pub fn rows(
-    state: &ClusterState,
-    reports: &[PeerReport],
-    assessment: &Assessment,
-    pids: PidsOf<'_>,
-    restarts: &dyn Fn(&str) -> u32,
-) -> Vec<PeerRow> {
+/// The local side of each peer: PIDs (from `pids`), ports and identities.
+pub fn local_peers(state: &ClusterState, pids: PidsOf<'_>) -> Vec<LocalPeer> {
     state
         .peers
         .iter()
         .map(|p| {
-            let report = reports.iter().find(|r| r.peer == p.name);
-            let kubo = report.and_then(|r| r.kubo.as_ref().ok());
-            let cluster = report.and_then(|r| r.cluster.as_ref().ok());
-            let score = assessment.health.peers.iter().find(|s| s.peer == p.name);
-            let healing = assessment.decision.peer(&p.name);
             let (kubo_pid, cluster_pid) = pids(&p.name);
-            let stopped = kubo_pid.is_none() && cluster_pid.is_none();
-            let state = if stopped {
-                "stopped".to_owned()
-            } else {
-                match (score, healing) {
-                    (_, Some(h)) if h.state != reconcile::HealingState::Ok => {
-                        h.state.label().replace('_', " ")
-                    }
-                    (Some(s), _) => s.level.as_str().to_owned(),
-                    _ => "unknown".to_owned(),
-                }
-            };
-            let last_error = report.and_then(|r| {
-                r.kubo
-                    .as_ref()
-                    .err()
-                    .map(|e| format!("Kubo: {}", e.message))
-                    .or_else(|| {
-                        r.cluster
-                            .as_ref()
-                            .err()
-                            .map(|e| format!("IPFS Cluster: {}", e.message))
-                    })
-            });
-            PeerRow {
+            LocalPeer {
                 name: p.name.clone(),
                 kubo_pid,
                 cluster_pid,
                 ports: Some(p.ports),
                 kubo_peer_id: p.kubo_peer_id.clone(),
                 cluster_peer_id: p.cluster_peer_id.clone(),
-                kubo_version: kubo.map(|k| k.version.clone()),
-                cluster_version: cluster.map(|c| c.version.clone()),
-                swarm_peers: kubo.map(|k| k.swarm_peers.len()),
-                cluster_peers: cluster.map(|c| c.peers_seen.len()),
-                repo_size: kubo.map(|k| k.repo_size),
-                bytes_in: kubo.map(|k| k.total_in),
-                bytes_out: kubo.map(|k| k.total_out),
-                pins: cluster.and_then(|c| c.pins.as_ref().ok().copied()),
-                score: (!stopped).then(|| score.map(|s| s.score)).flatten(),
-                state,
-                restarts: restarts(&p.name),
-                last_error: if stopped { None } else { last_error },
             }
         })
         .collect()
+}
+
+/// The status of a probe round and its assessment, computed as in Kubernetes: every peer of the
+/// state exists; peers whose daemons do not run yet make the cluster Progressing.
+pub fn compute_status(
+    spec: &IpfsClusterSpec,
+    generation: u64,
+    reports: &[PeerReport],
+    assessment: &Assessment,
+    peers: &[LocalPeer],
+    previous: Option<&IpfsClusterStatus>,
+    now: u64,
+) -> IpfsClusterStatus {
+    let stopped = peers.iter().filter(|p| p.stopped()).count();
+    let rollout = (stopped > 0).then(|| format!("{stopped}/{} peers not running", peers.len()));
+    let running = i32::try_from(peers.len() - stopped).unwrap_or(i32::MAX);
+    reconcile::status::compute(&reconcile::status::Observed {
+        generation: i64::try_from(generation).ok(),
+        replicas: spec.replicas,
+        paused: spec.paused,
+        selector: String::new(),
+        pods: running,
+        rollout,
+        reports,
+        assessment,
+        problems: &[],
+        previous,
+        now,
+    })
 }
 
 /// The probe targets of a cluster's peers.
@@ -173,56 +146,28 @@ fn short_id(id: &str) -> String {
 
 /// The readable table of `local status`.
 pub fn format_table(status: &LocalStatus) -> String {
+    let phase = status.status.phase.map(|p| format!("{p:?}"));
     let mut out = format!(
         "cluster {}  replicas {}  health {}{}  supervisor {}\n",
         status.name,
-        status.replicas,
-        opt(status.health_score),
-        status
-            .health
-            .as_ref()
-            .map_or_else(String::new, |h| format!(" ({h})")),
+        status.peers.len(),
+        opt(status.status.health_score),
+        phase.map_or_else(String::new, |h| format!(" ({h})")),
         status
             .supervisor_pid
             .map_or_else(|| "not running".to_owned(), |p| format!("pid {p}")),
     );
     let header = [
-        "PEER", "STATE", "SCORE", "PIDS", "API/REST", "KUBO", "CLUSTER", "SWARM", "PEERS", "PINS",
-        "RESTARTS", "PEER ID",
+        "PEER", "STATE", "SCORE", "PIDS", "API/REST", "KUBO", "CLUSTER", "SWARM", "PEERS",
+        "PIN ERR", "RESTARTS", "PEER ID",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
-    for p in &status.peers {
-        let pins = p.pins.map_or_else(
-            || "-".to_owned(),
-            |c| {
-                let mut s = c.pinned.to_string();
-                if c.error > 0 {
-                    s.push_str(&format!(" ({} err)", c.error));
-                }
-                s
-            },
-        );
-        table.push(vec![
-            p.name.clone(),
-            p.state.clone(),
-            opt(p.score),
-            format!("{}/{}", opt(p.kubo_pid), opt(p.cluster_pid)),
-            p.ports.map_or_else(
-                || "-".to_owned(),
-                |ports| format!("{}/{}", ports.kubo_api, ports.cluster_rest),
-            ),
-            opt(p.kubo_version.clone()),
-            opt(p
-                .cluster_version
-                .as_ref()
-                .map(|v| v.split_once('+').map_or(v.as_str(), |(v, _)| v).to_owned())),
-            opt(p.swarm_peers),
-            opt(p.cluster_peers),
-            pins,
-            p.restarts.to_string(),
-            short_id(&p.cluster_peer_id),
-        ]);
+    let none = PeerStatus::default();
+    for local in &status.peers {
+        let p = status.peer(&local.name).unwrap_or(&none);
+        table.push(peer_line(local, p));
     }
+
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             table
@@ -241,15 +186,49 @@ pub fn format_table(status: &LocalStatus) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    for p in &status.peers {
+    for p in &status.status.peers {
         if let Some(err) = &p.last_error {
             out.push_str(&format!("{}: {err}\n", p.name));
         }
     }
-    if let Some(reason) = &status.reason {
-        out.push_str(&format!("{reason}\n"));
+    let ready = status
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::conditions::READY);
+    if let Some(ready) = ready {
+        out.push_str(&format!("{}\n", ready.message));
     }
     out
+}
+
+/// One row of the table: `stopped` for a peer whose daemons do not run, else its state.
+fn peer_line(local: &LocalPeer, p: &PeerStatus) -> Vec<String> {
+    let state = if local.stopped() {
+        "stopped".to_owned()
+    } else {
+        format!("{:?}", p.state)
+    };
+    vec![
+        local.name.clone(),
+        state,
+        opt(p.score),
+        format!("{}/{}", opt(local.kubo_pid), opt(local.cluster_pid)),
+        local.ports.map_or_else(
+            || "-".to_owned(),
+            |ports| format!("{}/{}", ports.kubo_api, ports.cluster_rest),
+        ),
+        opt(p.kubo_version.clone()),
+        opt(p
+            .cluster_version
+            .as_ref()
+            .map(|v| v.split_once('+').map_or(v.as_str(), |(v, _)| v).to_owned())),
+        opt(p.swarm_peers),
+        opt(p.cluster_peers_seen),
+        opt(p.pins_error),
+        p.restarts.to_string(),
+        short_id(&local.cluster_peer_id),
+    ]
 }
 
 /// `local status [NAME]`: every named (or every) cluster under `state_root`: the running
@@ -304,96 +283,124 @@ async fn probe_status(
         }
         return Ok(snapshot);
     }
-    let policy = policy_from_spec(&state.spec, state.generation)?;
+    // No supervisor: probe now (report only: nothing here acts), restarts and healing steps
+    // from the last supervisor's snapshot.
+    let mut policy = super::heal::policy(&state.spec, state.generation)?;
+    policy.auto_heal = false;
     let prober = Prober::new(Duration::from_secs(3))?;
     let reports = prober
         .round(&targets(state, &process), DEFAULT_CONCURRENCY)
         .await;
-    let assessment = reconcile::assess(
-        &policy,
-        &reports,
-        &ClusterHistory::default(),
-        super::now_millis(),
-    );
-    let snapshot = supervisor_snapshot(paths);
-    let restarts = |peer: &str| {
-        snapshot
-            .as_ref()
-            .and_then(|s| s.peers.iter().find(|p| p.name == peer))
-            .map_or(0, |p| p.restarts)
-    };
+    let now = super::now_millis();
+    let assessment = reconcile::assess(&policy, &reports, &ClusterHistory::default(), now);
     let pids = |peer: &str| {
         (
             pid_of(peer, DaemonKind::Kubo),
             pid_of(peer, DaemonKind::Cluster),
         )
     };
-    let peers = rows(state, &reports, &assessment, &pids, &restarts);
-    let any_running = peers
-        .iter()
-        .any(|p| p.kubo_pid.is_some() || p.cluster_pid.is_some());
+    let peers = local_peers(state, &pids);
+    let mut status = compute_status(
+        &state.spec,
+        state.generation,
+        &reports,
+        &assessment,
+        &peers,
+        None,
+        now,
+    );
+    if let Some(last) = supervisor_snapshot(paths) {
+        for p in &mut status.peers {
+            p.restarts = last.peer(&p.name).map_or(0, |l| l.restarts);
+        }
+        status.healing = last.status.healing;
+    }
     Ok(LocalStatus {
         name: state.name.clone(),
         generation: state.generation,
-        replicas: state.spec.replicas,
         supervisor_pid,
-        health_score: any_running.then_some(assessment.health.score),
-        health: any_running.then(|| assessment.health.level.as_str().to_owned()),
-        reason: Some(if any_running {
-            assessment.health.reason.clone()
-        } else {
-            "stopped: start it with `local up -f FILE`".to_owned()
-        }),
+        status,
         peers,
-        healing: snapshot.map(|s| s.healing).unwrap_or_default(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{ClusterPhase, PeerState};
+    use crate::reconcile::connectivity::tests::mesh;
+
+    fn running(name: &str) -> LocalPeer {
+        LocalPeer {
+            name: name.into(),
+            kubo_pid: Some(100),
+            cluster_pid: Some(101),
+            ports: Some(PeerPorts::preferred(0)),
+            cluster_peer_id: "12D3KooWAbCdEfGhIjKlMnOp".into(),
+            ..LocalPeer::default()
+        }
+    }
+
+    fn status_of(
+        spec: &IpfsClusterSpec,
+        reports: &[PeerReport],
+        peers: &[LocalPeer],
+    ) -> IpfsClusterStatus {
+        let policy = super::super::heal::policy(spec, 1).expect("policy");
+        let assessment = reconcile::assess(&policy, reports, &ClusterHistory::default(), 1_000);
+        compute_status(spec, 1, reports, &assessment, peers, None, 1_000)
+    }
+
+    #[test]
+    fn peer_states_are_those_of_the_kubernetes_runtime_not_strings() {
+        // p0 has lost its swarm connections: reconnecting, which once read back as Unknown.
+        let spec = IpfsClusterSpec {
+            replicas: 2,
+            ..IpfsClusterSpec::default()
+        };
+        let mut reports = mesh(2);
+        if let Ok(kubo) = &mut reports[0].kubo {
+            kubo.swarm_peers.clear();
+        }
+        let peers = [running("p0"), running("p1")];
+        let s = status_of(&spec, &reports, &peers);
+        assert_ne!(s.peers[0].state, PeerState::Unknown, "{:?}", s.peers[0]);
+        assert_eq!(s.peers[1].state, PeerState::Healthy);
+        // Healing off: a needed restart is withheld, and the peer still has a real state.
+        let mut spec = spec;
+        spec.health.auto_heal = false;
+        let mut reports = mesh(2);
+        reports[1].kubo_process = ProcessState::Exited;
+        reports[1].kubo = Err(crate::reconcile::connectivity::tests::failure(
+            crate::probe::report::FailureKind::Unreachable,
+        ));
+        let s = status_of(&spec, &reports, &peers);
+        assert_eq!(s.peers[1].state, PeerState::Unhealthy, "{:?}", s.peers[1]);
+    }
 
     #[test]
     fn the_table_has_one_aligned_line_per_peer_and_the_errors_below() {
-        let status = LocalStatus {
+        let spec = IpfsClusterSpec {
+            replicas: 2,
+            ..IpfsClusterSpec::default()
+        };
+        let reports = mesh(2);
+        let stopped = LocalPeer {
+            name: "p1".into(),
+            ..LocalPeer::default()
+        };
+        let peers = [running("p0"), stopped];
+        let mut status = status_of(&spec, &reports, &peers);
+        status.peers[1].last_error = Some("Kubo: connection refused".into());
+        let local = LocalStatus {
             name: "demo".into(),
             generation: 1,
-            replicas: 2,
             supervisor_pid: Some(42),
-            health_score: Some(90),
-            health: Some("healthy".into()),
-            reason: Some("2 peers: 1 healthy, 1 unhealthy".into()),
-            peers: vec![
-                PeerRow {
-                    name: "peer-0".into(),
-                    kubo_pid: Some(100),
-                    cluster_pid: Some(101),
-                    ports: Some(PeerPorts::preferred(0)),
-                    cluster_peer_id: "12D3KooWAbCdEfGhIjKlMnOp".into(),
-                    kubo_version: Some("0.42.0".into()),
-                    cluster_version: Some("1.1.6+git123".into()),
-                    swarm_peers: Some(1),
-                    cluster_peers: Some(2),
-                    pins: Some(PinCounts {
-                        pinned: 3,
-                        error: 1,
-                        ..PinCounts::default()
-                    }),
-                    score: Some(100),
-                    state: "healthy".into(),
-                    ..PeerRow::default()
-                },
-                PeerRow {
-                    name: "peer-1".into(),
-                    state: "stopped".into(),
-                    restarts: 2,
-                    last_error: Some("Kubo: connection refused".into()),
-                    ..PeerRow::default()
-                },
-            ],
-            healing: Vec::new(),
+            status,
+            peers: peers.to_vec(),
         };
-        let table = format_table(&status);
+        assert_eq!(local.status.phase, Some(ClusterPhase::Progressing));
+        let table = format_table(&local);
         let lines: Vec<&str> = table.lines().collect();
         assert!(
             lines[0].contains("cluster demo") && lines[0].contains("pid 42"),
@@ -401,30 +408,25 @@ mod tests {
         );
         assert!(lines[1].starts_with("PEER "), "{table}");
         let col = lines[1].find("STATE").expect("STATE column");
-        assert_eq!(&lines[2][col..col + 7], "healthy", "{table}");
+        assert_eq!(&lines[2][col..col + 7], "Healthy", "{table}");
         assert_eq!(&lines[3][col..col + 7], "stopped", "{table}");
         assert!(
             lines[2].contains("100/101") && lines[2].contains("5001/9094"),
             "{table}"
         );
-        assert!(
-            lines[2].contains("1.1.6 ") && lines[2].contains("3 (1 err)"),
-            "{table}"
-        );
         assert!(lines[2].contains("…IjKlMnOp"), "{table}");
         assert!(lines[3].contains("-/-"), "{table}");
-        assert_eq!(lines[4], "peer-1: Kubo: connection refused");
-        assert_eq!(lines[5], "2 peers: 1 healthy, 1 unhealthy");
+        assert!(table.contains("p1: Kubo: connection refused"), "{table}");
     }
 
     #[test]
     fn status_json_uses_camel_case_fields() {
         let status = LocalStatus {
             name: "demo".into(),
-            peers: vec![PeerRow {
+            peers: vec![LocalPeer {
                 name: "peer-0".into(),
                 kubo_pid: Some(7),
-                ..PeerRow::default()
+                ..LocalPeer::default()
             }],
             ..LocalStatus::default()
         };

@@ -15,12 +15,14 @@ use super::daemons::{Daemons, Event};
 use super::heal::Healer;
 use super::logs::{LOG_KEEP, LOG_ROTATE_BYTES, rotate_log};
 use super::state::{ClusterPaths, ClusterState, DaemonKind, PeerPaths, save_state, write_atomic};
-use super::status::{LocalStatus, rows, targets};
+use super::status::{LocalStatus, compute_status, local_peers, targets};
 use super::{LocalError, now_millis};
+use crate::api::IpfsClusterStatus;
 use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
 use crate::probe::report::{PeerReport, ProcessState};
-use crate::probe::{DEFAULT_CONCURRENCY, Prober};
-use crate::reconcile::{Action, RestartScope};
+use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, Prober};
+use crate::reconcile::{RestartScope, RestartUnit, SwarmTarget};
+use crate::runtime::PeerRuntime;
 
 /// One cluster under supervision: its state, its daemons, and what the health engine and the
 /// status need between rounds. Its methods live with their concern: [`super::lifecycle`]
@@ -36,12 +38,59 @@ pub struct Supervisor {
     pub(super) daemons: Daemons,
     /// Per peer, the last exit or start failure, shown until the status has an error of its own.
     pub(super) last_exit: BTreeMap<String, String>,
-    pub(super) restarts: BTreeMap<String, u32>,
     pub(super) prober: Prober,
     pub(super) healer: Healer,
     /// The in-process dashboard's side, when it is served.
     pub(super) publisher: Option<Publisher>,
+    /// The status of the previous round (conditions keep their transition times).
+    pub(super) last_status: Option<IpfsClusterStatus>,
 }
+
+/// The supervisor carries out the health engine's actions on the processes it started: one
+/// daemon at a time.
+impl PeerRuntime for Supervisor {
+    const RESTART_UNIT: RestartUnit = RestartUnit::Daemon;
+
+    async fn restart(&mut self, peer: &str, scope: RestartScope, reason: &str) {
+        info!(
+            peer,
+            scope = scope.label(),
+            "healing: restarting ({reason})"
+        );
+        self.last_exit
+            .insert(peer.to_owned(), format!("restarted: {reason}"));
+        let (kubo, cluster) = match scope {
+            RestartScope::Kubo => (true, false),
+            RestartScope::Cluster => (false, true),
+            RestartScope::Both => (true, true),
+        };
+        self.restart_peer(peer, kubo, cluster).await;
+    }
+
+    async fn reconnect(&mut self, peer: &str, targets: &[SwarmTarget], reason: &str) {
+        info!(peer, "healing: swarm/connect ({reason})");
+        let Some(from) = self.state.peer(peer).cloned() else {
+            return;
+        };
+        let api = Endpoint::new(from.kubo_api_url());
+        for t in targets {
+            let Some(to) = self.state.peer(&t.peer) else {
+                continue;
+            };
+            let addr = format!(
+                "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                to.ports.kubo_swarm, t.peer_id
+            );
+            let client = self.prober.client();
+            if let Err(f) = client.swarm_connect(&api, &addr, CONNECT_TIMEOUT).await {
+                warn!(peer, "{}", f.message);
+            }
+        }
+    }
+}
+
+/// How long one `swarm/connect` may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Supervisor {
     pub(super) fn peer_paths(&self, peer: &str) -> PeerPaths {
@@ -72,20 +121,24 @@ impl Supervisor {
         {
             info!("{why}; would {}", assessment.decision.summary());
         }
-        for action in assessment.decision.actions.clone() {
-            self.carry_out(action).await;
+        for action in &assessment.decision.actions {
+            crate::runtime::carry_out(self, action).await;
         }
         // Published after the actions, so that it shows the new PIDs and restart counts.
-        let snapshot = self.snapshot(&reports, &assessment);
+        let previous = self.last_status.take();
+        let snapshot = self.snapshot(&reports, &assessment, previous.as_ref(), now);
         self.publish(&snapshot);
+        self.last_status = Some(snapshot.status);
     }
 
-    /// The status after a round: the probe reports and the assessment, with this supervisor's
-    /// PIDs, restart counts and last exits.
+    /// The status after a round: the probe reports and the assessment as both runtimes report
+    /// them, with this supervisor's PIDs and the last exit of a peer that has no error of its own.
     fn snapshot(
         &self,
         reports: &[PeerReport],
         assessment: &crate::reconcile::Assessment,
+        previous: Option<&IpfsClusterStatus>,
+        now: u64,
     ) -> LocalStatus {
         let running = self.daemons.pids();
         let pid_of = |peer: &str, kind: DaemonKind| {
@@ -94,32 +147,24 @@ impl Supervisor {
                 .find(|(p, k, _)| p == peer && *k == kind)
                 .map(|(_, _, pid)| *pid)
         };
-        let restarts = &self.restarts;
-        let peers = rows(
-            &self.state,
-            reports,
-            assessment,
-            &|p| (pid_of(p, DaemonKind::Kubo), pid_of(p, DaemonKind::Cluster)),
-            &|p| restarts.get(p).copied().unwrap_or(0),
-        );
+        let peers = local_peers(&self.state, &|p| {
+            (pid_of(p, DaemonKind::Kubo), pid_of(p, DaemonKind::Cluster))
+        });
+        let spec = &self.state.spec;
+        let generation = self.state.generation;
+        let mut status =
+            compute_status(spec, generation, reports, assessment, &peers, previous, now);
+        for p in &mut status.peers {
+            if p.last_error.is_none() {
+                p.last_error = self.last_exit.get(&p.name).cloned();
+            }
+        }
         LocalStatus {
             name: self.state.name.clone(),
             generation: self.state.generation,
-            replicas: self.state.spec.replicas,
-            supervisor_pid: Some(std::process::id() as i32),
-            health_score: Some(assessment.health.score),
-            health: Some(assessment.health.level.as_str().to_owned()),
-            reason: Some(assessment.health.reason.clone()),
-            peers: peers
-                .into_iter()
-                .map(|mut row| {
-                    if row.last_error.is_none() {
-                        row.last_error = self.last_exit.get(&row.name).cloned();
-                    }
-                    row
-                })
-                .collect(),
-            healing: self.healer.history().log.entries().cloned().collect(),
+            supervisor_pid: i32::try_from(std::process::id()).ok(),
+            status,
+            peers,
         }
     }
 
@@ -131,62 +176,7 @@ impl Supervisor {
             warn!("{e}");
         }
         if let Some(publisher) = &self.publisher {
-            publisher.publish(super::dashboard::snapshot(snapshot, self.state.spec.paused));
-        }
-    }
-
-    /// Carries out one healing action.
-    async fn carry_out(&mut self, action: Action) {
-        match action {
-            Action::SwarmConnect {
-                peer,
-                targets,
-                reason,
-            } => {
-                info!(peer, "healing: swarm/connect ({reason})");
-                let Some(from) = self.state.peer(&peer).cloned() else {
-                    return;
-                };
-                for t in targets {
-                    let Some(to) = self.state.peer(&t.peer) else {
-                        continue;
-                    };
-                    let addr = format!(
-                        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-                        to.ports.kubo_swarm, t.peer_id
-                    );
-                    let url = format!("{}/api/v0/swarm/connect", from.kubo_api_url());
-                    let client = reqwest::Client::builder()
-                        .timeout(Duration::from_secs(10))
-                        .no_proxy()
-                        .build();
-                    if let Ok(client) = client
-                        && let Err(e) = client.post(&url).query(&[("arg", &addr)]).send().await
-                    {
-                        warn!(peer, "swarm/connect {addr}: {e}");
-                    }
-                }
-            }
-            Action::RestartPeer {
-                peer,
-                scope,
-                reason,
-            } => {
-                info!(
-                    peer,
-                    scope = scope.label(),
-                    "healing: restarting ({reason})"
-                );
-                *self.restarts.entry(peer.clone()).or_default() += 1;
-                self.last_exit
-                    .insert(peer.clone(), format!("restarted: {reason}"));
-                let (kubo, cluster) = match scope {
-                    RestartScope::Kubo => (true, false),
-                    RestartScope::Cluster => (false, true),
-                    RestartScope::Both => (true, true),
-                };
-                self.restart_peer(&peer, kubo, cluster).await;
-            }
+            publisher.publish(super::dashboard::snapshot(snapshot, &self.state.spec));
         }
     }
 
