@@ -804,7 +804,10 @@ fn history_round_trips_through_json() {
         ),
     ]);
     let json = serde_json::to_value(&sim.history).expect("serialize");
-    assert_eq!(json["log"][0]["action"], "RestartPeer", "as in status.healing");
+    assert_eq!(
+        json["log"][0]["action"], "RestartPeer",
+        "as in status.healing"
+    );
     assert_eq!(json["log"][0]["result"], "Pending");
     assert_eq!(json["restartInProgress"]["peer"], "p1");
     let back: ClusterHistory = serde_json::from_value(json).expect("deserialize");
