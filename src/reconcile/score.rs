@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connectivity::{ConnectivityView, cluster_status, kubo_status};
 use super::policy::HealthPolicy;
-use crate::probe::report::{PeerReport, ProbeFailure, ProcessState};
+use crate::probe::report::{PeerReport, PinCounts, ProbeFailure, ProbeResult, ProcessState};
 
 /// Points for a Kubo RPC API that answers.
 pub const WEIGHT_KUBO_API: u32 = 25;
@@ -153,95 +153,132 @@ pub fn score_peer(
     report: &PeerReport,
     restarts_last_hour: u32,
 ) -> PeerScore {
-    let name = report.peer.as_str();
-    let mut b = ScoreBreakdown::default();
-    let mut findings = Vec::new();
-    let kubo = kubo_status(report);
-    let cluster = cluster_status(report);
-
-    match kubo {
-        Some(_) => {
-            b.kubo_api = WEIGHT_KUBO_API;
-            let others = view.swarm.others_observed(name);
-            let required = swarm_required(policy, others);
-            let connected = view.swarm.sees_count(name);
-            b.swarm = fraction(WEIGHT_SWARM, connected.min(required), required);
-            if connected < required {
-                findings.push(format!(
-                    "Kubo swarm connected to {connected} of the {required} other peers required \
-                     (minPeerConnections {}, {others} other peers answering)",
-                    policy.min_peer_connections
-                ));
-            }
-        }
-        None => findings.push(down_finding(
-            "Kubo",
-            report.kubo_process,
-            report.kubo.as_ref().err(),
-        )),
-    }
-
-    match cluster {
-        Some(status) => {
-            b.cluster_api = WEIGHT_CLUSTER_API;
-            match status.ipfs_error.as_deref().filter(|e| !e.is_empty()) {
-                Some(error) => {
-                    findings.push(format!("IPFS Cluster cannot reach its Kubo: {error}"));
-                }
-                None if kubo.is_some() => b.kubo_link = WEIGHT_KUBO_LINK,
-                None => {}
-            }
-            let witnesses = view.cluster.others_observed(name);
-            let seen_by = view.cluster.seen_by_count(name);
-            // With no other answering peer nobody contradicts membership: full points.
-            b.membership = fraction(WEIGHT_MEMBERSHIP, seen_by, witnesses);
-            if seen_by < witnesses {
-                findings.push(format!(
-                    "cluster peer listed by {seen_by} of {witnesses} other answering peers"
-                ));
-            }
-            match &status.pins {
-                Ok(pins) => {
-                    let total = pins.queued + pins.pinning + pins.pinned + pins.error;
-                    b.pins = if pins.error == 0 {
-                        WEIGHT_PINS
-                    } else if pins.error < total {
-                        WEIGHT_PINS / 2
-                    } else {
-                        0
-                    };
-                    if pins.error > 0 {
-                        findings.push(format!("{} of {total} pins in error", pins.error));
-                    }
-                }
-                Err(failure) => {
-                    findings.push(format!("pin counts unavailable: {}", failure_text(failure)))
-                }
-            }
-        }
-        None => findings.push(down_finding(
-            "IPFS Cluster",
-            report.cluster_process,
-            report.cluster.as_ref().err(),
-        )),
-    }
-
-    b.restart_penalty = restarts_last_hour
-        .saturating_mul(PENALTY_PER_RESTART)
-        .min(MAX_RESTART_PENALTY);
-    if restarts_last_hour > 0 {
-        findings.push(format!(
-            "restarted {restarts_last_hour} time(s) in the last hour"
-        ));
-    }
-
-    let score = b.total();
+    let mut tally = Tally::default();
+    let kubo_up = tally.kubo(policy, view, report);
+    tally.cluster(view, report, kubo_up);
+    tally.restarts(restarts_last_hour);
+    let Tally {
+        breakdown,
+        findings,
+    } = tally;
+    let score = breakdown.total();
     PeerScore {
         peer: report.peer.clone(),
         score,
         level: HealthLevel::from_score(score),
-        breakdown: b,
+        breakdown,
         findings,
+    }
+}
+
+/// A peer's score being added up, component by component, in the order of the table above.
+#[derive(Default)]
+struct Tally {
+    breakdown: ScoreBreakdown,
+    findings: Vec<String>,
+}
+
+impl Tally {
+    /// The Kubo API and swarm components; returns whether Kubo is up.
+    fn kubo(
+        &mut self,
+        policy: &HealthPolicy,
+        view: &ConnectivityView,
+        report: &PeerReport,
+    ) -> bool {
+        if kubo_status(report).is_none() {
+            self.findings.push(down_finding(
+                "Kubo",
+                report.kubo_process,
+                report.kubo.as_ref().err(),
+            ));
+            return false;
+        }
+        let name = report.peer.as_str();
+        self.breakdown.kubo_api = WEIGHT_KUBO_API;
+        let others = view.swarm.others_observed(name);
+        let required = swarm_required(policy, others);
+        let connected = view.swarm.sees_count(name);
+        self.breakdown.swarm = fraction(WEIGHT_SWARM, connected.min(required), required);
+        if connected < required {
+            self.findings.push(format!(
+                "Kubo swarm connected to {connected} of the {required} other peers required \
+                 (minPeerConnections {}, {others} other peers answering)",
+                policy.min_peer_connections
+            ));
+        }
+        true
+    }
+
+    /// The IPFS Cluster API, Kubo link, membership and pins components.
+    fn cluster(&mut self, view: &ConnectivityView, report: &PeerReport, kubo_up: bool) {
+        let Some(status) = cluster_status(report) else {
+            self.findings.push(down_finding(
+                "IPFS Cluster",
+                report.cluster_process,
+                report.cluster.as_ref().err(),
+            ));
+            return;
+        };
+        self.breakdown.cluster_api = WEIGHT_CLUSTER_API;
+        match status.ipfs_error.as_deref().filter(|e| !e.is_empty()) {
+            Some(error) => {
+                self.findings
+                    .push(format!("IPFS Cluster cannot reach its Kubo: {error}"));
+            }
+            None if kubo_up => self.breakdown.kubo_link = WEIGHT_KUBO_LINK,
+            None => {}
+        }
+        self.membership(view, report.peer.as_str());
+        self.pins(&status.pins);
+    }
+
+    /// The share of the other answering peers whose `/peers` lists this one.
+    fn membership(&mut self, view: &ConnectivityView, name: &str) {
+        let witnesses = view.cluster.others_observed(name);
+        let seen_by = view.cluster.seen_by_count(name);
+        // With no other answering peer nobody contradicts membership: full points.
+        self.breakdown.membership = fraction(WEIGHT_MEMBERSHIP, seen_by, witnesses);
+        if seen_by < witnesses {
+            self.findings.push(format!(
+                "cluster peer listed by {seen_by} of {witnesses} other answering peers"
+            ));
+        }
+    }
+
+    /// All points with no pin in error, half with some, none when all are.
+    fn pins(&mut self, pins: &ProbeResult<PinCounts>) {
+        match pins {
+            Ok(pins) => {
+                let total = pins.queued + pins.pinning + pins.pinned + pins.error;
+                self.breakdown.pins = if pins.error == 0 {
+                    WEIGHT_PINS
+                } else if pins.error < total {
+                    WEIGHT_PINS / 2
+                } else {
+                    0
+                };
+                if pins.error > 0 {
+                    self.findings
+                        .push(format!("{} of {total} pins in error", pins.error));
+                }
+            }
+            Err(failure) => self
+                .findings
+                .push(format!("pin counts unavailable: {}", failure_text(failure))),
+        }
+    }
+
+    /// The penalty for the operator's restarts in the last hour.
+    fn restarts(&mut self, restarts_last_hour: u32) {
+        self.breakdown.restart_penalty = restarts_last_hour
+            .saturating_mul(PENALTY_PER_RESTART)
+            .min(MAX_RESTART_PENALTY);
+        if restarts_last_hour > 0 {
+            self.findings.push(format!(
+                "restarted {restarts_last_hour} time(s) in the last hour"
+            ));
+        }
     }
 }
 

@@ -1,5 +1,9 @@
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::networking::v1::NetworkPolicyIngressRule;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use super::*;
-use crate::api::{IpfsClusterSpec, SecretKeyReference};
+use crate::api::{Exposure, IpfsClusterSpec, SecretKeyReference};
 use serde_json::json;
 
 fn cluster(spec: IpfsClusterSpec) -> IpfsCluster {

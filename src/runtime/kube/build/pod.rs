@@ -1,0 +1,379 @@
+//! The StatefulSet of a cluster and its pod template: one builder per container, volume and
+//! claim, and the small helpers they share (env, ports, mounts, probes, security context).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    BuildError, CLUSTER_PATH, CLUSTER_VOLUME, CONFIG_HASH_ANNOTATION, GATEWAY_PORT, IPFS_UID,
+    KUBO_PATH, KUBO_VOLUME, Names, labels, meta, secret_source, selector_labels,
+};
+use crate::api::cluster::{
+    CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT,
+};
+use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec, ResourceRequirements};
+
+/// The StatefulSet of the peers: one pod per peer, its two volume claims, rolled one pod at a
+/// time when `config_hash` (the rendered start scripts) changes.
+pub(super) fn statefulset(
+    cluster: &IpfsCluster,
+    names: &Names,
+    owner: &OwnerReference,
+    config_hash: &str,
+) -> Result<StatefulSet, BuildError> {
+    let spec = &cluster.spec;
+    let selector = selector_labels(&names.cluster);
+    Ok(StatefulSet {
+        metadata: meta(&names.statefulset, names, owner),
+        spec: StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(names.headless_service.clone()),
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            // Scale-in keeps the claims (data survives a mistaken scale-in); deleting the
+            // IpfsCluster deletes them with it.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            template: pod_template(cluster, names, config_hash),
+            volume_claim_templates: Some(claim_templates(&cluster.spec, &selector)),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// The pod of one peer: the two init containers, then Kubo and IPFS Cluster.
+fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodTemplateSpec {
+    let spec = &cluster.spec;
+    let cluster_env = cluster_env(cluster, names);
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(&names.cluster)),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_HASH_ANNOTATION.to_owned(),
+                config_hash.to_owned(),
+            )])),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                fs_group: Some(IPFS_UID),
+                ..Default::default()
+            }),
+            init_containers: Some(vec![
+                kubo_init_container(spec),
+                cluster_init_container(spec, cluster_env.clone()),
+            ]),
+            containers: vec![kubo_container(spec), cluster_container(spec, cluster_env)],
+            volumes: Some(vec![config_volume(names)]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The environment of the IPFS Cluster containers: identity, secret, listen addresses and the
+/// spec's consensus and replication settings (`CLUSTER_*` override `service.json`).
+fn cluster_env(cluster: &IpfsCluster, names: &Names) -> Vec<EnvVar> {
+    let spec = &cluster.spec;
+    let (secret_name, secret_key) = secret_source(cluster, names);
+    let mut cluster_env = vec![
+        pod_name_env("POD_NAME"),
+        pod_name_env("CLUSTER_PEERNAME"),
+        EnvVar {
+            name: "CLUSTER_SECRET".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret_name,
+                    key: secret_key,
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        env("IPFS_CLUSTER_PATH", CLUSTER_PATH),
+        env(
+            "CLUSTER_IPFSHTTP_NODEMULTIADDRESS",
+            format!("/ip4/127.0.0.1/tcp/{KUBO_RPC_PORT}"),
+        ),
+        env(
+            "CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS",
+            format!("/ip4/0.0.0.0/tcp/{CLUSTER_REST_PORT}"),
+        ),
+        env(
+            "CLUSTER_IPFSPROXY_LISTENMULTIADDRESS",
+            format!("/ip4/0.0.0.0/tcp/{CLUSTER_PROXY_PORT}"),
+        ),
+        env(
+            "CLUSTER_LISTENMULTIADDRESS",
+            format!("/ip4/0.0.0.0/tcp/{CLUSTER_SWARM_PORT}"),
+        ),
+        env("CLUSTER_MDNSINTERVAL", "0s"),
+        env("CLUSTER_MONITORPINGINTERVAL", "15s"),
+    ];
+    if spec.cluster.consensus == Consensus::Crdt {
+        cluster_env.push(env("CLUSTER_CRDT_TRUSTEDPEERS", "*"));
+    }
+    if let Some(min) = spec.cluster.replication_factor_min {
+        cluster_env.push(env("CLUSTER_REPLICATIONFACTORMIN", min.to_string()));
+    }
+    if let Some(max) = spec.cluster.replication_factor_max {
+        cluster_env.push(env("CLUSTER_REPLICATIONFACTORMAX", max.to_string()));
+    }
+    cluster_env
+}
+
+/// The environment of the Kubo containers.
+fn kubo_env() -> Vec<EnvVar> {
+    vec![env("IPFS_PATH", KUBO_PATH)]
+}
+
+/// The start scripts, read-only at `/config`.
+fn config_mount() -> VolumeMount {
+    VolumeMount {
+        name: "config".into(),
+        mount_path: "/config".into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// The volume of the start scripts, from the cluster's ConfigMap.
+fn config_volume(names: &Names) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.config_map.clone(),
+            default_mode: Some(0o444),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Init container `kubo-config`: sets up the Kubo repository (see the module docs).
+fn kubo_init_container(spec: &IpfsClusterSpec) -> Container {
+    Container {
+        name: "kubo-config".into(),
+        image: Some(spec.kubo.image.clone()),
+        command: Some(vec!["/bin/sh".into(), "/config/kubo-init.sh".into()]),
+        env: Some(kubo_env()),
+        volume_mounts: Some(vec![mount(KUBO_VOLUME, KUBO_PATH), config_mount()]),
+        security_context: Some(restricted()),
+        ..Default::default()
+    }
+}
+
+/// Init container `cluster-config`: creates the IPFS Cluster state once.
+fn cluster_init_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>) -> Container {
+    Container {
+        name: "cluster-config".into(),
+        image: Some(spec.cluster.image.clone()),
+        command: Some(vec!["/bin/sh".into(), "/config/cluster-init.sh".into()]),
+        env: Some(cluster_env),
+        volume_mounts: Some(vec![mount(CLUSTER_VOLUME, CLUSTER_PATH), config_mount()]),
+        security_context: Some(restricted()),
+        ..Default::default()
+    }
+}
+
+/// Container `kubo`: `ipfs daemon`, its swarm and RPC ports (and the gateway, when enabled).
+fn kubo_container(spec: &IpfsClusterSpec) -> Container {
+    let mut kubo_ports = vec![port("swarm", KUBO_SWARM_PORT), port("rpc", KUBO_RPC_PORT)];
+    if spec.networking.gateway.enabled {
+        kubo_ports.push(port("gateway", GATEWAY_PORT));
+    }
+    Container {
+        name: "kubo".into(),
+        image: Some(spec.kubo.image.clone()),
+        command: Some(vec![
+            "ipfs".into(),
+            "daemon".into(),
+            "--migrate=false".into(),
+        ]),
+        env: Some(kubo_env()),
+        ports: Some(kubo_ports),
+        resources: resources(&spec.kubo.resources),
+        volume_mounts: Some(vec![mount(KUBO_VOLUME, KUBO_PATH)]),
+        readiness_probe: Some(tcp_probe(KUBO_RPC_PORT)),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(60),
+            failure_threshold: Some(6),
+            ..tcp_probe(KUBO_SWARM_PORT)
+        }),
+        security_context: Some(restricted()),
+        ..Default::default()
+    }
+}
+
+/// Container `cluster`: the start script (bootstrap, then `ipfs-cluster-service daemon`).
+fn cluster_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>) -> Container {
+    Container {
+        name: "cluster".into(),
+        image: Some(spec.cluster.image.clone()),
+        command: Some(vec!["/bin/sh".into(), "/config/cluster-start.sh".into()]),
+        env: Some(cluster_env),
+        ports: Some(vec![
+            port("cluster-swarm", CLUSTER_SWARM_PORT),
+            port("cluster-api", CLUSTER_REST_PORT),
+            port("cluster-proxy", CLUSTER_PROXY_PORT),
+        ]),
+        resources: resources(&spec.cluster.resources),
+        volume_mounts: Some(vec![mount(CLUSTER_VOLUME, CLUSTER_PATH), config_mount()]),
+        readiness_probe: Some(tcp_probe(CLUSTER_REST_PORT)),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(60),
+            failure_threshold: Some(6),
+            ..tcp_probe(CLUSTER_SWARM_PORT)
+        }),
+        security_context: Some(restricted()),
+        ..Default::default()
+    }
+}
+
+/// The volume claim templates: the Kubo repository, then the IPFS Cluster state.
+fn claim_templates(
+    spec: &IpfsClusterSpec,
+    labels: &BTreeMap<String, String>,
+) -> Vec<PersistentVolumeClaim> {
+    vec![
+        claim_template(
+            KUBO_VOLUME,
+            &spec.kubo.storage.size,
+            &spec.kubo.storage.storage_class_name,
+            labels,
+        ),
+        claim_template(
+            CLUSTER_VOLUME,
+            &spec.cluster.storage.size,
+            &spec.cluster.storage.storage_class_name,
+            labels,
+        ),
+    ]
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn resources(
+    r: &Option<ResourceRequirements>,
+) -> Option<k8s_openapi::api::core::v1::ResourceRequirements> {
+    r.as_ref()
+        .map(|r| k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: (!r.requests.is_empty()).then(|| r.requests.clone()),
+            limits: (!r.limits.is_empty()).then(|| r.limits.clone()),
+            ..Default::default()
+        })
+}
+
+fn tcp_probe(port: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(port),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    }
+}
+
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: Some(true),
+        run_as_user: Some(IPFS_UID),
+        run_as_group: Some(IPFS_UID),
+        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A volume claim template of `size` in `class`.
+pub fn claim_template(
+    name: &str,
+    size: &str,
+    class: &Option<String>,
+    labels: &BTreeMap<String, String>,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.to_owned()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// An environment variable holding the pod's own name (the peer name).
+fn pod_name_env(name: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

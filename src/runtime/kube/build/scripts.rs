@@ -1,0 +1,135 @@
+//! The start scripts of the pods and the ConfigMap that carries them: Kubo's repository setup,
+//! IPFS Cluster's state setup, and the Cluster start that bootstraps to the other peers.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use super::{CLUSTER_PATH, GATEWAY_PORT, KUBO_PATH, Names, kubo_config_leaves, meta, sh_quote};
+use crate::api::cluster::{CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT};
+use crate::api::{Consensus, IpfsCluster};
+
+/// The script the `kubo-config` init container runs on every start.
+pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
+    let spec = &cluster.spec.kubo;
+    let profiles = spec
+        .profiles
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let init = if profiles.is_empty() {
+        "ipfs init".to_owned()
+    } else {
+        format!("ipfs init --profile={}", sh_quote(&profiles))
+    };
+    let gateway = if cluster.spec.networking.gateway.enabled {
+        format!("/ip4/0.0.0.0/tcp/{GATEWAY_PORT}")
+    } else {
+        format!("/ip4/127.0.0.1/tcp/{GATEWAY_PORT}")
+    };
+    let mut lines = vec![
+        "#!/bin/sh".to_owned(),
+        "# Rendered by ipfs-kit-operator from the IpfsCluster spec; runs before every start of Kubo.".to_owned(),
+        "set -eu".to_owned(),
+        format!("export IPFS_PATH={KUBO_PATH}"),
+        "if [ ! -f \"$IPFS_PATH/config\" ]; then".to_owned(),
+        format!("  {init}"),
+        "fi".to_owned(),
+        "ipfs repo migrate".to_owned(),
+        "# Operator-managed settings: the RPC API listens on the pod IP (the NetworkPolicy limits who".to_owned(),
+        "# reaches it), the gateway only when enabled, no public bootstrap peers.".to_owned(),
+        format!("ipfs config Addresses.API /ip4/0.0.0.0/tcp/{KUBO_RPC_PORT}"),
+        format!("ipfs config Addresses.Gateway {gateway}"),
+        "ipfs config --json Bootstrap '[]'".to_owned(),
+    ];
+    if let Some(config) = &spec.config {
+        let leaves = kubo_config_leaves(config);
+        if !leaves.is_empty() {
+            lines.push("# spec.kubo.config overrides".to_owned());
+        }
+        for (path, value) in leaves {
+            lines.push(format!(
+                "ipfs config --json {} {}",
+                sh_quote(&path),
+                sh_quote(&value)
+            ));
+        }
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// The script the `cluster-config` init container runs on every start: creates the state (and
+/// the peer's own identity) once; settings come from `CLUSTER_*` variables at each start.
+pub fn cluster_init_script(cluster: &IpfsCluster) -> String {
+    let consensus = match cluster.spec.cluster.consensus {
+        Consensus::Crdt => "crdt",
+        Consensus::Raft => "raft",
+    };
+    [
+        "#!/bin/sh",
+        "# Rendered by ipfs-kit-operator; runs before every start of ipfs-cluster-service.",
+        "set -eu",
+        &format!("export IPFS_CLUSTER_PATH={CLUSTER_PATH}"),
+        "if [ ! -f \"$IPFS_CLUSTER_PATH/service.json\" ]; then",
+        &format!("  ipfs-cluster-service init --consensus {consensus} --datastore pebble"),
+        "fi",
+        "",
+    ]
+    .join("\n")
+}
+
+/// The script the `cluster` container runs: bootstraps to every other peer that answers (by its
+/// DNS name in the headless Service; ordinals are contiguous, so the first name that does not
+/// resolve ends the list), then execs the daemon.
+pub fn cluster_start_script(names: &Names, namespace: &str) -> String {
+    let domain = format!("{}.{namespace}.svc.cluster.local", names.headless_service);
+    [
+        "#!/bin/sh",
+        "# Rendered by ipfs-kit-operator: start ipfs-cluster-service bootstrapped to every peer.",
+        "set -u",
+        &format!("export IPFS_CLUSTER_PATH={CLUSTER_PATH}"),
+        "bootstrap=''",
+        "i=0",
+        "while [ \"$i\" -lt 100 ]; do",
+        &format!("  host=\"{}-$i.{domain}\"", names.statefulset),
+        "  i=$((i + 1))",
+        &format!("  [ \"{}-$((i - 1))\" = \"$POD_NAME\" ] && continue", names.statefulset),
+        "  nslookup \"$host\" >/dev/null 2>&1 || break",
+        &format!(
+            "  id=$(wget -q -T 2 -O - \"http://$host:{CLUSTER_REST_PORT}/id\" 2>/dev/null | grep -o '\"id\":\"[^\"]*\"' | head -n 1 | cut -d '\"' -f 4)"
+        ),
+        &format!(
+            "  [ -n \"$id\" ] && bootstrap=\"$bootstrap,/dns4/$host/tcp/{CLUSTER_SWARM_PORT}/p2p/$id\""
+        ),
+        "done",
+        "if [ -n \"$bootstrap\" ]; then",
+        "  exec ipfs-cluster-service daemon --bootstrap \"${bootstrap#,}\"",
+        "fi",
+        "exec ipfs-cluster-service daemon",
+        "",
+    ]
+    .join("\n")
+}
+
+pub(super) fn config_map(
+    cluster: &IpfsCluster,
+    names: &Names,
+    namespace: &str,
+    owner: &OwnerReference,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(&names.config_map, names, owner),
+        data: Some(BTreeMap::from([
+            ("kubo-init.sh".to_owned(), kubo_init_script(cluster)),
+            ("cluster-init.sh".to_owned(), cluster_init_script(cluster)),
+            (
+                "cluster-start.sh".to_owned(),
+                cluster_start_script(names, namespace),
+            ),
+        ])),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,228 @@
+//! The Services of a cluster (headless for peer DNS names, internal APIs, optional p2p and
+//! gateway exposure) and what guards the peers: a PodDisruptionBudget and a NetworkPolicy.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{API_ACCESS_LABEL, API_CLIENT_LABEL, GATEWAY_PORT, Names, meta, selector_labels};
+use crate::api::cluster::{
+    CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT,
+};
+use crate::api::{Exposure, IpfsCluster};
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_owned()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// The headless Service that gives each peer a stable DNS name
+/// (`<cluster>-<n>.<cluster>-peers.<ns>.svc`), published before the pod is ready so that peers
+/// can bootstrap to each other while starting.
+pub(super) fn headless_service(names: &Names, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: meta(&names.headless_service, names, owner),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&names.cluster)),
+            ports: Some(vec![
+                service_port("swarm", KUBO_SWARM_PORT),
+                service_port("cluster-swarm", CLUSTER_SWARM_PORT),
+                service_port("rpc", KUBO_RPC_PORT),
+                service_port("cluster-api", CLUSTER_REST_PORT),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The cluster-internal Service of the IPFS Cluster REST API and proxy (ClusterIP, never exposed).
+pub(super) fn api_service(names: &Names, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: meta(&names.api_service, names, owner),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector_labels(&names.cluster)),
+            ports: Some(vec![
+                service_port("cluster-api", CLUSTER_REST_PORT),
+                service_port("cluster-proxy", CLUSTER_PROXY_PORT),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn exposure_type(exposure: Exposure) -> &'static str {
+    match exposure {
+        Exposure::Internal => "ClusterIP",
+        Exposure::NodePort => "NodePort",
+        Exposure::LoadBalancer => "LoadBalancer",
+    }
+}
+
+/// The Service exposing the peer-to-peer ports (4001, 9096 only), when asked for.
+pub(super) fn p2p_service(
+    cluster: &IpfsCluster,
+    names: &Names,
+    owner: &OwnerReference,
+) -> Option<Service> {
+    let p2p = &cluster.spec.networking.p2p;
+    if p2p.exposure == Exposure::Internal {
+        return None;
+    }
+    let ports = p2p
+        .ports
+        .iter()
+        .filter_map(|p| match *p {
+            KUBO_SWARM_PORT => Some(service_port("swarm", KUBO_SWARM_PORT)),
+            CLUSTER_SWARM_PORT => Some(service_port("cluster-swarm", CLUSTER_SWARM_PORT)),
+            // The API validation refuses any other port; never expose one even if it slipped by.
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    if ports.is_empty() {
+        return None;
+    }
+    let mut metadata = meta(&names.p2p_service, names, owner);
+    if !p2p.service_annotations.is_empty() {
+        metadata.annotations = Some(p2p.service_annotations.clone());
+    }
+    Some(Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some(exposure_type(p2p.exposure).into()),
+            selector: Some(selector_labels(&names.cluster)),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The read-only gateway Service, when the gateway is enabled.
+pub(super) fn gateway_service(
+    cluster: &IpfsCluster,
+    names: &Names,
+    owner: &OwnerReference,
+) -> Option<Service> {
+    let gateway = &cluster.spec.networking.gateway;
+    gateway.enabled.then(|| Service {
+        metadata: meta(&names.gateway_service, names, owner),
+        spec: Some(ServiceSpec {
+            type_: Some(exposure_type(gateway.exposure).into()),
+            selector: Some(selector_labels(&names.cluster)),
+            ports: Some(vec![service_port("gateway", GATEWAY_PORT)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// At most one peer down by voluntary disruption (drains, evictions).
+pub(super) fn pdb(names: &Names, owner: &OwnerReference) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(&names.pdb, names, owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&names.cluster)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn np_port(port: i32, protocol: &str) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some(protocol.to_owned()),
+        ..Default::default()
+    }
+}
+
+fn pods_labelled(key: &str, value: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
+        ..Default::default()
+    }
+}
+
+/// Ingress to the peer pods: the swarm ports (and the gateway, when enabled) from anywhere; the
+/// control APIs (Kubo RPC 5001, Cluster REST 9094, proxy 9095) only from the other peers, from the
+/// operator and its dashboard (pods labelled `ipfskit.io/api-access: operator` in any namespace)
+/// and from client pods in the same namespace labelled `ipfskit.io/api-client: <cluster>`.
+pub(super) fn network_policy(
+    cluster: &IpfsCluster,
+    names: &Names,
+    owner: &OwnerReference,
+) -> NetworkPolicy {
+    let mut open_ports = vec![
+        np_port(KUBO_SWARM_PORT, "TCP"),
+        np_port(KUBO_SWARM_PORT, "UDP"),
+        np_port(CLUSTER_SWARM_PORT, "TCP"),
+    ];
+    if cluster.spec.networking.gateway.enabled {
+        open_ports.push(np_port(GATEWAY_PORT, "TCP"));
+    }
+    let api_ports = vec![
+        np_port(KUBO_RPC_PORT, "TCP"),
+        np_port(CLUSTER_REST_PORT, "TCP"),
+        np_port(CLUSTER_PROXY_PORT, "TCP"),
+    ];
+    let api_clients = vec![
+        NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&names.cluster)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector::default()),
+            pod_selector: Some(pods_labelled(API_ACCESS_LABEL, "operator")),
+            ..Default::default()
+        },
+        NetworkPolicyPeer {
+            pod_selector: Some(pods_labelled(API_CLIENT_LABEL, &names.cluster)),
+            ..Default::default()
+        },
+    ];
+    NetworkPolicy {
+        metadata: meta(&names.network_policy, names, owner),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&names.cluster)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    ports: Some(open_ports),
+                    from: None,
+                },
+                NetworkPolicyIngressRule {
+                    ports: Some(api_ports),
+                    from: Some(api_clients),
+                },
+            ]),
+            egress: None,
+        }),
+    }
+}
