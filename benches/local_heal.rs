@@ -88,7 +88,7 @@ async fn main() {
     let started = Instant::now();
     let up = time_until(Duration::from_secs(120), async || {
         snapshot(dir.path()).is_some_and(|s| {
-            s.peers.len() == PEERS && s.peers.iter().all(|p| p.kubo_version.is_some())
+            s.peers.len() == PEERS && s.status.peers.iter().all(|p| p.kubo_version.is_some())
         })
     })
     .await;
@@ -128,7 +128,7 @@ async fn main() {
         let name = peer.name.clone();
         let detected = time_until(Duration::from_secs(60), async || {
             snapshot(dir.path())
-                .is_some_and(|s| s.peers.iter().any(|p| p.name == name && p.restarts >= 1))
+                .is_some_and(|s| s.status.peers.iter().any(|p| p.name == name && p.restarts >= 1))
         })
         .await;
         show(

@@ -319,6 +319,7 @@ fn cluster_status_round_trips() {
                 repo_size: Some(1 << 33),
                 bytes_in: Some(123_456),
                 bytes_out: Some(654_321),
+                pins_pinned: Some(3),
                 pins_queued: Some(0),
                 pins_pinning: Some(1),
                 pins_error: Some(0),

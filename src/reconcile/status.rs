@@ -96,6 +96,7 @@ fn peer_status(obs: &Observed<'_>, report: &PeerReport) -> PeerStatus {
         repo_size: kubo.map(|k| to_i64(k.repo_size)),
         bytes_in: kubo.map(|k| to_i64(k.total_in)),
         bytes_out: kubo.map(|k| to_i64(k.total_out)),
+        pins_pinned: pins.map(|p| to_i64(p.pinned)),
         pins_queued: pins.map(|p| to_i64(p.queued)),
         pins_pinning: pins.map(|p| to_i64(p.pinning)),
         pins_error: pins.map(|p| to_i64(p.error)),

@@ -196,7 +196,9 @@ impl Local {
                             p.kubo_pid.is_some()
                                 && p.cluster_pid.is_some()
                                 && seen.is_some_and(|r| r.cluster_peers_seen == Some(n as i32))
-                                && seen.and_then(|r| r.swarm_peers).is_some_and(|c| c + 1 >= n as i32)
+                                && seen
+                                    .and_then(|r| r.swarm_peers)
+                                    .is_some_and(|c| c + 1 >= n as i32)
                         });
                     ok.then_some(s)
                 },

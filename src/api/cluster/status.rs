@@ -135,6 +135,9 @@ pub struct PeerStatus {
     /// Bytes Kubo sent since it started (`stats/bw` TotalOut).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_out: Option<i64>,
+    /// Pins this peer holds (pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins_pinned: Option<i64>,
     /// Pins of this peer queued in IPFS Cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pins_queued: Option<i64>,
