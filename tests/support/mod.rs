@@ -12,6 +12,7 @@ pub mod control_plane;
 pub mod forward;
 pub mod ipfs;
 pub mod process;
+pub mod real_node;
 pub mod tools;
 
 use std::future::Future;
