@@ -138,20 +138,20 @@ import (
 	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
-	_ "github.com/coredns/coredns/plugin/health"
 	_ "github.com/coredns/coredns/plugin/kubernetes"
 	_ "github.com/coredns/coredns/plugin/log"
 	_ "github.com/coredns/coredns/plugin/ready"
 )
 
 func init() {
-	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes"}
+	dnsserver.Directives = []string{"bind", "ready", "errors", "log", "cache", "kubernetes"}
 }
 
 func main() { coremain.Run() }
 GO
   p=github.com/coredns/coredns
-  go get "$p@$v"
+  # The coremain package, not the module's root (that imports every plugin and its cloud SDK).
+  go get "$p/coremain@$v"
   go build -trimpath -ldflags "-s -w -X $p/coremain.GitCommit=$v" -o "$out/coredns" .
 }
 

@@ -50,7 +50,13 @@ where
 }
 
 /// Waits until the pod's phase is one of `phases`, failing with its status and the kubelet log.
-async fn wait_phase(client: &Client, ns: &str, name: &str, phases: &[&str], timeout: Duration) -> Pod {
+async fn wait_phase(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    phases: &[&str],
+    timeout: Duration,
+) -> Pod {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + timeout;
     loop {
@@ -146,21 +152,20 @@ async fn kubo_image_runs_its_entrypoint_and_serves_rpc_and_dns_resolves() {
     let ns = node.namespace("kubo").await;
     // Kept off every network but the namespace's own: no bootstrap peers, routing, AutoConf,
     // AutoTLS, mDNS, port mapping or telemetry (the init hook runs on every start).
+    let offline = [
+        "ipfs config --json Bootstrap '[]'",
+        "ipfs config Routing.Type none",
+        "ipfs config --json AutoConf.Enabled false",
+        "ipfs config --json AutoTLS.Enabled false",
+        "ipfs config --json Discovery.MDNS.Enabled false",
+        "ipfs config --json Swarm.DisableNatPortMap true",
+        "",
+    ]
+    .join("\n");
     let _: ConfigMap = create(
         &client,
         &ns,
-        json!({
-            "metadata": {"name": "offline"},
-            "data": {"001-offline.sh": [
-                "ipfs config --json Bootstrap '[]'",
-                "ipfs config Routing.Type none",
-                "ipfs config --json AutoConf.Enabled false",
-                "ipfs config --json AutoTLS.Enabled false",
-                "ipfs config --json Discovery.MDNS.Enabled false",
-                "ipfs config --json Swarm.DisableNatPortMap true",
-                ""
-            ].join("\n")}
-        }),
+        json!({"metadata": {"name": "offline"}, "data": {"001-offline.sh": offline}}),
     )
     .await;
     let started = Instant::now();
@@ -202,7 +207,15 @@ async fn kubo_image_runs_its_entrypoint_and_serves_rpc_and_dns_resolves() {
         "Kubo's RPC /api/v0/id at the pod IP",
         Duration::from_secs(90),
         Duration::from_millis(200),
-        || async { http.post(&url).send().await.ok()?.json::<Value>().await.ok() },
+        || async {
+            http.post(&url)
+                .send()
+                .await
+                .ok()?
+                .json::<Value>()
+                .await
+                .ok()
+        },
     )
     .await;
     let answering = started.elapsed();
@@ -220,7 +233,10 @@ async fn kubo_image_runs_its_entrypoint_and_serves_rpc_and_dns_resolves() {
     );
     let log = logs(&client, &ns, "kubo", "kubo").await;
     assert!(log.contains("Changing user to ipfs"), "{log}");
-    assert!(log.contains("Sourcing '/container-init.d/001-offline.sh'"), "{log}");
+    assert!(
+        log.contains("Sourcing '/container-init.d/001-offline.sh'"),
+        "{log}"
+    );
 
     // DNS: the headless Service's name resolves, from a pod, to the Kubo pod's IP.
     let _: Service = create(
@@ -254,7 +270,14 @@ async fn kubo_image_runs_its_entrypoint_and_serves_rpc_and_dns_resolves() {
         }),
     )
     .await;
-    wait_phase(&client, &ns, "lookup", &["Succeeded"], Duration::from_secs(120)).await;
+    wait_phase(
+        &client,
+        &ns,
+        "lookup",
+        &["Succeeded"],
+        Duration::from_secs(120),
+    )
+    .await;
     let log = logs(&client, &ns, "lookup", "lookup").await;
     assert!(log.contains(&format!("nameserver {NODE_IP}")), "{log}");
     assert!(log.contains(&ip), "{log}");
@@ -289,7 +312,14 @@ async fn ipfs_cluster_image_starts() {
         }),
     )
     .await;
-    let pod = wait_phase(&client, &ns, "cluster", &["Running"], Duration::from_secs(120)).await;
+    let pod = wait_phase(
+        &client,
+        &ns,
+        "cluster",
+        &["Running"],
+        Duration::from_secs(120),
+    )
+    .await;
     let running = started.elapsed();
     let ip = pod_ip(&pod).expect("pod IP");
     let http = http();
@@ -307,7 +337,9 @@ async fn ipfs_cluster_image_starts() {
         started.elapsed().as_secs_f64()
     ));
     assert!(
-        id["version"].as_str().is_some_and(|v| v.starts_with("1.1.6")),
+        id["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.1.6")),
         "{id}"
     );
     let log = logs(&client, &ns, "cluster", "cluster").await;
@@ -346,7 +378,14 @@ async fn operator_image_runs_the_binary() {
         }),
     )
     .await;
-    let pod = wait_phase(&client, &ns, "operator", &["Succeeded"], Duration::from_secs(120)).await;
+    let pod = wait_phase(
+        &client,
+        &ns,
+        "operator",
+        &["Succeeded"],
+        Duration::from_secs(120),
+    )
+    .await;
     report(&format!(
         "operator pod (--version, crd): created -> Succeeded {:.1} s",
         started.elapsed().as_secs_f64()
@@ -363,7 +402,9 @@ async fn operator_image_runs_the_binary() {
         .and_then(|s| s.container_statuses)
         .expect("container statuses");
     assert!(
-        statuses.iter().all(|s| s.image.contains("ipfs-kit-operator")),
+        statuses
+            .iter()
+            .all(|s| s.image.contains("ipfs-kit-operator")),
         "{statuses:?}"
     );
 }

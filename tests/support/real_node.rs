@@ -243,7 +243,10 @@ impl NodeProcesses {
     }
 
     fn exited(&mut self) -> Option<String> {
-        let d = self.daemons.iter_mut().find(|d| !d.is_running())?;
+        let d = self
+            .daemons
+            .iter_mut()
+            .find_map(|d| (!d.is_running()).then_some(d))?;
         Some(format!(
             "{} exited; last log lines:\n{}",
             d.name,
@@ -437,11 +440,11 @@ impl NodeProcesses {
         rt.block_on(self.wait_dns_ready(dns_ready))?;
         rt.block_on(self.create_storage_class())?;
         figures.total = began.elapsed();
-        eprintln!(
-            "real test node {NODE_NAME} Ready in {:.1} s ({figures:?}); kubeconfig {}",
+        say(&format!(
+            "{NODE_NAME} Ready in {:.1} s ({figures:?}); kubeconfig {}",
             figures.total.as_secs_f64(),
             kubeconfig.display()
-        );
+        ));
         Ok(RealNode {
             dir: self.paths.dir.clone(),
             kubeconfig,
@@ -773,7 +776,7 @@ serverTLSBootstrap: false
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Err(e) = rt.block_on(provision(&client, &self.paths.volumes)) {
-                        eprintln!("real node: volume provisioning: {e}");
+                        say(&format!("volume provisioning: {e}"));
                     }
                 }
             }
@@ -826,16 +829,18 @@ serverTLSBootstrap: false
             .filter(|d| d.exists())
             .collect();
         if !left.is_empty() {
-            eprintln!("real node teardown: cgroups left (processes inside?): {left:?}");
+            say(&format!(
+                "teardown: cgroups left (processes inside?): {left:?}"
+            ));
         }
         for sub in ["containerd", "kubelet", "hostfs", "volumes", "etcd"] {
             let _ = std::fs::remove_dir_all(self.paths.dir.join(sub));
         }
-        eprintln!(
-            "real test node torn down in {:.1} s (logs kept in {})",
+        say(&format!(
+            "torn down in {:.1} s (logs kept in {})",
             began.elapsed().as_secs_f64(),
             self.paths.logs.display()
-        );
+        ));
     }
 
     /// This node's cgroup in every hierarchy where it exists (the cgroup v2 one included, where
@@ -864,6 +869,12 @@ serverTLSBootstrap: false
         pids.dedup();
         pids
     }
+}
+
+/// A line on standard error past the test harness' output capture (which threads inherit).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "[real node] {line}");
 }
 
 fn collect_cgroup_pids(dir: &Path, pids: &mut Vec<i32>) {
@@ -917,7 +928,10 @@ async fn provision(client: &Client, volumes: &Path) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     for pv in &existing.items {
-        let ours = pv.spec.as_ref().and_then(|s| s.storage_class_name.as_deref())
+        let ours = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref())
             == Some(STORAGE_CLASS);
         let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
         if ours && released {
