@@ -60,14 +60,18 @@ async fn wait_phase(
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + timeout;
     loop {
-        let pod = pods.get(name).await.expect("get pod");
-        if phases.contains(&pod_phase(&pod)) {
-            return pod;
+        // A controller's pod may not exist yet.
+        let pod = pods.get_opt(name).await.expect("get pod");
+        let phase = pod.as_ref().map(pod_phase).unwrap_or("");
+        if let Some(pod) = &pod
+            && phases.contains(&phase)
+        {
+            return pod.clone();
         }
-        if pod_phase(&pod) == "Failed" || Instant::now() > deadline {
+        if phase == "Failed" || Instant::now() > deadline {
             panic!(
                 "pod {ns}/{name} not {phases:?} (status {:#?}); kubelet log:\n{}",
-                pod.status,
+                pod.and_then(|p| p.status),
                 real_node().log_tail("kubelet", 30)
             );
         }
@@ -407,4 +411,137 @@ async fn operator_image_runs_the_binary() {
             .all(|s| s.image.contains("ipfs-kit-operator")),
         "{statuses:?}"
     );
+}
+
+/// A StatefulSet's volume claim binds to a volume of the node (the default StorageClass,
+/// provisioned by the harness), its pod writes there as uid 1000, its own DNS name in the headless
+/// Service resolves; the volume goes with its claim.
+#[tokio::test]
+async fn statefulset_claims_bind_and_pod_names_resolve() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use kube::api::DeleteParams;
+
+    let node = real_node();
+    let client = node.admin_client().await;
+    let ns = node.namespace("sts").await;
+    let _: Service = create(
+        &client,
+        &ns,
+        json!({
+            "metadata": {"name": "data"},
+            "spec": {"clusterIP": "None", "selector": {"app": "data"},
+                     "ports": [{"name": "none", "port": 1}]}
+        }),
+    )
+    .await;
+    let own_name = format!("data-0.data.{ns}.svc.cluster.local");
+    let script = format!(
+        "echo kept > /data/ipfs/file && i=0; while [ $i -lt 60 ]; do \
+         nslookup {own_name} >/data/ipfs/lookup 2>&1 && grep -q \"$(hostname -i)\" /data/ipfs/lookup \
+         && break; i=$((i + 1)); sleep 1; done; exec sleep 3600"
+    );
+    let started = Instant::now();
+    let _: StatefulSet = create(
+        &client,
+        &ns,
+        json!({
+            "metadata": {"name": "data"},
+            "spec": {
+                "serviceName": "data",
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "data"}},
+                "template": {
+                    "metadata": {"labels": {"app": "data"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "securityContext": {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100},
+                        "containers": [{
+                            "name": "data",
+                            "image": "ipfs/kubo:v0.42.0",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["/bin/sh", "-c", script],
+                            "volumeMounts": [{"name": "repo", "mountPath": "/data/ipfs"}]
+                        }]
+                    }
+                },
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "repo"},
+                    "spec": {"accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": "1Gi"}}}
+                }]
+            }
+        }),
+    )
+    .await;
+    let pod = wait_phase(
+        &client,
+        &ns,
+        "data-0",
+        &["Running"],
+        Duration::from_secs(120),
+    )
+    .await;
+    report(&format!(
+        "StatefulSet pod with a volume claim: created -> Running {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let ip = pod_ip(&pod).expect("pod IP");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let claim = claims.get("repo-data-0").await.expect("claim");
+    let volume = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .expect("bound volume");
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&volume)
+        .await
+        .expect("volume");
+    let path = pv
+        .spec
+        .and_then(|s| s.local)
+        .map(|l| std::path::PathBuf::from(l.path))
+        .expect("local volume");
+    let lookup = wait_for(
+        "the pod's own DNS name resolving to its IP",
+        Duration::from_secs(90),
+        Duration::from_millis(300),
+        || async {
+            let text = std::fs::read_to_string(path.join("lookup")).ok()?;
+            text.contains(&ip).then_some(text)
+        },
+    )
+    .await;
+    assert!(lookup.contains(&own_name), "{lookup}");
+    assert_eq!(
+        std::fs::read_to_string(path.join("file")).expect("file written by the pod"),
+        "kept\n"
+    );
+
+    Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .delete("data", &DeleteParams::default())
+        .await
+        .expect("delete statefulset");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the StatefulSet's pod gone",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { pods.get_opt("data-0").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    claims
+        .delete("repo-data-0", &DeleteParams::default())
+        .await
+        .expect("delete claim");
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    wait_for(
+        "the claim's volume deleted",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async { pvs.get_opt(&volume).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert!(!path.exists(), "{} still exists", path.display());
 }

@@ -196,7 +196,12 @@ struct Paths {
 
 impl Paths {
     fn new() -> Paths {
-        let dir = std::env::temp_dir().join(format!("ipfs-kit-node-{}", std::process::id()));
+        // The pid alone is not unique: test runs have PID namespaces of their own.
+        let dir = std::env::temp_dir().join(format!(
+            "ipfs-kit-node-{}-{}",
+            std::process::id(),
+            random_hex(3)
+        ));
         Paths {
             pki: dir.join("pki"),
             logs: dir.join("logs"),
@@ -258,7 +263,6 @@ impl NodeProcesses {
         let began = Instant::now();
         let mut figures = Figures::default();
         let p = self.paths.clone();
-        let _ = std::fs::remove_dir_all(&p.dir);
         for d in [&p.pki, &p.logs, &p.volumes] {
             mkdir(d)?;
         }
