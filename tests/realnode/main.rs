@@ -545,3 +545,161 @@ async fn statefulset_claims_bind_and_pod_names_resolve() {
     .await;
     assert!(!path.exists(), "{} still exists", path.display());
 }
+
+/// The operator's image runs the chart's two containers in one pod, as the chart's Deployment
+/// runs them (same args, environment, probes, restricted security context, the token mounted
+/// from a Secret): the controller takes the leader Lease, both become Ready without a restart,
+/// and the dashboard answers at the pod IP. (With cluster-admin rights: the chart's own install
+/// is proven with helm elsewhere.)
+#[tokio::test]
+async fn operator_image_runs_controller_and_dashboard_as_the_chart_does() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+
+    let node = real_node();
+    let client = node.admin_client().await;
+    node.install_crds().await;
+    let ns = node.namespace("operator-run").await;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{ns}-operator")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}]
+    }))
+    .expect("binding json");
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create binding");
+    let token = support::control_plane::random_hex(20);
+    let _: k8s_openapi::api::core::v1::Secret = create(
+        &client,
+        &ns,
+        json!({"metadata": {"name": "dashboard-token"}, "stringData": {"token": token}}),
+    )
+    .await;
+    let mut env = node.in_cluster_env();
+    let env_list = env.as_array_mut().expect("env array");
+    env_list.extend([
+        json!({"name": "RUST_LOG", "value": "info"}),
+        json!({"name": "IPFS_KIT_LOG_FORMAT", "value": "json"}),
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        json!({"name": "POD_NAMESPACE",
+               "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+    ]);
+    let hardened = json!({
+        "readOnlyRootFilesystem": true,
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]}
+    });
+    let probes = |port: &str| {
+        json!({"readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1},
+               "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}}})
+    };
+    let mut controller = json!({
+        "name": "controller", "image": OPERATOR_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "args": ["run", "--metrics-addr", "0.0.0.0:9090", "--concurrency", "4",
+                 "--lease-name", "ipfs-kit-operator"],
+        "env": env, "ports": [{"name": "metrics", "containerPort": 9090}],
+        "securityContext": hardened
+    });
+    let mut dashboard = json!({
+        "name": "dashboard", "image": OPERATOR_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "args": ["dashboard", "--listen", "0.0.0.0:8080", "--token-file",
+                 "/var/run/ipfs-kit/dashboard/token", "--kube-auth"],
+        "env": env, "ports": [{"name": "dashboard", "containerPort": 8080}],
+        "securityContext": hardened,
+        "volumeMounts": [{"name": "dashboard-token", "mountPath": "/var/run/ipfs-kit/dashboard",
+                          "readOnly": true}]
+    });
+    for (container, port) in [(&mut controller, "metrics"), (&mut dashboard, "dashboard")] {
+        let object = container.as_object_mut().expect("container object");
+        for (k, v) in probes(port).as_object().expect("probes").clone() {
+            object.insert(k, v);
+        }
+    }
+    let started = Instant::now();
+    let _: Pod = create(
+        &client,
+        &ns,
+        json!({
+            "metadata": {"name": "operator"},
+            "spec": {
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [controller, dashboard],
+                "volumes": [{"name": "dashboard-token", "secret": {"secretName": "dashboard-token"}}]
+            }
+        }),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = wait_for(
+        "both operator containers Ready",
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || async {
+            let pod = pods.get("operator").await.ok()?;
+            let statuses = pod.status.as_ref()?.container_statuses.clone()?;
+            (statuses.len() == 2 && statuses.iter().all(|s| s.ready)).then_some(pod)
+        },
+    )
+    .await;
+    report(&format!(
+        "operator pod (controller + dashboard): created -> both Ready {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .expect("statuses");
+    assert!(
+        statuses.iter().all(|s| s.restart_count == 0),
+        "{statuses:?}"
+    );
+    let lease = wait_for(
+        "the leader Lease held by the pod",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let lease = Api::<Lease>::namespaced(client.clone(), &ns)
+                .get_opt("ipfs-kit-operator")
+                .await
+                .ok()??;
+            let holder = lease.spec.as_ref()?.holder_identity.clone()?;
+            (holder == "operator").then_some(holder)
+        },
+    )
+    .await;
+    assert_eq!(lease, "operator");
+    let ip = pod_ip(&pod).expect("pod IP");
+    let http = http();
+    let status: Value = http
+        .get(format!("http://{ip}:8080/api/dashboard/status"))
+        .send()
+        .await
+        .expect("dashboard status")
+        .json()
+        .await
+        .expect("status json");
+    assert_eq!(status["success"], json!(true), "{status}");
+    let refused = http
+        .post(format!("http://{ip}:8080/api/dashboard/health/check"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("dashboard POST");
+    assert_eq!(refused.status().as_u16(), 401, "a change without the token");
+    let metrics = http
+        .get(format!("http://{ip}:9090/metrics"))
+        .send()
+        .await
+        .expect("controller metrics");
+    assert!(metrics.status().is_success());
+    let log = logs(&client, &ns, "operator", "controller").await;
+    assert!(
+        log.lines().all(|l| l.starts_with('{')),
+        "JSON log lines:\n{log}"
+    );
+}
