@@ -1,5 +1,5 @@
 # Two commands do all the set-up: `make demo` and `make test`. Everything else is optional.
-.PHONY: demo test test-world lint fmt build bench clean-test-world
+.PHONY: demo test test-world lint fmt build bench clean-test-world image
 
 # Build what is missing, then run a local IPFS Cluster under supervision (the embedded default).
 demo:
@@ -9,7 +9,8 @@ demo:
 test:
 	scripts/run-tests.sh
 
-# Only build the test world (etcd, Kubernetes, kwok, Kubo, IPFS Cluster, helm) into the cache.
+# Only build the test world (etcd, Kubernetes, kubelet, kwok, CoreDNS, Kubo, IPFS Cluster, helm,
+# the real node's images) into the cache.
 test-world:
 	scripts/test-world.sh build
 
@@ -28,6 +29,12 @@ fmt:
 
 build:
 	cargo build --locked --release
+
+# The operator's container image, without a Docker daemon or a registry (needs Debian's umoci and
+# skopeo): a docker archive in target/image/ for `docker load`, `kind load image-archive`,
+# `k3d image import` or `ctr images import`. The Dockerfile builds the same image with Docker.
+image:
+	scripts/image.sh
 
 # Remove the cached test-world binaries (they are rebuilt by the next `make test`).
 clean-test-world:

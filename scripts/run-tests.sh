@@ -27,7 +27,18 @@ fi
 
 echo "[test] running tests in a loopback-only network namespace..." >&2
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+# The real node's pods live in cgroups under this name (tests/support/real_node.rs); whatever a
+# killed test process could not remove is removed after the run (the PID namespace has ended
+# every process by then).
+export IPFS_KIT_NODE_CGROUP=ipfs-kit-node-$$-$RANDOM
+remove_node_cgroups() {
+  local c
+  for c in /sys/fs/cgroup/*/"$IPFS_KIT_NODE_CGROUP"; do
+    [[ -d $c ]] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  return 0
+}
+trap 'rm -f "$out"; remove_node_cgroups' EXIT
 status=0
 "${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@" 2>&1' _ "$@" |
   tee "$out" || status=$?

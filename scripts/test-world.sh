@@ -4,9 +4,13 @@
 #
 #   scripts/test-world.sh [build|bindir|version|env] [component ...]
 #
-# Components: etcd kubernetes kwok kubo ipfs-cluster helm (default: all).
+# Components: kubo ipfs-cluster etcd kwok kubernetes helm kubelet coredns node-images (default: all).
+# kubelet, coredns and node-images are the real node's (tests/support/real_node.rs): node-images
+# are the pause, ipfs/kubo and ipfs/ipfs-cluster images made by scripts/node-images.sh from the
+# Kubo and IPFS Cluster binaries, keyed by a hash of their recipe and inputs.
 # Cache: ${IPFS_KIT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/ipfs-kit-operator/tools}/<name>-<version>/bin
 set -euo pipefail
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 
 ETCD_VERSION=v3.6.16
 K8S_VERSION=v1.36.3
@@ -16,6 +20,18 @@ KWOK_VERSION=v0.8.0
 KUBO_VERSION=v0.42.0
 CLUSTER_VERSION=v1.1.6
 HELM_VERSION=v3.22.0
+# The real node: kubelet (same Kubernetes release, its own cache directory so that a cached
+# `kubernetes` build stays valid) and CoreDNS for cluster.local.
+KUBELET_VERSION=$K8S_VERSION
+COREDNS_VERSION=v1.15.0
+
+# The node images' key: their recipe, the versions of what goes in, and Debian's packages used.
+node_images_version() {
+  local debs
+  debs=$(dpkg-query -W -f '${Package}=${Version} ' busybox-static tini gosu 2>/dev/null || true)
+  cat "$SCRIPTS/node-images.sh" "$SCRIPTS/oci.sh" "$SCRIPTS/node/pause.c" \
+    <(echo "$KUBO_VERSION $CLUSTER_VERSION $debs") | sha256sum | cut -c1-12
+}
 
 TOOLS=${IPFS_KIT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/ipfs-kit-operator/tools}
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
@@ -57,10 +73,10 @@ build_etcd() {
   go build -trimpath -ldflags "-s -w" -o "$out/etcd" .
 }
 
-build_kubernetes() {
-  local out=$2 v=$3 m s minor ld p
+# The wrapper module over k8s.io/kubernetes with every staging module replaced by its release.
+k8s_wrapper_module() {
+  local v=$1 m s
   s="v0.${v#v1.}"
-  minor=${v#v1.}; minor=${minor%%.*}
   go mod init example.invalid/k8sbins >/dev/null 2>&1
   for m in api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider \
     cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api \
@@ -69,17 +85,74 @@ build_kubernetes() {
     mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming; do
     go mod edit -replace="k8s.io/$m=k8s.io/$m@$s"
   done
-  p=k8s.io/kubernetes/cmd
-  go get "$p/kube-apiserver@$v" "$p/kube-controller-manager@$v" "$p/kube-scheduler@$v" "$p/kubectl@$v"
+}
+
+# Version ldflags, so that `--version` and the API's version tell the truth.
+k8s_ldflags() {
+  local v=$1 minor ld p
+  minor=${v#v1.}; minor=${minor%%.*}
   ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
+  echo "$ld"
+}
+
+build_kubernetes() {
+  local out=$2 v=$3 m ld p
+  k8s_wrapper_module "$v"
   p=k8s.io/kubernetes/cmd
+  go get "$p/kube-apiserver@$v" "$p/kube-controller-manager@$v" "$p/kube-scheduler@$v" "$p/kubectl@$v"
+  ld=$(k8s_ldflags "$v")
   for m in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     log "kubernetes $v: compiling $m"
     go build -trimpath -pgo=off -ldflags "$ld" -o "$out/$m" "$p/$m"
   done
+}
+
+# kubelet (and kube-proxy, for ClusterIP Services on the node) of the same release; reuses the
+# module and build caches of build_kubernetes.
+build_kubelet() {
+  local out=$2 v=$3 m ld
+  k8s_wrapper_module "$v"
+  go get "k8s.io/kubernetes/cmd/kubelet@$v" "k8s.io/kubernetes/cmd/kube-proxy@$v"
+  ld=$(k8s_ldflags "$v")
+  for m in kubelet kube-proxy; do
+    log "kubelet $v: compiling $m"
+    go build -trimpath -pgo=off -ldflags "$ld" -o "$out/$m" "k8s.io/kubernetes/cmd/$m"
+  done
+}
+
+# CoreDNS with only the plugins the node's DNS needs (the full plugin set pulls in every cloud
+# SDK): a wrapper main as CoreDNS documents for external builds.
+build_coredns() {
+  local out=$2 v=$3 p
+  go mod init example.invalid/corednsbin >/dev/null 2>&1
+  cat >main.go <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	dnsserver.Directives = []string{"bind", "ready", "errors", "log", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+  p=github.com/coredns/coredns
+  # The coremain package, not the module's root (that imports every plugin and its cloud SDK).
+  go get "$p/coremain@$v"
+  go build -trimpath -ldflags "-s -w -X $p/coremain.GitCommit=$v" -o "$out/coredns" .
 }
 
 build_kwok() {
@@ -125,6 +198,10 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$v"
 }
 
+build_node_images() {
+  "$SCRIPTS/node-images.sh" "$2"
+}
+
 component_version() {
   case $1 in
     etcd) echo "$ETCD_VERSION" ;;
@@ -133,11 +210,14 @@ component_version() {
     kubo) echo "$KUBO_VERSION" ;;
     ipfs-cluster) echo "$CLUSTER_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
-    *) log "unknown component '$1' (known: etcd kubernetes kwok kubo ipfs-cluster helm)"; return 2 ;;
+    kubelet) echo "$KUBELET_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
+    node-images) node_images_version ;;
+    *) log "unknown component '$1' (known: ${ALL[*]})"; return 2 ;;
   esac
 }
 
-ALL=(kubo ipfs-cluster etcd kwok kubernetes helm)
+ALL=(kubo ipfs-cluster etcd kwok kubernetes helm kubelet coredns node-images)
 
 cmd=${1:-build}
 shift || true

@@ -1,9 +1,11 @@
 //! The test world: a loopback Kubernetes control plane (etcd, kube-apiserver, controller-manager,
-//! scheduler, kwok) and real Kubo + IPFS Cluster peers, built by `scripts/test-world.sh`.
+//! scheduler, kwok), a real node that runs real pods (`real_node`: kubelet, containerd, CNI,
+//! CoreDNS) and real Kubo + IPFS Cluster peers, built by `scripts/test-world.sh`.
 //!
 //! Every process started here dies with the test process (`PR_SET_PDEATHSIG`), and `make test`
 //! runs the tests in a network namespace with only loopback, inside a PID namespace, so nothing
-//! survives a run and nothing can reach past 127.0.0.0/8.
+//! survives a run and nothing can reach past that namespace (the real node's bridges and pods
+//! live inside it).
 #![allow(dead_code)]
 
 pub mod bad_requests;
@@ -12,6 +14,7 @@ pub mod control_plane;
 pub mod forward;
 pub mod ipfs;
 pub mod process;
+pub mod real_node;
 pub mod tools;
 
 use std::future::Future;
