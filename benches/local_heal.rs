@@ -127,8 +127,12 @@ async fn main() {
         let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
         let name = peer.name.clone();
         let detected = time_until(Duration::from_secs(60), async || {
-            snapshot(dir.path())
-                .is_some_and(|s| s.status.peers.iter().any(|p| p.name == name && p.restarts >= 1))
+            snapshot(dir.path()).is_some_and(|s| {
+                s.status
+                    .peers
+                    .iter()
+                    .any(|p| p.name == name && p.restarts >= 1)
+            })
         })
         .await;
         show(
