@@ -831,6 +831,36 @@ async fn two_operators_only_the_leader_writes_and_the_follower_takes_over() {
 }
 
 #[tokio::test]
+async fn the_peer_pods_are_admitted_in_a_namespace_that_enforces_the_restricted_standard() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-restricted").await;
+    let client = cp.admin_client().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let label = json!({"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest"}}});
+    namespaces
+        .patch(&ns, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .expect("label the namespace");
+    let class = provide_volumes(&client, &ns, 2).await;
+    let (stop, _controller) = start_controller(client.clone(), &ns);
+    apply_cluster(&client, &ns, &cluster_json("strict", &class, 1)).await;
+    // The API server's PodSecurity admission refuses a pod that breaks the standard: the
+    // StatefulSet's pod exists only if it complies.
+    let pods = running_pods(&client, &ns, "strict", 1).await;
+    let security = pods[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.seccomp_profile.as_ref())
+        .map(|p| p.type_.clone());
+    assert_eq!(security.as_deref(), Some("RuntimeDefault"));
+    let _ = stop.send(());
+}
+
+#[tokio::test]
 async fn a_dashboard_restart_request_is_carried_out_once_by_the_controller() {
     install_crds().await;
     let cp = control_plane();

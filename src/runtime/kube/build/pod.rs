@@ -77,8 +77,14 @@ fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodT
         spec: Some(PodSpec {
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            // The Pod Security Standard `restricted` asks for a seccomp profile: the runtime's
+            // default, which Kubo and IPFS Cluster run under.
             security_context: Some(PodSecurityContext {
                 fs_group: Some(IPFS_UID),
+                seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             init_containers: Some(vec![

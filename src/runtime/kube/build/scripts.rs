@@ -99,7 +99,8 @@ pub fn cluster_start_script(names: &Names, namespace: &str) -> String {
         &format!("  [ \"{}-$((i - 1))\" = \"$POD_NAME\" ] && continue", names.statefulset),
         "  nslookup \"$host\" >/dev/null 2>&1 || break",
         &format!(
-            "  id=$(wget -q -T 2 -O - \"http://$host:{CLUSTER_REST_PORT}/id\" 2>/dev/null | grep -o '\"id\":\"[^\"]*\"' | head -n 1 | cut -d '\"' -f 4)"
+            // `timeout`, not `wget -T`: Debian's busybox has no -T (and crashes on it).
+            "  id=$(timeout 2 wget -q -O - \"http://$host:{CLUSTER_REST_PORT}/id\" 2>/dev/null | grep -o '\"id\":\"[^\"]*\"' | head -n 1 | cut -d '\"' -f 4)"
         ),
         &format!(
             "  [ -n \"$id\" ] && bootstrap=\"$bootstrap,/dns4/$host/tcp/{CLUSTER_SWARM_PORT}/p2p/$id\""
