@@ -555,33 +555,9 @@ impl ControlPlane {
     /// Installs the CRDs shipped in `crds/` (once per control plane, by server-side apply) and
     /// waits until they are Established.
     pub async fn install_crds(&self) {
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-        use kube::api::{Patch, PatchParams};
-        use kube::runtime::wait::{await_condition, conditions};
         self.crds_installed
             .get_or_init(|| async {
-                let crds: Api<CustomResourceDefinition> = Api::all(self.admin_client().await);
-                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-                for file in ["ipfsclusters.ipfskit.io.yaml", "ipfspins.ipfskit.io.yaml"] {
-                    let text = std::fs::read_to_string(dir.join(file)).expect("read CRD file");
-                    let crd: CustomResourceDefinition =
-                        serde_yaml::from_str(&text).expect("CRD yaml");
-                    let name = crd.metadata.name.clone().expect("CRD name");
-                    crds.patch(
-                        &name,
-                        &PatchParams::apply("ipfs-kit-tests").force(),
-                        &Patch::Apply(&crd),
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("the API server refused crds/{file}: {e}"));
-                    tokio::time::timeout(
-                        Duration::from_secs(60),
-                        await_condition(crds.clone(), &name, conditions::is_crd_established()),
-                    )
-                    .await
-                    .unwrap_or_else(|_| panic!("{name} not Established after 60 s"))
-                    .expect("watch CRD");
-                }
+                apply_crds(self.admin_client().await).await;
             })
             .await;
     }
@@ -707,4 +683,32 @@ fn write_pki(dir: &Path) -> Result<(), String> {
     write(&dir.join("sa.key"), &sa_key.serialize_pem())?;
     write(&dir.join("sa.pub"), &sa_key.public_key_pem())?;
     Ok(())
+}
+
+/// Server-side applies the CRDs shipped in `crds/` and waits until they are Established.
+pub async fn apply_crds(client: kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams};
+    use kube::runtime::wait::{await_condition, conditions};
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    for file in ["ipfsclusters.ipfskit.io.yaml", "ipfspins.ipfskit.io.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("read CRD file");
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("CRD yaml");
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(
+            &name,
+            &PatchParams::apply("ipfs-kit-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the API server refused crds/{file}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name} not Established after 60 s"))
+        .expect("watch CRD");
+    }
 }

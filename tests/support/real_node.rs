@@ -1089,30 +1089,7 @@ impl RealNode {
     /// Installs the CRDs shipped in `crds/` (by server-side apply) and waits until they are
     /// Established.
     pub async fn install_crds(&self) {
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-        use kube::api::{Patch, PatchParams};
-        use kube::runtime::wait::{await_condition, conditions};
-        let crds: Api<CustomResourceDefinition> = Api::all(self.admin_client().await);
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        for file in ["ipfsclusters.ipfskit.io.yaml", "ipfspins.ipfskit.io.yaml"] {
-            let text = std::fs::read_to_string(dir.join(file)).expect("read CRD file");
-            let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("CRD yaml");
-            let name = crd.metadata.name.clone().expect("CRD name");
-            crds.patch(
-                &name,
-                &PatchParams::apply("ipfs-kit-tests").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("the API server refused crds/{file}: {e}"));
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                await_condition(crds.clone(), &name, conditions::is_crd_established()),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("{name} not Established after 60 s"))
-            .expect("watch CRD");
-        }
+        super::control_plane::apply_crds(self.admin_client().await).await;
     }
 
     /// Creates a fresh namespace named `<prefix>-<random>` and waits until its `default`
