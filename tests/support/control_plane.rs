@@ -233,7 +233,7 @@ fn start(
     let pki = dir.join("pki");
     std::fs::create_dir_all(&pki).map_err(|e| format!("creating {}: {e}", pki.display()))?;
     let logs = dir.join("logs");
-    write_pki(&pki)?;
+    write_pki(&pki, &[])?;
     let admin_token = random_hex(16);
     write(
         &pki.join("tokens.csv"),
@@ -391,7 +391,8 @@ fn exited(daemons: &mut [Daemon]) -> Option<String> {
     ))
 }
 
-async fn admin_client_from(kubeconfig: &Path) -> Client {
+/// A client authenticated by `kubeconfig`.
+pub async fn admin_client_from(kubeconfig: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -399,7 +400,8 @@ async fn admin_client_from(kubeconfig: &Path) -> Client {
     Client::try_from(config).expect("client")
 }
 
-fn node_ready(node: &Node) -> bool {
+/// Whether `node` reports the condition Ready.
+pub fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -589,7 +591,8 @@ fn wait_port(what: &str, port: u16, log: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), String> {
+/// Writes `contents` to `path`, the error naming the path.
+pub fn write(path: &Path, contents: &str) -> Result<(), String> {
     std::fs::write(path, contents).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
@@ -602,7 +605,8 @@ pub fn random_hex(n: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn kubeconfig_yaml(server: &str, ca: &Path, token: &str) -> String {
+/// A kubeconfig for `server` (CA file `ca`) authenticating with bearer `token`.
+pub fn kubeconfig_yaml(server: &str, ca: &Path, token: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    \
          certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\n\
@@ -641,11 +645,15 @@ fn write_kwok_logs(dir: &Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// A CA, the apiserver's serving certificate (127.0.0.1, localhost and the in-cluster names) and
-/// the service-account signing key.
-fn write_pki(dir: &Path) -> Result<(), String> {
+/// A CA, the apiserver's serving certificate (127.0.0.1, localhost, the in-cluster names and
+/// `extra_names`) and the service-account signing key; returns the CA to sign more with.
+pub fn write_pki(
+    dir: &Path,
+    extra_names: &[&str],
+) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, String> {
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
     };
     let err = |e: rcgen::Error| e.to_string();
     let ca_key = KeyPair::generate().map_err(err)?;
@@ -662,18 +670,24 @@ fn write_pki(dir: &Path) -> Result<(), String> {
     let issuer = Issuer::new(ca, ca_key);
 
     let server_key = KeyPair::generate().map_err(err)?;
-    let mut server = CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        "localhost".to_string(),
-        "kubernetes".to_string(),
-        "kubernetes.default".to_string(),
-        "kubernetes.default.svc".to_string(),
-        "kubernetes.default.svc.cluster.local".to_string(),
-    ])
-    .map_err(err)?;
+    let mut names: Vec<String> = [
+        "127.0.0.1",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .chain(extra_names)
+    .map(|n| n.to_string())
+    .collect();
+    names.dedup();
+    let mut server = CertificateParams::new(names).map_err(err)?;
     server
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server_cert = server.signed_by(&server_key, &issuer).map_err(err)?;
 
     let sa_key = KeyPair::generate().map_err(err)?;
@@ -682,7 +696,7 @@ fn write_pki(dir: &Path) -> Result<(), String> {
     write(&dir.join("apiserver.key"), &server_key.serialize_pem())?;
     write(&dir.join("sa.key"), &sa_key.serialize_pem())?;
     write(&dir.join("sa.pub"), &sa_key.public_key_pem())?;
-    Ok(())
+    Ok(issuer)
 }
 
 /// Server-side applies the CRDs shipped in `crds/` and waits until they are Established.

@@ -31,12 +31,13 @@ use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, ServiceAccount,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::json;
 
-use super::control_plane::random_hex;
+use super::control_plane::{
+    admin_client_from, kubeconfig_yaml, node_ready, random_hex, write, write_pki,
+};
 use super::process::{Daemon, free_port, log_tail};
 use super::tools::{bin_dir, binary};
 use super::wait_for;
@@ -284,7 +285,7 @@ impl NodeProcesses {
             &["link", "set", NODE_BRIDGE, "up"],
             "bringing the node bridge up",
         )?;
-        write_pki(&p.pki)?;
+        write_node_pki(&p.pki)?;
         write(
             &p.pki.join("tokens.csv"),
             &format!("{},admin,admin,\"system:masters\"\n", self.admin_token),
@@ -298,7 +299,7 @@ impl NodeProcesses {
         let server = format!("https://127.0.0.1:{}", self.api_port);
         write(
             &p.kubeconfig,
-            &token_kubeconfig(&server, &p.pki.join("ca.crt"), &self.admin_token),
+            &kubeconfig_yaml(&server, &p.pki.join("ca.crt"), &self.admin_token),
         )?;
         let mut etcd = Command::new(binary("etcd", "etcd"));
         etcd.args([
@@ -459,7 +460,7 @@ impl NodeProcesses {
     }
 
     async fn wait_apiserver(&mut self, kubeconfig: &Path) -> Result<(), String> {
-        let client = client_from(kubeconfig).await;
+        let client = admin_client_from(kubeconfig).await;
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let req = http::Request::get("/readyz")
@@ -483,7 +484,7 @@ impl NodeProcesses {
     }
 
     async fn wait_node_ready(&mut self) -> Result<(), String> {
-        let nodes: Api<Node> = Api::all(client_from(&self.paths.kubeconfig).await);
+        let nodes: Api<Node> = Api::all(admin_client_from(&self.paths.kubeconfig).await);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(node)) = nodes.get_opt(NODE_NAME).await
@@ -534,7 +535,7 @@ impl NodeProcesses {
     }
 
     async fn create_storage_class(&self) -> Result<(), String> {
-        let client = client_from(&self.paths.kubeconfig).await;
+        let client = admin_client_from(&self.paths.kubeconfig).await;
         let class: StorageClass = serde_json::from_value(json!({
             "metadata": {
                 "name": STORAGE_CLASS,
@@ -766,7 +767,7 @@ serverTLSBootstrap: false
             .enable_all()
             .build()
             .expect("runtime");
-        let client = rt.block_on(client_from(&self.paths.kubeconfig));
+        let client = rt.block_on(admin_client_from(&self.paths.kubeconfig));
         loop {
             match shutdown.recv_timeout(Duration::from_secs(1)) {
                 Ok(reply) => {
@@ -1055,7 +1056,7 @@ fn image_archives() -> Result<Vec<PathBuf>, String> {
 impl RealNode {
     /// A client with cluster-admin rights (group `system:masters`).
     pub async fn admin_client(&self) -> Client {
-        client_from(&self.kubeconfig).await
+        admin_client_from(&self.kubeconfig).await
     }
 
     /// `kubectl` from the test world, pointed at this node's control plane.
@@ -1115,21 +1116,6 @@ impl RealNode {
     }
 }
 
-async fn client_from(kubeconfig: &Path) -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig to config");
-    Client::try_from(config).expect("client")
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn run(program: &str, args: &[&str], what: &str) -> Result<(), String> {
     let out = Command::new(program)
         .args(args)
@@ -1150,64 +1136,14 @@ fn mkdir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), String> {
-    std::fs::write(path, contents).map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
-fn token_kubeconfig(server: &str, ca: &Path, token: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    \
-         certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\n\
-         contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    \
-         namespace: default\ncurrent-context: test\n",
-        ca = ca.display()
-    )
-}
-
 /// The node's PKI: a CA; the API server's serving certificate (loopback, the node address, the
 /// `kubernetes` Service's first ClusterIP and names); kubelet's client certificate (the Node
 /// authorizer's `system:node:<name>` in `system:nodes`); the API server's client certificate for
 /// kubelet; the service-account signing key.
-fn write_pki(dir: &Path) -> Result<(), String> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
+fn write_node_pki(dir: &Path) -> Result<(), String> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
     let err = |e: rcgen::Error| e.to_string();
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "ipfs-kit-operator test node CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
-    let issuer = Issuer::new(ca, ca_key);
-    write(&dir.join("ca.crt"), &ca_cert.pem())?;
-
-    let server_key = KeyPair::generate().map_err(err)?;
-    let mut server = CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        NODE_IP.to_string(),
-        "10.96.0.1".to_string(),
-        "localhost".to_string(),
-        "kubernetes".to_string(),
-        "kubernetes.default".to_string(),
-        "kubernetes.default.svc".to_string(),
-        "kubernetes.default.svc.cluster.local".to_string(),
-    ])
-    .map_err(err)?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = server.signed_by(&server_key, &issuer).map_err(err)?;
-    write(&dir.join("apiserver.crt"), &server_cert.pem())?;
-    write(&dir.join("apiserver.key"), &server_key.serialize_pem())?;
-
+    let issuer = write_pki(dir, &[NODE_IP, "10.96.0.1"])?;
     let node_cn = format!("system:node:{NODE_NAME}");
     for (file, cn, org) in [
         ("kubelet", node_cn.as_str(), "system:nodes"),
@@ -1229,8 +1165,5 @@ fn write_pki(dir: &Path) -> Result<(), String> {
         write(&dir.join(format!("{file}.key")), &key.serialize_pem())?;
     }
 
-    let sa_key = KeyPair::generate().map_err(err)?;
-    write(&dir.join("sa.key"), &sa_key.serialize_pem())?;
-    write(&dir.join("sa.pub"), &sa_key.public_key_pem())?;
     Ok(())
 }

@@ -253,28 +253,14 @@ where
 {
     let name = obj.name_any();
     let kind = K::kind(&());
-    let written = apply(api, obj).await.map_err(kube_err(
-        &cluster.name_any(),
-        "applying",
-        kind_name(&kind),
-        &name,
-    ))?;
+    let written =
+        apply(api, obj)
+            .await
+            .map_err(kube_err(&cluster.name_any(), "applying", &kind, &name))?;
     let owner = ObjectRef::from_obj(cluster);
     ctx.applied
         .record(&owner, &kind, &name, body, written.meta());
     Ok(written)
-}
-
-/// The static name of an owned kind, for error messages.
-fn kind_name(kind: &str) -> &'static str {
-    match kind {
-        "ConfigMap" => "ConfigMap",
-        "Service" => "Service",
-        "PodDisruptionBudget" => "PodDisruptionBudget",
-        "NetworkPolicy" => "NetworkPolicy",
-        "StatefulSet" => "StatefulSet",
-        _ => "object",
-    }
 }
 
 /// The field manager of every write the operator makes (objects and status).

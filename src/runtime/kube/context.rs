@@ -255,7 +255,7 @@ pub fn now_millis() -> UnixMillis {
 pub struct KubeCallError {
     pub cluster: String,
     pub action: &'static str,
-    pub kind: &'static str,
+    pub kind: String,
     pub name: String,
     #[source]
     pub source: Box<kube::Error>,
@@ -265,10 +265,11 @@ pub struct KubeCallError {
 pub fn kube_err(
     cluster: &str,
     action: &'static str,
-    kind: &'static str,
+    kind: &str,
     name: &str,
 ) -> impl FnOnce(kube::Error) -> KubeCallError {
     let cluster = cluster.to_owned();
+    let kind = kind.to_owned();
     let name = name.to_owned();
     move |source| KubeCallError {
         cluster,
