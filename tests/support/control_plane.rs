@@ -534,24 +534,7 @@ impl ControlPlane {
     /// Creates a fresh namespace named `<prefix>-<random>` and waits until its `default`
     /// ServiceAccount exists (pods are refused before that).
     pub async fn namespace(&self, prefix: &str) -> String {
-        let name = format!("{prefix}-{}", &random_hex(4));
-        let client = self.admin_client().await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns json");
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-        let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
-        wait_for(
-            &format!("the default ServiceAccount of namespace {name}"),
-            Duration::from_secs(60),
-            Duration::from_millis(200),
-            || async { accounts.get_opt("default").await.ok().flatten() },
-        )
-        .await;
-        name
+        fresh_namespace(self.admin_client().await, prefix).await
     }
 
     /// Installs the CRDs shipped in `crds/` (once per control plane, by server-side apply) and
@@ -725,4 +708,25 @@ pub async fn apply_crds(client: kube::Client) {
         .unwrap_or_else(|_| panic!("{name} not Established after 60 s"))
         .expect("watch CRD");
     }
+}
+
+/// Creates a namespace named `<prefix>-<random>` and waits until its `default` ServiceAccount
+/// exists (pods are refused before that).
+pub async fn fresh_namespace(client: Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", &random_hex(4));
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns json");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
+    wait_for(
+        &format!("the default ServiceAccount of namespace {name}"),
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async { accounts.get_opt("default").await.ok().flatten() },
+    )
+    .await;
+    name
 }

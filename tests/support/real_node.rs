@@ -27,9 +27,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -40,7 +38,6 @@ use super::control_plane::{
 };
 use super::process::{Daemon, free_port, log_tail};
 use super::tools::{bin_dir, binary};
-use super::wait_for;
 
 /// The node's name (its hostname for kubelet).
 pub const NODE_NAME: &str = "ipfs-kit-node";
@@ -1096,23 +1093,7 @@ impl RealNode {
     /// Creates a fresh namespace named `<prefix>-<random>` and waits until its `default`
     /// ServiceAccount exists (pods are refused before that).
     pub async fn namespace(&self, prefix: &str) -> String {
-        let name = format!("{prefix}-{}", &random_hex(4));
-        let client = self.admin_client().await;
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns json");
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-        let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
-        wait_for(
-            &format!("the default ServiceAccount of namespace {name}"),
-            Duration::from_secs(60),
-            Duration::from_millis(200),
-            || async { accounts.get_opt("default").await.ok().flatten() },
-        )
-        .await;
-        name
+        super::control_plane::fresh_namespace(self.admin_client().await, prefix).await
     }
 }
 
