@@ -578,14 +578,12 @@ async fn operator_image_runs_controller_and_dashboard_as_the_chart_does() {
         json!({"metadata": {"name": "dashboard-token"}, "stringData": {"token": token}}),
     )
     .await;
-    let mut env = node.in_cluster_env();
-    let env_list = env.as_array_mut().expect("env array");
-    env_list.extend([
-        json!({"name": "RUST_LOG", "value": "info"}),
-        json!({"name": "IPFS_KIT_LOG_FORMAT", "value": "json"}),
-        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
-        json!({"name": "POD_NAMESPACE",
-               "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+    // The API server through the `kubernetes` Service, as in any cluster (kube-proxy).
+    let env = json!([
+        {"name": "RUST_LOG", "value": "info"},
+        {"name": "IPFS_KIT_LOG_FORMAT", "value": "json"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]);
     let hardened = json!({
         "readOnlyRootFilesystem": true,

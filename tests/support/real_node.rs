@@ -13,8 +13,9 @@
 //! every test under `unshare --net`), which has only loopback; [`real_node`] refuses to start
 //! anywhere else. There it adds a bridge `node0` with the node address [`NODE_IP`] and the CNI
 //! bridge `cni0` for pod addresses from [`POD_CIDR`]: the project's own test hosts, reachable from
-//! the test process, with no route out of the namespace. Service ClusterIPs are allocated but not
-//! served (no kube-proxy).
+//! the test process, with no route out of the namespace. kube-proxy (iptables mode, in that
+//! namespace) serves the Service ClusterIPs of [`SERVICE_CIDR`], the `kubernetes` Service's
+//! included, to pods and to the tests alike.
 //!
 //! Files: containerd, kubelet and the CNI plugins hard-code paths under /run, /var/lib and
 //! /var/log; containerd runs in a mount namespace of its own where those are bind-mounted from the
@@ -48,8 +49,10 @@ const NODE_BRIDGE: &str = "node0";
 /// Pod addresses (CNI `bridge` + `host-local` on `cni0`, gateway `10.244.0.1`).
 pub const POD_CIDR: &str = "10.244.0.0/16";
 const POD_BRIDGE: &str = "cni0";
-/// Service ClusterIPs (allocated, not served: no kube-proxy runs).
+/// Service ClusterIPs (served by kube-proxy inside the run's namespace).
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The `kubernetes` Service's ClusterIP (the first address of [`SERVICE_CIDR`]).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 /// The default StorageClass: a directory of the node per claim, provisioned by the harness.
 pub const STORAGE_CLASS: &str = "ipfs-kit-local";
 const PROVISIONER: &str = "ipfs-kit.test/local-dir";
@@ -282,6 +285,13 @@ impl NodeProcesses {
             &["link", "set", NODE_BRIDGE, "up"],
             "bringing the node bridge up",
         )?;
+        // ClusterIPs from the tests' own processes: a route for kube-proxy's NAT to apply to
+        // (pods route them through their gateway).
+        run(
+            "ip",
+            &["route", "add", SERVICE_CIDR, "dev", NODE_BRIDGE],
+            "routing Service ClusterIPs",
+        )?;
         write_node_pki(&p.pki)?;
         write(
             &p.pki.join("tokens.csv"),
@@ -437,8 +447,10 @@ impl NodeProcesses {
                 "--v=1".into(),
             ]);
         self.spawn("kubelet", kubelet)?;
+        self.start_kube_proxy()?;
         rt.block_on(self.wait_node_ready())?;
         figures.kubelet_to_ready = t.elapsed();
+        rt.block_on(self.wait_kubernetes_service())?;
         rt.block_on(self.wait_dns_ready(dns_ready))?;
         rt.block_on(self.create_storage_class())?;
         figures.total = began.elapsed();
@@ -454,6 +466,72 @@ impl NodeProcesses {
             figures,
             admin_token: self.admin_token.clone(),
         })
+    }
+
+    /// kube-proxy (iptables mode, in the run's network namespace): ClusterIPs answer from pods
+    /// and from the tests, so that pods reach the API server through the `kubernetes` Service
+    /// as they do in any cluster. Service traffic is masqueraded, so that a pod reaching a
+    /// Service backed by a pod on the same bridge gets its answers back without br_netfilter.
+    fn start_kube_proxy(&mut self) -> Result<(), String> {
+        let config = self.paths.dir.join("kube-proxy.yaml");
+        write(
+            &config,
+            &format!(
+                r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {kubeconfig}
+mode: iptables
+clusterCIDR: {POD_CIDR}
+hostnameOverride: {NODE_NAME}
+bindAddress: {NODE_IP}
+healthzBindAddress: 127.0.0.1:{healthz}
+metricsBindAddress: 127.0.0.1:{metrics}
+nodePortAddresses: ["{NODE_IP}/32"]
+iptables:
+  masqueradeAll: true
+  syncPeriod: 10s
+  minSyncPeriod: 0s
+# The namespace's conntrack table is the kernel's: no sysctl is changed.
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+"#,
+                kubeconfig = self.paths.kubeconfig.display(),
+                healthz = free_port(),
+                metrics = free_port(),
+            ),
+        )?;
+        let mut proxy = Command::new(binary("kubelet", "kube-proxy"));
+        proxy
+            .arg(format!("--config={}", config.display()))
+            .arg("--v=1");
+        self.spawn("kube-proxy", proxy)?;
+        Ok(())
+    }
+
+    /// Waits until the `kubernetes` Service's ClusterIP forwards to the API server.
+    async fn wait_kubernetes_service(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = format!("{KUBERNETES_SERVICE_IP}:443");
+        loop {
+            let connect = tokio::net::TcpStream::connect(address.as_str());
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                return Ok(());
+            }
+            if let Some(e) = self.exited() {
+                return Err(e);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the kubernetes Service ({address}) not forwarded after 30 s; kube-proxy log:\n{}",
+                    log_tail(&self.paths.logs.join("kube-proxy.log"), 30)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn wait_apiserver(&mut self, kubeconfig: &Path) -> Result<(), String> {
@@ -1073,17 +1151,6 @@ impl RealNode {
         log_tail(&self.dir.join("logs").join(format!("{daemon}.log")), lines)
     }
 
-    /// Environment for a pod that talks to the API server with its ServiceAccount: the node
-    /// address and the API server's port, since ClusterIPs (the `kubernetes` Service's included)
-    /// are not served on this node (no kube-proxy).
-    pub fn in_cluster_env(&self) -> serde_json::Value {
-        let port = self.server.rsplit(':').next().unwrap_or_default();
-        json!([
-            {"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": port}
-        ])
-    }
-
     /// Installs the CRDs shipped in `crds/` (by server-side apply) and waits until they are
     /// Established.
     pub async fn install_crds(&self) {
@@ -1124,7 +1191,7 @@ fn mkdir(dir: &Path) -> Result<(), String> {
 fn write_node_pki(dir: &Path) -> Result<(), String> {
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
     let err = |e: rcgen::Error| e.to_string();
-    let issuer = write_pki(dir, &[NODE_IP, "10.96.0.1"])?;
+    let issuer = write_pki(dir, &[NODE_IP, KUBERNETES_SERVICE_IP])?;
     let node_cn = format!("system:node:{NODE_NAME}");
     for (file, cn, org) in [
         ("kubelet", node_cn.as_str(), "system:nodes"),

@@ -43,6 +43,11 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
         format!("ipfs config Addresses.API /ip4/0.0.0.0/tcp/{KUBO_RPC_PORT}"),
         format!("ipfs config Addresses.Gateway {gateway}"),
         "ipfs config --json Bootstrap '[]'".to_owned(),
+        "# Pod addresses are private (10/8, 172.16/12, 192.168/16, 100.64/10): the `server` profile's".to_owned(),
+        "# filters would keep the peers from dialling and announcing each other. spec.kubo.config may".to_owned(),
+        "# set them again.".to_owned(),
+        "ipfs config --json Swarm.AddrFilters '[]'".to_owned(),
+        "ipfs config --json Addresses.NoAnnounce '[]'".to_owned(),
     ];
     if let Some(config) = &spec.config {
         let leaves = kubo_config_leaves(config);
@@ -83,30 +88,45 @@ pub fn cluster_init_script(cluster: &IpfsCluster) -> String {
 
 /// The script the `cluster` container runs: bootstraps to every other peer that answers (by its
 /// DNS name in the headless Service; ordinals are contiguous, so the first name that does not
-/// resolve ends the list), then execs the daemon.
+/// resolve ends the list), then execs the daemon. Peer 0 starts alone when nobody answers (the
+/// first start of a new cluster); every other peer waits up to two minutes for one to answer, so
+/// that peers started together (`Parallel` pod management) join peer 0 instead of each starting
+/// a cluster of its own.
 pub fn cluster_start_script(names: &Names, namespace: &str) -> String {
     let domain = format!("{}.{namespace}.svc.cluster.local", names.headless_service);
+    let sts = &names.statefulset;
     [
         "#!/bin/sh",
         "# Rendered by ipfs-kit-operator: start ipfs-cluster-service bootstrapped to every peer.",
         "set -u",
         &format!("export IPFS_CLUSTER_PATH={CLUSTER_PATH}"),
-        "bootstrap=''",
-        "i=0",
-        "while [ \"$i\" -lt 100 ]; do",
-        &format!("  host=\"{}-$i.{domain}\"", names.statefulset),
-        "  i=$((i + 1))",
-        &format!("  [ \"{}-$((i - 1))\" = \"$POD_NAME\" ] && continue", names.statefulset),
-        "  nslookup \"$host\" >/dev/null 2>&1 || break",
+        "find_peers() {",
+        "  bootstrap=''",
+        "  i=0",
+        "  while [ \"$i\" -lt 100 ]; do",
+        &format!("    host=\"{sts}-$i.{domain}\""),
+        "    i=$((i + 1))",
+        &format!("    [ \"{sts}-$((i - 1))\" = \"$POD_NAME\" ] && continue"),
+        "    nslookup \"$host\" >/dev/null 2>&1 || break",
         &format!(
             // `timeout`, not `wget -T`: Debian's busybox has no -T (and crashes on it).
-            "  id=$(timeout 2 wget -q -O - \"http://$host:{CLUSTER_REST_PORT}/id\" 2>/dev/null | grep -o '\"id\":\"[^\"]*\"' | head -n 1 | cut -d '\"' -f 4)"
+            "    id=$(timeout 2 wget -q -O - \"http://$host:{CLUSTER_REST_PORT}/id\" 2>/dev/null | grep -o '\"id\":\"[^\"]*\"' | head -n 1 | cut -d '\"' -f 4)"
         ),
         &format!(
-            "  [ -n \"$id\" ] && bootstrap=\"$bootstrap,/dns4/$host/tcp/{CLUSTER_SWARM_PORT}/p2p/$id\""
+            "    [ -n \"$id\" ] && bootstrap=\"$bootstrap,/dns4/$host/tcp/{CLUSTER_SWARM_PORT}/p2p/$id\""
         ),
+        "  done",
+        "}",
+        "find_peers",
+        "tries=0",
+        &format!("while [ -z \"$bootstrap\" ] && [ \"$POD_NAME\" != \"{sts}-0\" ] && [ \"$tries\" -lt 60 ]; do"),
+        "  [ \"$tries\" -eq 0 ] && echo \"no other peer answers yet; waiting up to 120 s for one\"",
+        "  tries=$((tries + 1))",
+        "  sleep 2",
+        "  find_peers",
         "done",
         "if [ -n \"$bootstrap\" ]; then",
+        "  echo \"bootstrapping to ${bootstrap#,}\"",
         "  exec ipfs-cluster-service daemon --bootstrap \"${bootstrap#,}\"",
         "fi",
         "exec ipfs-cluster-service daemon",

@@ -283,6 +283,85 @@ fn cluster_start_bootstraps_to_every_peer_by_dns_not_only_pod_zero() {
     assert!(init.contains("init --consensus crdt"), "{init}");
 }
 
+/// Runs the rendered start script with `sh` as pod `pod`, with stand-ins for `nslookup` (peers
+/// 0..=2 resolve), `wget` (answers `/id` for the hosts in `answering`, from the call number
+/// `after` on), `sleep` (returns at once) and `ipfs-cluster-service` (prints its arguments).
+fn run_start_script(pod: &str, answering: &[&str], after: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = cluster_start_script(&Names::of("demo"), "ipfs");
+    let stub = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write stub");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    stub(
+        "nslookup",
+        "case \"$1\" in demo-[012].*) exit 0 ;; *) exit 1 ;; esac",
+    );
+    let counter = dir.path().join("calls");
+    let answering = answering
+        .iter()
+        .map(|h| format!("http://{h}.*) ;;"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    stub(
+        "wget",
+        &format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}\n\
+             [ $n -ge {after} ] || exit 1\n\
+             for a; do case \"$a\" in {answering} http://*) exit 1 ;; esac; done\n\
+             echo '{{\"id\":\"12D3KooWpeer\",\"addresses\":[]}}'",
+            c = counter.display()
+        ),
+    );
+    stub("sleep", "exit 0");
+    stub("ipfs-cluster-service", "echo \"started: $*\"");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+        .env("POD_NAME", pod)
+        .output()
+        .expect("run sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn peer_zero_starts_alone_when_no_other_peer_answers() {
+    let out = run_start_script("demo-0", &[], 1);
+    assert!(out.ends_with("started: daemon\n"), "{out}");
+    assert!(!out.contains("waiting"), "{out}");
+}
+
+#[test]
+fn peers_started_together_wait_for_one_that_answers_and_join_it() {
+    // Peer 2 starts with the others: nobody answers for its first 10 calls, then peer 0 does.
+    let out = run_start_script("demo-2", &["demo-0"], 10);
+    assert!(out.contains("waiting up to 120 s"), "{out}");
+    assert!(
+        out.ends_with(
+            "started: daemon --bootstrap \
+             /dns4/demo-0.demo-peers.ipfs.svc.cluster.local/tcp/9096/p2p/12D3KooWpeer\n"
+        ),
+        "{out}"
+    );
+    // Both other peers answering: it bootstraps to both, without waiting.
+    let out = run_start_script("demo-1", &["demo-0", "demo-2"], 1);
+    assert!(!out.contains("waiting"), "{out}");
+    assert!(
+        out.contains("demo-0.demo-peers") && out.contains("demo-2.demo-peers"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_peer_gives_up_waiting_and_starts_alone() {
+    let out = run_start_script("demo-1", &[], 1);
+    assert!(out.contains("waiting up to 120 s"), "{out}");
+    assert!(out.ends_with("started: daemon\n"), "{out}");
+}
+
 #[test]
 fn headless_service_publishes_every_peer_and_api_service_is_internal() {
     let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
