@@ -4,7 +4,7 @@
 //! read, and a request for a change can only be made with a [`Writer`] (see
 //! `Dashboard::request`), which checks per cluster what the caller may change.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -22,6 +22,31 @@ pub struct Token(Vec<u8>);
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Where the dashboard's token comes from: a value given at start, or a file read at each check,
+/// so that a Secret created or rotated after the start takes effect without a restart (kubelet
+/// updates a mounted Secret in place).
+#[derive(Clone, Debug)]
+pub enum TokenSource {
+    Value(Token),
+    File(PathBuf),
+}
+
+impl From<Token> for TokenSource {
+    fn from(token: Token) -> TokenSource {
+        TokenSource::Value(token)
+    }
+}
+
+impl TokenSource {
+    /// The token now (`None`: a token file that does not exist).
+    pub fn current(&self) -> Result<Option<Token>, TokenError> {
+        match self {
+            TokenSource::Value(token) => Ok(Some(token.clone())),
+            TokenSource::File(path) => Token::from_optional_file(path),
+        }
     }
 }
 
@@ -53,6 +78,19 @@ impl Token {
             source,
         })?;
         Token::new(&text).ok_or(TokenError::TooShort { path: shown })
+    }
+
+    /// The token of a file that may not exist yet (an optional Secret volume): `None` when it
+    /// does not exist, an error when it cannot be read or is too short.
+    pub fn from_optional_file(path: &Path) -> Result<Option<Token>, TokenError> {
+        match Token::from_file(path) {
+            Err(TokenError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
     }
 
     /// Whether an `Authorization` header value carries this token.
@@ -118,18 +156,33 @@ impl Writer {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if d.token.is_none() && d.review.is_none() {
+        let token = match d.token.as_ref().map(TokenSource::current).transpose() {
+            Ok(token) => token.flatten(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the dashboard token cannot be used; refusing changes");
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "mutations_disabled",
+                    format!("this dashboard refuses every change: {e}"),
+                ));
+            }
+        };
+        if token.is_none() && d.review.is_none() {
+            let why = match &d.token {
+                Some(TokenSource::File(path)) => format!(
+                    "its token file {} does not exist (create the Secret mounted there; it is \
+                     read again at each request)",
+                    path.display()
+                ),
+                _ => "it has no token configured; start it with --token-file".to_owned(),
+            };
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "mutations_disabled",
-                "this dashboard has no token configured, so it refuses every change; start it \
-                 with --token-file",
+                format!("this dashboard refuses every change: {why}"),
             ));
         }
-        if d.token
-            .as_ref()
-            .is_some_and(|t| t.matches_header(presented))
-        {
+        if token.as_ref().is_some_and(|t| t.matches_header(presented)) {
             return Ok(Writer {
                 caller: Caller::Token,
             });
@@ -239,6 +292,48 @@ mod tests {
         assert_eq!(bearer(Some("Bearer")), None);
         assert_eq!(bearer(Some("Basic kube-token")), None);
         assert_eq!(bearer(Some("Bearerkube-token")), None);
+    }
+
+    fn bearer_headers(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = format!("Bearer {token}").parse().expect("header value");
+        headers.insert(header::AUTHORIZATION, value);
+        headers
+    }
+
+    /// `kubectl apply -k deploy/` starts the dashboard before anyone created its token Secret:
+    /// it refuses changes (naming the file) until the file appears, then takes the token, and a
+    /// rotated token replaces the old one without a restart.
+    #[tokio::test]
+    async fn a_token_file_that_appears_or_changes_later_takes_effect() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("token");
+        let (dashboard, _publisher, _requests) = Dashboard::new(None, false);
+        let d = dashboard.with_token_file(&path);
+        let first = "first-token-0123456789";
+        let refused = Writer::check(&d, &bearer_headers(first))
+            .await
+            .err()
+            .expect("refused without the file");
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert!(
+            refused.message.contains(&path.display().to_string()),
+            "{}",
+            refused.message
+        );
+        std::fs::write(&path, format!("{first}\n")).expect("write token");
+        assert!(Writer::check(&d, &bearer_headers(first)).await.is_ok());
+        std::fs::write(&path, "second-token-0123456789").expect("rotate token");
+        let old = Writer::check(&d, &bearer_headers(first)).await.err();
+        assert_eq!(old.map(|e| e.status), Some(StatusCode::UNAUTHORIZED));
+        assert!(
+            Writer::check(&d, &bearer_headers("second-token-0123456789"))
+                .await
+                .is_ok()
+        );
+        std::fs::write(&path, "short").expect("short token");
+        let short = Writer::check(&d, &bearer_headers("short")).await.err();
+        assert_eq!(short.map(|e| e.status), Some(StatusCode::FORBIDDEN));
     }
 
     #[test]

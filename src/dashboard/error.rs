@@ -15,9 +15,9 @@ use super::views::{ErrorBody, ErrorDetail};
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    pub(super) status: StatusCode,
     code: &'static str,
-    message: String,
+    pub(super) message: String,
 }
 
 impl ApiError {

@@ -197,12 +197,28 @@ pub async fn serve_sidecar(
     kube_auth: bool,
     namespace: Option<String>,
 ) -> Result<(), SidecarError> {
-    let token = token_file.map(super::Token::from_file).transpose()?;
-    if token.is_none() && !kube_auth {
-        tracing::warn!("no --token-file: the dashboard serves reads and refuses every change");
+    match token_file {
+        // A bad token is an error at start; a missing one (an optional Secret not created yet)
+        // only refuses changes until it appears.
+        Some(path) => {
+            if super::Token::from_optional_file(path)?.is_none() {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the token file does not exist (yet): the dashboard serves reads and refuses \
+                     every change until it does (create the Secret mounted there)"
+                );
+            }
+        }
+        None if !kube_auth => {
+            tracing::warn!("no --token-file: the dashboard serves reads and refuses every change");
+        }
+        None => {}
     }
     let client = Client::try_default().await.map_err(SidecarError::Client)?;
-    let (dashboard, publisher, requests) = dashboard(&client, token, auth_reads, kube_auth);
+    let (mut dashboard, publisher, requests) = dashboard(&client, None, auth_reads, kube_auth);
+    if let Some(path) = token_file {
+        dashboard = dashboard.with_token_file(path);
+    }
     tokio::spawn(publisher.host_sampler("/").run(super::HOST_SAMPLE_INTERVAL));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

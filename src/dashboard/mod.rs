@@ -34,7 +34,7 @@ use crate::api::{IpfsClusterStatus, IpfsPinStatus};
 use crate::metrics::Metrics;
 
 pub use access::{AccessReview, KubeAccessReview};
-pub use auth::{Reader, Token, Writer};
+pub use auth::{Reader, Token, TokenSource, Writer};
 pub use backend::{BackendName, Daemon};
 pub use host::HostSampler;
 pub use logs::{LogError, LogSource};
@@ -149,7 +149,7 @@ pub struct Dashboard {
     history: Arc<Mutex<BTreeMap<String, VecDeque<HealthSample>>>>,
     actions: mpsc::Sender<ActionRequest>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
-    token: Option<Token>,
+    token: Option<TokenSource>,
     auth_reads: bool,
     metrics: Metrics,
     host: Arc<RwLock<Option<HostMetrics>>>,
@@ -291,7 +291,7 @@ impl Dashboard {
             history: history.clone(),
             actions: actions_tx,
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
-            token,
+            token: token.map(TokenSource::from),
             auth_reads,
             metrics: metrics.clone(),
             host: host.clone(),
@@ -308,6 +308,12 @@ impl Dashboard {
             bandwidth,
         };
         (dashboard, publisher, actions_rx)
+    }
+
+    /// Reads the token from `path` at each check instead (see [`TokenSource`]).
+    pub fn with_token_file(mut self, path: &std::path::Path) -> Dashboard {
+        self.token = Some(TokenSource::File(path.to_owned()));
+        self
     }
 
     /// Serves `/logs/{backend}` from `source` (without one, that route answers 501).
