@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -414,6 +415,27 @@ fn error_policy(pin: Arc<IpfsPin>, error: &PinError, ctx: Arc<PinContext>) -> Ac
     Action::requeue(delay)
 }
 
+/// A hash of what the pins of a cluster depend on: its ready peers and their identities.
+fn peer_set(cluster: &IpfsCluster) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let status = cluster.status.as_ref()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    status.ready_replicas.hash(&mut hasher);
+    for peer in &status.peers {
+        peer.cluster_peer_id.hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
+/// The IpfsPins that name `cluster` (same namespace, `spec.clusterRef.name`).
+fn pins_of(pins: &[Arc<IpfsPin>], cluster: &IpfsCluster) -> Vec<ObjectRef<IpfsPin>> {
+    let name = cluster.name_any();
+    pins.iter()
+        .filter(|p| p.namespace() == cluster.namespace() && p.spec.cluster_ref.name == name)
+        .map(|p| ObjectRef::from_obj(&**p))
+        .collect()
+}
+
 /// Runs the IpfsPin reconciler until `shutdown` resolves.
 pub async fn run_pins(
     ctx: PinContext,
@@ -429,7 +451,22 @@ pub async fn run_pins(
         namespace = namespace.as_deref().unwrap_or("<all>"),
         "watching IpfsPins"
     );
-    Controller::new(pins, watcher::Config::default().any_semantic())
+    let clusters: Api<IpfsCluster> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    // A change of a cluster's peer set (scaled, a peer replaced) re-checks its pins at once,
+    // not at the next periodic recheck: new peers pin, removed ones drop out of status.
+    let peer_set_changes = watcher(clusters, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(peer_set, Default::default());
+    let controller = Controller::new(pins, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .watches_stream(peer_set_changes, move |cluster: IpfsCluster| {
+            pins_of(&store.state(), &cluster)
+        })
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))
