@@ -168,18 +168,20 @@ impl Writer {
             }
         };
         if token.is_none() && d.review.is_none() {
-            let why = match &d.token {
+            let message = match &d.token {
                 Some(TokenSource::File(path)) => format!(
-                    "its token file {} does not exist (create the Secret mounted there; it is \
-                     read again at each request)",
+                    "this dashboard refuses every change: its token file {} does not exist \
+                     (create the Secret mounted there; it is read again at each request)",
                     path.display()
                 ),
-                _ => "it has no token configured; start it with --token-file".to_owned(),
+                _ => "this dashboard has no token configured, so it refuses every change; start \
+                      it with --token-file"
+                    .to_owned(),
             };
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "mutations_disabled",
-                format!("this dashboard refuses every change: {why}"),
+                message,
             ));
         }
         if token.as_ref().is_some_and(|t| t.matches_header(presented)) {

@@ -78,11 +78,25 @@ pub struct ClusterStatus {
 pub enum ProcessState {
     /// Running as far as the runtime knows.
     Running,
-    /// The process exited or the pod/container is gone.
+    /// The process exited or the pod/container is gone, and nothing restarts it but us.
     Exited,
+    /// It exited and the runtime restarts it by itself (kubelet, for the containers of a pod
+    /// whose restart policy is Always): its restart is not ours to make.
+    Restarting,
+    /// (Re)started recently and not ready yet in the runtime's own check (kubelet's readiness
+    /// probe): failed probes are expected and not counted.
+    Starting,
     /// The runtime cannot tell (e.g. not started by us yet).
     #[default]
     Unknown,
+}
+
+impl ProcessState {
+    /// Whether the runtime itself is (re)starting the process: its failed probes are not the
+    /// operator's to act on.
+    pub const fn in_runtime_hands(self) -> bool {
+        matches!(self, ProcessState::Restarting | ProcessState::Starting)
+    }
 }
 
 /// One probe round's result for one peer.

@@ -246,6 +246,17 @@ fn restart_need<'a>(
     let exited = report.kubo_process == ProcessState::Exited
         || report.cluster_process == ProcessState::Exited;
     let problems = problems(report);
+    // What the runtime restarts by itself (kubelet restarts an exited container) is not
+    // restarted again: deleting the pod would restart the other daemon and change its address.
+    if !exited {
+        let processes = [report.kubo_process, report.cluster_process];
+        if processes.contains(&ProcessState::Restarting) {
+            return NeedCheck::Failing(format!("{problems}; left to the runtime"));
+        }
+        if processes.contains(&ProcessState::Starting) {
+            return NeedCheck::Starting(format!("{problems}; not ready yet"));
+        }
+    }
     let streak = p.failure_streak;
     if !exited {
         let first_seen = p.first_seen.unwrap_or(now);
@@ -299,6 +310,10 @@ fn problems(report: &PeerReport) -> String {
     ] {
         if process == ProcessState::Exited {
             out.push(format!("{daemon} process exited"));
+        } else if process == ProcessState::Restarting {
+            out.push(format!("{daemon} exited and is being restarted by the runtime"));
+        } else if process == ProcessState::Starting {
+            out.push(format!("{daemon} (re)starting"));
         } else if let Some(failure) = failure {
             out.push(format!("{daemon} API {}", failure_text(failure)));
         }

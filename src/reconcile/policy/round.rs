@@ -82,6 +82,12 @@ impl Round<'_> {
                 if now.saturating_sub(since) >= ms(STABLE_AFTER) {
                     p.backoff_level = 0;
                 }
+            } else if report.kubo_process.in_runtime_hands()
+                || report.cluster_process.in_runtime_hands()
+            {
+                // The runtime is restarting it: failures count from when it says it runs.
+                p.failure_streak = 0;
+                p.healthy_since = None;
             } else {
                 p.failure_streak = p.failure_streak.saturating_add(1);
                 p.healthy_since = None;

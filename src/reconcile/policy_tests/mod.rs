@@ -34,8 +34,14 @@ enum Obs {
     KuboExited,
     /// Both APIs answer, but Kubo has no swarm connection to the other peers.
     Lonely,
+    /// Kubo exited and the runtime restarts it (kubelet; Kubernetes' restart policy Always).
+    KuboRestarting,
+    /// Kubo (re)started by the runtime, not ready in its check yet.
+    KuboStarting,
 }
-use Obs::{ClusterHung, Exited, Hung, KuboExited, KuboHung, Lonely, Up};
+use Obs::{
+    ClusterHung, Exited, Hung, KuboExited, KuboHung, KuboRestarting, KuboStarting, Lonely, Up,
+};
 
 fn reports(obs: &[Obs]) -> Vec<PeerReport> {
     let mut reports = mesh(obs.len());
@@ -76,6 +82,14 @@ fn reports(obs: &[Obs]) -> Vec<PeerReport> {
                 if let Ok(kubo) = &mut report.kubo {
                     kubo.swarm_peers.clear();
                 }
+            }
+            KuboRestarting | KuboStarting => {
+                report.kubo_process = if *o == KuboRestarting {
+                    ProcessState::Restarting
+                } else {
+                    ProcessState::Starting
+                };
+                report.kubo = Err(failure(FailureKind::Unreachable));
             }
         }
     }

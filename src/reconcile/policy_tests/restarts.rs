@@ -123,6 +123,35 @@ fn an_exited_process_is_restarted_at_once() {
     Sim::new(crdt(2)).run(&[(0, &[Exited, Up], &["restart p0 both"])]);
 }
 
+/// Kubernetes: kubelet restarts an exited container itself. The operator leaves it alone (a pod
+/// deletion would restart the other daemon too and change the address), however many rounds it
+/// takes, and counts failures only from when the container runs and is ready again.
+#[test]
+fn what_the_runtime_restarts_is_not_restarted_again() {
+    let mut sim = Sim::new(crdt(3));
+    let ds = sim.run(&[
+        (0, &[Up, Up, Up], NONE),
+        (1, &[Up, KuboRestarting, Up], NONE),
+        (1, &[Up, KuboRestarting, Up], NONE),
+        (1, &[Up, KuboRestarting, Up], NONE),
+        (1, &[Up, KuboStarting, Up], NONE),
+        (1, &[Up, KuboStarting, Up], NONE),
+        (1, &[Up, KuboHung, Up], NONE),
+        (10, &[Up, Up, Up], NONE),
+    ]);
+    assert_eq!(sim.state(&ds[1], "p1"), HealingState::Failing);
+    let reason = ds[1].peer("p1").map(|p| p.reason.clone()).unwrap_or_default();
+    assert!(reason.contains("restarted by the runtime"), "{reason}");
+    assert_eq!(sim.state(&ds[4], "p1"), HealingState::Starting);
+    assert!(sim.log().is_empty(), "{:?}", sim.log());
+    // A hang after it is back is judged as any other: failureThreshold rounds, then a restart.
+    sim.run(&[
+        (10, &[Up, KuboHung, Up], NONE),
+        (10, &[Up, KuboHung, Up], NONE),
+        (10, &[Up, KuboHung, Up], &["restart p1 kubo"]),
+    ]);
+}
+
 #[test]
 fn only_the_failed_daemon_is_restarted() {
     Sim::new(crdt(2)).run(&[

@@ -303,6 +303,8 @@ fn fraction(weight: u32, part: usize, whole: usize) -> u32 {
 fn down_finding(daemon: &str, process: ProcessState, failure: Option<&ProbeFailure>) -> String {
     match (process, failure) {
         (ProcessState::Exited, _) => format!("{daemon} process exited"),
+        (ProcessState::Restarting, _) => format!("{daemon} exited; the runtime restarts it"),
+        (ProcessState::Starting, _) => format!("{daemon} starting"),
         (_, Some(failure)) => format!("{daemon} API down: {}", failure_text(failure)),
         (_, None) => format!("{daemon} API down"),
     }

@@ -67,7 +67,16 @@ pub async fn peers(
             .map_err(kube_err(&name, "listing", "Pods", &selector))?
             .items
     };
-    let (targets, mut reports) = probe_targets(names, cluster.spec.replicas, &pods);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let (targets, mut reports) = probe_targets(
+        names,
+        cluster.spec.replicas,
+        &pods,
+        Containers {
+            now,
+            grace: policy.restart_timeout,
+        },
+    );
     let prober = ctx.ipfs.prober(policy.probe_timeout);
     // Owned per-target futures (rather than `Prober::round`, which borrows), so that the
     // reconcile future is provably `Send`.
@@ -106,17 +115,56 @@ fn unprobed(peer: &str, why: String) -> PeerReport {
     }
 }
 
-/// What kubelet says of container `name` of `pod`.
-fn container_state(pod: &Pod, name: &str) -> ProcessState {
-    pod.status
-        .iter()
-        .flat_map(|s| s.container_statuses.iter().flatten())
-        .find(|c| c.name == name)
-        .map_or(ProcessState::Unknown, |c| match c.state.as_ref() {
-            Some(s) if s.running.is_some() => ProcessState::Running,
-            Some(s) if s.terminated.is_some() => ProcessState::Exited,
-            _ => ProcessState::Unknown,
-        })
+/// How containers are judged: kubelet restarts exited containers itself (the peer pods'
+/// restart policy is Always), and a container (re)started less than `grace` ago that kubelet's
+/// readiness probe does not pass yet is still starting.
+#[derive(Clone, Copy, Debug)]
+pub struct Containers {
+    pub now: k8s_openapi::jiff::Timestamp,
+    pub grace: std::time::Duration,
+}
+
+impl Containers {
+    /// What kubelet says of container `name` of `pod`.
+    fn state(self, pod: &Pod, name: &str) -> ProcessState {
+        let Some(c) = pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .find(|c| c.name == name)
+        else {
+            return ProcessState::Unknown;
+        };
+        let Some(state) = c.state.as_ref() else {
+            return ProcessState::Unknown;
+        };
+        if let Some(running) = &state.running {
+            let young = running.started_at.as_ref().is_some_and(|t| {
+                let age = self.now.duration_since(t.0);
+                age.is_negative() || age.unsigned_abs() < self.grace
+            });
+            return if !c.ready && young {
+                ProcessState::Starting
+            } else {
+                ProcessState::Running
+            };
+        }
+        let restarted_by_kubelet = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .is_none_or(|p| p == "Always");
+        match (state.terminated.is_some(), state.waiting.is_some()) {
+            (true, _) if !restarted_by_kubelet => ProcessState::Exited,
+            (true, _) => ProcessState::Restarting,
+            // Created, not run yet (ContainerCreating) or waiting to run again (CrashLoopBackOff).
+            (false, true) if c.restart_count == 0 && c.last_state.is_none() => {
+                ProcessState::Starting
+            }
+            (false, true) => ProcessState::Restarting,
+            (false, false) => ProcessState::Unknown,
+        }
+    }
 }
 
 /// The peers to probe (pods running with an IP) and the reports of peers that cannot be probed
@@ -127,6 +175,7 @@ pub fn probe_targets(
     names: &Names,
     replicas: i32,
     pods: &[Pod],
+    containers: Containers,
 ) -> (Vec<PeerTarget>, Vec<PeerReport>) {
     let mut targets = Vec::new();
     let mut reports = Vec::new();
@@ -155,8 +204,8 @@ pub fn probe_targets(
             peer: peer.clone(),
             kubo: Endpoint::at(ip, KUBO_RPC_PORT),
             cluster: Endpoint::at(ip, CLUSTER_REST_PORT),
-            kubo_process: container_state(pod, "kubo"),
-            cluster_process: container_state(pod, "cluster"),
+            kubo_process: containers.state(pod, "kubo"),
+            cluster_process: containers.state(pod, "cluster"),
         });
     }
     (targets, reports)
@@ -166,9 +215,10 @@ pub fn probe_targets(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, PodStatus,
     };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     fn pod(name: &str, phase: &str, ip: Option<&str>) -> Pod {
         Pod {
@@ -183,6 +233,78 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    fn containers() -> Containers {
+        Containers {
+            now: "2026-11-30T10:00:00Z".parse().expect("timestamp"),
+            grace: std::time::Duration::from_secs(300),
+        }
+    }
+
+    fn with_container(state: ContainerState, ready: bool, restarts: i32) -> Pod {
+        let mut p = pod("web-0", "Running", Some("10.244.0.7"));
+        if let Some(s) = p.status.as_mut() {
+            s.container_statuses = Some(vec![ContainerStatus {
+                name: "kubo".into(),
+                state: Some(state),
+                ready,
+                restart_count: restarts,
+                ..Default::default()
+            }]);
+        }
+        p
+    }
+
+    fn running_since(at: &str) -> ContainerState {
+        ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(Time(at.parse().expect("timestamp"))),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Exited containers are kubelet's to restart, a container kubelet does not call ready is
+    /// starting for `grace` after its start, then it is judged by the probes like any other;
+    /// only a pod that kubelet does not restart (restartPolicy Never) makes an exit final.
+    #[test]
+    fn container_states_follow_kubelet() {
+        let c = containers();
+        let state = |p: &Pod| c.state(p, "kubo");
+        let fresh = with_container(running_since("2026-11-30T09:59:30Z"), false, 1);
+        assert_eq!(state(&fresh), ProcessState::Starting);
+        let ready = with_container(running_since("2026-11-30T09:59:30Z"), true, 1);
+        assert_eq!(state(&ready), ProcessState::Running);
+        let old = with_container(running_since("2026-11-30T09:00:00Z"), false, 0);
+        assert_eq!(state(&old), ProcessState::Running, "past the grace: probes decide");
+        let crashloop = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("CrashLoopBackOff".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            state(&with_container(crashloop.clone(), false, 4)),
+            ProcessState::Restarting
+        );
+        assert_eq!(
+            state(&with_container(crashloop, false, 0)),
+            ProcessState::Starting,
+            "created, never run yet"
+        );
+        let exited = ContainerState {
+            terminated: Some(ContainerStateTerminated::default()),
+            ..Default::default()
+        };
+        let mut never = with_container(exited, false, 0);
+        never.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            restart_policy: Some("Never".into()),
+            ..Default::default()
+        });
+        assert_eq!(state(&never), ProcessState::Exited);
+        assert_eq!(state(&pod("web-0", "Running", None)), ProcessState::Unknown);
     }
 
     #[test]
@@ -200,11 +322,12 @@ mod tests {
             }]);
         }
         let pods = [pod("web-0", "Pending", None), exited];
-        let (targets, reports) = probe_targets(&names, 4, &pods);
+        let (targets, reports) = probe_targets(&names, 4, &pods, containers());
         assert_eq!(targets.len(), 1);
         assert_eq!(targets[0].kubo.base, "http://10.244.0.7:5001");
         assert_eq!(targets[0].cluster.base, "http://10.244.0.7:9094");
-        assert_eq!(targets[0].kubo_process, ProcessState::Exited);
+        // kubelet restarts it (restart policy Always): not the operator's restart to make.
+        assert_eq!(targets[0].kubo_process, ProcessState::Restarting);
         assert_eq!(targets[0].cluster_process, ProcessState::Unknown);
         let why: Vec<String> = reports
             .iter()
