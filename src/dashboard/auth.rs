@@ -313,10 +313,9 @@ mod tests {
         let (dashboard, _publisher, _requests) = Dashboard::new(None, false);
         let d = dashboard.with_token_file(&path);
         let first = "first-token-0123456789";
-        let refused = Writer::check(&d, &bearer_headers(first))
-            .await
-            .err()
-            .expect("refused without the file");
+        let Err(refused) = Writer::check(&d, &bearer_headers(first)).await else {
+            panic!("accepted without the file");
+        };
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert!(
             refused.message.contains(&path.display().to_string()),

@@ -197,22 +197,21 @@ pub async fn serve_sidecar(
     kube_auth: bool,
     namespace: Option<String>,
 ) -> Result<(), SidecarError> {
-    match token_file {
-        // A bad token is an error at start; a missing one (an optional Secret not created yet)
-        // only refuses changes until it appears.
-        Some(path) => {
-            if super::Token::from_optional_file(path)?.is_none() {
-                tracing::warn!(
-                    path = %path.display(),
-                    "the token file does not exist (yet): the dashboard serves reads and refuses \
-                     every change until it does (create the Secret mounted there)"
-                );
-            }
-        }
-        None if !kube_auth => {
+    // A bad token is an error at start; a missing one (an optional Secret not created yet) only
+    // refuses changes until it appears.
+    let token_now = token_file
+        .map(super::Token::from_optional_file)
+        .transpose()?;
+    match (token_file, token_now.flatten()) {
+        (Some(path), None) => tracing::warn!(
+            path = %path.display(),
+            "the token file does not exist (yet): the dashboard serves reads and refuses every \
+             change until it does (create the Secret mounted there)"
+        ),
+        (None, _) if !kube_auth => {
             tracing::warn!("no --token-file: the dashboard serves reads and refuses every change");
         }
-        None => {}
+        _ => {}
     }
     let client = Client::try_default().await.map_err(SidecarError::Client)?;
     let (mut dashboard, publisher, requests) = dashboard(&client, None, auth_reads, kube_auth);

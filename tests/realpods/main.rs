@@ -282,7 +282,10 @@ async fn helm_installs_the_operator_into_a_restricted_namespace() {
     assert!(counts.iter().all(|(_, _, n)| *n == 0), "{counts:?}");
     let holder = lease_holder(&client, HELM_NAMESPACE, RELEASE).await;
     let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
-    assert!(names.contains(&holder), "leader {holder} not one of {names:?}");
+    assert!(
+        names.contains(&holder),
+        "leader {holder} not one of {names:?}"
+    );
     let deployment = Api::<Deployment>::namespaced(client.clone(), HELM_NAMESPACE)
         .get(RELEASE)
         .await
@@ -413,7 +416,17 @@ async fn kubectl_apply_k_deploy_works_as_written() {
     let counts = restarts(&after);
     assert!(counts.iter().all(|(_, _, n)| *n == 0), "{counts:?}");
 
-    kubectl(node, &["delete", "deployment", "ipfs-kit-operator", "-n", ns, "--wait"]);
+    kubectl(
+        node,
+        &[
+            "delete",
+            "deployment",
+            "ipfs-kit-operator",
+            "-n",
+            ns,
+            "--wait",
+        ],
+    );
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     wait_for(
         "deploy/'s operator pods gone",

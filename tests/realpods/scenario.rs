@@ -22,10 +22,7 @@ const EVERYWHERE_PIN: &str = "everywhere";
 pub async fn minimal_cluster() {
     let node = real_node();
     let client = node.admin_client().await;
-    let ns = format!(
-        "minimal-{}",
-        crate::support::control_plane::random_hex(3)
-    );
+    let ns = format!("minimal-{}", crate::support::control_plane::random_hex(3));
     restricted_namespace(&client, &ns).await;
     let c = Cluster::new(&client, &ns, NAME);
 
@@ -61,7 +58,13 @@ async fn apply_minimal_cluster(c: &Cluster) -> Duration {
         "peer 0's pod created",
         Duration::from_secs(60),
         Duration::from_millis(100),
-        || async { c.pods.get_opt(&c.peer(0)).await.ok()?.map(|_| Instant::now()) },
+        || async {
+            c.pods
+                .get_opt(&c.peer(0))
+                .await
+                .ok()?
+                .map(|_| Instant::now())
+        },
     )
     .await;
     wait_for(
@@ -87,6 +90,8 @@ async fn apply_minimal_cluster(c: &Cluster) -> Duration {
         kubectl(node, &["get", "ipfsclusters", "-n", &c.ns])
     ));
     let status = cluster.status.expect("status");
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    assert_eq!(ready.map(|c| c.status.as_str()), Some("True"), "{ready:?}");
     for peer in &status.peers {
         assert!(
             peer.kubo_version
@@ -268,11 +273,9 @@ async fn killed_kubo_comes_back(c: &Cluster, cids: &[String; 2]) -> Duration {
         &c.name,
         "peer 1's restart counted in status",
         |cl: &IpfsCluster| {
-            cl.status.as_ref().is_some_and(|s| {
-                s.peers
-                    .iter()
-                    .any(|p| p.name == peer && p.restarts > 0)
-            })
+            cl.status
+                .as_ref()
+                .is_some_and(|s| s.peers.iter().any(|p| p.name == peer && p.restarts > 0))
         },
     )
     .await;
@@ -285,9 +288,15 @@ async fn killed_kubo_comes_back(c: &Cluster, cids: &[String; 2]) -> Duration {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let (now, same_uid) = c.container_restarts(1, "kubo").await;
     let (cluster_now, _) = c.container_restarts(1, "cluster").await;
-    assert_eq!(same_uid, uid, "the pod was kept: only the container restarted");
+    assert_eq!(
+        same_uid, uid,
+        "the pod was kept: only the container restarted"
+    );
     assert_eq!(now, restarts + 1, "the kubo container restarted once");
-    assert_eq!(cluster_now, cluster_restarts, "the cluster container untouched");
+    assert_eq!(
+        cluster_now, cluster_restarts,
+        "the cluster container untouched"
+    );
     c.wait_healthy(3, Duration::from_secs(120)).await;
     back
 }
@@ -326,7 +335,10 @@ async fn stopped_kubo_is_detected_and_restarted(c: &Cluster) {
     // Rounds of a hung peer are probeInterval + probeTimeout apart (the probe waits for its
     // timeout): failureThreshold of them, after up to one interval until the first.
     let bound = Duration::from_secs(3 * (10 + 5) + 10);
-    assert!(detected <= bound, "detected after {detected:?} (bound {bound:?})");
+    assert!(
+        detected <= bound,
+        "detected after {detected:?} (bound {bound:?})"
+    );
     wait_for(
         "the stopped Kubo process gone",
         Duration::from_secs(90),
@@ -392,7 +404,10 @@ async fn dashboard_restarts_one_container(c: &Cluster) {
     let (cluster_after, _) = c.container_restarts(0, "cluster").await;
     assert_eq!(same_uid, uid, "the pod was kept");
     assert_eq!(kubo_after, kubo_before + 1);
-    assert_eq!(cluster_after, cluster_before, "the cluster container untouched");
+    assert_eq!(
+        cluster_after, cluster_before,
+        "the cluster container untouched"
+    );
     c.wait_healthy(3, Duration::from_secs(120)).await;
 }
 
@@ -590,10 +605,7 @@ async fn unpinned_when_deleted(c: &Cluster, cids: &[String; 2]) {
         Duration::from_millis(250),
         || async {
             let statuses = c.pin_status(&ip, &cids[0]).await;
-            statuses
-                .iter()
-                .all(|(_, s)| s == "unpinned")
-                .then_some(())
+            statuses.iter().all(|(_, s)| s == "unpinned").then_some(())
         },
     )
     .await;

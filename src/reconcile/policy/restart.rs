@@ -311,7 +311,9 @@ fn problems(report: &PeerReport) -> String {
         if process == ProcessState::Exited {
             out.push(format!("{daemon} process exited"));
         } else if process == ProcessState::Restarting {
-            out.push(format!("{daemon} exited and is being restarted by the runtime"));
+            out.push(format!(
+                "{daemon} exited and is being restarted by the runtime"
+            ));
         } else if process == ProcessState::Starting {
             out.push(format!("{daemon} (re)starting"));
         } else if let Some(failure) = failure {

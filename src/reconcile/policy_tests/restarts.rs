@@ -140,7 +140,10 @@ fn what_the_runtime_restarts_is_not_restarted_again() {
         (10, &[Up, Up, Up], NONE),
     ]);
     assert_eq!(sim.state(&ds[1], "p1"), HealingState::Failing);
-    let reason = ds[1].peer("p1").map(|p| p.reason.clone()).unwrap_or_default();
+    let reason = ds[1]
+        .peer("p1")
+        .map(|p| p.reason.clone())
+        .unwrap_or_default();
     assert!(reason.contains("restarted by the runtime"), "{reason}");
     assert_eq!(sim.state(&ds[4], "p1"), HealingState::Starting);
     assert!(sim.log().is_empty(), "{:?}", sim.log());

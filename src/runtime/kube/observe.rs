@@ -277,7 +277,11 @@ mod tests {
         let ready = with_container(running_since("2026-11-30T09:59:30Z"), true, 1);
         assert_eq!(state(&ready), ProcessState::Running);
         let old = with_container(running_since("2026-11-30T09:00:00Z"), false, 0);
-        assert_eq!(state(&old), ProcessState::Running, "past the grace: probes decide");
+        assert_eq!(
+            state(&old),
+            ProcessState::Running,
+            "past the grace: probes decide"
+        );
         let crashloop = ContainerState {
             waiting: Some(ContainerStateWaiting {
                 reason: Some("CrashLoopBackOff".into()),

@@ -93,7 +93,8 @@ pub async fn report(
 pub fn add_container_restarts(status: &mut IpfsClusterStatus, pods: &[Pod]) {
     for peer in &mut status.peers {
         let Some(pod) = pods.iter().find(|p| {
-            p.metadata.name.as_deref() == Some(&peer.name) && p.metadata.deletion_timestamp.is_none()
+            p.metadata.name.as_deref() == Some(&peer.name)
+                && p.metadata.deletion_timestamp.is_none()
         }) else {
             continue;
         };
