@@ -99,6 +99,22 @@ impl IpfsClient {
             .map(drop)
     }
 
+    /// `swarm/peering/add` of `addr`: Kubo keeps a connection to that peer from now on and
+    /// re-establishes it when it drops (until Kubo restarts).
+    pub async fn swarm_peering_add(
+        &self,
+        api: &Endpoint,
+        addr: &str,
+        timeout: Duration,
+    ) -> ProbeResult<()> {
+        let req = self
+            .request(Method::POST, api, "/api/v0/swarm/peering/add", timeout)
+            .query(&[("arg", addr)]);
+        Self::send("POST /api/v0/swarm/peering/add", req, &[])
+            .await
+            .map(drop)
+    }
+
     /// `shutdown`: Kubo stops gracefully (its container or supervisor starts it again).
     pub async fn kubo_shutdown(&self, api: &Endpoint, timeout: Duration) -> ProbeResult<()> {
         let req = self.request(Method::POST, api, "/api/v0/shutdown", timeout);

@@ -12,6 +12,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod explained;
 mod scenario;
 mod steps;
 
@@ -302,6 +303,21 @@ async fn helm_installs_the_operator_into_a_restricted_namespace() {
 async fn minimal_cluster_on_real_pods() {
     let _serial = serial().await;
     scenario::minimal_cluster().await;
+}
+
+/// Peers whose pods cannot run say why in status: a claim of a StorageClass that does not
+/// exist (the scheduler's message), an image that cannot be pulled (kubelet's reason).
+#[tokio::test]
+async fn pods_that_cannot_run_say_why_in_status() {
+    let _serial = serial().await;
+    explained::pods_that_cannot_run_say_why().await;
+}
+
+/// Peers whose Kubo have no swarm connection to each other are Degraded, not Healthy.
+#[tokio::test]
+async fn peers_without_swarm_connections_are_degraded() {
+    let _serial = serial().await;
+    explained::peers_without_swarm_connections_are_degraded().await;
 }
 
 /// `kubectl apply -k deploy/` as written: the namespace (restricted), CRDs, RBAC and the

@@ -28,6 +28,7 @@ pub async fn minimal_cluster() {
 
     let cold = apply_minimal_cluster(&c).await;
     let ids = peers_connected(&c, 3).await;
+    kubo_runs_offline_and_keeps_its_siblings(&c, &ids).await;
     let cids = pins_applied(&c).await;
     let back = killed_kubo_comes_back(&c, &cids).await;
     report(&format!(
@@ -159,6 +160,76 @@ async fn peers_connected(c: &Cluster, n: usize) -> Vec<String> {
         );
     }
     ids
+}
+
+/// Kubo in the pods fetches nothing from and reports nothing to the public network (AutoConf
+/// and telemetry off), and a dropped connection between siblings is re-established by Kubo
+/// itself (the operator's reconnect adds the siblings to Kubo's peering), without a routing
+/// system and without another reconnect by the operator.
+async fn kubo_runs_offline_and_keeps_its_siblings(c: &Cluster, ids: &[String]) {
+    let ips = c.ips(3).await;
+    for ip in &ips {
+        let autoconf = c.kubo(ip, "config?arg=AutoConf.Enabled").await;
+        assert_eq!(autoconf.map(|v| v["Value"].clone()), Some(json!(false)));
+        let telemetry = c
+            .kubo(ip, "config?arg=Plugins.Plugins.telemetry.Config.Mode")
+            .await;
+        assert_eq!(telemetry.map(|v| v["Value"].clone()), Some(json!("off")));
+    }
+    // A pair where one side keeps the other in its peering set.
+    let mut pair = None;
+    for (i, ip) in ips.iter().enumerate() {
+        let peering = c.kubo(ip, "swarm/peering/ls").await.expect("peering/ls");
+        let listed: Vec<String> = peering["Peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["ID"].as_str().map(str::to_owned))
+            .collect();
+        if let Some(j) = ids.iter().position(|id| listed.contains(id)) {
+            pair = Some((i, j));
+            break;
+        }
+    }
+    let (i, j) = pair.expect("a Kubo with a sibling in its peering set");
+    let before = c.api.get(&c.name).await.expect("cluster");
+    let reconnects = |cl: &IpfsCluster| {
+        cl.status.as_ref().map_or(0, |s| {
+            s.healing
+                .iter()
+                .filter(|h| h.action == HealingAction::SwarmConnect)
+                .count()
+        })
+    };
+    let reconnects_before = reconnects(&before);
+    let addr = format!("/ip4/{}/tcp/4001/p2p/{}", ips[j], ids[j]);
+    c.kubo(&ips[i], &format!("swarm/disconnect?arg={addr}"))
+        .await
+        .expect("swarm/disconnect");
+    let dropped = Instant::now();
+    wait_for(
+        &format!(
+            "{} reconnected to {} by Kubo's peering",
+            c.peer(i),
+            c.peer(j)
+        ),
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async { c.swarm_peers(&ips[i]).await.contains(&ids[j]).then_some(()) },
+    )
+    .await;
+    report(&format!(
+        "swarm/disconnect of {} from {}: reconnected by Kubo's peering in {:.1} s",
+        c.peer(j),
+        c.peer(i),
+        dropped.elapsed().as_secs_f64()
+    ));
+    let after = c.api.get(&c.name).await.expect("cluster");
+    assert_eq!(
+        reconnects(&after),
+        reconnects_before,
+        "no reconnect by the operator"
+    );
 }
 
 /// Adds content to peer 0's Kubo, applies `examples/pin.yaml` with that CID (the example's own
@@ -353,6 +424,16 @@ async fn stopped_kubo_is_detected_and_restarted(c: &Cluster) {
     ));
 }
 
+/// Restarts the operator decided, every peer.
+fn healing_count_all(cluster: &IpfsCluster) -> usize {
+    cluster.status.as_ref().map_or(0, |s| {
+        s.healing
+            .iter()
+            .filter(|h| h.action == HealingAction::RestartPeer)
+            .count()
+    })
+}
+
 fn healing_count(cluster: &IpfsCluster, peer: &str) -> usize {
     cluster.status.as_ref().map_or(0, |s| {
         s.healing
@@ -524,6 +605,7 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
     for i in 0..3 {
         uids.push(c.pod(i).await.uid().unwrap_or_default());
     }
+    let restarts_before = healing_count_all(&c.api.get(&c.name).await.expect("cluster"));
     let patch = json!({"spec": {"kubo": {"config": {"Swarm": {"ConnMgr": {"HighWater": 321}}}}}});
     let started = Instant::now();
     c.api
@@ -582,6 +664,12 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
         "spec.kubo.config change -> 3 pods replaced one at a time, Healthy: {:.1} s",
         started.elapsed().as_secs_f64()
     ));
+    // A rollout is not a failure: no restart by the operator while the pods were replaced.
+    let restarts_after = healing_count_all(&c.api.get(&c.name).await.expect("cluster"));
+    assert_eq!(
+        restarts_after, restarts_before,
+        "restarts decided during the rollout"
+    );
     for ip in c.ips(3).await {
         let value = c
             .kubo(&ip, "config?arg=Swarm.ConnMgr.HighWater")

@@ -268,6 +268,8 @@ impl NodeProcesses {
             mkdir(d)?;
         }
         let images = image_archives()?;
+        // A node of an earlier test binary in this namespace that could not tear down.
+        remove_node_network();
         // The node's address on a bridge: the kernel may lack the `dummy` module, and kubelet
         // refuses a loopback node address.
         run(
@@ -916,6 +918,7 @@ serverTLSBootstrap: false
         for sub in ["containerd", "kubelet", "hostfs", "volumes", "etcd"] {
             let _ = std::fs::remove_dir_all(self.paths.dir.join(sub));
         }
+        remove_node_network();
         say(&format!(
             "torn down in {:.1} s (logs kept in {})",
             began.elapsed().as_secs_f64(),
@@ -952,6 +955,21 @@ serverTLSBootstrap: false
 }
 
 /// A line on standard error past the test harness' output capture (which threads inherit).
+/// Removes the node's bridges (their routes go with them) and kube-proxy's rules from the run's
+/// network namespace, so that the next test binary's node starts from loopback alone.
+fn remove_node_network() {
+    for bridge in [POD_BRIDGE, NODE_BRIDGE] {
+        if Path::new("/sys/class/net").join(bridge).exists() {
+            let _ = Command::new("ip").args(["link", "del", bridge]).status();
+        }
+    }
+    let _ = Command::new(binary("kubelet", "kube-proxy"))
+        .arg("--cleanup")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "[real node] {line}");

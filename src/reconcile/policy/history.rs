@@ -87,8 +87,12 @@ pub struct PeerHistory {
     pub first_seen: Option<UnixMillis>,
     /// Whether both APIs ever answered.
     pub ever_healthy: bool,
-    /// Consecutive rounds without a healthy probe (0 after a healthy one).
+    /// Consecutive rounds without a healthy probe (0 after a healthy one), at most one per
+    /// probe interval.
     pub failure_streak: u32,
+    /// When the last failed round was counted in `failure_streak`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_counted: Option<UnixMillis>,
     /// Since when both APIs answer, if they do.
     pub healthy_since: Option<UnixMillis>,
     /// Times of restarts inside [`BUDGET_WINDOW`], oldest first.

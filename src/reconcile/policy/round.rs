@@ -39,6 +39,9 @@ pub(crate) fn decide_with_view(
     round.finish()
 }
 
+/// Rounds a little early (requeue jitter) still count as the next interval's.
+const COUNT_SLACK_MS: u64 = 1_000;
+
 /// A state and its reason, per peer.
 pub(super) type States = BTreeMap<String, (HealingState, String)>;
 
@@ -77,6 +80,7 @@ impl Round<'_> {
             p.restarts.retain(|&t| in_window(t, now));
             if apis_up(report) {
                 p.failure_streak = 0;
+                p.last_failure_counted = None;
                 p.ever_healthy = true;
                 let since = *p.healthy_since.get_or_insert(now);
                 if now.saturating_sub(since) >= ms(STABLE_AFTER) {
@@ -87,9 +91,19 @@ impl Round<'_> {
             {
                 // The runtime is restarting it: failures count from when it says it runs.
                 p.failure_streak = 0;
+                p.last_failure_counted = None;
                 p.healthy_since = None;
             } else {
-                p.failure_streak = p.failure_streak.saturating_add(1);
+                // Rounds may run more often than the probe interval (Kubernetes reconciles on
+                // every pod event): a failure counts once per interval, so that
+                // `failureThreshold` failures take `failureThreshold` intervals.
+                let due = p.last_failure_counted.is_none_or(|last| {
+                    now.saturating_sub(last) + COUNT_SLACK_MS >= ms(self.policy.probe_interval)
+                });
+                if due {
+                    p.failure_streak = p.failure_streak.saturating_add(1);
+                    p.last_failure_counted = Some(now);
+                }
                 p.healthy_since = None;
             }
         }

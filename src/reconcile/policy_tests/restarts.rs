@@ -155,6 +155,24 @@ fn what_the_runtime_restarts_is_not_restarted_again() {
     ]);
 }
 
+/// Kubernetes reconciles on every pod event, so rounds can come seconds apart: a failure counts
+/// once per probe interval, and `failureThreshold` failures still take that many intervals.
+#[test]
+fn rounds_faster_than_the_probe_interval_count_once_per_interval() {
+    let mut sim = Sim::new(crdt(3));
+    sim.run(&[
+        (0, &[Up, Up, Up], NONE),
+        (10, &[Up, Hung, Up], NONE),
+        (1, &[Up, Hung, Up], NONE),
+        (1, &[Up, Hung, Up], NONE),
+        (1, &[Up, Hung, Up], NONE),
+        (7, &[Up, Hung, Up], NONE),
+        (2, &[Up, Hung, Up], NONE),
+        (1, &[Up, Hung, Up], NONE),
+        (6, &[Up, Hung, Up], &["restart p1 both"]),
+    ]);
+}
+
 #[test]
 fn only_the_failed_daemon_is_restarted() {
     Sim::new(crdt(2)).run(&[

@@ -14,7 +14,8 @@
 //! | pins | [`WEIGHT_PINS`] | Cluster up and pin counts read: all if no pin is in error, half if some are, none if all are |
 //!
 //! minus [`PENALTY_PER_RESTART`] per operator restart in the last hour, at most
-//! [`MAX_RESTART_PENALTY`]. Fractions round down.
+//! [`MAX_RESTART_PENALTY`]. Fractions round down. A peer whose Kubo has no swarm connection to
+//! any of the siblings it must reach scores at most `HEALTHY_MIN_SCORE - 1`: degraded.
 
 use std::collections::BTreeMap;
 
@@ -160,8 +161,14 @@ pub fn score_peer(
     let Tally {
         breakdown,
         findings,
+        isolated,
     } = tally;
-    let score = breakdown.total();
+    let mut score = breakdown.total();
+    if isolated {
+        // Cut off from every sibling it should reach, a peer cannot fetch or serve the
+        // cluster's content: at most degraded, whatever else answers.
+        score = score.min(HEALTHY_MIN_SCORE - 1);
+    }
     PeerScore {
         peer: report.peer.clone(),
         score,
@@ -176,6 +183,8 @@ pub fn score_peer(
 struct Tally {
     breakdown: ScoreBreakdown,
     findings: Vec<String>,
+    /// Kubo is up but has no swarm connection to any of the siblings it must reach.
+    isolated: bool,
 }
 
 impl Tally {
@@ -200,6 +209,7 @@ impl Tally {
         let required = swarm_required(policy, others);
         let connected = view.swarm.sees_count(name);
         self.breakdown.swarm = fraction(WEIGHT_SWARM, connected.min(required), required);
+        self.isolated = required > 0 && connected == 0;
         if connected < required {
             self.findings.push(format!(
                 "Kubo swarm connected to {connected} of the {required} other peers required \

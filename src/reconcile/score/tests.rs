@@ -170,13 +170,20 @@ fn swarm_points_scale_with_connections_to_required_minimum() {
              (minPeerConnections 4, 4 other peers answering)"
         ]
     );
-    // With no swarm connection at all the peer sits exactly at the healthy threshold.
+    // With no swarm connection to any sibling the points alone would leave it healthy (80):
+    // it is capped below the threshold, degraded, and the finding names why.
     if let Ok(k) = &mut reports[0].kubo {
         k.swarm_peers.clear();
     }
     let p = score_of(&pol, &reports, "p0");
-    assert_eq!(p.score, HEALTHY_MIN_SCORE);
-    assert_eq!(p.level, HealthLevel::Healthy);
+    assert_eq!(p.breakdown.total(), HEALTHY_MIN_SCORE);
+    assert_eq!(p.score, HEALTHY_MIN_SCORE - 1);
+    assert_eq!(p.level, HealthLevel::Degraded);
+    assert!(
+        p.findings[0].starts_with("Kubo swarm connected to 0 of the 4 other peers"),
+        "{:?}",
+        p.findings
+    );
 }
 
 #[test]

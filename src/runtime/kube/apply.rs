@@ -121,7 +121,8 @@ async fn announce_generation(cluster: &IpfsCluster, ctx: &Context) {
         return;
     }
     let note = format!(
-        "generation {}: StatefulSet, Services, ConfigMap, PodDisruptionBudget and NetworkPolicy          applied",
+        "generation {}: StatefulSet, Services, ConfigMap, PodDisruptionBudget and NetworkPolicy \
+         applied",
         cluster.metadata.generation.unwrap_or_default()
     );
     ctx.event(cluster, EventType::Normal, "Applied", note).await;

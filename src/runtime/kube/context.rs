@@ -68,7 +68,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: Events,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     /// The one client of the peers' Kubo RPC and Cluster REST APIs (probes and healing).
@@ -90,11 +90,11 @@ impl Context {
         metrics: Arc<Metrics>,
         caches: OwnedCaches,
     ) -> Result<Self, ProberError> {
-        let recorder = recorder(&client, &settings.instance);
+        let events = Events::new(&client, &settings.instance);
         Ok(Self {
             backoff: ErrorBackoff::new(settings.error_backoff_base, settings.error_backoff_cap),
             client,
-            recorder,
+            events,
             settings,
             metrics,
             ipfs: IpfsClient::new()?,
@@ -105,7 +105,7 @@ impl Context {
     }
 
     pub async fn event(&self, cluster: &IpfsCluster, type_: EventType, reason: &str, note: String) {
-        publish_event(&self.recorder, cluster, type_, reason, note).await;
+        self.events.publish(cluster, type_, reason, note).await;
     }
 
     /// The health engine's memory of `cluster` (empty for a cluster not seen before).
@@ -208,36 +208,73 @@ where
         .and_then(|o| Seen::of(&o.metadata))
 }
 
-/// The Event recorder of this operator instance (`reportingInstance`: `instance`).
-pub fn recorder(client: &Client, instance: &str) -> Recorder {
-    Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "ipfs-kit-operator".into(),
-            instance: Some(instance.to_string()),
-        },
-    )
+/// Publishes Events. kube's `Recorder` folds a repeat of the same reason about the same object
+/// into the first Event's series and keeps that Event's note, so `kubectl describe` would show
+/// `Applied (x3) ... generation 1` after generation 2 was applied. Here a repeat of the same
+/// note is folded into one Event's series; a new note starts a new Event, so the latest message
+/// is the one shown.
+pub struct Events {
+    client: Client,
+    reporter: Reporter,
+    /// Per object and reason: the last note published and the recorder that holds its Event.
+    last: tokio::sync::Mutex<HashMap<(String, String), (String, Recorder)>>,
 }
 
-/// Publishes an Event about `object` (its `action` is its `reason`); a failure is only logged.
-pub async fn publish_event<K>(
-    recorder: &Recorder,
-    object: &K,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) where
-    K: Resource<DynamicType = ()>,
-{
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, &object.object_ref(&())).await {
-        warn!(object = %object.meta().name.clone().unwrap_or_default(), reason, "publishing an Event failed: {e}");
+/// Objects x reasons remembered before the memory is dropped (then every next Event is new).
+const EVENT_KEYS_MAX: usize = 10_000;
+
+impl Events {
+    pub fn new(client: &Client, instance: &str) -> Events {
+        Events {
+            client: client.clone(),
+            reporter: Reporter {
+                controller: "ipfs-kit-operator".into(),
+                instance: Some(instance.to_string()),
+            },
+            last: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an Event about `object` (its `action` is its `reason`); a failure is only
+    /// logged.
+    pub async fn publish<K>(&self, object: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let reference = object.object_ref(&());
+        let key = (
+            format!(
+                "{}/{}/{}",
+                reference.kind.as_deref().unwrap_or_default(),
+                reference.namespace.as_deref().unwrap_or_default(),
+                reference.uid.as_deref().unwrap_or_default()
+            ),
+            reason.to_owned(),
+        );
+        let recorder = {
+            let mut last = self.last.lock().await;
+            match last.get(&key) {
+                Some((previous, recorder)) if *previous == note => recorder.clone(),
+                _ => {
+                    if last.len() >= EVENT_KEYS_MAX {
+                        last.clear();
+                    }
+                    let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+                    last.insert(key, (note.clone(), recorder.clone()));
+                    recorder
+                }
+            }
+        };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            warn!(object = %object.meta().name.clone().unwrap_or_default(), reason, "publishing an Event failed: {e}");
+        }
     }
 }
 

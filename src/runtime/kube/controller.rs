@@ -163,6 +163,8 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     carry_out_actions(&mut peers, &assessment, &history).await;
     ctx.remember(key, assessment.decision.history.clone());
 
+    let mut problems = problems;
+    problems.extend(super::kubelet::problems(&observed.pods));
     let round = Round {
         statefulset: statefulset.as_ref(),
         observed: &observed,

@@ -65,7 +65,14 @@ impl PeerRuntime for KubePeers<'_> {
                 "/dns4/{}.{}.{}.svc.cluster.local/tcp/{KUBO_SWARM_PORT}/p2p/{}",
                 t.peer, self.names.headless_service, self.ns, t.peer_id
             );
-            if let Err(f) = self.ctx.ipfs.swarm_connect(&api, &addr, CALL_TIMEOUT).await {
+            // Peering first: Kubo then keeps the connection itself, re-dialling the stable
+            // DNS name when it drops, without a routing system and without the operator.
+            let ipfs = &self.ctx.ipfs;
+            let connected = match ipfs.swarm_peering_add(&api, &addr, CALL_TIMEOUT).await {
+                Ok(()) => ipfs.swarm_connect(&api, &addr, CALL_TIMEOUT).await,
+                Err(e) => Err(e),
+            };
+            if let Err(f) = connected {
                 failed.push(format!("{}: {}", t.peer, f.message));
             }
         }

@@ -7,7 +7,7 @@
 //! - [`requests`]: the dashboard's requests (annotation);
 //! - [`observe`]: pods and one probe round;
 //! - [`heal`]: the health engine's actions on pods, and their Events;
-//! - [`status`]: the status, written when it changed.
+//! - [`status`]: the status, written when it changed, with what [`kubelet`] says of the pods.
 //!
 //! Around it: [`context`] (what reconciles share), [`watches`] (triggers and caches),
 //! [`backoff`], [`lease`] (leader election) and [`pin`] (the IpfsPin reconciler).
@@ -19,6 +19,7 @@ pub mod build;
 pub mod context;
 pub mod controller;
 pub mod heal;
+pub mod kubelet;
 pub mod lease;
 pub mod observe;
 pub mod pin;

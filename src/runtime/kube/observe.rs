@@ -100,7 +100,10 @@ fn ordinal(peer: &str) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-/// The report of a peer that is not probed: both APIs unreachable for `why`.
+/// The report of a peer that is not probed: both APIs unreachable for `why`. Its pod does not
+/// exist, is being replaced or is not running yet: the StatefulSet controller and kubelet are
+/// on it (a rollout, a scale-out, a restart), so its processes are `Starting`, which the policy
+/// neither counts as failures nor restarts. (A pod that stays Pending is explained in status.)
 fn unprobed(peer: &str, why: String) -> PeerReport {
     let failure = ProbeFailure {
         kind: FailureKind::Unreachable,
@@ -108,8 +111,8 @@ fn unprobed(peer: &str, why: String) -> PeerReport {
     };
     PeerReport {
         peer: peer.to_owned(),
-        kubo_process: ProcessState::Unknown,
-        cluster_process: ProcessState::Unknown,
+        kubo_process: ProcessState::Starting,
+        cluster_process: ProcessState::Starting,
         kubo: Err(failure.clone()),
         cluster: Err(failure),
     }

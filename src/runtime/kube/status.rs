@@ -3,7 +3,6 @@
 //! it changed.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -77,7 +76,7 @@ pub async fn report(
         previous: cluster.status.as_ref(),
         now: round.now,
     });
-    add_container_restarts(&mut status, &round.observed.pods);
+    super::kubelet::add_to_status(&mut status, &round.observed.pods);
     ctx.metrics
         .observe_cluster(&format!("{ns}/{name}"), &status);
     let refresh = ctx.settings.status_refresh;
@@ -85,46 +84,6 @@ pub async fn report(
         write(cluster, &status, ns, ctx).await?;
     }
     Ok(())
-}
-
-/// Adds what kubelet did to the peers' status: the restarts of their containers (kubelet restarts
-/// an exited container by itself) are counted in `restarts`, and a container that exited and is
-/// not back yet is explained in `lastError` (its exit code and reason, e.g. OOMKilled).
-pub fn add_container_restarts(status: &mut IpfsClusterStatus, pods: &[Pod]) {
-    for peer in &mut status.peers {
-        let Some(pod) = pods.iter().find(|p| {
-            p.metadata.name.as_deref() == Some(&peer.name)
-                && p.metadata.deletion_timestamp.is_none()
-        }) else {
-            continue;
-        };
-        let containers = pod
-            .status
-            .iter()
-            .flat_map(|s| s.container_statuses.iter().flatten());
-        let mut exits = Vec::new();
-        for c in containers {
-            peer.restarts = peer.restarts.saturating_add(c.restart_count);
-            let running_ready = c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some());
-            let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
-            if let (false, Some(t)) = (running_ready, last) {
-                exits.push(format!(
-                    "{} container exited ({}, exit code {}); kubelet restarts it (restart {})",
-                    c.name,
-                    t.reason.as_deref().unwrap_or("no reason given"),
-                    t.exit_code,
-                    c.restart_count
-                ));
-            }
-        }
-        if !exits.is_empty() {
-            let mut text = exits.join("; ");
-            if let Some(probe) = &peer.last_error {
-                text = format!("{text}; {probe}");
-            }
-            peer.last_error = Some(text);
-        }
-    }
 }
 
 /// Writes `status` by server-side apply with the operator's field manager.
@@ -205,73 +164,5 @@ mod tests {
             rollout(Some(&rolling), 3, 3).as_deref(),
             Some("rolling out a new pod template: 1/3 peers updated")
         );
-    }
-
-    /// A Kubo container killed and restarted by kubelet: counted in the peer's restarts, and
-    /// explained (exit code, reason) until it is back and ready.
-    #[test]
-    fn kubelet_restarts_are_counted_and_explained() {
-        use crate::api::PeerStatus;
-        use k8s_openapi::api::core::v1::{
-            ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
-            PodStatus,
-        };
-        let container = |name: &str, restarts: i32, ready: bool| ContainerStatus {
-            name: name.into(),
-            restart_count: restarts,
-            ready,
-            state: Some(ContainerState {
-                running: Some(ContainerStateRunning::default()),
-                ..Default::default()
-            }),
-            last_state: (restarts > 0).then(|| ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code: 137,
-                    reason: Some("Error".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let pod = |ready: bool| Pod {
-            metadata: ObjectMeta {
-                name: Some("web-1".into()),
-                ..Default::default()
-            },
-            status: Some(PodStatus {
-                container_statuses: Some(vec![
-                    container("kubo", 1, ready),
-                    container("cluster", 0, true),
-                ]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let status = |restarts: i32| IpfsClusterStatus {
-            peers: vec![PeerStatus {
-                name: "web-1".into(),
-                restarts,
-                last_error: Some("Kubo RPC: unreachable".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let mut starting = status(2);
-        add_container_restarts(&mut starting, &[pod(false)]);
-        let peer = &starting.peers[0];
-        assert_eq!(peer.restarts, 3, "2 by the operator, 1 by kubelet");
-        assert_eq!(
-            peer.last_error.as_deref(),
-            Some(
-                "kubo container exited (Error, exit code 137); kubelet restarts it (restart 1); \
-                 Kubo RPC: unreachable"
-            )
-        );
-        let mut back = status(0);
-        back.peers[0].last_error = None;
-        add_container_restarts(&mut back, &[pod(true)]);
-        assert_eq!(back.peers[0].restarts, 1);
-        assert_eq!(back.peers[0].last_error, None);
     }
 }

@@ -48,6 +48,10 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
         "# set them again.".to_owned(),
         "ipfs config --json Swarm.AddrFilters '[]'".to_owned(),
         "ipfs config --json Addresses.NoAnnounce '[]'".to_owned(),
+        "# Nothing fetched from or reported to the public network: no AutoConf (its `auto` values".to_owned(),
+        "# are then skipped), no telemetry. spec.kubo.config may turn them on.".to_owned(),
+        "ipfs config --json AutoConf.Enabled false".to_owned(),
+        "ipfs config --json Plugins.Plugins.telemetry.Config.Mode '\"off\"'".to_owned(),
     ];
     if let Some(config) = &spec.config {
         let leaves = kubo_config_leaves(config);

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -31,7 +31,7 @@ use self::status::{PinObservation, status_from, status_not_asked};
 use super::apply::FIELD_MANAGER;
 use super::backoff::ErrorBackoff;
 use super::build::{Names, selector_string};
-use super::context::{CALL_TIMEOUT, publish_event, recorder};
+use super::context::{CALL_TIMEOUT, Events};
 use crate::api::cluster::CLUSTER_REST_PORT;
 use crate::api::{IpfsCluster, IpfsPin, IpfsPinStatus, PinPhase};
 use crate::metrics::Metrics;
@@ -88,7 +88,7 @@ impl PinError {
 /// What the pin reconciler shares between reconciles.
 pub struct PinContext {
     client: Client,
-    recorder: Recorder,
+    events: Events,
     ipfs: IpfsClient,
     metrics: Arc<Metrics>,
     backoff: ErrorBackoff<ObjectRef<IpfsPin>>,
@@ -99,7 +99,7 @@ impl PinContext {
     /// IpfsCluster controller's IPFS client and metrics.
     pub fn new(client: Client, instance: &str, ipfs: IpfsClient, metrics: Arc<Metrics>) -> Self {
         PinContext {
-            recorder: recorder(&client, instance),
+            events: Events::new(&client, instance),
             client,
             ipfs,
             metrics,
@@ -108,7 +108,7 @@ impl PinContext {
     }
 
     async fn event(&self, pin: &IpfsPin, type_: EventType, reason: &str, note: String) {
-        publish_event(&self.recorder, pin, type_, reason, note).await;
+        self.events.publish(pin, type_, reason, note).await;
     }
 
     /// What the cluster at `api` says about `cid`.
