@@ -53,7 +53,7 @@ pub async fn pods_that_cannot_run_say_why() {
     create(
         &api,
         "nostorage",
-        json!({"replicas": 1, "kubo": {"storage": {"storageClassName": "no-such-class"}}}),
+        json!({"replicas": 1, "kubo": {"storage": {"size": "1Gi", "storageClassName": "no-such-class"}}}),
     )
     .await;
     create(

@@ -796,9 +796,16 @@ serverTLSBootstrap: false
     /// node's own directories; returns its pid (kubelet joins its mount namespace).
     fn start_containerd(&mut self) -> Result<u32, String> {
         let d = self.paths.dir.display().to_string();
+        // Names that containerd and kubelet look up (an image pull) go to the node's CoreDNS,
+        // which answers `cluster.local` only: no lookup is even tried past the node.
+        write(
+            &self.paths.dir.join("hostfs/resolv.conf"),
+            &format!("nameserver {NODE_IP}\n"),
+        )?;
         let script = format!(
             "mount --bind {d}/hostfs/run /run && mount --bind {d}/hostfs/var/lib /var/lib && \
              mount --bind {d}/hostfs/var/log /var/log && \
+             mount --bind {d}/hostfs/resolv.conf /etc/resolv.conf && \
              exec containerd --config {d}/containerd/config.toml"
         );
         let mut cmd = Command::new("unshare");
