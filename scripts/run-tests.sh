@@ -44,16 +44,21 @@ if [[ $# -gt 0 ]]; then
   "${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@" 2>&1' _ "$@" |
     tee "$out" || status=$?
 else
-  # Everything, in two lanes side by side in the same namespace: the binaries on the real node
-  # (tests/real*: pods, mostly waiting on kubelet and on the operator's probe intervals) and all
-  # the others (mostly waiting on daemons). The cores are idle most of the time in either lane;
-  # side by side the run takes about as long as the longer lane. The real node's lane is printed
-  # when it ends.
-  real=() rest=(--lib --bins)
+  # Everything. First two lanes side by side in the same namespace: the binaries on the real
+  # node (tests/real*: pods, mostly waiting on kubelet and on the operator's probe intervals) and
+  # the unit tests and local binaries (mostly waiting on daemons); the cores are idle most of the
+  # time in either lane. Then, alone, the binaries of the loopback control plane (tests/k8s*),
+  # whose API server and real daemons would compete with the real node's for the cores. The real
+  # node's lane is printed when it ends.
+  real=() rest=(--lib --bins) after=()
   for main in tests/*/main.rs; do
     name=$(basename "$(dirname "$main")")
-    [[ $name == support ]] && continue
-    if [[ $name == real* ]]; then real+=(--test "$name"); else rest+=(--test "$name"); fi
+    case $name in
+      support) ;;
+      real*) real+=(--test "$name") ;;
+      k8s*) after+=(--test "$name") ;;
+      *) rest+=(--test "$name") ;;
+    esac
   done
   real_out=$(mktemp)
   trap 'rm -f "$out" "$real_out"; remove_node_cgroups' EXIT
@@ -63,13 +68,20 @@ else
     real_out=$1 && shift
     split=0
     for a in "$@"; do [[ $a == -- ]] && break; split=$((split + 1)); done
-    cargo test --locked --offline "${@:1:split}" >"$real_out" 2>&1 &
+    second=$split
+    for ((i = split + 1; i <= $#; i++)); do [[ ${!i} == -- ]] && second=$i; done
+    real_status=0
+    if ((split > 0)); then cargo test --locked --offline "${@:1:split}" >"$real_out" 2>&1 & fi
     real=$!
-    cargo test --locked --offline "${@:split+2}" 2>&1; rest_status=$?
-    wait $real; real_status=$?
-    echo "[test] the real node lane:"; cat "$real_out"
-    exit $((rest_status | real_status))
-  ' _ "$real_out" "${real[@]}" -- "${rest[@]}" | tee "$out" || status=$?
+    cargo test --locked --offline "${@:split+2:second-split-2}" 2>&1; rest_status=$?
+    if ((split > 0)); then
+      wait $real; real_status=$?
+      echo "[test] the real node lane:"; cat "$real_out"
+    fi
+    after_status=0
+    if (($# > second)); then cargo test --locked --offline "${@:second+1}" 2>&1; after_status=$?; fi
+    exit $((rest_status | real_status | after_status))
+  ' _ "$real_out" "${real[@]}" -- "${rest[@]}" -- "${after[@]}" | tee "$out" || status=$?
 fi
 # One summary line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i;

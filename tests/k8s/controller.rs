@@ -175,7 +175,7 @@ async fn an_ipfs_cluster_gets_its_objects_running_pods_and_an_honest_status() {
     // A later generation gets an Event of its own (kube's recorder alone would count it in the
     // first one's series and keep saying "generation 1").
     let clusters: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
-    let change = json!({"spec": {"health": {"probeTimeout": "4s"}}});
+    let change = json!({"spec": {"health": {"failureThreshold": 4}}});
     clusters
         .patch("demo", &PatchParams::default(), &Patch::Merge(&change))
         .await

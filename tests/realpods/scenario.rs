@@ -664,6 +664,22 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
         "spec.kubo.config change -> 3 pods replaced one at a time, Healthy: {:.1} s",
         started.elapsed().as_secs_f64()
     ));
+    // `kubectl describe` shows the generation just applied, not the first one.
+    let generation = c
+        .api
+        .get(&c.name)
+        .await
+        .expect("cluster")
+        .metadata
+        .generation
+        .unwrap_or_default();
+    crate::support::clusters::event_note(
+        &c.client,
+        &c.ns,
+        "Applied",
+        &format!("generation {generation}:"),
+    )
+    .await;
     // A rollout is not a failure: no restart by the operator while the pods were replaced.
     let restarts_after = healing_count_all(&c.api.get(&c.name).await.expect("cluster"));
     assert_eq!(

@@ -336,7 +336,19 @@ async fn report(
         ctx.event(pin, type_, &format!("Pin{phase:?}"), note).await;
     }
     write_status(ctx, pin, ns, &status).await?;
-    let settled = status.phase == Some(PinPhase::Pinned);
+    // A pin on every peer (replication -1) is not settled while the cluster has more ready
+    // peers than hold it: peers that just joined may not list it yet.
+    let everywhere = observed
+        .allocation
+        .as_ref()
+        .is_some_and(|a| a.replication_factor_max == -1);
+    let ready_peers = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let short = everywhere && status.pinned.unwrap_or(0) < ready_peers;
+    let settled = status.phase == Some(PinPhase::Pinned) && !short;
     Ok(Action::requeue(if settled {
         PINNED_RECHECK
     } else {
