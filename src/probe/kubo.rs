@@ -91,12 +91,8 @@ impl IpfsClient {
         addr: &str,
         timeout: Duration,
     ) -> ProbeResult<()> {
-        let req = self
-            .request(Method::POST, api, "/api/v0/swarm/connect", timeout)
-            .query(&[("arg", addr)]);
-        Self::send("POST /api/v0/swarm/connect", req, &[])
+        self.swarm_call(api, "/api/v0/swarm/connect", addr, timeout)
             .await
-            .map(drop)
     }
 
     /// `swarm/peering/add` of `addr`: Kubo keeps a connection to that peer from now on and
@@ -107,10 +103,22 @@ impl IpfsClient {
         addr: &str,
         timeout: Duration,
     ) -> ProbeResult<()> {
+        self.swarm_call(api, "/api/v0/swarm/peering/add", addr, timeout)
+            .await
+    }
+
+    /// `POST {path}?arg={addr}`, its answer dropped.
+    async fn swarm_call(
+        &self,
+        api: &Endpoint,
+        path: &'static str,
+        addr: &str,
+        timeout: Duration,
+    ) -> ProbeResult<()> {
         let req = self
-            .request(Method::POST, api, "/api/v0/swarm/peering/add", timeout)
+            .request(Method::POST, api, path, timeout)
             .query(&[("arg", addr)]);
-        Self::send("POST /api/v0/swarm/peering/add", req, &[])
+        Self::send(&format!("POST {path}"), req, &[])
             .await
             .map(drop)
     }
