@@ -108,8 +108,13 @@ pub(crate) fn kubo_config_schema(_: &mut SchemaGenerator) -> Schema {
             KuboValueType::Object => {
                 json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
             }
-            KuboValueType::String => json!({"type": "string"}),
-            KuboValueType::Strings => json!({"type": "array", "items": {"type": "string"}}),
+            // Bounded, as every value under a CEL rule (the rules only ask whether it is set).
+            KuboValueType::String => json!({"type": "string", "maxLength": 4096}),
+            KuboValueType::Strings => json!({
+                "type": "array",
+                "maxItems": 1024,
+                "items": {"type": "string", "maxLength": 4096},
+            }),
         };
         leaf["description"] = json!(format!(
             "Managed by the operator, may not be set: {}.",
@@ -138,7 +143,7 @@ pub(crate) fn kubo_config_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// Declares `leaf` at the dotted path `segments` under `properties`, its parents as free-form
-/// objects.
+/// objects described by the managed keys they hold.
 fn insert_property(properties: &mut Map<String, Value>, segments: &[&str], leaf: Value) {
     match segments {
         [] => {}
@@ -147,11 +152,24 @@ fn insert_property(properties: &mut Map<String, Value>, segments: &[&str], leaf:
         }
         [head, rest @ ..] => {
             let parent = properties.entry(*head).or_insert_with(|| {
-                json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {}})
+                json!({
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true,
+                    "properties": {},
+                })
             });
             if let Some(children) = parent.get_mut("properties").and_then(Value::as_object_mut) {
                 insert_property(children, rest, leaf);
             }
+            let mut managed: Vec<String> = parent["properties"]
+                .as_object()
+                .map(|children| children.keys().map(|k| format!("`{head}.{k}`")).collect())
+                .unwrap_or_default();
+            managed.sort();
+            parent["description"] = json!(format!(
+                "Kubo's `{head}` section: free-form, except {} (managed by the operator).",
+                managed.join(" and ")
+            ));
         }
     }
 }
