@@ -811,8 +811,10 @@ fn cluster_names_are_limited_to_what_the_derived_names_allow() {
         );
     }
     // The whole object: the name and the spec, each error naming its field.
-    let mut spec = IpfsClusterSpec::default();
-    spec.replicas = 0;
+    let spec = IpfsClusterSpec {
+        replicas: 0,
+        ..Default::default()
+    };
     let err = IpfsCluster::new(&past_limit, spec)
         .validate()
         .expect_err("refused");
