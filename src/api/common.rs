@@ -171,14 +171,6 @@ pub(crate) fn annotations_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// A free-form JSON object kept as written (no pruning of unknown fields).
-pub(crate) fn free_form_object_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-    })
-}
-
 /// The name of an object in the same namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

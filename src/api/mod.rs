@@ -15,8 +15,9 @@ use kube::CustomResourceExt;
 pub use cluster::{
     ACTION_REQUEST_ANNOTATION, ClusterPhase, ClusterSpec, Consensus, Exposure, GatewaySpec,
     HealingAction, HealingRecord, HealingResult, HealthSpec, IpfsCluster, IpfsClusterSpec,
-    IpfsClusterStatus, KuboProfile, KuboSpec, MANAGED_KUBO_KEYS, NetworkingSpec, P2pSpec,
-    PeerState, PeerStatus, SecretKeyReference,
+    IpfsClusterStatus, KuboProfile, KuboSpec, MANAGED_KUBO_KEYS, MAX_CLUSTER_NAME_LENGTH,
+    NetworkingSpec, P2pSpec, PeerState, PeerStatus, SecretKeyReference, check_cluster_name,
+    check_kubo_config,
 };
 pub use common::{LocalObjectReference, ResourceRequirements, StorageSpec};
 pub use pin::{

@@ -540,6 +540,18 @@ fn rust_validation_names_the_field() {
             "spec.cluster.image",
         ),
         (
+            json!({"kubo": {"image": "ipfs/kubo@sha256:abc"}}),
+            "spec.kubo.image",
+        ),
+        (
+            json!({"cluster": {"image": format!("ipfs/ipfs-cluster@sha256:{}", "A".repeat(64))}}),
+            "spec.cluster.image",
+        ),
+        (
+            json!({"kubo": {"config": {"Identity": {"PeerID": "12D3KooW"}}}}),
+            "spec.kubo.config.Identity",
+        ),
+        (
             json!({"kubo": {"storage": {"size": "ten"}}}),
             "spec.kubo.storage.size",
         ),
@@ -661,5 +673,193 @@ fn rust_validation_of_updates() {
             .validate()
             .expect_err("name")
             .names("spec.clusterRef.name")
+    );
+}
+
+/// `{"A": {"B": value}}` for the dotted path `A.B`.
+fn nested(path: &str, value: Value) -> Value {
+    path.rsplit('.')
+        .fold(value, |inner, key| json!({ key: inner }))
+}
+
+#[test]
+fn managed_kubo_config_keys_are_refused_naming_the_key() {
+    for key in MANAGED_KUBO_KEYS {
+        let field = format!("spec.kubo.config.{key}");
+        for value in [
+            json!("x"),
+            json!({}),
+            json!(["/dnsaddr/bootstrap.libp2p.io"]),
+        ] {
+            let config = nested(key, value.clone());
+            let err = cluster_spec(json!({"kubo": {"config": config}}))
+                .validate()
+                .expect_err(&format!("{config} must be refused"));
+            assert!(err.names(&field), "{config}: {err}");
+            assert!(
+                err.to_string().contains("managed by the operator"),
+                "{config}: {err}"
+            );
+        }
+        // Written with dots, or one level deeper, it is the same key.
+        let flat = json!({"kubo": {"config": {*key: "x"}}});
+        assert!(
+            cluster_spec(flat)
+                .validate()
+                .is_err_and(|e| e.names(&field))
+        );
+        let deeper = json!({"kubo": {"config": nested(&format!("{key}.Inner"), json!(1))}});
+        assert!(
+            cluster_spec(deeper)
+                .validate()
+                .is_err_and(|e| e.names(&field))
+        );
+    }
+    // Each managed key gets its own error.
+    let all = json!({"Identity": {}, "Addresses": {"API": "a", "Gateway": "g"}, "Bootstrap": []});
+    let err = cluster_spec(json!({"kubo": {"config": all}}))
+        .validate()
+        .expect_err("refused");
+    assert_eq!(err.0.len(), 4, "{err}");
+    // A parent of managed keys must stay an object.
+    let err = cluster_spec(json!({"kubo": {"config": {"Addresses": "/ip4/1.2.3.4/tcp/1"}}}))
+        .validate()
+        .expect_err("refused");
+    assert!(err.names("spec.kubo.config.Addresses"), "{err}");
+}
+
+#[test]
+fn unmanaged_kubo_config_keys_are_accepted() {
+    let config = json!({
+        "Swarm": {"AddrFilters": ["/ip4/10.0.0.0/ipcidr/8"], "ConnMgr": {"HighWater": 200}},
+        "Addresses": {"NoAnnounce": ["/ip4/10.0.0.0/ipcidr/8"], "Swarm": ["/ip4/0.0.0.0/tcp/4001"]},
+        "Datastore": {"StorageMax": "100GB", "GCPeriod": "1h"},
+        "AutoConf": {"Enabled": true},
+        // `null` is no value: the API server drops it, and so does the operator.
+        "Identity": null,
+        "Bootstrap": null,
+    });
+    assert_eq!(
+        cluster_spec(json!({"kubo": {"config": config}})).validate(),
+        Ok(())
+    );
+}
+
+/// The CRD declares every managed key (a free-form object hides its keys from CEL) and refuses it
+/// with a rule whose message names it.
+#[test]
+fn crd_refuses_every_managed_kubo_config_key_by_name() {
+    let schema = schema_of(&IpfsCluster::crd());
+    let config = &schema["properties"]["spec"]["properties"]["kubo"]["properties"]["config"];
+    assert_eq!(config["x-kubernetes-preserve-unknown-fields"], true);
+    let rules = config["x-kubernetes-validations"]
+        .as_array()
+        .expect("rules on spec.kubo.config");
+    assert_eq!(rules.len(), MANAGED_KUBO_KEYS.len());
+    for key in MANAGED_KUBO_KEYS {
+        let declared = key
+            .split('.')
+            .fold(config, |schema, segment| &schema["properties"][segment]);
+        assert!(declared["type"].is_string(), "{key} not declared: {config}");
+        let rule = rules
+            .iter()
+            .find(|r| r["fieldPath"] == format!(".{key}"))
+            .unwrap_or_else(|| panic!("no rule for {key}"));
+        let message = rule["message"].as_str().expect("message");
+        assert!(
+            message.starts_with(&format!("spec.kubo.config.{key} is managed")),
+            "{message}"
+        );
+        assert!(
+            rule["rule"]
+                .as_str()
+                .expect("rule")
+                .contains(&format!("has(self.{key})"))
+        );
+    }
+    for allowed in ["Swarm", "AutoConf"] {
+        assert!(config["properties"].get(allowed).is_none(), "{allowed}");
+    }
+    let addresses = &config["properties"]["Addresses"]["properties"];
+    assert!(addresses.get("NoAnnounce").is_none() && addresses.get("Swarm").is_none());
+}
+
+#[test]
+fn cluster_names_are_limited_to_what_the_derived_names_allow() {
+    let at_limit = format!("a{}", "b".repeat(MAX_CLUSTER_NAME_LENGTH - 1));
+    assert_eq!(at_limit.len(), 52);
+    assert_eq!(check_cluster_name(&at_limit), Ok(()));
+    for good in ["a", "demo", "web-3", "a1"] {
+        assert_eq!(check_cluster_name(good), Ok(()), "{good}");
+    }
+    let past_limit = format!("{at_limit}c");
+    for bad in [
+        past_limit.as_str(),
+        "3peers",
+        "-a",
+        "a-",
+        "a.b",
+        "Demo",
+        "a_b",
+        "",
+    ] {
+        let err = check_cluster_name(bad).expect_err(bad);
+        assert_eq!(err.field, "metadata.name", "{bad}");
+        assert!(
+            err.message.contains("at most 52 characters") && err.message.contains("letter"),
+            "{bad}: {err}"
+        );
+    }
+    // The whole object: the name and the spec, each error naming its field.
+    let spec = IpfsClusterSpec {
+        replicas: 0,
+        ..Default::default()
+    };
+    let err = IpfsCluster::new(&past_limit, spec)
+        .validate()
+        .expect_err("refused");
+    assert!(
+        err.names("metadata.name") && err.names("spec.replicas"),
+        "{err}"
+    );
+    assert_eq!(
+        IpfsCluster::new(&at_limit, IpfsClusterSpec::default()).validate(),
+        Ok(())
+    );
+    // The CRD's root rule says the same limit, on creation only.
+    let schema = schema_of(&IpfsCluster::crd());
+    let rule = &schema["x-kubernetes-validations"][0];
+    let text = rule["rule"].as_str().expect("root rule");
+    assert!(
+        text.contains(&format!(
+            "self.metadata.name.size() <= {MAX_CLUSTER_NAME_LENGTH}"
+        )),
+        "{text}"
+    );
+    assert_eq!(rule["optionalOldSelf"], true);
+    assert!(
+        rule["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("metadata.name must be at most 52 characters and start with a letter")
+    );
+}
+
+#[test]
+fn image_digests_must_be_whole() {
+    let err = cluster_spec(json!({"kubo": {"image": "ipfs/kubo@sha256:abc"}}))
+        .validate()
+        .expect_err("truncated digest");
+    assert_eq!(
+        err.0,
+        vec![FieldError::new(
+            "spec.kubo.image",
+            validation::IMAGE_DIGEST_MESSAGE
+        )]
+    );
+    let whole = format!("ipfs/ipfs-cluster@sha256:{}", "0123456789abcdef".repeat(4));
+    assert_eq!(
+        cluster_spec(json!({"cluster": {"image": whole}})).validate(),
+        Ok(())
     );
 }

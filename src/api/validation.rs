@@ -39,13 +39,24 @@ pub const CID_PATTERN: &str = concat!(
 /// The longest CID accepted (a CIDv1 of a 512-bit digest in base16 is about 140 characters).
 pub const CID_MAX_LENGTH: usize = 256;
 
-/// CEL rule on a container image string: pinned to a digest, or to a tag other than `latest`.
-pub const PINNED_IMAGE_RULE: &str = "self.matches('@sha256:[0-9a-f]{64}$') || \
+/// CEL rule on a container image string without a digest: pinned to a tag other than `latest`.
+/// An image with a digest (an `@`) is left to [`IMAGE_DIGEST_RULE`], so one mistake gives one
+/// error.
+pub const PINNED_IMAGE_RULE: &str = "self.contains('@') || \
      (self.matches(':[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$') && !self.endsWith(':latest'))";
 
 /// Message of [`PINNED_IMAGE_RULE`].
 pub const PINNED_IMAGE_MESSAGE: &str = "must pin a version: a tag other than `latest` \
      (e.g. `ipfs/kubo:v0.42.0`) or a digest (`...@sha256:<64 hex digits>`)";
+
+/// CEL rule on a container image string with a digest: one `@`, then a whole sha256 digest (a
+/// truncated digest would be resolved by prefix, or not at all, by the container runtime).
+pub const IMAGE_DIGEST_RULE: &str =
+    "!self.contains('@') || self.matches('^[^@]+@sha256:[0-9a-f]{64}$')";
+
+/// Message of [`IMAGE_DIGEST_RULE`].
+pub const IMAGE_DIGEST_MESSAGE: &str = "must end in a whole digest: `@sha256:` followed by \
+     exactly 64 lower-case hex digits (e.g. `ipfs/kubo@sha256:<64 hex digits>`)";
 
 /// One invalid field of a spec: the JSON path of the field (e.g. `spec.health.probeTimeout`) and
 /// what is wrong with it.
@@ -249,26 +260,39 @@ fn is_decimal(s: &str) -> bool {
         && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether a container image reference pins a version ([`PINNED_IMAGE_RULE`]).
+/// Checks that a container image reference pins a version ([`PINNED_IMAGE_RULE`] and
+/// [`IMAGE_DIGEST_RULE`]); the error is the message of the rule that fails.
+pub fn check_image(image: &str) -> Result<(), &'static str> {
+    if let Some((name, digest)) = image.split_once('@') {
+        let whole = !name.is_empty()
+            && digest.strip_prefix("sha256:").is_some_and(|hex| {
+                hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+        return if whole {
+            Ok(())
+        } else {
+            Err(IMAGE_DIGEST_MESSAGE)
+        };
+    }
+    let tag_ok = image.rsplit_once(':').is_some_and(|(_, tag)| {
+        let mut bytes = tag.bytes();
+        tag.len() <= 128
+            && bytes
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            && tag != "latest"
+    });
+    if tag_ok {
+        Ok(())
+    } else {
+        Err(PINNED_IMAGE_MESSAGE)
+    }
+}
+
+/// Whether a container image reference pins a version (see [`check_image`]).
 pub fn is_pinned_image(image: &str) -> bool {
-    if let Some((_, digest)) = image.rsplit_once("@sha256:") {
-        return digest.len() == 64
-            && digest
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    }
-    match image.rsplit_once(':') {
-        Some((_, tag)) => {
-            let mut bytes = tag.bytes();
-            tag.len() <= 128
-                && bytes
-                    .next()
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-                && tag != "latest"
-        }
-        None => false,
-    }
+    check_image(image).is_ok()
 }
 
 const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -454,6 +478,10 @@ mod tests {
             "ipfs/kubo@sha256:{}",
             "a".repeat(64)
         )));
+        assert!(is_pinned_image(&format!(
+            "registry.local:5000/ipfs/kubo:v0.42.0@sha256:{}",
+            "0123456789abcdef".repeat(4)
+        )));
         for bad in [
             "ipfs/kubo",
             "ipfs/kubo:latest",
@@ -461,8 +489,24 @@ mod tests {
             "ipfs/kubo:",
             "",
         ] {
-            assert!(!is_pinned_image(bad), "{bad:?}");
+            assert_eq!(check_image(bad), Err(PINNED_IMAGE_MESSAGE), "{bad:?}");
         }
+        // A digest must be whole: `@sha256:` and exactly 64 lower-case hex digits, nothing else.
+        let hex = "a".repeat(64);
+        for bad in [
+            "ipfs/kubo@sha256:abc".to_owned(),
+            format!("ipfs/kubo@sha256:{}", &hex[1..]),
+            format!("ipfs/kubo@sha256:{hex}0"),
+            format!("ipfs/kubo@sha256:{}", hex.to_uppercase()),
+            format!("ipfs/kubo@sha512:{hex}{hex}"),
+            format!("ipfs/kubo@{hex}"),
+            format!("@sha256:{hex}"),
+            format!("ipfs/kubo@x@sha256:{hex}"),
+            "ipfs/kubo:v0.42.0@".to_owned(),
+        ] {
+            assert_eq!(check_image(&bad), Err(IMAGE_DIGEST_MESSAGE), "{bad:?}");
+        }
+        assert!(IMAGE_DIGEST_MESSAGE.contains("64"));
     }
 
     #[test]

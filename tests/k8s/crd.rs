@@ -689,6 +689,51 @@ fn invalid_cases() -> Vec<Invalid> {
             json!({"cluster": {"secretRef": {"name": "Not_A_Name"}}}),
             "spec.cluster.secretRef.name",
         ),
+        c(
+            "truncated kubo image digest",
+            json!({"kubo": {"image": "ipfs/kubo@sha256:abc"}}),
+            "spec.kubo.image",
+        ),
+        c(
+            "upper-case cluster image digest",
+            json!({"cluster": {"image": format!("ipfs/ipfs-cluster@sha256:{}", "AB".repeat(32))}}),
+            "spec.cluster.image",
+        ),
+        c(
+            "kubo identity in the config",
+            json!({"kubo": {"config": {"Identity": {"PeerID": "12D3KooWabc"}}}}),
+            "spec.kubo.config.Identity",
+        ),
+        c(
+            "kubo RPC address in the config",
+            json!({"kubo": {"config": {"Addresses": {"API": "/ip4/0.0.0.0/tcp/5001"}}}}),
+            "spec.kubo.config.Addresses.API",
+        ),
+        c(
+            "kubo gateway address in the config",
+            json!({"kubo": {"config": {"Addresses": {"Gateway": "/ip4/0.0.0.0/tcp/8080"}}}}),
+            "spec.kubo.config.Addresses.Gateway",
+        ),
+        c(
+            "kubo datastore spec in the config",
+            json!({"kubo": {"config": {"Datastore": {"Spec": {"type": "mount"}}}}}),
+            "spec.kubo.config.Datastore.Spec",
+        ),
+        c(
+            "kubo bootstrap peers in the config",
+            json!({"kubo": {"config": {"Bootstrap": ["/dnsaddr/bootstrap.libp2p.io"]}}}),
+            "spec.kubo.config.Bootstrap",
+        ),
+        c(
+            "kubo peering in the config",
+            json!({"kubo": {"config": {"Peering": {"Peers": []}}}}),
+            "spec.kubo.config.Peering",
+        ),
+        c(
+            "kubo RPC address as a list",
+            json!({"kubo": {"config": {"Addresses": {"API": ["/ip4/0.0.0.0/tcp/5001"]}}}}),
+            "spec.kubo.config.Addresses.API",
+        ),
         p("CID of prose", json!({"cid": "hello world"}), "spec.cid"),
         p(
             "CIDv0 one character short",
@@ -945,4 +990,182 @@ async fn forbidden_updates_are_refused_naming_the_field() {
         c.spec.kubo.storage.storage_class_name.as_deref(),
         Some("fast")
     );
+}
+
+/// `kubectl apply` of `object` (from stdin) in `ns`: the output and whether it succeeded.
+fn kubectl_apply(ns: &str, object: &Value) -> (bool, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = control_plane()
+        .kubectl()
+        .args(["apply", "-n", ns, "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("write object");
+    let out = child.wait_with_output().expect("kubectl output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Names, managed Kubo keys and image digests through `kubectl apply`: what cannot work is refused
+/// with a message naming the key or the limit, what is at the limit is accepted, and the Rust
+/// validation (local mode) agrees on each.
+#[tokio::test]
+async fn kubectl_apply_refuses_unsafe_specs_naming_the_key_or_limit() {
+    let client = install_crds().await;
+    let ns = control_plane().namespace("crd-safety").await;
+    let limit = api::MAX_CLUSTER_NAME_LENGTH;
+    let at_limit = format!("a{}", "b".repeat(limit - 1));
+    let digest = "0123456789abcdef".repeat(4);
+    let mut failures = Vec::new();
+
+    let refused: Vec<(&str, Value, String)> = vec![
+        (
+            "a name one character past the limit",
+            cluster_object(&format!("{at_limit}c"), json!({})),
+            format!("metadata.name must be at most {limit} characters and start with a letter"),
+        ),
+        (
+            "a name starting with a digit",
+            cluster_object("3peers", json!({})),
+            "start with a letter".into(),
+        ),
+        (
+            "a name with a dot (not a Service name)",
+            cluster_object("web.prod", json!({})),
+            "start with a letter".into(),
+        ),
+        (
+            "the Kubo identity",
+            cluster_object(
+                "identity",
+                json!({"kubo": {"config": {"Identity": {"PrivKey": "x"}}}}),
+            ),
+            "spec.kubo.config.Identity is managed by the operator".into(),
+        ),
+        (
+            "the Kubo RPC address among other overrides",
+            cluster_object(
+                "api",
+                json!({"kubo": {"config": {
+                    "Swarm": {"ConnMgr": {"HighWater": 200}},
+                    "Addresses": {"API": "/ip4/0.0.0.0/tcp/5001", "NoAnnounce": []},
+                }}}),
+            ),
+            "spec.kubo.config.Addresses.API is managed by the operator".into(),
+        ),
+        (
+            "the datastore spec",
+            cluster_object(
+                "datastore",
+                json!({"kubo": {"config": {"Datastore": {"StorageMax": "1GB", "Spec": {}}}}}),
+            ),
+            "spec.kubo.config.Datastore.Spec is managed by the operator".into(),
+        ),
+        (
+            "public bootstrap peers",
+            cluster_object(
+                "bootstrap",
+                json!({"kubo": {"config": {"Bootstrap": ["/dnsaddr/bootstrap.libp2p.io"]}}}),
+            ),
+            "spec.kubo.config.Bootstrap is managed by the operator".into(),
+        ),
+        (
+            "a truncated digest",
+            cluster_object("digest", json!({"kubo": {"image": "ipfs/kubo@sha256:abc"}})),
+            "spec.kubo.image: Invalid value".into(),
+        ),
+    ];
+    for (what, object, expected) in &refused {
+        let (ok, out) = kubectl_apply(&ns, object);
+        eprintln!("{what}: {out}");
+        if ok {
+            failures.push(format!("{what}: accepted: {out}"));
+        } else if !out.contains(expected.as_str()) {
+            failures.push(format!("{what}: refused without `{expected}`: {out}"));
+        }
+        if what.contains("digest") && !out.contains("exactly 64 lower-case hex digits") {
+            failures.push(format!(
+                "{what}: the message does not say the digest length: {out}"
+            ));
+        }
+        let cluster: IpfsCluster = serde_json::from_value(object.clone()).expect("typed object");
+        if cluster.validate().is_ok() {
+            failures.push(format!("{what}: accepted by the Rust validation"));
+        }
+    }
+
+    let accepted: Vec<(&str, Value)> = vec![
+        ("a name at the limit", cluster_object(&at_limit, json!({}))),
+        (
+            "the overrides the start script clears, and other Kubo settings",
+            cluster_object(
+                "overrides",
+                json!({"kubo": {"config": {
+                    "Swarm": {"AddrFilters": ["/ip4/10.0.0.0/ipcidr/8"], "ConnMgr": {"HighWater": 200}},
+                    "Addresses": {"NoAnnounce": ["/ip4/10.0.0.0/ipcidr/8"], "Swarm": ["/ip4/0.0.0.0/tcp/4001"]},
+                    "Datastore": {"StorageMax": "100GB"},
+                }}}),
+            ),
+        ),
+        (
+            "whole digests",
+            cluster_object(
+                "digests",
+                json!({
+                    "kubo": {"image": format!("ipfs/kubo@sha256:{digest}")},
+                    "cluster": {"image": format!("ipfs/ipfs-cluster:v1.1.6@sha256:{digest}")},
+                }),
+            ),
+        ),
+    ];
+    for (what, object) in &accepted {
+        let (ok, out) = kubectl_apply(&ns, object);
+        if !ok {
+            failures.push(format!("{what}: refused: {out}"));
+        }
+        let cluster: IpfsCluster = serde_json::from_value(object.clone()).expect("typed object");
+        if let Err(e) = cluster.validate() {
+            failures.push(format!("{what}: refused by the Rust validation: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The overrides are stored as written (declaring the managed keys prunes nothing else).
+    let clusters: Api<IpfsCluster> = Api::namespaced(client, &ns);
+    let stored = clusters.get("overrides").await.expect("get overrides");
+    let config = stored.spec.kubo.config.expect("config kept");
+    assert_eq!(
+        config["Swarm"]["AddrFilters"],
+        json!(["/ip4/10.0.0.0/ipcidr/8"])
+    );
+    assert_eq!(
+        config["Addresses"]["Swarm"],
+        json!(["/ip4/0.0.0.0/tcp/4001"])
+    );
+    assert_eq!(config["Datastore"]["StorageMax"], "100GB");
+
+    // The name rule is checked on creation only: the object at the limit updates as usual.
+    kubectl_ok(&[
+        "patch",
+        "ipfscluster",
+        &at_limit,
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+    ]);
 }

@@ -9,15 +9,20 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::{
-    ResourceRequirements, StorageSpec, annotations_schema, free_form_object_schema,
-};
+use super::common::{ResourceRequirements, StorageSpec, annotations_schema};
 use super::validation::{
-    DURATION_PATTERN, FieldError, PINNED_IMAGE_MESSAGE, PINNED_IMAGE_RULE, parse_duration,
+    DURATION_PATTERN, FieldError, IMAGE_DIGEST_MESSAGE, IMAGE_DIGEST_RULE, PINNED_IMAGE_MESSAGE,
+    PINNED_IMAGE_RULE, parse_duration,
 };
 
+mod kubo_config;
 pub mod status;
 mod validate;
+
+pub use kubo_config::{
+    KuboValueType, MANAGED_KUBO_CONFIG, MANAGED_KUBO_KEYS, ManagedKuboKey, check_kubo_config,
+};
+pub use validate::check_cluster_name;
 
 pub use status::{
     ClusterPhase, HealingAction, HealingRecord, HealingResult, IpfsClusterStatus, PeerState,
@@ -48,15 +53,24 @@ pub const CLUSTER_REST_PORT: i32 = 9094;
 pub const CLUSTER_PROXY_PORT: i32 = 9095;
 /// Most recent healing actions kept in `status.healing` (older ones are dropped).
 pub const HEALING_HISTORY_LIMIT: usize = 20;
-/// Kubo config keys (dotted paths) the operator manages itself; the same keys in
-/// `spec.kubo.config` are ignored.
-pub const MANAGED_KUBO_KEYS: [&str; 5] = [
-    "Identity",
-    "Addresses.API",
-    "Addresses.Gateway",
-    "Bootstrap",
-    "Peering",
-];
+/// Longest name of an IpfsCluster. The StatefulSet has the cluster's name, and the
+/// `controller-revision-hash` label Kubernetes puts on its pods is `<statefulset>-<hash of up to 10
+/// characters>`, a label value of at most 63 characters: 63 - 11 = 52. Every other derived name is
+/// shorter: the longest Service, `<name>-gateway` (a DNS-1035 label, at most 63), has 60
+/// characters, the pods `<name>-<ordinal>` (hostnames, at most 63) at most 55.
+pub const MAX_CLUSTER_NAME_LENGTH: usize = 52;
+/// CEL rule at the root of an IpfsCluster on `metadata.name`: a DNS-1035 label (Service names
+/// derive from it) of at most [`MAX_CLUSTER_NAME_LENGTH`] characters. Checked on creation only
+/// (`oldSelf` is set on updates; the name never changes), so that an object created before the
+/// rule can still be updated and deleted.
+pub const CLUSTER_NAME_RULE: &str = "oldSelf.hasValue() || (self.metadata.name.size() <= 52 && \
+     self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$'))";
+/// Message of [`CLUSTER_NAME_RULE`].
+pub const CLUSTER_NAME_MESSAGE: &str = "metadata.name must be at most 52 characters and start \
+     with a letter (then lower-case letters, digits and `-`, ending in a letter or digit): the \
+     operator derives from it the StatefulSet's pod label `controller-revision-hash: \
+     <name>-<10-character hash>` (at most 63 characters) and Services such as `<name>-gateway` \
+     (DNS-1035 labels)";
 /// Annotation through which the dashboard asks the controller (the one writer) for an action:
 /// a JSON [`ActionRequest`](super::ActionRequest)
 /// `{"id", "action": restart|probe, "peer"?, "daemon"?: ipfs|cluster, "requestedAt"?}`.
@@ -79,6 +93,9 @@ pub const ACTION_REQUEST_ANNOTATION: &str = "ipfskit.io/requested-action";
     shortname = "ipfsc",
     category = "ipfs",
     derive = "PartialEq",
+    validation = Rule::new(CLUSTER_NAME_RULE)
+        .message(CLUSTER_NAME_MESSAGE)
+        .optional_old_self(true),
     doc = "An IPFS Cluster of Kubo + IPFS Cluster peers, run and kept healthy by ipfs-kit-operator.",
     scale(
         spec_replicas_path = ".spec.replicas",
@@ -187,7 +204,10 @@ pub struct KuboSpec {
     /// `ipfs/kubo:v0.42.0`. In local mode the `ipfs` binary on the PATH is used instead.
     #[serde(default = "default_kubo_image")]
     #[schemars(length(min = 1, max = 512))]
-    #[x_kube(validation = Rule::new(PINNED_IMAGE_RULE).message(PINNED_IMAGE_MESSAGE))]
+    #[x_kube(
+        validation = Rule::new(PINNED_IMAGE_RULE).message(PINNED_IMAGE_MESSAGE),
+        validation = Rule::new(IMAGE_DIGEST_RULE).message(IMAGE_DIGEST_MESSAGE),
+    )]
     pub image: String,
 
     /// CPU and memory requests and limits of the Kubo container. Unset: none (best effort).
@@ -205,10 +225,12 @@ pub struct KuboSpec {
 
     /// Kubo configuration overrides, merged over the configuration the operator renders on every
     /// start (`ipfs config replace`), written as in Kubo's config file, e.g.
-    /// `{"Swarm": {"ConnMgr": {"HighWater": 200}}}`. Keys the operator manages are ignored:
-    /// `Identity`, `Addresses.API`, `Addresses.Gateway`, `Bootstrap` and `Peering`.
+    /// `{"Swarm": {"ConnMgr": {"HighWater": 200}}}`. Keys the operator manages are refused:
+    /// `Identity`, `Addresses.API`, `Addresses.Gateway`, `Datastore.Spec`, `Bootstrap` and
+    /// `Peering`. `Swarm.AddrFilters` and `Addresses.NoAnnounce`, which the start script clears
+    /// (pod addresses are private), may be set back here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object_schema")]
+    #[schemars(schema_with = "kubo_config::kubo_config_schema")]
     pub config: Option<Map<String, Value>>,
 
     /// Volume holding each peer's Kubo repository (blocks, datastore, keys). Default size 10Gi
@@ -284,7 +306,10 @@ pub struct ClusterSpec {
     /// digest (never `latest`). Default `ipfs/ipfs-cluster:v1.1.6`.
     #[serde(default = "default_cluster_image")]
     #[schemars(length(min = 1, max = 512))]
-    #[x_kube(validation = Rule::new(PINNED_IMAGE_RULE).message(PINNED_IMAGE_MESSAGE))]
+    #[x_kube(
+        validation = Rule::new(PINNED_IMAGE_RULE).message(PINNED_IMAGE_MESSAGE),
+        validation = Rule::new(IMAGE_DIGEST_RULE).message(IMAGE_DIGEST_MESSAGE),
+    )]
     pub image: String,
 
     /// How the peers agree on the pin set: `crdt` (default; any number of peers, tolerates

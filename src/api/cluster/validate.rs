@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use super::{
-    CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, Consensus, Exposure,
-    IpfsClusterSpec, KUBO_RPC_PORT, KUBO_SWARM_PORT, KuboProfile, MAX_REPLICAS,
+    CLUSTER_NAME_MESSAGE, CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, Consensus,
+    Exposure, IpfsCluster, IpfsClusterSpec, KUBO_RPC_PORT, KUBO_SWARM_PORT, KuboProfile,
+    MAX_CLUSTER_NAME_LENGTH, MAX_REPLICAS, check_kubo_config,
 };
-use crate::api::validation::{FieldError, PINNED_IMAGE_MESSAGE, ValidationErrors, is_pinned_image};
+use crate::api::validation::{FieldError, ValidationErrors, check_image};
 
 /// A DNS subdomain (RFC 1123) as Kubernetes object names use: `^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`,
 /// at most 253 characters.
@@ -22,6 +23,47 @@ fn is_dns_subdomain(name: &str) -> bool {
         && bytes.iter().all(|b| edge_ok(b) || *b == b'-' || *b == b'.')
 }
 
+/// Checks the name of an IpfsCluster ([`super::CLUSTER_NAME_RULE`]): a DNS-1035 label of at most
+/// [`MAX_CLUSTER_NAME_LENGTH`] characters, so that every name the operator derives from it is
+/// valid. The error names `metadata.name`.
+pub fn check_cluster_name(name: &str) -> Result<(), FieldError> {
+    let bytes = name.as_bytes();
+    let ok = name.len() <= MAX_CLUSTER_NAME_LENGTH
+        && bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        let message = CLUSTER_NAME_MESSAGE
+            .strip_prefix("metadata.name ")
+            .unwrap_or(CLUSTER_NAME_MESSAGE);
+        Err(FieldError::new("metadata.name", message))
+    }
+}
+
+impl IpfsCluster {
+    /// Checks the rules the API server enforces on creation of the whole object: the name
+    /// ([`check_cluster_name`]) and the spec ([`IpfsClusterSpec::validate`]). An object without a
+    /// name yet (`generateName`) is checked by its spec alone.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = Vec::new();
+        if let Some(name) = &self.metadata.name
+            && let Err(e) = check_cluster_name(name)
+        {
+            errors.push(e);
+        }
+        if let Err(ValidationErrors(spec_errors)) = self.spec.validate() {
+            errors.extend(spec_errors);
+        }
+        ValidationErrors::check(errors)
+    }
+}
+
 impl IpfsClusterSpec {
     /// Checks the rules the API server enforces on creation, for specs that do not pass through
     /// one (local mode). Error fields are JSON paths from the object root (`spec.replicas`).
@@ -30,6 +72,7 @@ impl IpfsClusterSpec {
         self.check_replicas(&mut errors);
         self.check_images(&mut errors);
         self.check_kubo_profiles(&mut errors);
+        self.check_kubo_config(&mut errors);
         self.check_replication_factors(&mut errors);
         self.check_health(&mut errors);
         self.check_networking(&mut errors);
@@ -57,15 +100,25 @@ impl IpfsClusterSpec {
         }
     }
 
-    /// `spec.kubo.image` and `spec.cluster.image`: pinned, at most 512 characters.
+    /// `spec.kubo.image` and `spec.cluster.image`: pinned to a tag or a whole digest, at most 512
+    /// characters.
     fn check_images(&self, errors: &mut Vec<FieldError>) {
         for (name, image) in [
             ("spec.kubo.image", &self.kubo.image),
             ("spec.cluster.image", &self.cluster.image),
         ] {
-            if !is_pinned_image(image) || image.len() > 512 {
-                errors.push(FieldError::new(name, PINNED_IMAGE_MESSAGE));
+            if image.len() > 512 {
+                errors.push(FieldError::new(name, "must be at most 512 characters"));
+            } else if let Err(message) = check_image(image) {
+                errors.push(FieldError::new(name, message));
             }
+        }
+    }
+
+    /// `spec.kubo.config`: none of the keys the operator manages.
+    fn check_kubo_config(&self, errors: &mut Vec<FieldError>) {
+        if let Some(config) = &self.kubo.config {
+            errors.extend(check_kubo_config(config));
         }
     }
 

@@ -53,7 +53,8 @@ pub(crate) fn remove_path(config: &mut Value, path: &str) {
     }
 }
 
-/// Removes the managed keys (`A.B` paths) from the user's overrides.
+/// Removes the managed keys (`A.B` paths) from the user's overrides: a second line of defence,
+/// [`crate::api::IpfsCluster::validate`] refuses a spec that sets them.
 fn without_managed(overrides: &Map<String, Value>) -> Value {
     let mut value = Value::Object(overrides.clone());
     for path in MANAGED_KUBO_KEYS {

@@ -82,7 +82,6 @@ pub fn read_spec(file: &Path) -> Result<(String, IpfsClusterSpec), LocalError> {
         .ok_or_else(|| LocalError::spec(file, "metadata.name is required"))?;
     state::check_name(&name)?;
     cluster
-        .spec
         .validate()
         .map_err(|e| LocalError::spec(file, e.to_string()))?;
     if cluster.spec.cluster.consensus == Consensus::Raft {

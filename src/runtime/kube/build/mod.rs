@@ -34,7 +34,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::{Map, Value};
 
-use crate::api::IpfsCluster;
+use crate::api::{IpfsCluster, check_cluster_name};
 
 mod pod;
 mod scripts;
@@ -209,6 +209,13 @@ pub fn children(cluster: &IpfsCluster) -> Result<Children, BuildError> {
         .name
         .clone()
         .ok_or_else(|| BuildError::NoIdentity("<unnamed>".into()))?;
+    // The API server refuses such names at creation; an object made before that rule cannot
+    // yield valid objects either.
+    check_cluster_name(&name).map_err(|e| BuildError::Invalid {
+        cluster: name.clone(),
+        field: e.field,
+        message: e.message,
+    })?;
     let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
     let owner = owner_reference(cluster)?;
     let names = Names::of(&name);
@@ -295,7 +302,8 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// Flattens Kubo config overrides into `(dotted path, JSON value)` leaves, skipping the keys the
-/// operator manages. Objects are descended into (so overrides merge with Kubo's defaults); any
+/// operator manages (a second line of defence: the API server refuses them, see
+/// [`crate::api::check_kubo_config`]). Objects are descended into (so overrides merge with Kubo's defaults); any
 /// other value (including arrays) is a leaf. An empty object is a leaf `{}`.
 pub fn kubo_config_leaves(config: &Map<String, Value>) -> Vec<(String, String)> {
     fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {

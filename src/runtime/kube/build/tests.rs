@@ -63,6 +63,58 @@ fn a_cluster_without_uid_is_refused_by_name() {
     assert!(err.contains("demo") && err.contains("uid"), "{err}");
 }
 
+/// A DNS-1035 label (Service names, pod hostnames): a letter first, at most 63 characters.
+fn is_dns1035_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    name.len() <= 63
+        && b.first().is_some_and(u8::is_ascii_lowercase)
+        && b.last()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+#[test]
+fn a_name_at_the_limit_yields_valid_object_names_and_a_longer_one_is_refused() {
+    let name = format!("a{}", "b".repeat(crate::api::MAX_CLUSTER_NAME_LENGTH - 1));
+    let mut c = cluster(IpfsClusterSpec::default());
+    c.metadata.name = Some(name.clone());
+    c.spec.networking.p2p.exposure = Exposure::LoadBalancer;
+    c.spec.networking.gateway.enabled = true;
+    let built = children(&c).expect("children at the limit");
+    let names = &built.names;
+    let services = built.service_names();
+    assert_eq!(services.len(), 4);
+    for service in &services {
+        assert!(is_dns1035_label(service), "Service {service}");
+    }
+    // Pods are the StatefulSet's `<name>-<ordinal>`, their hostname a DNS-1035 label.
+    assert!(is_dns1035_label(
+        &names.peer(crate::api::cluster::MAX_REPLICAS - 1)
+    ));
+    // Kubernetes labels the pods `controller-revision-hash: <statefulset>-<up to 10 characters>`,
+    // a label value of at most 63 characters: this is the tightest limit.
+    assert_eq!(names.statefulset.len() + 1 + 10, 63);
+    for other in [
+        &names.config_map,
+        &names.generated_secret,
+        &names.pdb,
+        &names.network_policy,
+        &names.claim(CLUSTER_VOLUME, 99),
+    ] {
+        assert!(other.len() <= 253, "{other}");
+    }
+
+    c.metadata.name = Some(format!("{name}c"));
+    let err = children(&c)
+        .expect_err("one character too long")
+        .to_string();
+    assert!(
+        err.contains("metadata.name") && err.contains("at most 52"),
+        "{err}"
+    );
+}
+
 #[test]
 fn statefulset_runs_kubo_and_cluster_after_two_config_init_containers() {
     let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
@@ -228,13 +280,14 @@ fn config_hash_follows_the_rendered_config_and_nothing_else() {
 
 #[test]
 fn kubo_script_inits_once_migrates_every_start_and_applies_overrides_leaf_by_leaf() {
+    // Managed keys, which the API server refuses, are skipped here too (second line of defence).
     let mut spec = IpfsClusterSpec::default();
     spec.kubo.config = Some(
         json!({
             "Swarm": {"ConnMgr": {"HighWater": 200, "LowWater": 100}},
             "Identity": {"PrivKey": "must-not-appear"},
             "Addresses": {"API": "/ip4/1.2.3.4/tcp/1", "Swarm": ["/ip4/0.0.0.0/tcp/4001"]},
-            "Datastore": {"StorageMax": "it's big"}
+            "Datastore": {"StorageMax": "it's big", "Spec": {"type": "must-not-appear"}}
         })
         .as_object()
         .cloned()
