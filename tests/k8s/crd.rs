@@ -725,11 +725,6 @@ fn invalid_cases() -> Vec<Invalid> {
             "spec.kubo.config.Bootstrap",
         ),
         c(
-            "kubo peering in the config",
-            json!({"kubo": {"config": {"Peering": {"Peers": []}}}}),
-            "spec.kubo.config.Peering",
-        ),
-        c(
             "kubo RPC address as a list",
             json!({"kubo": {"config": {"Addresses": {"API": ["/ip4/0.0.0.0/tcp/5001"]}}}}),
             "spec.kubo.config.Addresses.API",

@@ -27,7 +27,7 @@ pub struct ManagedKuboKey {
 /// The Kubo config keys the operator manages: `spec.kubo.config` may not set them (the API server
 /// and [`check_kubo_config`] refuse them). `Swarm.AddrFilters` and `Addresses.NoAnnounce` are not
 /// among them: the Kubernetes start script clears them and the spec may set them back.
-pub const MANAGED_KUBO_CONFIG: [ManagedKuboKey; 6] = [
+pub const MANAGED_KUBO_CONFIG: [ManagedKuboKey; 5] = [
     ManagedKuboKey {
         path: "Identity",
         value_type: KuboValueType::Object,
@@ -54,11 +54,6 @@ pub const MANAGED_KUBO_CONFIG: [ManagedKuboKey; 6] = [
         path: "Bootstrap",
         value_type: KuboValueType::Strings,
         why: "the peers connect to each other, not to public bootstrap nodes",
-    },
-    ManagedKuboKey {
-        path: "Peering",
-        value_type: KuboValueType::Object,
-        why: "the operator keeps the peers connected to each other through peering",
     },
 ];
 

@@ -226,9 +226,10 @@ pub struct KuboSpec {
     /// Kubo configuration overrides, merged over the configuration the operator renders on every
     /// start (`ipfs config replace`), written as in Kubo's config file, e.g.
     /// `{"Swarm": {"ConnMgr": {"HighWater": 200}}}`. Keys the operator manages are refused:
-    /// `Identity`, `Addresses.API`, `Addresses.Gateway`, `Datastore.Spec`, `Bootstrap` and
-    /// `Peering`. `Swarm.AddrFilters` and `Addresses.NoAnnounce`, which the start script clears
-    /// (pod addresses are private), may be set back here.
+    /// `Identity`, `Addresses.API`, `Addresses.Gateway`, `Datastore.Spec` and `Bootstrap`.
+    /// `Peering.Peers` may add peers: the cluster's own peers are kept in Kubo's peering besides
+    /// them. `Swarm.AddrFilters` and `Addresses.NoAnnounce`, which the start script clears (pod
+    /// addresses are private), may be set back here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "kubo_config::kubo_config_schema")]
     pub config: Option<Map<String, Value>>,

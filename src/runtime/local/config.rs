@@ -153,15 +153,23 @@ pub fn render_kubo(
         "Plugins.Plugins.telemetry.Config.Mode",
         json!("off"),
     );
-    let peering: Vec<Value> = others
-        .iter()
-        .map(|o| {
-            json!({
-                "ID": o.kubo_peer_id,
-                "Addrs": [loopback_tcp(o.kubo_swarm_port)],
-            })
+    // The user's peers (spec.kubo.config `Peering.Peers`) and, always, the cluster's own.
+    let mut peering: Vec<Value> = config
+        .pointer("/Peering/Peers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    peering.retain(|p| {
+        !others
+            .iter()
+            .any(|o| p["ID"].as_str() == Some(o.kubo_peer_id.as_str()))
+    });
+    peering.extend(others.iter().map(|o| {
+        json!({
+            "ID": o.kubo_peer_id,
+            "Addrs": [loopback_tcp(o.kubo_swarm_port)],
         })
-        .collect();
+    }));
     set(&mut config, "Peering.Peers", json!(peering));
     refuse_non_loopback(&config, &format!("Kubo of {peer_name}"))?;
     Ok(config)
@@ -297,6 +305,27 @@ mod tests {
             kubo_swarm_port: 4011,
             cluster_addr: "/ip4/127.0.0.1/tcp/9106/p2p/12D3KooWcl".into(),
         }]
+    }
+
+    /// `spec.kubo.config` may add peering peers; the cluster's own are always there too, once.
+    #[test]
+    fn the_users_peering_peers_are_kept_beside_the_clusters_own() {
+        let mut spec = IpfsClusterSpec::default();
+        spec.kubo.config = json!({"Peering": {"Peers": [
+            {"ID": "12D3KooWuser", "Addrs": ["/ip4/127.0.0.1/tcp/4999"]},
+            {"ID": "12D3KooWother", "Addrs": ["/ip4/127.0.0.1/tcp/1"]}
+        ]}})
+        .as_object()
+        .cloned();
+        let ports = PeerPorts::preferred(0);
+        let config = render_kubo(&kubo_base(), &spec, &ports, &others(), "peer-0").expect("ok");
+        assert_eq!(
+            config["Peering"]["Peers"],
+            json!([
+                {"ID": "12D3KooWuser", "Addrs": ["/ip4/127.0.0.1/tcp/4999"]},
+                {"ID": "12D3KooWother", "Addrs": ["/ip4/127.0.0.1/tcp/4011"]}
+            ])
+        );
     }
 
     #[test]
