@@ -73,6 +73,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The one client of the peers' Kubo RPC and Cluster REST APIs (probes and healing).
     pub ipfs: IpfsClient,
+    /// The last probe round per cluster (rounds run once per probe interval).
+    pub rounds: super::pacing::Rounds,
     /// The health engine's memory per cluster, between rounds (in memory: a new leader starts
     /// with fresh budgets).
     histories: Mutex<HashMap<ObjectRef<IpfsCluster>, ClusterHistory>>,
@@ -98,6 +100,7 @@ impl Context {
             settings,
             metrics,
             ipfs: IpfsClient::new()?,
+            rounds: super::pacing::Rounds::default(),
             histories: Mutex::new(HashMap::new()),
             caches,
             applied: AppliedObjects::default(),
@@ -133,6 +136,7 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .remove(cluster);
         self.applied.forget(cluster);
+        self.rounds.forget(cluster);
     }
 }
 

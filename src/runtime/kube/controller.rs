@@ -141,10 +141,10 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         let applied = apply::children(cluster, children, ns, ctx).await;
         (Some(applied.map_err(Error::Apply)?), problems)
     };
-    requests::carry_out(cluster, &names, ns, ctx)
+    let requested = requests::carry_out(cluster, &names, ns, ctx)
         .await
         .map_err(Error::Request)?;
-    let observed = observe::peers(cluster, &names, ns, &policy, ctx)
+    let observed = observe::peers(cluster, &names, ns, &policy, ctx, requested)
         .await
         .map_err(Error::Observe)?;
 

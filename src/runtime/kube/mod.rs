@@ -5,7 +5,7 @@
 //! - [`secret`]: the cluster secret, generated or checked;
 //! - [`apply`]: server-side apply of what changed ([`applied`]), orphan Services, [`scale`];
 //! - [`requests`]: the dashboard's requests (annotation);
-//! - [`observe`]: pods and one probe round;
+//! - [`observe`]: pods and one probe round (once per probe interval: [`pacing`]);
 //! - [`heal`]: the health engine's actions on pods, and their Events;
 //! - [`status`]: the status, written when it changed, with what [`kubelet`] says of the pods.
 //!
@@ -22,6 +22,7 @@ pub mod heal;
 pub mod kubelet;
 pub mod lease;
 pub mod observe;
+pub mod pacing;
 pub mod pin;
 pub mod requests;
 pub mod scale;

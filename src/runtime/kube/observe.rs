@@ -2,13 +2,17 @@
 //! filled yet) and one probe round of the peers that run with an IP. Peers without a running
 //! pod are reported without being dialled.
 
+use std::time::Instant;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::ObjectRef;
 
 use super::build::{self, Names};
 use super::context::{Context, KubeCallError, kube_err};
+use super::pacing;
 use crate::api::IpfsCluster;
 use crate::api::cluster::{CLUSTER_REST_PORT, KUBO_RPC_PORT};
 use crate::probe::report::{FailureKind, PeerReport, ProbeFailure, ProcessState};
@@ -48,13 +52,15 @@ impl Observation {
     }
 }
 
-/// Reads the cluster's pods and probes its peers with the policy's timeout.
+/// Reads the cluster's pods and probes its peers with the policy's timeout: all of them once per
+/// probe interval or when `force`, in between only those whose pod is new or moved.
 pub async fn peers(
     cluster: &IpfsCluster,
     names: &Names,
     ns: &str,
     policy: &HealthPolicy,
     ctx: &Context,
+    force: bool,
 ) -> Result<Observation, ObserveError> {
     let name = cluster.name_any();
     let pods = if ctx.caches.pods_ready() {
@@ -77,18 +83,34 @@ pub async fn peers(
             grace: policy.restart_timeout,
         },
     );
+    // Once per probe interval (see `pacing`), unless a request asks for a probe now.
+    let key = ObjectRef::from_obj(cluster);
+    let started = Instant::now();
+    let pacing::Plan {
+        probe,
+        mut reused,
+        full,
+    } = pacing::plan(
+        ctx.rounds.last(&key).as_ref(),
+        targets,
+        policy.probe_interval,
+        started,
+        force,
+    );
     let prober = ctx.ipfs.prober(policy.probe_timeout);
     // Owned per-target futures (rather than `Prober::round`, which borrows), so that the
     // reconcile future is provably `Send`.
-    let mut probed: Vec<PeerReport> = futures::stream::iter(targets)
+    let probed: Vec<(String, PeerReport)> = futures::stream::iter(probe)
         .map(|target| {
             let prober = prober.clone();
-            async move { prober.peer(&target).await }
+            async move { (target.kubo.base.clone(), prober.peer(&target).await) }
         })
         .buffered(ctx.settings.probe_concurrency.max(1))
         .collect()
         .await;
-    reports.append(&mut probed);
+    ctx.rounds.record(key, full, &probed, started);
+    reports.extend(probed.into_iter().map(|(_, report)| report));
+    reports.append(&mut reused);
     reports.sort_by_key(|r| ordinal(&r.peer));
     Ok(Observation { pods, reports })
 }

@@ -47,15 +47,16 @@ fn warning(reason: &'static str, note: String) -> Outcome {
     }
 }
 
-/// Carries out the request recorded on `cluster`, if there is one.
+/// Carries out the request recorded on `cluster`, if there is one; whether there was one (then
+/// the peers are probed at once, whatever the probe interval).
 pub async fn carry_out(
     cluster: &IpfsCluster,
     names: &Names,
     ns: &str,
     ctx: &Context,
-) -> Result<(), RequestError> {
+) -> Result<bool, RequestError> {
     let Some(raw) = cluster.annotations().get(ACTION_REQUEST_ANNOTATION) else {
-        return Ok(());
+        return Ok(false);
     };
     let outcome = match parse(raw) {
         Err(outcome) => outcome,
@@ -93,7 +94,7 @@ pub async fn carry_out(
             "IpfsCluster",
             &name,
         ))?;
-    Ok(())
+    Ok(true)
 }
 
 /// The request in the annotation, or the Event saying why it is not one.

@@ -1,0 +1,243 @@
+//! Probe rounds on the probe interval. A reconcile runs on every change of a cluster's pods (a
+//! rollout or a restart brings dozens within seconds), but the peers are probed once per
+//! `spec.health.probeInterval`: a reconcile within the interval of the last round reuses that
+//! round's answers for the peers whose pod is the same, and probes only the ones whose pod is
+//! new or moved. A dashboard "health check now" request probes every peer at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::IpfsCluster;
+use crate::probe::PeerTarget;
+use crate::probe::report::PeerReport;
+
+/// Rounds a little early (requeue jitter) count as due.
+const SLACK: Duration = Duration::from_secs(1);
+
+/// The last full round of a cluster: when, and each probed peer's report with the address it
+/// was probed at.
+#[derive(Clone, Debug)]
+pub struct LastRound {
+    pub at: Instant,
+    pub reports: Vec<(String, PeerReport)>,
+}
+
+/// The last rounds of every cluster.
+#[derive(Debug, Default)]
+pub struct Rounds(Mutex<HashMap<ObjectRef<IpfsCluster>, LastRound>>);
+
+/// What a reconcile probes now, and what it takes from the last round.
+#[derive(Debug)]
+pub struct Plan {
+    pub probe: Vec<PeerTarget>,
+    pub reused: Vec<PeerReport>,
+    /// Whether this is a full round (then it becomes the last round).
+    pub full: bool,
+}
+
+/// Splits `targets` into those to probe now and the reports reused from `last`: all are probed
+/// when `force`, when there is no last round or when it is at least `interval` old; otherwise only
+/// the targets whose peer was not probed then at the same address. A reused report takes the
+/// process states the runtime reports now (kubelet's view is fresh on every reconcile).
+pub fn plan(
+    last: Option<&LastRound>,
+    targets: Vec<PeerTarget>,
+    interval: Duration,
+    now: Instant,
+    force: bool,
+) -> Plan {
+    let due = |l: &LastRound| now.saturating_duration_since(l.at) + SLACK >= interval;
+    let Some(last) = last.filter(|l| !force && !due(l)) else {
+        return Plan {
+            probe: targets,
+            reused: Vec::new(),
+            full: true,
+        };
+    };
+    let mut probe = Vec::new();
+    let mut reused = Vec::new();
+    for target in targets {
+        let earlier = last
+            .reports
+            .iter()
+            .find(|(base, r)| r.peer == target.peer && *base == target.kubo.base);
+        match earlier {
+            Some((_, report)) => reused.push(PeerReport {
+                kubo_process: target.kubo_process,
+                cluster_process: target.cluster_process,
+                ..report.clone()
+            }),
+            None => probe.push(target),
+        }
+    }
+    Plan {
+        probe,
+        reused,
+        full: false,
+    }
+}
+
+impl Rounds {
+    pub fn last(&self, cluster: &ObjectRef<IpfsCluster>) -> Option<LastRound> {
+        self.0.lock().ok()?.get(cluster).cloned()
+    }
+
+    /// Records a round: a full one replaces the last round; a partial one adds its reports to it
+    /// (keeping its time).
+    pub fn record(
+        &self,
+        cluster: ObjectRef<IpfsCluster>,
+        full: bool,
+        probed: &[(String, PeerReport)],
+        now: Instant,
+    ) {
+        let Ok(mut rounds) = self.0.lock() else {
+            return;
+        };
+        if full {
+            rounds.insert(
+                cluster,
+                LastRound {
+                    at: now,
+                    reports: probed.to_vec(),
+                },
+            );
+        } else if let Some(last) = rounds.get_mut(&cluster) {
+            for (base, report) in probed {
+                last.reports.retain(|(_, r)| r.peer != report.peer);
+                last.reports.push((base.clone(), report.clone()));
+            }
+        }
+    }
+
+    pub fn forget(&self, cluster: &ObjectRef<IpfsCluster>) {
+        if let Ok(mut rounds) = self.0.lock() {
+            rounds.remove(cluster);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Endpoint;
+    use crate::probe::report::{FailureKind, ProbeFailure, ProcessState};
+
+    fn target(peer: &str, ip: &str) -> PeerTarget {
+        PeerTarget {
+            peer: peer.into(),
+            kubo: Endpoint::at(ip, 5001),
+            cluster: Endpoint::at(ip, 9094),
+            kubo_process: ProcessState::Running,
+            cluster_process: ProcessState::Running,
+        }
+    }
+
+    fn report(peer: &str) -> PeerReport {
+        let failure = ProbeFailure {
+            kind: FailureKind::Timeout,
+            message: format!("{peer} timed out"),
+        };
+        PeerReport {
+            peer: peer.into(),
+            kubo_process: ProcessState::Running,
+            cluster_process: ProcessState::Running,
+            kubo: Err(failure.clone()),
+            cluster: Err(failure),
+        }
+    }
+
+    fn last(at: Instant) -> LastRound {
+        LastRound {
+            at,
+            reports: vec![
+                ("http://10.0.0.1:5001".into(), report("p-0")),
+                ("http://10.0.0.2:5001".into(), report("p-1")),
+            ],
+        }
+    }
+
+    fn peers(targets: &[PeerTarget]) -> Vec<&str> {
+        targets.iter().map(|t| t.peer.as_str()).collect()
+    }
+
+    /// Reconciles within the interval reuse the answers of the pods that are the same and probe
+    /// the new ones; a due round, a forced one or the first one probes every peer.
+    #[test]
+    fn a_reconcile_within_the_interval_probes_only_new_pods() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(10);
+        let targets = || {
+            vec![
+                target("p-0", "10.0.0.1"),
+                target("p-1", "10.0.0.9"),
+                target("p-2", "10.0.0.3"),
+            ]
+        };
+        let soon = plan(
+            Some(&last(t0)),
+            targets(),
+            interval,
+            t0 + Duration::from_secs(2),
+            false,
+        );
+        assert!(!soon.full);
+        assert_eq!(peers(&soon.probe), ["p-1", "p-2"], "p-1 moved, p-2 is new");
+        assert_eq!(soon.reused.len(), 1);
+        assert_eq!(soon.reused[0].peer, "p-0");
+        let due = plan(
+            Some(&last(t0)),
+            targets(),
+            interval,
+            t0 + Duration::from_millis(9_500),
+            false,
+        );
+        assert!(due.full && due.probe.len() == 3 && due.reused.is_empty());
+        let forced = plan(
+            Some(&last(t0)),
+            targets(),
+            interval,
+            t0 + Duration::from_secs(1),
+            true,
+        );
+        assert!(forced.full && forced.probe.len() == 3);
+        let first = plan(None, targets(), interval, t0, false);
+        assert!(first.full && first.probe.len() == 3);
+    }
+
+    /// A reused report carries the process states kubelet reports now.
+    #[test]
+    fn reused_reports_take_the_current_process_states() {
+        let t0 = Instant::now();
+        let mut t = target("p-0", "10.0.0.1");
+        t.kubo_process = ProcessState::Restarting;
+        let p = plan(
+            Some(&last(t0)),
+            vec![t],
+            Duration::from_secs(10),
+            t0 + Duration::from_secs(1),
+            false,
+        );
+        assert_eq!(p.reused[0].kubo_process, ProcessState::Restarting);
+        assert!(p.reused[0].kubo.is_err(), "the answer of the last round");
+    }
+
+    #[test]
+    fn a_partial_round_adds_to_the_last_one_and_keeps_its_time() {
+        let rounds = Rounds::default();
+        let key = ObjectRef::<IpfsCluster>::new("web").within("ns");
+        let t0 = Instant::now();
+        rounds.record(key.clone(), true, &last(t0).reports, t0);
+        let moved = ("http://10.0.0.9:5001".to_owned(), report("p-1"));
+        rounds.record(key.clone(), false, &[moved], t0 + Duration::from_secs(3));
+        let l = rounds.last(&key).expect("last round");
+        assert_eq!(l.at, t0);
+        let bases: Vec<&str> = l.reports.iter().map(|(b, _)| b.as_str()).collect();
+        assert_eq!(bases, ["http://10.0.0.1:5001", "http://10.0.0.9:5001"]);
+        rounds.forget(&key);
+        assert!(rounds.last(&key).is_none());
+    }
+}
