@@ -74,6 +74,28 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "ipfs-kit-operator")]
     pub lease_name: String,
+
+    /// Run without leader election even when a Lease namespace is known (run a single replica).
+    #[arg(long, env = "IPFS_KIT_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+
+    /// Namespace the operator's pods run in (default: `$POD_NAMESPACE`): the peers'
+    /// NetworkPolicy admits to the Kubo RPC and IPFS Cluster APIs the pods of this namespace
+    /// labelled `ipfskit.io/api-access: operator`. Unset (run outside the cluster): only such
+    /// pods of each IpfsCluster's own namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+
+    /// DNS domain of the Kubernetes cluster, in the peers' names
+    /// (`<pod>.<cluster>-peers.<ns>.svc.<domain>`). Default: read from the search list of
+    /// `/etc/resolv.conf` (the entry after `svc.`), else `cluster.local`.
+    #[arg(
+        long,
+        env = "IPFS_KIT_CLUSTER_DOMAIN",
+        value_name = "DOMAIN",
+        value_parser = crate::runtime::kube::dns::parse_cluster_domain
+    )]
+    pub cluster_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -714,6 +714,139 @@ async fn a_peer_that_never_answers_is_restarted_within_its_budget_then_left_alon
     let _ = stop.send(());
 }
 
+/// The peers admitted to the API ports (5001, 9094, 9095) by the NetworkPolicy `name` in `ns`.
+async fn api_peers(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    uid: &str,
+) -> Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer> {
+    let policy: NetworkPolicy = owned(client, ns, name, uid).await;
+    let rules = policy.spec.and_then(|s| s.ingress).expect("ingress rules");
+    let api = rules
+        .into_iter()
+        .find(|r| {
+            r.ports.iter().flatten().any(|p| {
+                p.port == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(5001))
+            })
+        })
+        .expect("the rule of the API ports");
+    api.from.expect("the API ports are restricted")
+}
+
+#[tokio::test]
+async fn the_apis_admit_the_operator_label_only_in_the_operator_namespace() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-np").await;
+    let operator_ns = cp.namespace("ctrl-np-op").await;
+    let other_ns = cp.namespace("ctrl-np-other").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 2).await;
+    let (stop, _controller) = start_controller_with(
+        client.clone(),
+        Settings {
+            namespace: Some(ns.clone()),
+            instance: format!("test-{ns}"),
+            operator_namespace: Some(operator_ns.clone()),
+            ..Settings::default()
+        },
+    );
+    let created = apply_cluster(&client, &ns, &cluster_json("guarded", &class, 1)).await;
+    let uid = created.uid().expect("uid");
+    let from = api_peers(&client, &ns, "guarded", &uid).await;
+
+    let operator_label = json!({"ipfskit.io/api-access": "operator"});
+    let by_label: Vec<_> = from
+        .iter()
+        .filter(|p| {
+            p.pod_selector.as_ref().map(|s| json!(s.match_labels)) == Some(operator_label.clone())
+        })
+        .collect();
+    assert_eq!(by_label.len(), 1, "{from:#?}");
+    let selector = by_label[0]
+        .namespace_selector
+        .as_ref()
+        .expect("a namespace selector");
+    assert!(
+        selector.match_expressions.is_none(),
+        "matched by labels only: {selector:?}"
+    );
+    let labels = selector.match_labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels,
+        BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_owned(),
+            operator_ns.clone()
+        )])
+    );
+    // Every other admitted peer is of the cluster's own namespace: no namespace selector, so no
+    // empty one (which would select every namespace).
+    for peer in from.iter().filter(|p| !std::ptr::eq(*p, by_label[0])) {
+        assert!(peer.namespace_selector.is_none(), "{peer:?}");
+    }
+    // What the selector selects, asked of the API server: the operator's namespace, and not the
+    // cluster's nor any other one where a pod could carry the label.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let query = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let selected: Vec<String> = namespaces
+        .list(&ListParams::default().labels(&query))
+        .await
+        .expect("list namespaces")
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert_eq!(selected, std::slice::from_ref(&operator_ns));
+    assert!(!selected.contains(&other_ns) && !selected.contains(&ns));
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_controller_given_a_cluster_domain_names_the_peers_in_it() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-dns").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 2).await;
+    let (stop, _controller) = start_controller_with(
+        client.clone(),
+        Settings {
+            namespace: Some(ns.clone()),
+            instance: format!("test-{ns}"),
+            cluster_domain: "k8s.example.org".into(),
+            ..Settings::default()
+        },
+    );
+    let created = apply_cluster(&client, &ns, &cluster_json("named", &class, 1)).await;
+    let uid = created.uid().expect("uid");
+    let config: ConfigMap = owned(&client, &ns, "named-config", &uid).await;
+    let script = config
+        .data
+        .as_ref()
+        .and_then(|d| d.get("cluster-start.sh"))
+        .expect("the start script");
+    assert!(
+        script.contains(&format!(
+            "host=\"named-$i.named-peers.{ns}.svc.k8s.example.org\""
+        )),
+        "{script}"
+    );
+    assert!(!script.contains("cluster.local"), "{script}");
+    // Without a known operator namespace, the operator's label counts in the cluster's namespace
+    // only.
+    let from = api_peers(&client, &ns, "named", &uid).await;
+    assert!(
+        from.iter().all(|p| p.namespace_selector.is_none()),
+        "{from:#?}"
+    );
+    let _ = stop.send(());
+}
+
 /// One operator instance with leader election on Lease `ns/ipfs-kit-operator` (4 s).
 fn start_elected(
     client: Client,

@@ -23,6 +23,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -371,7 +372,15 @@ fn the_chart_lints_strictly_and_renders_hardened_defaults() {
     assert_eq!(
         env.get("POD_NAMESPACE"),
         Some(&"metadata.namespace"),
-        "leader election on"
+        "the operator's namespace: the Lease's, and the only one whose api-access pods the \
+         peers' NetworkPolicy admits"
+    );
+    let args = controller.args.clone().unwrap_or_default();
+    assert!(
+        !args
+            .iter()
+            .any(|a| a == "--no-leader-election" || a == "--cluster-domain"),
+        "leader election on, the cluster domain detected: {args:?}"
     );
     assert_eq!(env.get("IPFS_KIT_LOG_FORMAT"), Some(&"json"));
     let dashboard = container(&pod, "dashboard");
@@ -476,16 +485,31 @@ fn chart_values_change_what_they_say_and_bad_values_are_refused_by_name() {
         "the token file is the configured key: {args:?}"
     );
 
-    // Single replica without leader election: no Lease rights, no POD_NAMESPACE.
+    // Single replica without leader election: no Lease rights, leader election turned off, the
+    // operator's namespace still known (the NetworkPolicy needs it).
     let docs = helm.template(&["replicaCount=1", "leaderElection.enabled=false"]);
     assert!(!kinds(&docs).contains(&"Role".to_owned()));
     let deployment: Deployment = find(&docs, "Deployment", None);
     let pod = deployment.spec.template.spec.expect("pod spec");
-    let env = container(&pod, "controller")
-        .env
+    let controller = container(&pod, "controller");
+    let env = controller.env.clone().unwrap_or_default();
+    assert!(env.iter().any(|e| e.name == "POD_NAMESPACE"), "{env:?}");
+    let args = controller.args.clone().unwrap_or_default();
+    assert!(args.iter().any(|a| a == "--no-leader-election"), "{args:?}");
+
+    // A cluster domain of the user's: passed as the flag.
+    let docs = helm.template(&["clusterDomain=k8s.example.org"]);
+    let deployment: Deployment = find(&docs, "Deployment", None);
+    let pod = deployment.spec.template.spec.expect("pod spec");
+    let args = container(&pod, "controller")
+        .args
         .clone()
         .unwrap_or_default();
-    assert!(!env.iter().any(|e| e.name == "POD_NAMESPACE"), "{env:?}");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--cluster-domain" && w[1] == "k8s.example.org"),
+        "{args:?}"
+    );
 
     // Metrics: a ClusterIP Service, and a ServiceMonitor when the cluster knows the kind.
     let docs = helm.template(&["metrics.service.enabled=true"]);
@@ -547,6 +571,7 @@ fn chart_values_change_what_they_say_and_bad_values_are_refused_by_name() {
             "metrics.serviceMonitor.enabled",
         ),
         (vec!["serviceAccount.create=false"], "serviceAccount.name"),
+        (vec!["clusterDomain=Not A Domain"], "/clusterDomain"),
     ];
     for (sets, named) in refusals {
         let mut args = vec!["template", RELEASE, chart];
@@ -982,6 +1007,26 @@ async fn the_operator_as_the_chart_deploys_it_does_its_whole_job_with_the_chart_
     )
     .await;
     controller.assert_running();
+    // POD_NAMESPACE told the controller its namespace: the API ports admit the api-access pods of
+    // the release namespace, named.
+    let policy = Api::<NetworkPolicy>::namespaced(admin.clone(), &ns)
+        .get("chart")
+        .await
+        .expect("the peers' NetworkPolicy");
+    let selectors: Vec<Value> = policy
+        .spec
+        .and_then(|s| s.ingress)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.from.unwrap_or_default())
+        .filter_map(|p| p.namespace_selector)
+        .map(|s| json!(s))
+        .collect();
+    assert_eq!(
+        selectors,
+        [json!({"matchLabels": {"kubernetes.io/metadata.name": ns}})],
+        "only the operator's namespace"
+    );
 
     // The dashboard, with the generated token mounted as the chart mounts it.
     ipfs_kit_operator::tls::ensure_crypto_provider();

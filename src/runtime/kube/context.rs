@@ -44,6 +44,22 @@ pub struct Settings {
     /// How long a new or restarted peer may take to answer before it counts as failing (the
     /// health engine's `restart_timeout`). `None`: the engine's default (5 min).
     pub start_grace: Option<Duration>,
+    /// Namespace of the operator's own pods: the peers' NetworkPolicy admits to their APIs the
+    /// pods of this namespace labelled `ipfskit.io/api-access: operator`. `None` (unknown, e.g.
+    /// run outside the cluster): only such pods of each IpfsCluster's own namespace.
+    pub operator_namespace: Option<String>,
+    /// The Kubernetes cluster's DNS domain, in the peers' DNS names (start script, healing).
+    pub cluster_domain: String,
+}
+
+impl Settings {
+    /// What the owned objects are built with, from these settings.
+    pub fn build_environment(&self) -> build::Environment {
+        build::Environment {
+            operator_namespace: self.operator_namespace.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -57,6 +73,8 @@ impl Default for Settings {
             status_refresh: Duration::from_secs(60),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "ipfs-kit-operator".into()),
             start_grace: None,
+            operator_namespace: None,
+            cluster_domain: super::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
         }
     }
 }

@@ -130,7 +130,7 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
 /// The pipeline for a live IpfsCluster.
 async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result<Action, Error> {
     let policy = policy_for(cluster, &ctx.settings)?;
-    let children = build::children(cluster)?;
+    let children = build::children(cluster, &ctx.settings.build_environment())?;
     let names = children.names.clone();
     ctx.caches.ready().await;
     let (statefulset, problems) = if cluster.spec.paused {

@@ -61,10 +61,10 @@ impl PeerRuntime for KubePeers<'_> {
         let api = Endpoint::at(ip, KUBO_RPC_PORT);
         let mut failed = Vec::new();
         for t in targets {
-            let addr = format!(
-                "/dns4/{}.{}.{}.svc.cluster.local/tcp/{KUBO_SWARM_PORT}/p2p/{}",
-                t.peer, self.names.headless_service, self.ns, t.peer_id
-            );
+            let host = self
+                .names
+                .peer_host(&t.peer, self.ns, &self.ctx.settings.cluster_domain);
+            let addr = format!("/dns4/{host}/tcp/{KUBO_SWARM_PORT}/p2p/{}", t.peer_id);
             // Peering first: Kubo then keeps the connection itself, re-dialling the stable
             // DNS name when it drops, without a routing system and without the operator.
             let ipfs = &self.ctx.ipfs;

@@ -9,8 +9,9 @@
 //! - [`heal`]: the health engine's actions on pods, and their Events;
 //! - [`status`]: the status, written when it changed, with what [`kubelet`] says of the pods.
 //!
-//! Around it: [`context`] (what reconciles share), [`watches`] (triggers and caches),
-//! [`backoff`], [`lease`] (leader election) and [`pin`] (the IpfsPin reconciler).
+//! Around it: [`context`] (what reconciles share), [`dns`] (the cluster domain), [`watches`]
+//! (triggers and caches), [`backoff`], [`lease`] (leader election) and [`pin`] (the IpfsPin
+//! reconciler).
 
 pub mod applied;
 pub mod apply;
@@ -18,6 +19,7 @@ pub mod backoff;
 pub mod build;
 pub mod context;
 pub mod controller;
+pub mod dns;
 pub mod heal;
 pub mod kubelet;
 pub mod lease;
@@ -31,6 +33,7 @@ pub mod status;
 pub mod watches;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -104,10 +107,21 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
     let client = kube::Client::try_default()
         .await
         .map_err(OperatorError::Config)?;
+    // An empty `POD_NAMESPACE` names no namespace: as if unset.
+    let operator_namespace = args.operator_namespace.clone().filter(|ns| !ns.is_empty());
+    let (cluster_domain, domain_source) =
+        dns::cluster_domain(args.cluster_domain.as_deref(), Path::new(dns::RESOLV_CONF));
+    log_environment(
+        operator_namespace.as_deref(),
+        &cluster_domain,
+        domain_source,
+    );
     let settings = Settings {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
         instance: args.instance.clone(),
+        operator_namespace,
+        cluster_domain,
         ..Settings::default()
     };
     let metrics = Arc::new(Metrics::default());
@@ -123,7 +137,11 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
             tracing::warn!("metrics endpoint stopped: {e}");
         }
     });
-    let result = match &args.lease_namespace {
+    let lease_namespace = args
+        .lease_namespace
+        .as_ref()
+        .filter(|_| !args.no_leader_election);
+    let result = match lease_namespace {
         Some(namespace) => {
             let lease = lease::LeaseSettings {
                 name: args.lease_name.clone(),
@@ -135,8 +153,8 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
         }
         None => {
             tracing::warn!(
-                "no --lease-namespace (or POD_NAMESPACE): running without leader election; run \
-                 a single replica"
+                "no leader election (--no-leader-election, or no --lease-namespace nor \
+                 POD_NAMESPACE): run a single replica"
             );
             run(client, settings, metrics, shutdown_signal())
                 .await
@@ -145,4 +163,36 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
     };
     server.abort();
     result
+}
+
+/// Logs, once at start, whose pods may reach the peers' APIs and the cluster domain in use.
+fn log_environment(
+    operator_namespace: Option<&str>,
+    cluster_domain: &str,
+    source: dns::DomainSource,
+) {
+    match operator_namespace {
+        Some(ns) => tracing::info!(
+            operator_namespace = ns,
+            "the peers' APIs admit the pods labelled {}: operator in namespace {ns}",
+            build::API_ACCESS_LABEL
+        ),
+        None => tracing::warn!(
+            "the operator's namespace is unknown (no --operator-namespace nor POD_NAMESPACE): the \
+             peers' APIs admit the pods labelled {}: operator of each IpfsCluster's own namespace \
+             only",
+            build::API_ACCESS_LABEL
+        ),
+    }
+    let from = match source {
+        dns::DomainSource::Flag => "--cluster-domain",
+        dns::DomainSource::ResolvConf => dns::RESOLV_CONF,
+        dns::DomainSource::Default => {
+            "the default; none in --cluster-domain or the resolver's search list"
+        }
+    };
+    tracing::info!(
+        cluster_domain,
+        "the cluster DNS domain is {cluster_domain} ({from})"
+    );
 }

@@ -52,8 +52,8 @@ pub const CLUSTER_LABEL: &str = "ipfskit.io/cluster";
 pub const MANAGED_BY: &str = "ipfs-kit-operator";
 /// Pod-template annotation holding the hash of the rendered configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "ipfskit.io/config-hash";
-/// Label of pods (in any namespace) allowed to reach the peers' APIs: the operator and its
-/// dashboard carry it with value `operator`.
+/// Label of the operator's pods (in the operator's namespace) allowed to reach the peers' APIs:
+/// the operator and its dashboard carry it with value `operator`.
 pub const API_ACCESS_LABEL: &str = "ipfskit.io/api-access";
 /// Label a client pod in the cluster's namespace sets to the IpfsCluster's name to reach the
 /// peers' APIs (5001, 9094, 9095).
@@ -108,6 +108,17 @@ impl Names {
     /// Pod (peer) name of `ordinal`.
     pub fn peer(&self, ordinal: i32) -> String {
         format!("{}-{ordinal}", self.statefulset)
+    }
+
+    /// The DNS domain of the headless Service in namespace `ns` (cluster domain `domain`), under
+    /// which every peer has its name.
+    pub fn peers_domain(&self, ns: &str, domain: &str) -> String {
+        format!("{}.{ns}.svc.{domain}", self.headless_service)
+    }
+
+    /// The stable DNS name of peer (pod) `peer` in namespace `ns`.
+    pub fn peer_host(&self, peer: &str, ns: &str, domain: &str) -> String {
+        format!("{peer}.{}", self.peers_domain(ns, domain))
     }
 
     /// PersistentVolumeClaim of `template` for the peer of `ordinal`.
@@ -202,8 +213,29 @@ impl Children {
     }
 }
 
+/// What the owned objects depend on besides the IpfsCluster: where the operator runs and the
+/// Kubernetes cluster's DNS domain (both from the operator's settings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    /// Namespace of the operator's pods, whose pods labelled [`API_ACCESS_LABEL`] may reach the
+    /// peers' APIs. `None` (unknown: the operator runs outside the cluster): only such pods in
+    /// the IpfsCluster's own namespace may, never those of any other namespace.
+    pub operator_namespace: Option<String>,
+    /// The cluster's DNS domain, e.g. `cluster.local` (see [`crate::runtime::kube::dns`]).
+    pub cluster_domain: String,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self {
+            operator_namespace: None,
+            cluster_domain: crate::runtime::kube::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+        }
+    }
+}
+
 /// Builds every owned object except the generated Secret (see [`generated_secret`]).
-pub fn children(cluster: &IpfsCluster) -> Result<Children, BuildError> {
+pub fn children(cluster: &IpfsCluster, env: &Environment) -> Result<Children, BuildError> {
     let name = cluster
         .metadata
         .name
@@ -219,7 +251,7 @@ pub fn children(cluster: &IpfsCluster) -> Result<Children, BuildError> {
     let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
     let owner = owner_reference(cluster)?;
     let names = Names::of(&name);
-    let config_map = config_map(cluster, &names, &namespace, &owner);
+    let config_map = config_map(cluster, &names, &namespace, &env.cluster_domain, &owner);
     let hash = config_hash(&config_map);
     let statefulset = statefulset(cluster, &names, &owner, &hash)?;
     Ok(Children {
@@ -228,7 +260,7 @@ pub fn children(cluster: &IpfsCluster) -> Result<Children, BuildError> {
         p2p_service: p2p_service(cluster, &names, &owner),
         gateway_service: gateway_service(cluster, &names, &owner),
         pdb: pdb(&names, &owner),
-        network_policy: network_policy(cluster, &names, &owner),
+        network_policy: network_policy(cluster, &names, env.operator_namespace.as_deref(), &owner),
         config_map,
         statefulset,
         names,

@@ -95,9 +95,9 @@ pub fn cluster_init_script(cluster: &IpfsCluster) -> String {
 /// resolve ends the list), then execs the daemon. Peer 0 starts alone when nobody answers (the
 /// first start of a new cluster); every other peer waits up to two minutes for one to answer, so
 /// that peers started together (`Parallel` pod management) join peer 0 instead of each starting
-/// a cluster of its own.
-pub fn cluster_start_script(names: &Names, namespace: &str) -> String {
-    let domain = format!("{}.{namespace}.svc.cluster.local", names.headless_service);
+/// a cluster of its own. `cluster_domain` is the Kubernetes cluster's DNS domain.
+pub fn cluster_start_script(names: &Names, namespace: &str, cluster_domain: &str) -> String {
+    let domain = names.peers_domain(namespace, cluster_domain);
     let sts = &names.statefulset;
     [
         "#!/bin/sh",
@@ -143,6 +143,7 @@ pub(super) fn config_map(
     cluster: &IpfsCluster,
     names: &Names,
     namespace: &str,
+    cluster_domain: &str,
     owner: &OwnerReference,
 ) -> ConfigMap {
     ConfigMap {
@@ -152,7 +153,7 @@ pub(super) fn config_map(
             ("cluster-init.sh".to_owned(), cluster_init_script(cluster)),
             (
                 "cluster-start.sh".to_owned(),
-                cluster_start_script(names, namespace),
+                cluster_start_script(names, namespace, cluster_domain),
             ),
         ])),
         ..Default::default()

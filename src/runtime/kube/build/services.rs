@@ -157,7 +157,11 @@ fn np_port(port: i32, protocol: &str) -> NetworkPolicyPort {
     }
 }
 
-fn pods_labelled(key: &str, value: &str) -> LabelSelector {
+/// The label the API server sets on every namespace to its name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// A selector of the objects (pods, namespaces) labelled `key: value`.
+fn labelled(key: &str, value: &str) -> LabelSelector {
     LabelSelector {
         match_labels: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
         ..Default::default()
@@ -166,11 +170,15 @@ fn pods_labelled(key: &str, value: &str) -> LabelSelector {
 
 /// Ingress to the peer pods: the swarm ports (and the gateway, when enabled) from anywhere; the
 /// control APIs (Kubo RPC 5001, Cluster REST 9094, proxy 9095) only from the other peers, from the
-/// operator and its dashboard (pods labelled `ipfskit.io/api-access: operator` in any namespace)
-/// and from client pods in the same namespace labelled `ipfskit.io/api-client: <cluster>`.
+/// operator and its dashboard (pods labelled `ipfskit.io/api-access: operator` in the operator's
+/// namespace, `operator_namespace`) and from client pods in the same namespace labelled
+/// `ipfskit.io/api-client: <cluster>`. With the operator's namespace unknown (`None`: the operator
+/// runs outside the cluster), the operator's label admits pods of the cluster's own namespace
+/// only: never pods of any other namespace, which anyone allowed to label a pod there could join.
 pub(super) fn network_policy(
     cluster: &IpfsCluster,
     names: &Names,
+    operator_namespace: Option<&str>,
     owner: &OwnerReference,
 ) -> NetworkPolicy {
     let mut open_ports = vec![
@@ -195,12 +203,14 @@ pub(super) fn network_policy(
             ..Default::default()
         },
         NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector::default()),
-            pod_selector: Some(pods_labelled(API_ACCESS_LABEL, "operator")),
+            // By name: `kubernetes.io/metadata.name` is set by the API server on every
+            // namespace and cannot be changed.
+            namespace_selector: operator_namespace.map(|ns| labelled(NAMESPACE_NAME_LABEL, ns)),
+            pod_selector: Some(labelled(API_ACCESS_LABEL, "operator")),
             ..Default::default()
         },
         NetworkPolicyPeer {
-            pod_selector: Some(pods_labelled(API_CLIENT_LABEL, &names.cluster)),
+            pod_selector: Some(labelled(API_CLIENT_LABEL, &names.cluster)),
             ..Default::default()
         },
     ];

@@ -1,5 +1,6 @@
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicyIngressRule;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
@@ -11,6 +12,21 @@ fn cluster(spec: IpfsClusterSpec) -> IpfsCluster {
     c.metadata.namespace = Some("ipfs".into());
     c.metadata.uid = Some("uid-1".into());
     c
+}
+
+/// Where the tests' operator runs.
+const OPERATOR_NS: &str = "ipfs-kit-system";
+
+fn environment() -> Environment {
+    Environment {
+        operator_namespace: Some(OPERATOR_NS.into()),
+        ..Environment::default()
+    }
+}
+
+/// The children of `c`, built for an operator in [`OPERATOR_NS`] and the default cluster domain.
+fn build(c: &IpfsCluster) -> Result<Children, BuildError> {
+    children(c, &environment())
 }
 
 fn pod_spec(c: &Children) -> &PodSpec {
@@ -30,7 +46,7 @@ fn hash_of(c: &Children) -> String {
 
 #[test]
 fn every_child_is_owned_labelled_and_named_after_the_cluster() {
-    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
     let metas = [
         &c.config_map.metadata,
         &c.statefulset.metadata,
@@ -59,7 +75,7 @@ fn every_child_is_owned_labelled_and_named_after_the_cluster() {
 fn a_cluster_without_uid_is_refused_by_name() {
     let mut c = cluster(IpfsClusterSpec::default());
     c.metadata.uid = None;
-    let err = children(&c).expect_err("no uid").to_string();
+    let err = build(&c).expect_err("no uid").to_string();
     assert!(err.contains("demo") && err.contains("uid"), "{err}");
 }
 
@@ -81,7 +97,7 @@ fn a_name_at_the_limit_yields_valid_object_names_and_a_longer_one_is_refused() {
     c.metadata.name = Some(name.clone());
     c.spec.networking.p2p.exposure = Exposure::LoadBalancer;
     c.spec.networking.gateway.enabled = true;
-    let built = children(&c).expect("children at the limit");
+    let built = build(&c).expect("children at the limit");
     let names = &built.names;
     let services = built.service_names();
     assert_eq!(services.len(), 4);
@@ -106,9 +122,7 @@ fn a_name_at_the_limit_yields_valid_object_names_and_a_longer_one_is_refused() {
     }
 
     c.metadata.name = Some(format!("{name}c"));
-    let err = children(&c)
-        .expect_err("one character too long")
-        .to_string();
+    let err = build(&c).expect_err("one character too long").to_string();
     assert!(
         err.contains("metadata.name") && err.contains("at most 52"),
         "{err}"
@@ -117,7 +131,7 @@ fn a_name_at_the_limit_yields_valid_object_names_and_a_longer_one_is_refused() {
 
 #[test]
 fn statefulset_runs_kubo_and_cluster_after_two_config_init_containers() {
-    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
     let sts = &c.statefulset.spec;
     assert_eq!(sts.replicas, Some(3));
     assert_eq!(sts.service_name.as_deref(), Some("demo-peers"));
@@ -169,7 +183,7 @@ fn statefulset_runs_kubo_and_cluster_after_two_config_init_containers() {
 
 #[test]
 fn the_cluster_secret_reaches_only_the_cluster_containers_through_a_secret_key_ref() {
-    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
     let pod = pod_spec(&c);
     let secret_ref = |ct: &Container| {
         ct.env
@@ -219,7 +233,7 @@ fn the_cluster_secret_reaches_only_the_cluster_containers_through_a_secret_key_r
         key: "k".into(),
     });
     let own = cluster(spec);
-    let c = children(&own).expect("children");
+    let c = build(&own).expect("children");
     assert_eq!(
         secret_ref(&pod_spec(&c).containers[1]),
         Some(("mine".to_owned(), "k".to_owned()))
@@ -244,13 +258,13 @@ fn generated_secret_holds_the_given_hex_value() {
 
 #[test]
 fn config_hash_follows_the_rendered_config_and_nothing_else() {
-    let base = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let base = build(&cluster(IpfsClusterSpec::default())).expect("children");
     let mut spec = IpfsClusterSpec {
         replicas: 5,
         ..Default::default()
     };
     spec.kubo.storage.size = "20Gi".into();
-    let scaled = children(&cluster(spec)).expect("children");
+    let scaled = build(&cluster(spec)).expect("children");
     assert_eq!(
         hash_of(&base),
         hash_of(&scaled),
@@ -264,7 +278,7 @@ fn config_hash_follows_the_rendered_config_and_nothing_else() {
             .cloned()
             .expect("object"),
     );
-    let changed = children(&cluster(spec)).expect("children");
+    let changed = build(&cluster(spec)).expect("children");
     assert_ne!(
         hash_of(&base),
         hash_of(&changed),
@@ -274,7 +288,7 @@ fn config_hash_follows_the_rendered_config_and_nothing_else() {
     // Deterministic.
     assert_eq!(
         hash_of(&base),
-        hash_of(&children(&cluster(IpfsClusterSpec::default())).expect("c"))
+        hash_of(&build(&cluster(IpfsClusterSpec::default())).expect("c"))
     );
 }
 
@@ -322,7 +336,7 @@ fn kubo_script_inits_once_migrates_every_start_and_applies_overrides_leaf_by_lea
 #[test]
 fn cluster_start_bootstraps_to_every_peer_by_dns_not_only_pod_zero() {
     let names = Names::of("demo");
-    let script = cluster_start_script(&names, "ipfs");
+    let script = cluster_start_script(&names, "ipfs", "cluster.local");
     assert!(
         script.contains("host=\"demo-$i.demo-peers.ipfs.svc.cluster.local\""),
         "{script}"
@@ -342,7 +356,7 @@ fn cluster_start_bootstraps_to_every_peer_by_dns_not_only_pod_zero() {
 fn run_start_script(pod: &str, answering: &[&str], after: u32) -> String {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("temp dir");
-    let script = cluster_start_script(&Names::of("demo"), "ipfs");
+    let script = cluster_start_script(&Names::of("demo"), "ipfs", "cluster.local");
     let stub = |name: &str, body: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write stub");
@@ -417,7 +431,7 @@ fn a_peer_gives_up_waiting_and_starts_alone() {
 
 #[test]
 fn headless_service_publishes_every_peer_and_api_service_is_internal() {
-    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
     let h = c.headless_service.spec.as_ref().expect("spec");
     assert_eq!(h.cluster_ip.as_deref(), Some("None"));
     assert_eq!(h.publish_not_ready_addresses, Some(true));
@@ -432,7 +446,7 @@ fn p2p_exposure_carries_only_the_swarm_ports() {
     let mut spec = IpfsClusterSpec::default();
     spec.networking.p2p.exposure = Exposure::LoadBalancer;
     spec.networking.p2p.ports = vec![4001, 9096, 5001];
-    let c = children(&cluster(spec)).expect("children");
+    let c = build(&cluster(spec)).expect("children");
     let svc = c.p2p_service.as_ref().expect("p2p service");
     let s = svc.spec.as_ref().expect("spec");
     assert_eq!(s.type_.as_deref(), Some("LoadBalancer"));
@@ -445,7 +459,7 @@ fn p2p_exposure_carries_only_the_swarm_ports() {
 
     let mut spec = IpfsClusterSpec::default();
     spec.networking.gateway.enabled = true;
-    let c = children(&cluster(spec)).expect("children");
+    let c = build(&cluster(spec)).expect("children");
     assert_eq!(
         c.service_names(),
         vec!["demo-peers", "demo-api", "demo-gateway"]
@@ -462,7 +476,7 @@ fn p2p_exposure_carries_only_the_swarm_ports() {
 
 #[test]
 fn pdb_allows_one_peer_down() {
-    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
     assert_eq!(
         c.pdb.spec.as_ref().and_then(|s| s.max_unavailable.clone()),
         Some(IntOrString::Int(1))
@@ -471,7 +485,7 @@ fn pdb_allows_one_peer_down() {
 
 #[test]
 fn network_policy_opens_swarm_ports_and_restricts_the_apis() {
-    let c = children(&cluster(IpfsClusterSpec::default())).expect("children");
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
     let rules = c
         .network_policy
         .spec
@@ -497,6 +511,107 @@ fn network_policy_opens_swarm_ports_and_restricts_the_apis() {
     assert!(
         from.iter().all(|p| p.pod_selector.is_some()),
         "no open ipBlock"
+    );
+}
+
+/// The namespace selector and pod labels of each peer the API rule admits.
+fn api_clients(c: &Children) -> Vec<(Option<LabelSelector>, BTreeMap<String, String>)> {
+    let rules = c
+        .network_policy
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress.clone())
+        .expect("ingress");
+    rules[1]
+        .from
+        .iter()
+        .flatten()
+        .map(|p| {
+            let labels = p
+                .pod_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone())
+                .expect("pod labels");
+            (p.namespace_selector.clone(), labels)
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_operator_namespace_pods_reach_the_apis_by_the_operator_label() {
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
+    let from = api_clients(&c);
+    let operator = BTreeMap::from([(API_ACCESS_LABEL.to_owned(), "operator".to_owned())]);
+    let by_label: Vec<_> = from.iter().filter(|(_, l)| *l == operator).collect();
+    assert_eq!(by_label.len(), 1, "{from:?}");
+    assert_eq!(
+        by_label[0].0,
+        Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                OPERATOR_NS.to_owned()
+            )])),
+            ..Default::default()
+        }),
+        "the operator's namespace, by name"
+    );
+    for (ns, labels) in &from {
+        let empty = ns.as_ref().is_some_and(|s| {
+            s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+                && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
+        });
+        assert!(!empty, "no peer of every namespace: {labels:?}");
+    }
+    // The peers and the labelled clients: the cluster's own namespace (no namespace selector).
+    assert_eq!(from.iter().filter(|(ns, _)| ns.is_none()).count(), 2);
+}
+
+#[test]
+fn with_the_operator_namespace_unknown_the_label_counts_in_the_cluster_namespace_only() {
+    let c = children(
+        &cluster(IpfsClusterSpec::default()),
+        &Environment::default(),
+    )
+    .expect("children");
+    let from = api_clients(&c);
+    assert_eq!(from.len(), 3);
+    assert!(
+        from.iter().all(|(ns, _)| ns.is_none()),
+        "every admitted pod is of the cluster's namespace: {from:?}"
+    );
+    assert!(
+        from.iter()
+            .any(|(_, l)| l.get(API_ACCESS_LABEL).map(String::as_str) == Some("operator"))
+    );
+}
+
+#[test]
+fn the_cluster_domain_names_the_peers_in_the_start_script() {
+    let env = Environment {
+        cluster_domain: "k8s.example.org".into(),
+        ..environment()
+    };
+    let c = children(&cluster(IpfsClusterSpec::default()), &env).expect("children");
+    let script = c
+        .config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get("cluster-start.sh"))
+        .expect("start script");
+    assert!(
+        script.contains("host=\"demo-$i.demo-peers.ipfs.svc.k8s.example.org\""),
+        "{script}"
+    );
+    assert!(!script.contains("cluster.local"), "{script}");
+    let default = build(&cluster(IpfsClusterSpec::default())).expect("children");
+    assert_ne!(
+        hash_of(&c),
+        hash_of(&default),
+        "another domain is another configuration: the pods roll"
+    );
+    assert_eq!(
+        Names::of("demo").peer_host("demo-1", "ipfs", "k8s.example.org"),
+        "demo-1.demo-peers.ipfs.svc.k8s.example.org"
     );
 }
 
