@@ -1,8 +1,10 @@
 //! Probe rounds on the probe interval. A reconcile runs on every change of a cluster's pods (a
 //! rollout or a restart brings dozens within seconds), but the peers are probed once per
 //! `spec.health.probeInterval`: a reconcile within the interval of the last round reuses that
-//! round's answers for the peers whose pod is the same, and probes only the ones whose pod is
-//! new or moved. A dashboard "health check now" request probes every peer at once.
+//! round's answers for the peers whose pod is the same and that answered, and probes only the
+//! others (a pod new or moved, a peer that did not answer: one coming up is seen at once; the
+//! policy counts a failure once per interval however often it is probed). A dashboard "health
+//! check now" request probes every peer at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,7 +42,7 @@ pub struct Plan {
 
 /// Splits `targets` into those to probe now and the reports reused from `last`: all are probed
 /// when `force`, when there is no last round or when it is at least `interval` old; otherwise only
-/// the targets whose peer was not probed then at the same address. A reused report takes the
+/// the targets whose peer was not probed then at the same address, or did not answer then. A reused report takes the
 /// process states the runtime reports now (kubelet's view is fresh on every reconcile).
 pub fn plan(
     last: Option<&LastRound>,
@@ -60,10 +62,12 @@ pub fn plan(
     let mut probe = Vec::new();
     let mut reused = Vec::new();
     for target in targets {
-        let earlier = last
-            .reports
-            .iter()
-            .find(|(base, r)| r.peer == target.peer && *base == target.kubo.base);
+        let earlier = last.reports.iter().find(|(base, r)| {
+            r.peer == target.peer
+                && *base == target.kubo.base
+                && r.kubo.is_ok()
+                && r.cluster.is_ok()
+        });
         match earlier {
             Some((_, report)) => reused.push(PeerReport {
                 kubo_process: target.kubo_process,
@@ -136,26 +140,28 @@ mod tests {
         }
     }
 
-    fn report(peer: &str) -> PeerReport {
-        let failure = ProbeFailure {
-            kind: FailureKind::Timeout,
-            message: format!("{peer} timed out"),
-        };
-        PeerReport {
-            peer: peer.into(),
-            kubo_process: ProcessState::Running,
-            cluster_process: ProcessState::Running,
-            kubo: Err(failure.clone()),
-            cluster: Err(failure),
+    /// A report of a peer that answered (`up`) or timed out.
+    fn report(peer: &str, up: bool) -> PeerReport {
+        let mut r = crate::reconcile::connectivity::tests::mesh(1).remove(0);
+        r.peer = peer.into();
+        if !up {
+            let failure = ProbeFailure {
+                kind: FailureKind::Timeout,
+                message: format!("{peer} timed out"),
+            };
+            r.kubo = Err(failure.clone());
+            r.cluster = Err(failure);
         }
+        r
     }
 
     fn last(at: Instant) -> LastRound {
         LastRound {
             at,
             reports: vec![
-                ("http://10.0.0.1:5001".into(), report("p-0")),
-                ("http://10.0.0.2:5001".into(), report("p-1")),
+                ("http://10.0.0.1:5001".into(), report("p-0", true)),
+                ("http://10.0.0.2:5001".into(), report("p-1", true)),
+                ("http://10.0.0.4:5001".into(), report("p-3", false)),
             ],
         }
     }
@@ -175,6 +181,7 @@ mod tests {
                 target("p-0", "10.0.0.1"),
                 target("p-1", "10.0.0.9"),
                 target("p-2", "10.0.0.3"),
+                target("p-3", "10.0.0.4"),
             ]
         };
         let soon = plan(
@@ -185,7 +192,11 @@ mod tests {
             false,
         );
         assert!(!soon.full);
-        assert_eq!(peers(&soon.probe), ["p-1", "p-2"], "p-1 moved, p-2 is new");
+        assert_eq!(
+            peers(&soon.probe),
+            ["p-1", "p-2", "p-3"],
+            "p-1 moved, p-2 is new, p-3 did not answer"
+        );
         assert_eq!(soon.reused.len(), 1);
         assert_eq!(soon.reused[0].peer, "p-0");
         let due = plan(
@@ -195,7 +206,7 @@ mod tests {
             t0 + Duration::from_millis(9_500),
             false,
         );
-        assert!(due.full && due.probe.len() == 3 && due.reused.is_empty());
+        assert!(due.full && due.probe.len() == 4 && due.reused.is_empty());
         let forced = plan(
             Some(&last(t0)),
             targets(),
@@ -203,9 +214,9 @@ mod tests {
             t0 + Duration::from_secs(1),
             true,
         );
-        assert!(forced.full && forced.probe.len() == 3);
+        assert!(forced.full && forced.probe.len() == 4);
         let first = plan(None, targets(), interval, t0, false);
-        assert!(first.full && first.probe.len() == 3);
+        assert!(first.full && first.probe.len() == 4);
     }
 
     /// A reused report carries the process states kubelet reports now.
@@ -222,7 +233,7 @@ mod tests {
             false,
         );
         assert_eq!(p.reused[0].kubo_process, ProcessState::Restarting);
-        assert!(p.reused[0].kubo.is_err(), "the answer of the last round");
+        assert!(p.reused[0].kubo.is_ok(), "the answer of the last round");
     }
 
     #[test]
@@ -231,12 +242,19 @@ mod tests {
         let key = ObjectRef::<IpfsCluster>::new("web").within("ns");
         let t0 = Instant::now();
         rounds.record(key.clone(), true, &last(t0).reports, t0);
-        let moved = ("http://10.0.0.9:5001".to_owned(), report("p-1"));
+        let moved = ("http://10.0.0.9:5001".to_owned(), report("p-1", true));
         rounds.record(key.clone(), false, &[moved], t0 + Duration::from_secs(3));
         let l = rounds.last(&key).expect("last round");
         assert_eq!(l.at, t0);
         let bases: Vec<&str> = l.reports.iter().map(|(b, _)| b.as_str()).collect();
-        assert_eq!(bases, ["http://10.0.0.1:5001", "http://10.0.0.9:5001"]);
+        assert_eq!(
+            bases,
+            [
+                "http://10.0.0.1:5001",
+                "http://10.0.0.4:5001",
+                "http://10.0.0.9:5001"
+            ]
+        );
         rounds.forget(&key);
         assert!(rounds.last(&key).is_none());
     }
