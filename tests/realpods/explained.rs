@@ -150,3 +150,68 @@ pub async fn peers_without_swarm_connections_are_degraded() {
         assert!(why.contains("swarm connected to 0"), "{peer:?}");
     }
 }
+
+/// Kubernetes reconciles on every change of a cluster's pods. A hung Kubo (SIGSTOPped: its
+/// sockets stay open, so kubelet sees nothing) while its pod changes several times a second is
+/// still restarted only after `failureThreshold` failed rounds a probe interval apart, not after
+/// three reconciles: with 3 failures 10 s apart, no sooner than 20 s after the first.
+pub async fn a_hung_peer_is_judged_per_interval_not_per_reconcile() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+
+    let node = real_node();
+    let client = node.admin_client().await;
+    let ns = format!("paced-{}", crate::support::control_plane::random_hex(3));
+    restricted_namespace(&client, &ns).await;
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    create(&api, "paced", json!({"replicas": 1})).await;
+    let c = crate::steps::Cluster::new(&client, &ns, "paced");
+    c.wait_healthy(1, Duration::from_secs(120)).await;
+    let pid = crate::steps::process_of("paced-0", &crate::steps::KUBO_ARGV)
+        .expect("Kubo's process in the pod");
+    let restarts = |cl: &IpfsCluster| {
+        cl.status.as_ref().map_or(0, |s| {
+            s.healing
+                .iter()
+                .filter(|h| h.action == ipfs_kit_operator::api::HealingAction::RestartPeer)
+                .count()
+        })
+    };
+    let stopped = std::time::Instant::now();
+    crate::steps::signal(pid, "STOP");
+    // A change of the pod every 300 ms: each one is a reconcile.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let storm = async {
+        for i in 0u32.. {
+            let touch =
+                json!({"metadata": {"annotations": {"test.ipfskit.io/touch": i.to_string()}}});
+            let _ = pods
+                .patch("paced-0", &PatchParams::default(), &Patch::Merge(&touch))
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let decided = async {
+        wait_status_within(
+            &api,
+            "paced",
+            "a restart of the hung peer decided",
+            Duration::from_secs(90),
+            |cl| restarts(cl) > 0,
+        )
+        .await;
+        stopped.elapsed()
+    };
+    let took = tokio::select! {
+        took = decided => took,
+        () = storm => unreachable!("the storm never ends"),
+    };
+    report(&format!(
+        "SIGSTOP of Kubo with its pod changed every 300 ms: restart decided after {:.1} s",
+        took.as_secs_f64()
+    ));
+    assert!(
+        took >= Duration::from_secs(20),
+        "restart decided {took:?} after the hang: failures counted per reconcile, not per interval"
+    );
+}

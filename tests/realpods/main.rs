@@ -320,6 +320,13 @@ async fn peers_without_swarm_connections_are_degraded() {
     explained::peers_without_swarm_connections_are_degraded().await;
 }
 
+/// A hung peer whose pod changes all the time is judged once per probe interval.
+#[tokio::test]
+async fn a_hung_peer_is_judged_per_interval_not_per_reconcile() {
+    let _serial = serial().await;
+    explained::a_hung_peer_is_judged_per_interval_not_per_reconcile().await;
+}
+
 /// `kubectl apply -k deploy/` as written: the namespace (restricted), CRDs, RBAC and the
 /// Deployment come up with the locally built image; the dashboard starts without a token Secret
 /// and refuses changes, then takes the token once the Secret is created, without a restart.
