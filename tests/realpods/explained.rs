@@ -99,8 +99,9 @@ pub async fn pods_that_cannot_run_say_why() {
     }
 }
 
-/// Two peers whose Kubo never connect (self-healing off, so nobody connects them): each is
-/// Degraded, not Healthy, and says why.
+/// Two peers whose Kubo are not connected (self-healing off, so the operator does not connect
+/// them; IPFS Cluster itself connects its Kubo daemons only after its `connect_swarms_delay`,
+/// 30 s): while they are apart, each is Degraded, not Healthy (it was, at 80), and says why.
 pub async fn peers_without_swarm_connections_are_degraded() {
     let node = real_node();
     let client = node.admin_client().await;
