@@ -612,39 +612,7 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
         .patch(&c.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("patch spec.kubo.config");
-    // Per peer, the poll in which its new pod was first seen, and the one in which it was
-    // first Ready.
-    let mut seen: [Option<u32>; 3] = [None; 3];
-    let mut ready_at: [Option<u32>; 3] = [None; 3];
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut poll = 0u32;
-    while ready_at.iter().any(Option::is_none) {
-        poll += 1;
-        for i in 0..3 {
-            let Some(pod) = c.pods.get_opt(&c.peer(i)).await.ok().flatten() else {
-                continue;
-            };
-            if pod.metadata.uid.as_deref() == Some(uids[i].as_str())
-                || pod.metadata.deletion_timestamp.is_some()
-            {
-                continue;
-            }
-            seen[i].get_or_insert(poll);
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c.ready));
-            if ready {
-                ready_at[i].get_or_insert(poll);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every pod replaced within 300 s: new pods seen {seen:?}, ready {ready_at:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (seen, ready_at) = c.watch_replacement(&uids, Duration::from_secs(300)).await;
     // In the order they were replaced, each new pod appeared only once the one before was Ready.
     let mut order: Vec<usize> = (0..3).collect();
     order.sort_by_key(|&i| seen[i]);

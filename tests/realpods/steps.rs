@@ -221,6 +221,50 @@ impl Cluster {
             .collect()
     }
 
+    /// Watches the pods of peers `0..uids.len()` (whose pods had `uids`) being replaced; per peer,
+    /// the poll (every 200 ms) in which its new pod was first seen and the one in which all its
+    /// containers were first Ready. Fails after `timeout`.
+    pub async fn watch_replacement(
+        &self,
+        uids: &[String],
+        timeout: Duration,
+    ) -> (Vec<Option<u32>>, Vec<Option<u32>>) {
+        // Per peer, the poll in which its new pod was first seen, and the one in which it was
+        // first Ready.
+        let mut seen = vec![None; uids.len()];
+        let mut ready_at = vec![None; uids.len()];
+        let deadline = Instant::now() + timeout;
+        let mut poll = 0u32;
+        while ready_at.iter().any(Option::is_none) {
+            poll += 1;
+            for i in 0..uids.len() {
+                let Some(pod) = self.pods.get_opt(&self.peer(i)).await.ok().flatten() else {
+                    continue;
+                };
+                if pod.metadata.uid.as_deref() == Some(uids[i].as_str())
+                    || pod.metadata.deletion_timestamp.is_some()
+                {
+                    continue;
+                }
+                seen[i].get_or_insert(poll);
+                let ready = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c.ready));
+                if ready {
+                    ready_at[i].get_or_insert(poll);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every pod replaced within {timeout:?}: new pods seen {seen:?}, ready {ready_at:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (seen, ready_at)
+    }
+
     /// The restart count of container `container` of peer `ordinal`'s pod, and the pod's uid.
     pub async fn container_restarts(&self, ordinal: usize, container: &str) -> (i32, String) {
         let pod = self.pod(ordinal).await;

@@ -270,30 +270,7 @@ impl NodeProcesses {
         let images = image_archives()?;
         // A node of an earlier test binary in this namespace that could not tear down.
         remove_node_network();
-        // The node's address on a bridge: the kernel may lack the `dummy` module, and kubelet
-        // refuses a loopback node address.
-        run(
-            "ip",
-            &["link", "add", NODE_BRIDGE, "type", "bridge"],
-            "creating the node bridge",
-        )?;
-        run(
-            "ip",
-            &["addr", "add", &format!("{NODE_IP}/24"), "dev", NODE_BRIDGE],
-            "addressing the node bridge",
-        )?;
-        run(
-            "ip",
-            &["link", "set", NODE_BRIDGE, "up"],
-            "bringing the node bridge up",
-        )?;
-        // ClusterIPs from the tests' own processes: a route for kube-proxy's NAT to apply to
-        // (pods route them through their gateway).
-        run(
-            "ip",
-            &["route", "add", SERVICE_CIDR, "dev", NODE_BRIDGE],
-            "routing Service ClusterIPs",
-        )?;
+        create_node_network()?;
         write_node_pki(&p.pki)?;
         write(
             &p.pki.join("tokens.csv"),
@@ -302,6 +279,55 @@ impl NodeProcesses {
 
         // Control plane.
         let t = Instant::now();
+        let server = self.start_etcd_and_apiserver()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let kubeconfig = p.kubeconfig.clone();
+        rt.block_on(self.wait_apiserver(&kubeconfig))?;
+        figures.control_plane = t.elapsed();
+
+        let kc = kubeconfig.display().to_string();
+        self.start_controllers(&kc)?;
+
+        let dns_ready = self.start_coredns(&kc)?;
+
+        // containerd in a mount namespace of its own, images imported.
+        let t = Instant::now();
+        self.create_cgroup_root()?;
+        self.write_node_configs()?;
+        let containerd_pid = self.start_containerd()?;
+        self.import_images(&images)?;
+        figures.containerd_and_images = t.elapsed();
+
+        // kubelet, in containerd's mount namespace.
+        let t = Instant::now();
+        self.start_kubelet(containerd_pid)?;
+        self.start_kube_proxy()?;
+        rt.block_on(self.wait_node_ready())?;
+        figures.kubelet_to_ready = t.elapsed();
+        rt.block_on(self.wait_kubernetes_service())?;
+        rt.block_on(self.wait_dns_ready(dns_ready))?;
+        rt.block_on(self.create_storage_class())?;
+        figures.total = began.elapsed();
+        say(&format!(
+            "{NODE_NAME} Ready in {:.1} s ({figures:?}); kubeconfig {}",
+            figures.total.as_secs_f64(),
+            kubeconfig.display()
+        ));
+        Ok(RealNode {
+            dir: self.paths.dir.clone(),
+            kubeconfig,
+            server,
+            figures,
+            admin_token: self.admin_token.clone(),
+        })
+    }
+
+    /// etcd and kube-apiserver (the admin kubeconfig written); returns the API server's URL.
+    fn start_etcd_and_apiserver(&mut self) -> Result<String, String> {
+        let p = self.paths.clone();
         let etcd_port = free_port();
         let etcd_peer = free_port();
         self.api_port = free_port();
@@ -354,15 +380,11 @@ impl NodeProcesses {
             "--profiling=false".into(),
         ]);
         self.spawn("kube-apiserver", apiserver)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let kubeconfig = p.kubeconfig.clone();
-        rt.block_on(self.wait_apiserver(&kubeconfig))?;
-        figures.control_plane = t.elapsed();
+        Ok(server)
+    }
 
-        let kc = kubeconfig.display().to_string();
+    /// kube-controller-manager and kube-scheduler, with the admin kubeconfig `kc`.
+    fn start_controllers(&mut self, kc: &str) -> Result<(), String> {
         let mut kcm = Command::new(binary("kubernetes", "kube-controller-manager"));
         kcm.args([
             format!("--kubeconfig={kc}"),
@@ -384,8 +406,12 @@ impl NodeProcesses {
             "--secure-port=0".into(),
         ]);
         self.spawn("kube-scheduler", scheduler)?;
+        Ok(())
+    }
 
-        // CoreDNS on the node address, serving cluster.local from the API server.
+    /// CoreDNS on the node address, serving cluster.local from the API server; returns the port
+    /// of its readiness endpoint.
+    fn start_coredns(&mut self, kc: &str) -> Result<u16, String> {
         let dns_ready = free_port();
         let corefile = self.paths.dir.join("Corefile");
         write(
@@ -399,13 +425,12 @@ impl NodeProcesses {
         let mut coredns = Command::new(binary("coredns", "coredns"));
         coredns.arg("-conf").arg(&corefile);
         self.spawn("coredns", coredns)?;
+        Ok(dns_ready)
+    }
 
-        // containerd in a mount namespace of its own, images imported.
-        let t = Instant::now();
-        self.create_cgroup_root()?;
-        self.write_node_configs()?;
-        let containerd_pid = self.start_containerd()?;
-        for image in &images {
+    /// Imports the image archives into containerd's `k8s.io` namespace.
+    fn import_images(&self, images: &[PathBuf]) -> Result<(), String> {
+        for image in images {
             let out = self
                 .ctr()
                 .args(["images", "import"])
@@ -420,10 +445,11 @@ impl NodeProcesses {
                 ));
             }
         }
-        figures.containerd_and_images = t.elapsed();
+        Ok(())
+    }
 
-        // kubelet, in containerd's mount namespace.
-        let t = Instant::now();
+    /// kubelet, in containerd's mount namespace (`containerd_pid`'s).
+    fn start_kubelet(&mut self, containerd_pid: u32) -> Result<(), String> {
         let mut kubelet = Command::new("nsenter");
         kubelet
             .arg(format!("--target={containerd_pid}"))
@@ -449,25 +475,7 @@ impl NodeProcesses {
                 "--v=1".into(),
             ]);
         self.spawn("kubelet", kubelet)?;
-        self.start_kube_proxy()?;
-        rt.block_on(self.wait_node_ready())?;
-        figures.kubelet_to_ready = t.elapsed();
-        rt.block_on(self.wait_kubernetes_service())?;
-        rt.block_on(self.wait_dns_ready(dns_ready))?;
-        rt.block_on(self.create_storage_class())?;
-        figures.total = began.elapsed();
-        say(&format!(
-            "{NODE_NAME} Ready in {:.1} s ({figures:?}); kubeconfig {}",
-            figures.total.as_secs_f64(),
-            kubeconfig.display()
-        ));
-        Ok(RealNode {
-            dir: self.paths.dir.clone(),
-            kubeconfig,
-            server,
-            figures,
-            admin_token: self.admin_token.clone(),
-        })
+        Ok(())
     }
 
     /// kube-proxy (iptables mode, in the run's network namespace): ClusterIPs answer from pods
@@ -962,6 +970,36 @@ serverTLSBootstrap: false
 }
 
 /// A line on standard error past the test harness' output capture (which threads inherit).
+/// The node's own network: the bridge `node0` with the node address, and a route for the
+/// Service ClusterIPs (the pods' bridge is made by the CNI plugin).
+fn create_node_network() -> Result<(), String> {
+    // The node's address on a bridge: the kernel may lack the `dummy` module, and kubelet
+    // refuses a loopback node address.
+    run(
+        "ip",
+        &["link", "add", NODE_BRIDGE, "type", "bridge"],
+        "creating the node bridge",
+    )?;
+    run(
+        "ip",
+        &["addr", "add", &format!("{NODE_IP}/24"), "dev", NODE_BRIDGE],
+        "addressing the node bridge",
+    )?;
+    run(
+        "ip",
+        &["link", "set", NODE_BRIDGE, "up"],
+        "bringing the node bridge up",
+    )?;
+    // ClusterIPs from the tests' own processes: a route for kube-proxy's NAT to apply to
+    // (pods route them through their gateway).
+    run(
+        "ip",
+        &["route", "add", SERVICE_CIDR, "dev", NODE_BRIDGE],
+        "routing Service ClusterIPs",
+    )?;
+    Ok(())
+}
+
 /// Removes the node's bridges (their routes go with them) and kube-proxy's rules from the run's
 /// network namespace, so that the next test binary's node starts from loopback alone.
 fn remove_node_network() {
