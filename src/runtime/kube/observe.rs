@@ -53,7 +53,8 @@ impl Observation {
 }
 
 /// Reads the cluster's pods and probes its peers with the policy's timeout: all of them once per
-/// probe interval or when `force`, in between only those whose pod is new or moved.
+/// probe interval or when `force`, in between only those whose pod is new or moved or that did
+/// not answer (see [`pacing`]).
 pub async fn peers(
     cluster: &IpfsCluster,
     names: &Names,
