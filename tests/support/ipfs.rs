@@ -246,6 +246,10 @@ impl IpfsWorld {
             c["monitor_ping_interval"] = json!("2s");
             c["peer_watch_interval"] = json!("1s");
             config["consensus"]["crdt"]["trusted_peers"] = json!(ids);
+            // A peer that missed a pin's broadcast (a busy machine) gets it within seconds, and a
+            // pin that failed is retried as soon, not after the defaults (1 and 12 minutes).
+            config["consensus"]["crdt"]["rebroadcast_interval"] = json!("5s");
+            config["cluster"]["pin_recover_interval"] = json!("10s");
             config["api"]["restapi"]["http_listen_multiaddress"] =
                 json!(format!("/ip4/127.0.0.1/tcp/{rest}"));
             config["api"]["ipfsproxy"]["listen_multiaddress"] =
