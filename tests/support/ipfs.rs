@@ -48,6 +48,26 @@ pub struct IpfsWorld {
     _dir: tempfile::TempDir,
 }
 
+impl Drop for IpfsWorld {
+    /// A failed test shows what each cluster peer logged, so that a peer that fell behind can be
+    /// told apart from one that never received the pin.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for peer in &self.peers {
+            if let Some(cluster) = &peer.cluster {
+                eprintln!(
+                    "--- cluster peer {} ({}) last log lines:\n{}",
+                    peer.index,
+                    peer.cluster_peer_id,
+                    cluster.log_tail(40)
+                );
+            }
+        }
+    }
+}
+
 /// The environment every Kubo command runs with.
 fn kubo_command(ipfs_path: &Path) -> Command {
     let mut cmd = Command::new(binary("kubo", "ipfs"));
@@ -249,6 +269,9 @@ impl IpfsWorld {
             // A peer that missed a pin's broadcast (a busy machine) gets it within seconds, and a
             // pin that failed is retried as soon, not after the defaults (1 and 12 minutes).
             config["consensus"]["crdt"]["rebroadcast_interval"] = json!("5s");
+            // A peer whose fetch of a pin's update failed marks its store dirty and walks it
+            // again at the next repair (default: an hour later).
+            config["consensus"]["crdt"]["repair_interval"] = json!("10s");
             config["cluster"]["pin_recover_interval"] = json!("10s");
             config["api"]["restapi"]["http_listen_multiaddress"] =
                 json!(format!("/ip4/127.0.0.1/tcp/{rest}"));
