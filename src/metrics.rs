@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::api::{IpfsClusterStatus, PeerState};
 
@@ -56,6 +56,8 @@ pub struct Metrics {
     pub peer_swarm_peers: Family<PeerLabels, Gauge>,
     pub peer_restarts: Family<PeerLabels, Gauge>,
     pub peer_pins: Family<PinLabels, Gauge>,
+    pub peer_repo_size: Family<PeerLabels, Gauge>,
+    pub peer_storage_max: Family<PeerLabels, Gauge>,
     pub reconciles: Counter,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration_seconds: Histogram,
@@ -81,6 +83,8 @@ impl Metrics {
             peer_swarm_peers: Family::default(),
             peer_restarts: Family::default(),
             peer_pins: Family::default(),
+            peer_repo_size: Family::default(),
+            peer_storage_max: Family::default(),
             reconciles: Counter::default(),
             reconcile_errors: Family::default(),
             reconcile_duration_seconds: Histogram::new([
@@ -116,6 +120,19 @@ impl Metrics {
             m.peer_restarts.clone(),
         );
         registry.register("peer_pins", "Pins of a peer by status", m.peer_pins.clone());
+        registry.register_with_unit(
+            "peer_repo_size",
+            "Size of a peer's Kubo repository",
+            Unit::Bytes,
+            m.peer_repo_size.clone(),
+        );
+        registry.register_with_unit(
+            "peer_storage_max",
+            "The most a peer's Kubo repository may hold (Datastore.StorageMax); garbage \
+             collection keeps the repository under it",
+            Unit::Bytes,
+            m.peer_storage_max.clone(),
+        );
         registry.register("reconciles", "Reconcile runs", m.reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -186,6 +203,13 @@ impl Metrics {
             self.peer_restarts
                 .get_or_create(&p)
                 .set(i64::from(peer.restarts));
+            // Kept at the last answer while Kubo does not answer.
+            if let Some(size) = peer.repo_size {
+                self.peer_repo_size.get_or_create(&p).set(size);
+            }
+            if let Some(max) = peer.storage_max {
+                self.peer_storage_max.get_or_create(&p).set(max);
+            }
             for (status, count) in [
                 ("queued", peer.pins_queued),
                 ("pinning", peer.pins_pinning),
@@ -225,7 +249,8 @@ mod tests {
         let status: IpfsClusterStatus = serde_json::from_value(json!({
             "healthScore": 70,
             "peers": [{"name": "demo-0", "state": "Healthy", "score": 90, "restarts": 2,
-                       "swarmPeers": 4, "pinsError": 1}]
+                       "swarmPeers": 4, "pinsError": 1, "repoSize": 1048576,
+                       "storageMax": 9663676416_i64}]
         }))
         .expect("status");
         metrics.observe_cluster("demo", &status);
@@ -245,6 +270,18 @@ mod tests {
         assert!(
             text.contains(
                 "ipfs_kit_peer_pins{cluster=\"demo\",peer=\"demo-0\",status=\"error\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ipfs_kit_peer_repo_size_bytes{cluster=\"demo\",peer=\"demo-0\"} 1048576"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ipfs_kit_peer_storage_max_bytes{cluster=\"demo\",peer=\"demo-0\"} 9663676416"
             ),
             "{text}"
         );

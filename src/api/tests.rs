@@ -317,6 +317,7 @@ fn cluster_status_round_trips() {
                 swarm_peers: Some(2),
                 cluster_peers_seen: Some(3),
                 repo_size: Some(1 << 33),
+                storage_max: Some(9 << 30),
                 bytes_in: Some(123_456),
                 bytes_out: Some(654_321),
                 pins_pinned: Some(3),
@@ -733,7 +734,7 @@ fn unmanaged_kubo_config_keys_are_accepted() {
     let config = json!({
         "Swarm": {"AddrFilters": ["/ip4/10.0.0.0/ipcidr/8"], "ConnMgr": {"HighWater": 200}},
         "Addresses": {"NoAnnounce": ["/ip4/10.0.0.0/ipcidr/8"], "Swarm": ["/ip4/0.0.0.0/tcp/4001"]},
-        "Datastore": {"StorageMax": "100GB", "GCPeriod": "1h"},
+        "Datastore": {"GCPeriod": "1h", "StorageGCWatermark": 80},
         "AutoConf": {"Enabled": true},
         // `null` is no value: the API server drops it, and so does the operator.
         "Identity": null,

@@ -54,6 +54,8 @@ impl IpfsClient {
         #[serde(rename_all = "PascalCase")]
         struct RepoStat {
             repo_size: u64,
+            #[serde(default)]
+            storage_max: u64,
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
@@ -79,6 +81,7 @@ impl IpfsClient {
                 .map(|p| p.peer)
                 .collect(),
             repo_size: repo.repo_size,
+            storage_max: repo.storage_max,
             total_in: bw.total_in,
             total_out: bw.total_out,
         })

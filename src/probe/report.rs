@@ -39,6 +39,9 @@ pub struct KuboStatus {
     pub swarm_peers: Vec<String>,
     /// Repository size in bytes (`repo/stat?size-only=true`).
     pub repo_size: u64,
+    /// The most the repository may hold, in bytes (`Datastore.StorageMax`, same call).
+    #[serde(default)]
+    pub storage_max: u64,
     /// Bytes received and sent since start (`stats/bw`).
     pub total_in: u64,
     pub total_out: u64,

@@ -259,6 +259,7 @@ pub(crate) mod tests {
                 agent_version: "kubo/0.42.0".to_owned(),
                 version: "0.42.0".to_owned(),
                 swarm_peers: sees.iter().map(|s| kubo_id(s)).collect(),
+                storage_max: 1 << 30,
                 repo_size: 1024,
                 total_in: 0,
                 total_out: 0,

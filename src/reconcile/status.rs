@@ -94,6 +94,7 @@ fn peer_status(obs: &Observed<'_>, report: &PeerReport) -> PeerStatus {
         swarm_peers: kubo.map(|k| to_i32(k.swarm_peers.len())),
         cluster_peers_seen: cluster.map(|c| to_i32(c.peers_seen.len())),
         repo_size: kubo.map(|k| to_i64(k.repo_size)),
+        storage_max: kubo.map(|k| to_i64(k.storage_max)),
         bytes_in: kubo.map(|k| to_i64(k.total_in)),
         bytes_out: kubo.map(|k| to_i64(k.total_out)),
         pins_pinned: pins.map(|p| to_i64(p.pinned)),

@@ -22,6 +22,8 @@ use crate::support::process::log_tail;
 use crate::support::tools::binary;
 use crate::support::wait_for;
 
+mod storage;
+
 /// One local-runtime test at a time.
 static SERIAL: Mutex<()> = Mutex::const_new(());
 

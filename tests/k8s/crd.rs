@@ -720,6 +720,31 @@ fn invalid_cases() -> Vec<Invalid> {
             "spec.kubo.config.Datastore.Spec",
         ),
         c(
+            "kubo StorageMax in the config",
+            json!({"kubo": {"config": {"Datastore": {"StorageMax": "100GB"}}}}),
+            "spec.kubo.config.Datastore.StorageMax",
+        ),
+        c(
+            "a storageMax beyond the volume",
+            json!({"kubo": {"storage": {"size": "10Gi"}, "storageMax": "11Gi"}}),
+            "spec.kubo.storageMax",
+        ),
+        c(
+            "a storageMax beyond the default volume",
+            json!({"kubo": {"storageMax": "20Gi"}}),
+            "spec.kubo.storageMax",
+        ),
+        c(
+            "a storageMax below 1Mi",
+            json!({"kubo": {"storageMax": "512Ki"}}),
+            "spec.kubo.storageMax",
+        ),
+        c(
+            "a storageMax that is not a size",
+            json!({"kubo": {"storageMax": "lots"}}),
+            "spec.kubo.storageMax",
+        ),
+        c(
             "kubo bootstrap peers in the config",
             json!({"kubo": {"config": {"Bootstrap": ["/dnsaddr/bootstrap.libp2p.io"]}}}),
             "spec.kubo.config.Bootstrap",
@@ -1070,6 +1095,24 @@ async fn kubectl_apply_refuses_unsafe_specs_naming_the_key_or_limit() {
             "spec.kubo.config.Datastore.Spec is managed by the operator".into(),
         ),
         (
+            "StorageMax in the Kubo config",
+            cluster_object(
+                "storage-max",
+                json!({"kubo": {"config": {"Datastore": {"StorageMax": "100GB"}}}}),
+            ),
+            "spec.kubo.config.Datastore.StorageMax is managed by the operator and may not be set: \
+             set it with spec.kubo.storageMax"
+                .into(),
+        ),
+        (
+            "a storageMax beyond the volume",
+            cluster_object(
+                "storage-max-big",
+                json!({"kubo": {"storage": {"size": "1Gi"}, "storageMax": "2Gi"}}),
+            ),
+            "spec.kubo.storageMax must be at least 1Mi and at most spec.kubo.storage.size".into(),
+        ),
+        (
             "public bootstrap peers",
             cluster_object(
                 "bootstrap",
@@ -1111,8 +1154,8 @@ async fn kubectl_apply_refuses_unsafe_specs_naming_the_key_or_limit() {
                 json!({"kubo": {"config": {
                     "Swarm": {"AddrFilters": ["/ip4/10.0.0.0/ipcidr/8"], "ConnMgr": {"HighWater": 200}},
                     "Addresses": {"NoAnnounce": ["/ip4/10.0.0.0/ipcidr/8"], "Swarm": ["/ip4/0.0.0.0/tcp/4001"]},
-                    "Datastore": {"StorageMax": "100GB"},
-                }}}),
+                    "Datastore": {"GCPeriod": "10m"},
+                }, "storageMax": "9500Mi"}}),
             ),
         ),
         (
@@ -1150,7 +1193,8 @@ async fn kubectl_apply_refuses_unsafe_specs_naming_the_key_or_limit() {
         config["Addresses"]["Swarm"],
         json!(["/ip4/0.0.0.0/tcp/4001"])
     );
-    assert_eq!(config["Datastore"]["StorageMax"], "100GB");
+    assert_eq!(config["Datastore"]["GCPeriod"], "10m");
+    assert_eq!(stored.spec.kubo.storage_max.as_deref(), Some("9500Mi"));
 
     // The name rule is checked on creation only: the object at the limit updates as usual.
     kubectl_ok(&[

@@ -27,7 +27,7 @@ pub struct ManagedKuboKey {
 /// The Kubo config keys the operator manages: `spec.kubo.config` may not set them (the API server
 /// and [`check_kubo_config`] refuse them). `Swarm.AddrFilters` and `Addresses.NoAnnounce` are not
 /// among them: the Kubernetes start script clears them and the spec may set them back.
-pub const MANAGED_KUBO_CONFIG: [ManagedKuboKey; 5] = [
+pub const MANAGED_KUBO_CONFIG: [ManagedKuboKey; 6] = [
     ManagedKuboKey {
         path: "Identity",
         value_type: KuboValueType::Object,
@@ -49,6 +49,12 @@ pub const MANAGED_KUBO_CONFIG: [ManagedKuboKey; 5] = [
         value_type: KuboValueType::Object,
         why: "the datastore is chosen by spec.kubo.profiles (flatfs or pebbleds) when a \
               repository is created and cannot change afterwards",
+    },
+    ManagedKuboKey {
+        path: "Datastore.StorageMax",
+        value_type: KuboValueType::String,
+        why: "set it with spec.kubo.storageMax (default 90% of spec.kubo.storage.size), which \
+              the operator checks against the volume",
     },
     ManagedKuboKey {
         path: "Bootstrap",

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::common::{ResourceRequirements, StorageSpec, annotations_schema};
 use super::validation::{
     DURATION_PATTERN, FieldError, IMAGE_DIGEST_MESSAGE, IMAGE_DIGEST_RULE, PINNED_IMAGE_MESSAGE,
-    PINNED_IMAGE_RULE, parse_duration,
+    PINNED_IMAGE_RULE, STORAGE_SIZE_PATTERN, parse_duration, parse_storage_size,
 };
 
 mod kubo_config;
@@ -196,9 +196,14 @@ impl Default for IpfsClusterSpec {
 /// The Kubo (IPFS) daemon of every peer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.profiles.filter(p, p in ['flatfs', 'pebbleds']).size() <= 1")
-    .message("spec.kubo.profiles may name at most one datastore profile (flatfs or pebbleds)")
-    .field_path(".profiles"))]
+#[x_kube(
+    validation = Rule::new("self.profiles.filter(p, p in ['flatfs', 'pebbleds']).size() <= 1")
+        .message("spec.kubo.profiles may name at most one datastore profile (flatfs or pebbleds)")
+        .field_path(".profiles"),
+    validation = Rule::new(storage_max_rule())
+        .message(STORAGE_MAX_MESSAGE)
+        .field_path(".storageMax"),
+)]
 pub struct KuboSpec {
     /// Container image of Kubo, pinned to a version tag or digest (never `latest`). Default
     /// `ipfs/kubo:v0.42.0`. In local mode the `ipfs` binary on the PATH is used instead.
@@ -226,7 +231,8 @@ pub struct KuboSpec {
     /// Kubo configuration overrides, merged over the configuration the operator renders on every
     /// start (`ipfs config replace`), written as in Kubo's config file, e.g.
     /// `{"Swarm": {"ConnMgr": {"HighWater": 200}}}`. Keys the operator manages are refused:
-    /// `Identity`, `Addresses.API`, `Addresses.Gateway`, `Datastore.Spec` and `Bootstrap`.
+    /// `Identity`, `Addresses.API`, `Addresses.Gateway`, `Datastore.Spec`, `Datastore.StorageMax`
+    /// (see `storageMax`) and `Bootstrap`.
     /// `Peering.Peers` may add peers: the cluster's own peers are kept in Kubo's peering besides
     /// them. `Swarm.AddrFilters` and `Addresses.NoAnnounce`, which the start script clears (pod
     /// addresses are private), may be set back here.
@@ -238,7 +244,34 @@ pub struct KuboSpec {
     /// in the default StorageClass. The size may grow but never shrink; the class is immutable.
     #[serde(default = "default_kubo_storage")]
     pub storage: StorageSpec,
+
+    /// Most the Kubo repository may hold (Kubo's `Datastore.StorageMax`), a quantity like
+    /// `storage.size` (e.g. `9Gi`), at most `storage.size`. Unset: 90 % of `storage.size`,
+    /// following it when the volume grows. Kubo runs with garbage collection on: every
+    /// `Datastore.GCPeriod` (Kubo's default 1h; `config` may change it) it removes the blocks no
+    /// pin holds once the repository passes `Datastore.StorageGCWatermark` (default 90 %) of this.
+    /// Status and metrics show each peer's repository size against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = STORAGE_SIZE_PATTERN))]
+    pub storage_max: Option<String>,
 }
+
+/// CEL rule on `spec.kubo`: `storageMax`, when set, is at least 1Mi and at most `storage.size`
+/// (sizes in another syntax are left to their own pattern check).
+pub fn storage_max_rule() -> String {
+    let size = format!("r'{STORAGE_SIZE_PATTERN}'");
+    format!(
+        "!has(self.storageMax) || !has(self.storage) || !self.storageMax.matches({size}) || \
+         !self.storage.size.matches({size}) || \
+         (quantity(self.storageMax).compareTo(quantity('1Mi')) >= 0 && \
+         quantity(self.storageMax).compareTo(quantity(self.storage.size)) <= 0)"
+    )
+}
+/// Message of [`storage_max_rule`].
+pub const STORAGE_MAX_MESSAGE: &str = "spec.kubo.storageMax must be at least 1Mi and at most \
+     spec.kubo.storage.size: Kubo would count on room its volume does not have";
+/// Share of `spec.kubo.storage.size` Kubo may fill when `spec.kubo.storageMax` is unset, in %.
+pub const DEFAULT_STORAGE_MAX_PERCENT: u128 = 90;
 
 fn default_kubo_image() -> String {
     DEFAULT_KUBO_IMAGE.to_owned()
@@ -260,6 +293,17 @@ impl Default for KuboSpec {
             profiles: default_kubo_profiles(),
             config: None,
             storage: default_kubo_storage(),
+            storage_max: None,
+        }
+    }
+}
+
+impl KuboSpec {
+    /// `Datastore.StorageMax` in bytes: `storageMax`, or 90 % of the volume.
+    pub fn storage_max_bytes(&self) -> Result<u128, String> {
+        match &self.storage_max {
+            Some(max) => parse_storage_size(max),
+            None => Ok(self.storage.size_bytes()? * DEFAULT_STORAGE_MAX_PERCENT / 100),
         }
     }
 }

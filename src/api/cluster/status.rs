@@ -129,6 +129,10 @@ pub struct PeerStatus {
     /// Size of the Kubo repository in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_size: Option<i64>,
+    /// The most the Kubo repository may hold in bytes, as Kubo reports it (`Datastore.StorageMax`,
+    /// from `spec.kubo.storageMax`); garbage collection keeps `repoSize` under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_max: Option<i64>,
     /// Bytes Kubo received since it started (`stats/bw` TotalIn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_in: Option<i64>,

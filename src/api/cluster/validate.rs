@@ -9,7 +9,7 @@ use super::{
     Exposure, IpfsCluster, IpfsClusterSpec, KUBO_RPC_PORT, KUBO_SWARM_PORT, KuboProfile,
     MAX_CLUSTER_NAME_LENGTH, MAX_REPLICAS, check_kubo_config,
 };
-use crate::api::validation::{FieldError, ValidationErrors, check_image};
+use crate::api::validation::{FieldError, ValidationErrors, check_image, parse_storage_size};
 
 /// A DNS subdomain (RFC 1123) as Kubernetes object names use: `^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`,
 /// at most 253 characters.
@@ -288,11 +288,35 @@ impl IpfsClusterSpec {
         self.cluster
             .storage
             .validate("spec.cluster.storage", errors);
+        self.check_storage_max(errors);
         if let Some(r) = &self.kubo.resources {
             r.validate("spec.kubo.resources", errors);
         }
         if let Some(r) = &self.cluster.resources {
             r.validate("spec.cluster.resources", errors);
+        }
+    }
+
+    /// `spec.kubo.storageMax`: a size of at least 1Mi and at most the volume.
+    fn check_storage_max(&self, errors: &mut Vec<FieldError>) {
+        let Some(max) = &self.kubo.storage_max else {
+            return;
+        };
+        let field = "spec.kubo.storageMax";
+        match (parse_storage_size(max), self.kubo.storage.size_bytes()) {
+            (Err(e), _) => errors.push(FieldError::new(field, e)),
+            (Ok(bytes), _) if bytes < 1 << 20 => {
+                errors.push(FieldError::new(field, "must be at least 1Mi"))
+            }
+            (Ok(bytes), Ok(size)) if bytes > size => errors.push(FieldError::new(
+                field,
+                format!(
+                    "must be at most spec.kubo.storage.size ({}): Kubo would count on room \
+                         its volume does not have",
+                    self.kubo.storage.size
+                ),
+            )),
+            _ => {}
         }
     }
 

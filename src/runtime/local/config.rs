@@ -133,6 +133,15 @@ pub fn render_kubo(
     set(&mut config, "Addresses.NoAnnounce", json!([]));
     set(&mut config, "Swarm.AddrFilters", Value::Null);
     set(&mut config, "Bootstrap", json!([]));
+    // Kubo's garbage collector (the daemon runs with `--enable-gc`) keeps the repository under
+    // spec.kubo.storageMax; the spec check refused a size that does not parse.
+    if let Ok(bytes) = spec.kubo.storage_max_bytes() {
+        set(
+            &mut config,
+            "Datastore.StorageMax",
+            json!(bytes.to_string()),
+        );
+    }
     set(&mut config, "Discovery.MDNS.Enabled", json!(false));
     set(&mut config, "Routing.Type", json!("none"));
     set(&mut config, "AutoConf.Enabled", json!(false));
@@ -295,7 +304,7 @@ mod tests {
             "Discovery": {"MDNS": {"Enabled": true}},
             "Routing": {"Type": "auto"},
             "Swarm": {"AddrFilters": ["/ip4/10.0.0.0/ipcidr/8"]},
-            "Datastore": {"StorageMax": "10GB"}
+            "Datastore": {"StorageMax": "10GB", "GCPeriod": "1h"}
         })
     }
 
@@ -358,7 +367,11 @@ mod tests {
             config["Identity"]["PeerID"], "12D3KooWself",
             "identity kept"
         );
-        assert_eq!(config["Datastore"]["StorageMax"], "10GB", "the rest kept");
+        assert_eq!(
+            config["Datastore"]["StorageMax"], "9663676416",
+            "90 % of the default 10Gi volume, whatever the repository held"
+        );
+        assert_eq!(config["Datastore"]["GCPeriod"], "1h", "the rest kept");
         assert!(non_loopback_addresses(&config, &[]).is_empty());
     }
 

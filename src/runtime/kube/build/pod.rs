@@ -217,6 +217,8 @@ fn kubo_container(spec: &IpfsClusterSpec) -> Container {
             "ipfs".into(),
             "daemon".into(),
             "--migrate=false".into(),
+            // Unpinned blocks are freed when the repository nears Datastore.StorageMax.
+            "--enable-gc".into(),
         ]),
         env: Some(kubo_env()),
         ports: Some(kubo_ports),

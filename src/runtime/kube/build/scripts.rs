@@ -53,6 +53,14 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
         "ipfs config --json AutoConf.Enabled false".to_owned(),
         "ipfs config --json Plugins.Plugins.telemetry.Config.Mode '\"off\"'".to_owned(),
     ];
+    // The API server refused a storageMax or volume size that does not parse.
+    if let Ok(bytes) = spec.storage_max_bytes() {
+        lines.push(
+            "# Garbage collection (`ipfs daemon --enable-gc`) keeps the repository under this."
+                .to_owned(),
+        );
+        lines.push(format!("ipfs config Datastore.StorageMax {bytes}"));
+    }
     if let Some(config) = &spec.config {
         let leaves = kubo_config_leaves(config);
         if !leaves.is_empty() {

@@ -258,20 +258,21 @@ fn generated_secret_holds_the_given_hex_value() {
 
 #[test]
 fn config_hash_follows_the_rendered_config_and_nothing_else() {
-    let base = build(&cluster(IpfsClusterSpec::default())).expect("children");
-    let mut spec = IpfsClusterSpec {
-        replicas: 5,
-        ..Default::default()
-    };
+    let mut limited = IpfsClusterSpec::default();
+    limited.kubo.storage_max = Some("5Gi".into());
+    let base = build(&cluster(limited.clone())).expect("children");
+    let mut spec = limited.clone();
+    spec.replicas = 5;
     spec.kubo.storage.size = "20Gi".into();
+    spec.cluster.storage.size = "2Gi".into();
     let scaled = build(&cluster(spec)).expect("children");
     assert_eq!(
         hash_of(&base),
         hash_of(&scaled),
-        "scaling or growing storage must not roll pods"
+        "scaling, or growing storage under a set storageMax, must not roll pods"
     );
 
-    let mut spec = IpfsClusterSpec::default();
+    let mut spec = limited.clone();
     spec.kubo.config = Some(
         json!({"Swarm": {"ConnMgr": {"HighWater": 200}}})
             .as_object()
@@ -288,7 +289,7 @@ fn config_hash_follows_the_rendered_config_and_nothing_else() {
     // Deterministic.
     assert_eq!(
         hash_of(&base),
-        hash_of(&build(&cluster(IpfsClusterSpec::default())).expect("c"))
+        hash_of(&build(&cluster(limited)).expect("c"))
     );
 }
 
@@ -301,7 +302,11 @@ fn kubo_script_inits_once_migrates_every_start_and_applies_overrides_leaf_by_lea
             "Swarm": {"ConnMgr": {"HighWater": 200, "LowWater": 100}},
             "Identity": {"PrivKey": "must-not-appear"},
             "Addresses": {"API": "/ip4/1.2.3.4/tcp/1", "Swarm": ["/ip4/0.0.0.0/tcp/4001"]},
-            "Datastore": {"StorageMax": "it's big", "Spec": {"type": "must-not-appear"}}
+            "Datastore": {
+                "GCPeriod": "it's big",
+                "StorageMax": "must-not-appear",
+                "Spec": {"type": "must-not-appear"}
+            }
         })
         .as_object()
         .cloned()
@@ -330,6 +335,45 @@ fn kubo_script_inits_once_migrates_every_start_and_applies_overrides_leaf_by_lea
     assert!(
         script.contains("Addresses.Gateway /ip4/127.0.0.1/tcp/8080"),
         "gateway off by default"
+    );
+}
+
+#[test]
+fn kubo_runs_with_gc_under_a_storage_max_that_follows_the_volume() {
+    let kubo = |sts: &StatefulSet| {
+        sts.spec.template.spec.as_ref().expect("pod").containers[0]
+            .command
+            .clone()
+            .expect("command")
+    };
+    let mut spec = IpfsClusterSpec::default();
+    spec.kubo.storage.size = "10Gi".into();
+    let objects = build(&cluster(spec.clone())).expect("build");
+    assert!(kubo(&objects.statefulset).contains(&"--enable-gc".to_owned()));
+    // Unset: 90 % of the volume.
+    let script = kubo_init_script(&cluster(spec.clone()));
+    assert!(
+        script.contains("ipfs config Datastore.StorageMax 9663676416\n"),
+        "{script}"
+    );
+    // The volume grows: so does StorageMax, and the pods roll to pick it up.
+    let mut grown = spec.clone();
+    grown.kubo.storage.size = "20Gi".into();
+    let script = kubo_init_script(&cluster(grown.clone()));
+    assert!(
+        script.contains("ipfs config Datastore.StorageMax 19327352832\n"),
+        "{script}"
+    );
+    assert_ne!(
+        hash_of(&objects),
+        hash_of(&build(&cluster(grown)).expect("grown"))
+    );
+    // Set: as written, in bytes.
+    spec.kubo.storage_max = Some("5G".into());
+    let script = kubo_init_script(&cluster(spec));
+    assert!(
+        script.contains("ipfs config Datastore.StorageMax 5000000000\n"),
+        "{script}"
     );
 }
 
