@@ -93,6 +93,16 @@ pub struct PeerHistory {
     /// When the last failed round was counted in `failure_streak`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_counted: Option<UnixMillis>,
+    /// Consecutive rounds (at most one per probe interval) in which both APIs answered but the
+    /// peer's IPFS Cluster was split off from the largest group of the cluster peerset.
+    #[serde(default)]
+    pub split_streak: u32,
+    /// When the last split round was counted in `split_streak`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_split_counted: Option<UnixMillis>,
+    /// Since when the peer is split off, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_since: Option<UnixMillis>,
     /// Since when both APIs answer, if they do.
     pub healthy_since: Option<UnixMillis>,
     /// Times of restarts inside [`BUDGET_WINDOW`], oldest first.

@@ -11,8 +11,13 @@ use super::{
     human_duration, ms, raft_quorum,
 };
 use crate::probe::report::{PeerReport, ProcessState};
-use crate::reconcile::connectivity::{cluster_status, kubo_status};
+use crate::reconcile::connectivity::{ConnectivityView, cluster_status, kubo_status};
 use crate::reconcile::score::failure_text;
+
+/// How long a peer stays split off before it is restarted to rejoin: IPFS Cluster re-dials the
+/// peers it knows every 30 s by itself, which heals most splits; three of those rounds failed
+/// means it cannot (stale addresses, dial backoff after a long partition).
+pub const SPLIT_GRACE: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// A peer that needs a restart this round.
 struct RestartNeed<'a> {
@@ -44,7 +49,11 @@ impl<'a> Round<'a> {
             let Some(p) = self.h.peers.get(&report.peer) else {
                 continue;
             };
-            let state = match restart_need(policy, report, p, threshold, now) {
+            let check = match restart_need(policy, report, p, threshold, now) {
+                NeedCheck::Fine => split_need(policy, report, p, threshold, self.view, now),
+                other => other,
+            };
+            let state = match check {
                 NeedCheck::Restart(need) => {
                     needs.push(need);
                     continue;
@@ -294,6 +303,61 @@ fn restart_need<'a>(
         exited,
         streak,
         reason,
+    })
+}
+
+/// Whether a peer whose APIs answer but whose IPFS Cluster is split off from the largest group
+/// of the peerset needs to rejoin: after `threshold` such rounds, and at least [`SPLIT_GRACE`],
+/// its IPFS Cluster restarts and bootstraps again to the other peers (Kubernetes: every peer by
+/// DNS name; local: the configured peer addresses), which joins it to the largest group.
+fn split_need<'a>(
+    policy: &HealthPolicy,
+    report: &'a PeerReport,
+    p: &PeerHistory,
+    threshold: u32,
+    view: &ConnectivityView,
+    now: UnixMillis,
+) -> NeedCheck<'a> {
+    let (streak, Some(since)) = (p.split_streak, p.split_since) else {
+        return NeedCheck::Fine;
+    };
+    if streak == 0 {
+        return NeedCheck::Fine;
+    }
+    let elapsed = now.saturating_sub(since);
+    let layer = &view.cluster;
+    let list = |group: Option<&[String]>| group.map(|g| g.join(", ")).unwrap_or_default();
+    let split = format!(
+        "IPFS Cluster split off: [{}] apart from [{}], the largest group of the peerset",
+        list(layer.group_of(&report.peer)),
+        list(layer.groups.first().map(Vec::as_slice)),
+    );
+    if streak < threshold {
+        return NeedCheck::Failing(format!(
+            "{split}; {streak} of {threshold} rounds before it rejoins"
+        ));
+    }
+    if elapsed < ms(SPLIT_GRACE) {
+        return NeedCheck::Failing(format!(
+            "{split}; IPFS Cluster re-dials its known peers every 30 s: rejoin in {} unless it \
+             reconnects by itself",
+            human_duration(ms(SPLIT_GRACE) - elapsed)
+        ));
+    }
+    let scope = match policy.restart_unit {
+        RestartUnit::Peer => RestartScope::Both,
+        RestartUnit::Daemon => RestartScope::Cluster,
+    };
+    NeedCheck::Restart(RestartNeed {
+        report,
+        scope,
+        exited: false,
+        streak,
+        reason: format!(
+            "{split} for {} ({streak} rounds): rejoin, IPFS Cluster restarts and bootstraps to \
+             the other peers",
+            human_duration(elapsed)
+        ),
     })
 }
 

@@ -42,6 +42,11 @@ pub(crate) fn decide_with_view(
 /// Rounds a little early (requeue jitter) still count as the next interval's.
 const COUNT_SLACK_MS: u64 = 1_000;
 
+/// Whether a round at `now` counts again, the last one counted at `last`: once per interval.
+fn once_per_interval(last: Option<UnixMillis>, now: UnixMillis, interval: u64) -> bool {
+    last.is_none_or(|last| now.saturating_sub(last) + COUNT_SLACK_MS >= interval)
+}
+
 /// A state and its reason, per peer.
 pub(super) type States = BTreeMap<String, (HealingState, String)>;
 
@@ -78,6 +83,19 @@ impl Round<'_> {
             let p = h.peers.entry(report.peer.clone()).or_default();
             p.first_seen.get_or_insert(now);
             p.restarts.retain(|&t| in_window(t, now));
+            let interval = ms(self.policy.probe_interval);
+            // A split counts only while both APIs answer (a peer down cannot be placed).
+            if apis_up(report) && self.view.cluster.is_split_off(&report.peer) {
+                if once_per_interval(p.last_split_counted, now, interval) {
+                    p.split_streak = p.split_streak.saturating_add(1);
+                    p.last_split_counted = Some(now);
+                }
+                p.split_since.get_or_insert(now);
+            } else {
+                p.split_streak = 0;
+                p.last_split_counted = None;
+                p.split_since = None;
+            }
             if apis_up(report) {
                 p.failure_streak = 0;
                 p.last_failure_counted = None;
@@ -97,10 +115,7 @@ impl Round<'_> {
                 // Rounds may run more often than the probe interval (Kubernetes reconciles on
                 // every pod event): a failure counts once per interval, so that
                 // `failureThreshold` failures take `failureThreshold` intervals.
-                let due = p.last_failure_counted.is_none_or(|last| {
-                    now.saturating_sub(last) + COUNT_SLACK_MS >= ms(self.policy.probe_interval)
-                });
-                if due {
+                if once_per_interval(p.last_failure_counted, now, interval) {
                     p.failure_streak = p.failure_streak.saturating_add(1);
                     p.last_failure_counted = Some(now);
                 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::connectivity::apis_up;
-use super::connectivity::tests::{failure, kubo_id, mesh, peer};
+use super::connectivity::tests::{cluster_id, failure, kubo_id, mesh, peer};
 use super::policy::{BUDGET_WINDOW, HEALING_LOG_LIMIT, human_duration, raft_quorum};
 use super::*;
 use crate::probe::report::{FailureKind, PeerReport, ProcessState};
@@ -38,9 +38,13 @@ enum Obs {
     KuboRestarting,
     /// Kubo (re)started by the runtime, not ready in its check yet.
     KuboStarting,
+    /// Both APIs answer and Kubo is connected, but IPFS Cluster lists only itself and no other
+    /// peer lists it: split off from the cluster peerset.
+    Split,
 }
 use Obs::{
-    ClusterHung, Exited, Hung, KuboExited, KuboHung, KuboRestarting, KuboStarting, Lonely, Up,
+    ClusterHung, Exited, Hung, KuboExited, KuboHung, KuboRestarting, KuboStarting, Lonely, Split,
+    Up,
 };
 
 fn reports(obs: &[Obs]) -> Vec<PeerReport> {
@@ -51,9 +55,21 @@ fn reports(obs: &[Obs]) -> Vec<PeerReport> {
         .filter(|(_, o)| **o == Lonely)
         .map(|(r, _)| kubo_id(&r.peer))
         .collect();
+    let split: Vec<String> = reports
+        .iter()
+        .zip(obs)
+        .filter(|(_, o)| **o == Split)
+        .map(|(r, _)| cluster_id(&r.peer))
+        .collect();
     for (report, o) in reports.iter_mut().zip(obs) {
         if let Ok(kubo) = &mut report.kubo {
             kubo.swarm_peers.retain(|id| !lonely.contains(id));
+        }
+        if let Ok(cluster) = &mut report.cluster {
+            let own = cluster.peer_id.clone();
+            cluster
+                .peers_seen
+                .retain(|id| *id == own || (*o != Split && !split.contains(id)));
         }
         match o {
             Up => {}
@@ -83,6 +99,7 @@ fn reports(obs: &[Obs]) -> Vec<PeerReport> {
                     kubo.swarm_peers.clear();
                 }
             }
+            Split => {}
             KuboRestarting | KuboStarting => {
                 report.kubo_process = if *o == KuboRestarting {
                     ProcessState::Restarting

@@ -226,6 +226,7 @@ fn obs() -> impl Strategy<Value = Obs> {
         2 => Just(Exited),
         1 => Just(KuboExited),
         1 => Just(Lonely),
+        1 => Just(Split),
     ]
 }
 

@@ -519,3 +519,73 @@ fn a_peer_removed_while_restarting_ends_its_restart() {
         )]
     );
 }
+
+#[test]
+fn a_peer_split_off_the_cluster_rejoins_after_the_threshold() {
+    let mut sim = Sim::new(crdt(3));
+    let ds = sim.run(&[
+        (0, &[Up, Up, Split], NONE),
+        (10, &[Up, Up, Split], NONE),
+        // Rounds more often than the interval do not count twice.
+        (2, &[Up, Up, Split], NONE),
+        (8, &[Up, Up, Split], NONE),
+        // IPFS Cluster gets 90 s to reconnect by itself.
+        (60, &[Up, Up, Split], NONE),
+        (10, &[Up, Up, Split], &["restart p2 cluster"]),
+        (10, &[Up, Up, Up], NONE),
+    ]);
+    assert_eq!(sim.state(&ds[0], "p2"), HealingState::Failing);
+    assert_eq!(
+        ds[1].peer("p2").map(|p| p.reason.as_str()),
+        Some(
+            "IPFS Cluster split off: [p2] apart from [p0, p1], the largest group of the \
+             peerset; 2 of 3 rounds before it rejoins"
+        )
+    );
+    let waiting = ds[4]
+        .peer("p2")
+        .map(|p| p.reason.clone())
+        .unwrap_or_default();
+    assert!(
+        waiting.ends_with("rejoin in 10s unless it reconnects by itself"),
+        "{waiting}"
+    );
+    assert_eq!(sim.state(&ds[5], "p2"), HealingState::Restarting);
+    let reason = ds[5].actions[0].reason();
+    assert!(reason.contains("for 1m30s"), "{reason}");
+    assert!(reason.contains("rejoin"), "{reason}");
+    assert_eq!(sim.state(&ds[6], "p2"), HealingState::Ok);
+    assert_eq!(
+        sim.log(),
+        vec![(
+            "p2".to_owned(),
+            HealingAction::RestartPeer,
+            HealingResult::Succeeded
+        )]
+    );
+    // The majority's peers are not touched.
+    for d in &ds {
+        assert_eq!(sim.state(d, "p0"), HealingState::Ok);
+    }
+}
+
+#[test]
+fn a_split_that_heals_by_itself_costs_no_restart_and_pods_rejoin_whole() {
+    let mut sim = Sim::new(crdt(3));
+    sim.run(&[
+        (0, &[Up, Up, Split], NONE),
+        (10, &[Up, Up, Split], NONE),
+        (10, &[Up, Up, Up], NONE),
+        (10, &[Up, Up, Split], NONE),
+        (10, &[Up, Up, Split], NONE),
+    ]);
+    let mut policy = crdt(3);
+    policy.restart_unit = RestartUnit::Peer;
+    let mut sim = Sim::new(policy);
+    sim.run(&[
+        (0, &[Split, Up, Up], NONE),
+        (30, &[Split, Up, Up], NONE),
+        (30, &[Split, Up, Up], NONE),
+        (30, &[Split, Up, Up], &["restart p0 both"]),
+    ]);
+}
