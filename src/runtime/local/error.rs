@@ -195,6 +195,38 @@ pub enum LocalError {
         log: PathBuf,
     },
 
+    /// The peer's IPFS Cluster state was made for the other consensus.
+    #[error(
+        "{peer}: its IPFS Cluster configuration was made with spec.cluster.consensus {was}, not \
+         {wanted}: spec.cluster.consensus is immutable (the crdt and raft states are \
+         incompatible); bring up a new cluster under another metadata.name to switch"
+    )]
+    ConsensusChanged {
+        peer: String,
+        was: &'static str,
+        wanted: &'static str,
+    },
+
+    /// Raft: a peer added by scale-up has no running member of the peerset to join.
+    #[error(
+        "{peer}: cannot join the raft peerset: no member peer runs (raft adds a peer through a \
+         running member). Start the cluster at its former spec.replicas first"
+    )]
+    NoRaftMember { peer: String },
+
+    /// Raft: a peer added by scale-up runs but did not join the peerset in time.
+    #[error(
+        "{peer}: did not join the raft peerset within {}s (a leader must accept it: is a \
+         majority of the peers up?); see {}",
+        waited.as_secs(),
+        log.display()
+    )]
+    RaftJoinTimeout {
+        peer: String,
+        waited: Duration,
+        log: PathBuf,
+    },
+
     /// Another process holds the cluster's supervisor lock.
     #[error(
         "cluster {} is already supervised by {}: stop it first with `local down {name}`",
