@@ -278,6 +278,13 @@ impl Supervisor {
             let (kubo_changed, cluster_changed) = self.prepare(name)?;
             let kubo_running = self.daemons.is_running(name, DaemonKind::Kubo);
             let cluster_running = self.daemons.is_running(name, DaemonKind::Cluster);
+            // An adopted peer that joined while no supervisor waited for it (one was killed).
+            if let Some(record) = self.state.peer(name).filter(|p| p.raft_join).cloned()
+                && cluster_running
+                && self.lists_itself(&record).await
+            {
+                self.joined(name)?;
+            }
             if !kubo_running || !cluster_running {
                 missing.push((name.clone(), !kubo_running, !cluster_running));
             }
@@ -428,10 +435,8 @@ impl Supervisor {
         let Some(record) = self.state.peer(peer).cloned() else {
             return Ok(());
         };
-        let api = Endpoint::new(record.cluster_api_url());
         loop {
-            let status = self.prober.cluster(&api).await;
-            if status.is_ok_and(|s| s.cluster_peers.contains(&record.cluster_peer_id)) {
+            if self.lists_itself(&record).await {
                 break;
             }
             if !process::is_alive(pid) {
@@ -456,6 +461,18 @@ impl Supervisor {
             "joined the raft peerset in {:.1}s",
             started.elapsed().as_secs_f64()
         );
+        self.joined(peer)
+    }
+
+    /// Whether a raft peer lists itself in the peerset it reports (`GET /id` `cluster_peers`).
+    async fn lists_itself(&self, record: &PeerRecord) -> bool {
+        let api = Endpoint::new(record.cluster_api_url());
+        let status = self.prober.cluster(&api).await;
+        status.is_ok_and(|s| s.cluster_peers.contains(&record.cluster_peer_id))
+    }
+
+    /// Records a raft peer as a member of the peerset (it never bootstraps again).
+    fn joined(&mut self, peer: &str) -> Result<(), LocalError> {
         if let Some(p) = self.state.peers.iter_mut().find(|p| p.name == peer) {
             p.raft_join = false;
         }
