@@ -373,4 +373,28 @@ mod tests {
              /state/demo/peer-0/logs/cluster.log"
         );
     }
+
+    #[test]
+    fn raft_errors_name_the_peer_and_the_field_to_change() {
+        let none = LocalError::NoRaftMember {
+            peer: "peer-3".into(),
+        }
+        .to_string();
+        assert!(
+            none.starts_with("peer-3: cannot join the raft peerset")
+                && none.contains("spec.replicas"),
+            "{none}"
+        );
+        let join = LocalError::RaftJoinTimeout {
+            peer: "peer-4".into(),
+            waited: Duration::from_secs(90),
+            log: PathBuf::from("/state/demo/peer-4/logs/cluster.log"),
+        }
+        .to_string();
+        assert!(
+            join.starts_with("peer-4: did not join the raft peerset within 90s")
+                && join.ends_with("see /state/demo/peer-4/logs/cluster.log"),
+            "{join}"
+        );
+    }
 }
