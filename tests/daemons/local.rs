@@ -1,7 +1,7 @@
 //! `ipfs-kit-operator local up|down|status` with real Kubo and IPFS Cluster daemons: what a user
 //! of the local runtime notices.
 //!
-//! The tests of this file run one at a time (they share the preferred ports 4001-9200 of the
+//! The tests of this file (and of `local/parity.rs`: raft, scale-up trust) run one at a time (they share the preferred ports 4001-9200 of the
 //! network namespace they run in), each in its own state directory.
 
 use std::collections::BTreeSet;
@@ -22,6 +22,7 @@ use crate::support::process::log_tail;
 use crate::support::tools::binary;
 use crate::support::wait_for;
 
+mod parity;
 mod storage;
 
 /// One local-runtime test at a time.
@@ -324,8 +325,13 @@ fn targets(status: &LocalStatus) -> Vec<PeerTarget> {
 
 /// Stores a block on peer 0's Kubo and pins it through peer 0's cluster API; returns the CID.
 async fn pin_block(status: &LocalStatus, data: &[u8]) -> String {
+    pin_block_via(status, 0, data).await
+}
+
+/// Stores a block on peer `index`'s Kubo and pins it through that peer's cluster API.
+async fn pin_block_via(status: &LocalStatus, index: usize, data: &[u8]) -> String {
     let http = http();
-    let ports = status.peers[0].ports.expect("ports");
+    let ports = status.peers[index].ports.expect("ports");
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(data.to_vec()).file_name("data"),

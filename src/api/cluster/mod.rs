@@ -426,6 +426,16 @@ pub enum Consensus {
     Raft,
 }
 
+impl Consensus {
+    /// The name in the spec, and IPFS Cluster's (`init --consensus`, its config section).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consensus::Crdt => "crdt",
+            Consensus::Raft => "raft",
+        }
+    }
+}
+
 /// A key of a Secret in the same namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::LocalError;
 use super::ports::PeerPorts;
-use crate::api::{IpfsClusterSpec, MANAGED_KUBO_KEYS};
+use crate::api::{Consensus, IpfsClusterSpec, MANAGED_KUBO_KEYS};
 use crate::netguard::non_loopback_addresses;
 
 /// Another peer of the cluster, as this peer's configuration names it.
@@ -192,8 +192,58 @@ pub struct ClusterInputs<'a> {
     pub secret: &'a str,
     pub ports: &'a PeerPorts,
     pub others: &'a [OtherPeer],
-    /// The cluster peer ids of every peer of the cluster, this one included.
-    pub trusted_peers: &'a [String],
+    /// Raft only: the cluster peer ids the peerset is first initialised with (every initial
+    /// peer's, this one's included when it is one of them).
+    pub raft_init_peerset: &'a [String],
+}
+
+/// Who may change the pinset of a CRDT cluster: every peer (`"*"`).
+///
+/// A list of peer ids would be fixed when each peer's `service.json` is written, and IPFS
+/// Cluster reads it only at start (it has no API to trust a peer later): after a scale-up the
+/// older peers would discard every pin made through the new one until each of them restarted.
+/// Trusting all is safe here because the cluster's libp2p network is private: every connection
+/// must prove the cluster secret (a libp2p private network), which the local runtime makes from
+/// the kernel's CSPRNG, keeps in a 0600 file and gives to no one but its own peers, all listening
+/// on loopback. The peers that can reach a peer at all are the ones it should trust. IPFS
+/// Cluster's documentation warns against `"*"` only for collaborative clusters, whose secret is
+/// handed out to followers. It is also what the Kubernetes runtime (and `ipfs-cluster-service
+/// init`) sets.
+pub const CRDT_TRUSTED_PEERS: &str = "*";
+
+/// The consensus settings of a peer: CRDT trusts every peer of the private network, raft is
+/// initialised with the cluster's initial peerset. A configuration made for the other consensus
+/// is refused: the crdt and raft states are incompatible.
+fn set_consensus(
+    config: &mut Value,
+    spec: &IpfsClusterSpec,
+    inputs: &ClusterInputs<'_>,
+) -> Result<(), LocalError> {
+    let wanted = spec.cluster.consensus;
+    let other = match wanted {
+        Consensus::Crdt => Consensus::Raft,
+        Consensus::Raft => Consensus::Crdt,
+    };
+    if config["consensus"].get(other.as_str()).is_some() {
+        return Err(LocalError::ConsensusChanged {
+            peer: inputs.peer_name.to_owned(),
+            was: other.as_str(),
+            wanted: wanted.as_str(),
+        });
+    }
+    match spec.cluster.consensus {
+        Consensus::Crdt => set(
+            config,
+            "consensus.crdt.trusted_peers",
+            json!([CRDT_TRUSTED_PEERS]),
+        ),
+        Consensus::Raft => set(
+            config,
+            "consensus.raft.init_peerset",
+            json!(inputs.raft_init_peerset),
+        ),
+    }
+    Ok(())
 }
 
 /// The IPFS Cluster `service.json` of one peer; `base` is the file `ipfs-cluster-service init`
@@ -234,7 +284,6 @@ pub fn render_cluster(
             "cluster.replication_factor_max",
             json!(spec.cluster.replication_factor_max.unwrap_or(-1)),
         ),
-        ("consensus.crdt.trusted_peers", json!(inputs.trusted_peers)),
         (
             "api.restapi.http_listen_multiaddress",
             json!(loopback_tcp(ports.cluster_rest)),
@@ -253,6 +302,7 @@ pub fn render_cluster(
     for (path, value) in cluster {
         set(&mut config, path, value);
     }
+    set_consensus(&mut config, spec, inputs)?;
     // Tracing and metrics exporters are off by default; keep their endpoints on loopback anyway.
     if config["observations"]["tracing"].is_object() {
         set(
@@ -433,14 +483,13 @@ mod tests {
         let mut spec = IpfsClusterSpec::default();
         spec.cluster.replication_factor_min = Some(2);
         let ports = PeerPorts::preferred(1);
-        let trusted = vec!["12D3KooWa".to_string(), "12D3KooWb".to_string()];
         let others = others();
         let inputs = ClusterInputs {
             peer_name: "peer-1",
             secret: "ab".repeat(32).leak(),
             ports: &ports,
             others: &others,
-            trusted_peers: &trusted,
+            raft_init_peerset: &[],
         };
         let config = render_cluster(&base, &spec, &inputs).expect("ok");
         let c = &config["cluster"];
@@ -454,7 +503,9 @@ mod tests {
         assert_eq!(c["mdns_interval"], "0s");
         assert_eq!(c["replication_factor_min"], 2);
         assert_eq!(c["replication_factor_max"], -1);
-        assert_eq!(config["consensus"]["crdt"]["trusted_peers"], json!(trusted));
+        // Every peer of the private network is trusted, so one added later is trusted at once.
+        assert_eq!(config["consensus"]["crdt"]["trusted_peers"], json!(["*"]));
+        assert_eq!(config["consensus"].get("raft"), None);
         assert_eq!(
             config["api"]["restapi"]["http_listen_multiaddress"],
             "/ip4/127.0.0.1/tcp/9104"
@@ -465,6 +516,82 @@ mod tests {
         );
         assert!(non_loopback_addresses(&config, &[]).is_empty());
         assert_eq!(spec.cluster.consensus, Consensus::Crdt);
+    }
+
+    fn raft_base() -> Value {
+        json!({
+            "cluster": {"peername": "host", "secret": "", "listen_multiaddress": ["/ip4/0.0.0.0/tcp/9096"]},
+            "consensus": {"raft": {"init_peerset": [], "wait_for_leader_timeout": "15s"}},
+            "api": {"restapi": {"http_listen_multiaddress": "/ip4/127.0.0.1/tcp/9094"}}
+        })
+    }
+
+    fn raft_spec() -> IpfsClusterSpec {
+        let mut spec = IpfsClusterSpec {
+            replicas: 3,
+            ..IpfsClusterSpec::default()
+        };
+        spec.cluster.consensus = Consensus::Raft;
+        spec
+    }
+
+    #[test]
+    fn a_raft_peer_is_initialised_with_the_whole_initial_peerset() {
+        let ports = PeerPorts::preferred(0);
+        let others = others();
+        let peerset = ["12D3KooWa", "12D3KooWb", "12D3KooWc"].map(String::from);
+        let inputs = ClusterInputs {
+            peer_name: "peer-0",
+            secret: "ab".repeat(32).leak(),
+            ports: &ports,
+            others: &others,
+            raft_init_peerset: &peerset,
+        };
+        let config = render_cluster(&raft_base(), &raft_spec(), &inputs).expect("ok");
+        assert_eq!(
+            config["consensus"]["raft"]["init_peerset"],
+            json!(["12D3KooWa", "12D3KooWb", "12D3KooWc"])
+        );
+        assert_eq!(
+            config["consensus"]["raft"]["wait_for_leader_timeout"], "15s",
+            "the rest of init's raft section kept"
+        );
+        assert_eq!(
+            config["consensus"].get("crdt"),
+            None,
+            "IPFS Cluster refuses a config with two consensus sections"
+        );
+        assert_eq!(
+            config["cluster"]["peer_addresses"],
+            json!(["/ip4/127.0.0.1/tcp/9106/p2p/12D3KooWcl"])
+        );
+        assert!(non_loopback_addresses(&config, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_peer_made_for_the_other_consensus_is_refused_naming_the_field() {
+        let ports = PeerPorts::preferred(0);
+        let inputs = ClusterInputs {
+            peer_name: "peer-0",
+            secret: "ab",
+            ports: &ports,
+            others: &[],
+            raft_init_peerset: &[],
+        };
+        let err = render_cluster(&raft_base(), &IpfsClusterSpec::default(), &inputs)
+            .expect_err("raft state, crdt spec")
+            .to_string();
+        assert!(
+            err.starts_with("peer-0: ")
+                && err.contains("consensus raft, not crdt")
+                && err.contains("spec.cluster.consensus is immutable"),
+            "{err}"
+        );
+        let crdt = json!({"consensus": {"crdt": {"trusted_peers": ["*"]}}});
+        let err = render_cluster(&crdt, &raft_spec(), &inputs)
+            .expect_err("crdt state, raft spec")
+            .to_string();
+        assert!(err.contains("consensus crdt, not raft"), "{err}");
     }
 
     #[test]

@@ -154,10 +154,16 @@ impl Daemons {
     }
 
     /// Spawns one daemon with its output appended to its log file, writes its PID file, tracks
-    /// it and watches for its exit. Returns its PID; whether its API answers is the caller's
-    /// to wait for. A daemon whose PID file cannot be written is killed at once: untracked, no
-    /// later `local down` or `local up` could find it.
-    pub async fn spawn(&mut self, peer: &str, kind: DaemonKind) -> Result<i32, LocalError> {
+    /// it and watches for its exit; `args` follow the daemon subcommand (`--bootstrap ADDR`).
+    /// Returns its PID; whether its API answers is the caller's to wait for. A daemon whose PID
+    /// file cannot be written is killed at once: untracked, no later `local down` or `local up`
+    /// could find it.
+    pub async fn spawn(
+        &mut self,
+        peer: &str,
+        kind: DaemonKind,
+        args: &[String],
+    ) -> Result<i32, LocalError> {
         let pp = self.peer_paths(peer);
         let logs = pp.logs();
         std::fs::create_dir_all(&logs).map_err(|e| LocalError::io("creating", &logs, e))?;
@@ -171,6 +177,7 @@ impl Daemons {
             .try_clone()
             .map_err(|e| LocalError::io("opening", &log, e))?;
         let mut cmd = self.command(&pp, kind);
+        cmd.args(args);
         // Own process group: a Ctrl-C in the terminal reaches the supervisor, which stops the
         // daemons in order, not the daemons themselves.
         cmd.stdin(std::process::Stdio::null())
@@ -321,7 +328,7 @@ mod tests {
         let pid_file = paths.peer("peer-0").pid_file(DaemonKind::Kubo);
         std::fs::create_dir_all(pid_file.join("in-the-way")).expect("mkdir");
         let err = daemons
-            .spawn("peer-0", DaemonKind::Kubo)
+            .spawn("peer-0", DaemonKind::Kubo, &[])
             .await
             .expect_err("no PID file, no daemon");
         assert!(err.to_string().contains("kubo.pid"), "{err}");
@@ -348,7 +355,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut daemons, paths) = mk_daemons(dir.path(), Duration::from_secs(5));
         let pid = daemons
-            .spawn("peer-0", DaemonKind::Cluster)
+            .spawn("peer-0", DaemonKind::Cluster, &[])
             .await
             .expect("spawn");
         let pid_file = paths.peer("peer-0").pid_file(DaemonKind::Cluster);

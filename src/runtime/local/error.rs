@@ -195,6 +195,38 @@ pub enum LocalError {
         log: PathBuf,
     },
 
+    /// The peer's IPFS Cluster state was made for the other consensus.
+    #[error(
+        "{peer}: its IPFS Cluster configuration was made with spec.cluster.consensus {was}, not \
+         {wanted}: spec.cluster.consensus is immutable (the crdt and raft states are \
+         incompatible); bring up a new cluster under another metadata.name to switch"
+    )]
+    ConsensusChanged {
+        peer: String,
+        was: &'static str,
+        wanted: &'static str,
+    },
+
+    /// Raft: a peer added by scale-up has no running member of the peerset to join.
+    #[error(
+        "{peer}: cannot join the raft peerset: no member peer runs (raft adds a peer through a \
+         running member). Start the cluster at its former spec.replicas first"
+    )]
+    NoRaftMember { peer: String },
+
+    /// Raft: a peer added by scale-up runs but did not join the peerset in time.
+    #[error(
+        "{peer}: did not join the raft peerset within {}s (a leader must accept it: is a \
+         majority of the peers up?); see {}",
+        waited.as_secs(),
+        log.display()
+    )]
+    RaftJoinTimeout {
+        peer: String,
+        waited: Duration,
+        log: PathBuf,
+    },
+
     /// Another process holds the cluster's supervisor lock.
     #[error(
         "cluster {} is already supervised by {}: stop it first with `local down {name}`",
@@ -339,6 +371,30 @@ mod tests {
             start,
             "peer-0: IPFS Cluster (PID 42) did not answer within 90s; see \
              /state/demo/peer-0/logs/cluster.log"
+        );
+    }
+
+    #[test]
+    fn raft_errors_name_the_peer_and_the_field_to_change() {
+        let none = LocalError::NoRaftMember {
+            peer: "peer-3".into(),
+        }
+        .to_string();
+        assert!(
+            none.starts_with("peer-3: cannot join the raft peerset")
+                && none.contains("spec.replicas"),
+            "{none}"
+        );
+        let join = LocalError::RaftJoinTimeout {
+            peer: "peer-4".into(),
+            waited: Duration::from_secs(90),
+            log: PathBuf::from("/state/demo/peer-4/logs/cluster.log"),
+        }
+        .to_string();
+        assert!(
+            join.starts_with("peer-4: did not join the raft peerset within 90s")
+                && join.ends_with("see /state/demo/peer-4/logs/cluster.log"),
+            "{join}"
         );
     }
 }

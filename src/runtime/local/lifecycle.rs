@@ -84,12 +84,6 @@ pub fn read_spec(file: &Path) -> Result<(String, IpfsClusterSpec), LocalError> {
     cluster
         .validate()
         .map_err(|e| LocalError::spec(file, e.to_string()))?;
-    if cluster.spec.cluster.consensus == Consensus::Raft {
-        return Err(LocalError::spec(
-            file,
-            "spec.cluster.consensus raft is not supported by the local runtime yet: use crdt",
-        ));
-    }
     if cluster.spec.cluster.secret_ref.is_some() {
         warn!(
             "spec.cluster.secretRef names a Kubernetes Secret; the local runtime generates and \
@@ -100,14 +94,28 @@ pub fn read_spec(file: &Path) -> Result<(String, IpfsClusterSpec), LocalError> {
 }
 
 /// The persisted state of cluster `name`, brought to `spec` (a new generation when it changed),
-/// or a new one.
+/// or a new one. The consensus of an existing cluster cannot change (as at the API server).
 fn current_state(
     paths: &ClusterPaths,
+    file: &Path,
     name: &str,
     spec: IpfsClusterSpec,
 ) -> Result<ClusterState, LocalError> {
     Ok(match load_state(paths)? {
         Some(mut old) => {
+            let (was, wanted) = (old.spec.cluster.consensus, spec.cluster.consensus);
+            if was != wanted {
+                return Err(LocalError::spec(
+                    file,
+                    format!(
+                        "spec.cluster.consensus is immutable: cluster {name} runs {} and cannot \
+                         switch to {} (the crdt and raft states are incompatible); bring up a new \
+                         cluster under another metadata.name",
+                        was.as_str(),
+                        wanted.as_str()
+                    ),
+                ));
+            }
             if old.spec != spec {
                 info!(cluster = %name, "the spec changed since the last `local up`: reconciling");
                 old.spec = spec;
@@ -128,7 +136,7 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
     let _lock = take_lock(&paths)?;
     // A snapshot left by an earlier supervisor describes processes that may be gone.
     let _ = std::fs::remove_file(paths.status_file());
-    let state = current_state(&paths, &name, spec)?;
+    let state = current_state(&paths, &options.spec_file, &name, spec)?;
     let (mut sup, mut rx) = Supervisor::new(paths, options.binaries, state, options.stop_grace)?;
     let mut requests = None;
     if let Some(listener) = options.dashboard {
@@ -237,6 +245,18 @@ impl Supervisor {
                 self.state.peers.sort_by_key(|p| p.index);
             }
         }
+        // Raft: the first peers form the initial peerset, fixed for good (peers added later join
+        // it through a member; see `PeerRecord::raft_join`).
+        if self.state.spec.cluster.consensus == Consensus::Raft
+            && self.state.raft_init_peerset.is_empty()
+        {
+            self.state.raft_init_peerset = self
+                .state
+                .peers
+                .iter()
+                .map(|p| p.cluster_peer_id.clone())
+                .collect();
+        }
         save_state(&self.paths, &self.state)?;
         self.start_or_reconfigure().await?;
         save_state(&self.paths, &self.state)?;
@@ -244,17 +264,40 @@ impl Supervisor {
     }
 
     /// Starts what does not run; restarts running peers whose configuration changed.
+    ///
+    /// Every missing Kubo starts first, then every missing IPFS Cluster daemon: a raft peer that
+    /// finds no leader within IPFS Cluster's ready timeout (30 s) shuts down, so the members of a
+    /// peerset start close together. Peers that join a raft peerset start last, one at a time,
+    /// each through a member that already runs.
     async fn start_or_reconfigure(&mut self) -> Result<(), LocalError> {
         let mut changed = Vec::new();
-        for name in &self.peer_names() {
+        let mut missing = Vec::new();
+        let mut names = self.peer_names();
+        names.sort_by_key(|n| self.state.peer(n).is_some_and(|p| p.raft_join));
+        for name in &names {
             let (kubo_changed, cluster_changed) = self.prepare(name)?;
             let kubo_running = self.daemons.is_running(name, DaemonKind::Kubo);
             let cluster_running = self.daemons.is_running(name, DaemonKind::Cluster);
+            // An adopted peer that joined while no supervisor waited for it (one was killed).
+            if let Some(record) = self.state.peer(name).filter(|p| p.raft_join).cloned()
+                && cluster_running
+                && self.lists_itself(&record).await
+            {
+                self.joined(name)?;
+            }
             if !kubo_running || !cluster_running {
-                self.start_peer(name, !kubo_running, !cluster_running).await;
+                missing.push((name.clone(), !kubo_running, !cluster_running));
             }
             if (kubo_changed && kubo_running) || (cluster_changed && cluster_running) {
                 changed.push((name.clone(), kubo_changed && kubo_running, cluster_changed));
+            }
+        }
+        for (name, _, _) in missing.iter().filter(|(_, kubo, _)| *kubo) {
+            self.start_peer(name, true, false).await;
+        }
+        for (name, _, _) in missing.iter().filter(|(_, _, cluster)| *cluster) {
+            if self.daemons.is_running(name, DaemonKind::Kubo) {
+                self.start_peer(name, false, true).await;
             }
         }
         for (name, kubo, cluster) in changed {
@@ -321,14 +364,29 @@ impl Supervisor {
         }
     }
 
-    /// Spawns one daemon and waits until its API answers, failing early if it exits.
+    /// Spawns one daemon and waits until its API answers, failing early if it exits. A raft
+    /// peer still to join the peerset bootstraps to a member and is waited for until it has
+    /// joined.
     async fn start(&mut self, peer: &str, kind: DaemonKind) -> Result<(), LocalError> {
-        let pid = self.daemons.spawn(peer, kind).await?;
+        let joining =
+            kind == DaemonKind::Cluster && self.state.peer(peer).is_some_and(|p| p.raft_join);
+        let args = if joining {
+            vec!["--bootstrap".to_owned(), self.raft_member_addr(peer)?]
+        } else {
+            Vec::new()
+        };
+        if joining {
+            info!(peer, via = %args[1], "joining the raft peerset");
+        }
+        let pid = self.daemons.spawn(peer, kind, &args).await?;
         let log = self.peer_paths(peer).log(kind);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if self.answers(peer, kind).await {
                 info!(peer, pid, "{kind} is up");
+                if joining {
+                    self.wait_joined(peer, pid).await?;
+                }
                 return Ok(());
             }
             if !process::is_alive(pid) {
@@ -350,6 +408,75 @@ impl Supervisor {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The cluster address of a running member of the raft peerset, for `peer` to join through.
+    fn raft_member_addr(&self, peer: &str) -> Result<String, LocalError> {
+        self.state
+            .peers
+            .iter()
+            .find(|p| {
+                p.name != peer
+                    && !p.raft_join
+                    && self.daemons.is_running(&p.name, DaemonKind::Cluster)
+            })
+            .map(PeerRecord::cluster_addr)
+            .ok_or_else(|| LocalError::NoRaftMember {
+                peer: peer.to_owned(),
+            })
+    }
+
+    /// Waits until a joining raft peer lists itself in the peerset (the leader took it in and
+    /// replicated the configuration to it), then records it as a member: its later starts keep
+    /// their raft state.
+    async fn wait_joined(&mut self, peer: &str, pid: i32) -> Result<(), LocalError> {
+        let log = self.peer_paths(peer).log(DaemonKind::Cluster);
+        let started = Instant::now();
+        let Some(record) = self.state.peer(peer).cloned() else {
+            return Ok(());
+        };
+        loop {
+            if self.lists_itself(&record).await {
+                break;
+            }
+            if !process::is_alive(pid) {
+                self.daemons.forget(peer, DaemonKind::Cluster);
+                return Err(LocalError::ExitedDuringStart {
+                    peer: peer.to_owned(),
+                    daemon: DaemonKind::Cluster,
+                    log_tail: log_tail(&log, 15),
+                });
+            }
+            if started.elapsed() >= START_TIMEOUT {
+                return Err(LocalError::RaftJoinTimeout {
+                    peer: peer.to_owned(),
+                    waited: START_TIMEOUT,
+                    log,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        info!(
+            peer,
+            "joined the raft peerset in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        self.joined(peer)
+    }
+
+    /// Whether a raft peer lists itself in the peerset it reports (`GET /id` `cluster_peers`).
+    async fn lists_itself(&self, record: &PeerRecord) -> bool {
+        let api = Endpoint::new(record.cluster_api_url());
+        let status = self.prober.cluster(&api).await;
+        status.is_ok_and(|s| s.cluster_peers.contains(&record.cluster_peer_id))
+    }
+
+    /// Records a raft peer as a member of the peerset (it never bootstraps again).
+    fn joined(&mut self, peer: &str) -> Result<(), LocalError> {
+        if let Some(p) = self.state.peers.iter_mut().find(|p| p.name == peer) {
+            p.raft_join = false;
+        }
+        save_state(&self.paths, &self.state)
     }
 
     /// Stops every daemon, IPFS Cluster before Kubo (see [`Daemons::stop_all`]).
@@ -527,22 +654,80 @@ mod tests {
         }
     }
 
+    fn raft_file(dir: &Path, replicas: u32) -> PathBuf {
+        let file = dir.join("c.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata: {{name: demo}}\n\
+                 spec: {{replicas: {replicas}, cluster: {{consensus: raft}}}}\n"
+            ),
+        )
+        .expect("write");
+        file
+    }
+
+    /// Raft runs locally with an odd number of at least 3 peers; other counts get the API
+    /// server's message, naming the field.
+    #[test]
+    fn raft_needs_an_odd_number_of_at_least_three_peers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for replicas in [1, 2, 4] {
+            let file = raft_file(dir.path(), replicas);
+            let err = read_spec(&file).expect_err("even or single raft");
+            assert!(
+                matches!(&err, LocalError::Spec { file: f, .. } if f == &file),
+                "{err:?}"
+            );
+            let err = err.to_string();
+            assert!(
+                err.contains("spec.replicas")
+                    && err.contains("odd number of at least 3 with spec.cluster.consensus: raft"),
+                "{err}"
+            );
+        }
+        for replicas in [3, 5] {
+            let (_, spec) = read_spec(&raft_file(dir.path(), replicas)).expect("raft");
+            assert_eq!(
+                (spec.replicas, spec.cluster.consensus),
+                (i32::try_from(replicas).expect("small"), Consensus::Raft)
+            );
+        }
+    }
+
+    #[test]
+    fn the_consensus_of_an_existing_cluster_cannot_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = ClusterPaths::new(&dir.path().join("state"), "demo").expect("paths");
+        std::fs::create_dir_all(&paths.root).expect("mkdir");
+        let crdt = IpfsClusterSpec {
+            replicas: 3,
+            ..IpfsClusterSpec::default()
+        };
+        save_state(&paths, &ClusterState::new("demo", crdt)).expect("save");
+        let file = raft_file(dir.path(), 3);
+        let (_, raft) = read_spec(&file).expect("raft");
+        let err = current_state(&paths, &file, "demo", raft)
+            .expect_err("crdt -> raft")
+            .to_string();
+        assert!(
+            err.contains("c.yaml")
+                && err.contains("spec.cluster.consensus is immutable")
+                && err.contains("runs crdt and cannot switch to raft"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn spec_errors_name_the_file_and_the_field() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("c.yaml");
-        std::fs::write(
-            &file,
-            "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata: {name: demo}\n\
-             spec: {replicas: 1, cluster: {consensus: raft}}\n",
-        )
-        .expect("write");
-        let err = read_spec(&file).expect_err("raft");
+        let file = raft_file(dir.path(), 2);
+        let err = read_spec(&file).expect_err("raft with 2 peers");
         assert!(
             matches!(&err, LocalError::Spec { file: f, .. } if f == &file),
             "{err:?}"
         );
-        assert!(err.to_string().contains("spec.cluster.consensus"), "{err}");
+        assert!(err.to_string().contains("spec.replicas"), "{err}");
         std::fs::write(&file, "kind: [").expect("write");
         let err = read_spec(&file).expect_err("yaml").to_string();
         assert!(err.contains("c.yaml") && err.contains("YAML"), "{err}");

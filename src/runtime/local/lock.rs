@@ -28,16 +28,15 @@ pub fn take_lock(paths: &ClusterPaths) -> Result<SupervisorLock, LocalError> {
         .mode(0o644)
         .open(&file)
         .map_err(|e| LocalError::io("opening", &file, e))?;
-    let mut lock =
-        Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, _)| LocalError::Locked {
-            name: paths
-                .root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            root: paths.root.clone(),
-            pid: running_supervisor(paths),
-        })?;
+    let mut lock = lock_exclusive(f).map_err(|()| LocalError::Locked {
+        name: paths
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        root: paths.root.clone(),
+        pid: running_supervisor(paths),
+    })?;
     let me = process::record_for(std::process::id() as i32, Path::new("local"));
     let json = serde_json::to_vec(&me).unwrap_or_default();
     use std::io::{Seek, Write};
@@ -46,6 +45,25 @@ pub fn take_lock(paths: &ClusterPaths) -> Result<SupervisorLock, LocalError> {
         .and_then(|()| lock.write_all(&json))
         .map_err(|e| LocalError::io("writing", &file, e))?;
     Ok(SupervisorLock { _lock: lock })
+}
+
+/// How long a supervisor waits for a lock held only for a moment: [`running_supervisor`] (of
+/// `local status` or `local down`) holds it shared for the time of one test.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Locks `f` exclusively, waiting up to [`LOCK_PATIENCE`] for a momentary holder to let go.
+fn lock_exclusive(mut f: std::fs::File) -> Result<Flock<std::fs::File>, ()> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((file, _)) if std::time::Instant::now() < deadline => {
+                f = file;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(_) => return Err(()),
+        }
+    }
 }
 
 /// The PID of the supervisor running this cluster, if one holds the lock.
@@ -81,5 +99,22 @@ mod tests {
         drop(held);
         assert_eq!(running_supervisor(&paths), None);
         take_lock(&paths).expect("free again");
+    }
+
+    /// `local status` tests the lock (a shared lock, for a moment): a supervisor starting at
+    /// that moment waits for it instead of failing as if another supervisor ran.
+    #[test]
+    fn a_supervisor_waits_for_a_momentary_status_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = ClusterPaths::new(dir.path(), "demo").expect("paths");
+        std::fs::create_dir_all(&paths.root).expect("mkdir");
+        let file = std::fs::File::create(paths.lock_file()).expect("lock file");
+        let shared = Flock::lock(file, FlockArg::LockSharedNonblock).expect("shared");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(shared);
+        });
+        take_lock(&paths).expect("taken once the status check let go");
+        release.join().expect("join");
     }
 }

@@ -16,9 +16,11 @@ use super::state::{DaemonKind, PeerPaths, PeerRecord, write_atomic};
 use super::supervisor::Supervisor;
 
 /// Settings that name the other peers: they change when peers come and go, and a running daemon
-/// needs no restart for them (new peers dial it).
+/// needs no restart for them (new peers dial it; a raft peerset changes through the leader, and
+/// `init_peerset` is fixed when the cluster is created). The CRDT trust (`"*"`) names no peer,
+/// so it never changes with the peerset (see [`super::config::CRDT_TRUSTED_PEERS`]).
 const KUBO_HINTS: &[&str] = &["Peering"];
-const CLUSTER_HINTS: &[&str] = &["cluster.peer_addresses", "consensus.crdt.trusted_peers"];
+const CLUSTER_HINTS: &[&str] = &["cluster.peer_addresses", "consensus.raft.init_peerset"];
 
 fn restart_relevant(config: &Value, hints: &[&str]) -> Value {
     let mut c = config.clone();
@@ -87,6 +89,9 @@ impl Supervisor {
             ports,
             kubo_peer_id,
             cluster_peer_id,
+            // A raft cluster that already has a peerset takes a new peer in by a join.
+            raft_join: self.state.spec.cluster.consensus == crate::api::Consensus::Raft
+                && !self.state.raft_init_peerset.is_empty(),
         })
     }
 
@@ -112,7 +117,12 @@ impl Supervisor {
             cmd.env("IPFS_CLUSTER_PATH", &cluster_dir)
                 .arg("--config")
                 .arg(&cluster_dir)
-                .args(["init", "--consensus", "crdt", "--force"]);
+                .args([
+                    "init",
+                    "--consensus",
+                    self.state.spec.cluster.consensus.as_str(),
+                    "--force",
+                ]);
             run_tool(cmd, &format!("`ipfs-cluster-service init` for {name}")).await?;
         }
         Ok(())
@@ -140,12 +150,6 @@ impl Supervisor {
                 cluster_addr: p.cluster_addr(),
             })
             .collect();
-        let trusted: Vec<String> = self
-            .state
-            .peers
-            .iter()
-            .map(|p| p.cluster_peer_id.clone())
-            .collect();
 
         let kubo_file = pp.ipfs().join("config");
         let kubo_old = read_json(&kubo_file)?;
@@ -157,7 +161,7 @@ impl Supervisor {
             secret: &self.secret,
             ports: &record.ports,
             others: &others,
-            trusted_peers: &trusted,
+            raft_init_peerset: &self.state.raft_init_peerset,
         };
         let cluster_new = render_cluster(&cluster_old, &self.state.spec, &inputs)?;
         let kubo_changed =
@@ -272,16 +276,29 @@ mod tests {
 
     #[test]
     fn peer_hints_do_not_count_as_a_configuration_change() {
-        let a = json!({"cluster": {"peer_addresses": ["x"], "secret": "s"}, "consensus": {"crdt": {"trusted_peers": ["a"]}}});
-        let b = json!({"cluster": {"peer_addresses": ["x", "y"], "secret": "s"}, "consensus": {"crdt": {"trusted_peers": ["a", "b"]}}});
+        let a = json!({"cluster": {"peer_addresses": ["x"], "secret": "s"}, "consensus": {"raft": {"init_peerset": ["a"]}}});
+        let b = json!({"cluster": {"peer_addresses": ["x", "y"], "secret": "s"}, "consensus": {"raft": {"init_peerset": ["a", "b"]}}});
         assert_eq!(
             restart_relevant(&a, CLUSTER_HINTS),
             restart_relevant(&b, CLUSTER_HINTS)
         );
-        let c = json!({"cluster": {"peer_addresses": ["x"], "secret": "t"}, "consensus": {"crdt": {"trusted_peers": ["a"]}}});
+        let c = json!({"cluster": {"peer_addresses": ["x"], "secret": "t"}, "consensus": {"raft": {"init_peerset": ["a"]}}});
         assert_ne!(
             restart_relevant(&a, CLUSTER_HINTS),
             restart_relevant(&c, CLUSTER_HINTS)
+        );
+    }
+
+    /// A peer whose `service.json` still lists its trusted peers (written by an earlier version)
+    /// restarts once to trust every peer of the private network; afterwards the trust no longer
+    /// changes with the peerset.
+    #[test]
+    fn a_trusted_peer_list_is_replaced_by_one_restart() {
+        let listed = json!({"consensus": {"crdt": {"trusted_peers": ["a", "b"]}}});
+        let all = json!({"consensus": {"crdt": {"trusted_peers": ["*"]}}});
+        assert_ne!(
+            restart_relevant(&listed, CLUSTER_HINTS),
+            restart_relevant(&all, CLUSTER_HINTS)
         );
     }
 }

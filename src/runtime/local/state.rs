@@ -172,6 +172,12 @@ pub struct PeerRecord {
     pub kubo_peer_id: String,
     /// IPFS Cluster's libp2p peer id (from `identity.json`).
     pub cluster_peer_id: String,
+    /// Raft only: this peer was added to a running cluster (scale-up) and has not joined its
+    /// peerset yet. Its next start bootstraps to a member (`--bootstrap`); cleared once the peer
+    /// lists itself among the cluster's peers. A member never starts with `--bootstrap`, which
+    /// would discard its raft state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raft_join: bool,
 }
 
 impl PeerRecord {
@@ -216,6 +222,11 @@ pub struct ClusterState {
     pub generation: u64,
     /// Peers in index order.
     pub peers: Vec<PeerRecord>,
+    /// Raft only: the cluster peer ids the peerset was first initialised with
+    /// (`consensus.raft.init_peerset` of every peer), fixed when the cluster is first created.
+    /// A peer with raft state ignores it, so restarts never re-initialise the peerset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raft_init_peerset: Vec<String>,
 }
 
 impl ClusterState {
@@ -226,6 +237,7 @@ impl ClusterState {
             spec,
             generation: 1,
             peers: Vec::new(),
+            raft_init_peerset: Vec::new(),
         }
     }
 
@@ -391,6 +403,7 @@ mod tests {
             ports: PeerPorts::preferred(0),
             kubo_peer_id: "12D3KooWkubo".into(),
             cluster_peer_id: "12D3KooWcluster".into(),
+            raft_join: false,
         });
         save_state(&paths, &state).expect("save");
         assert_eq!(load_state(&paths).expect("load"), Some(state.clone()));
@@ -398,6 +411,18 @@ mod tests {
             serde_json::from_slice(&std::fs::read(paths.state_file()).expect("read"))
                 .expect("json");
         assert_eq!(json["peers"][0]["ports"]["kuboApi"], 5001);
+        // A CRDT cluster's file has no raft fields, so files written before them still load.
+        assert_eq!(json["peers"][0].get("raftJoin"), None);
+        assert_eq!(json.get("raftInitPeerset"), None);
+        // The raft peerset and a peer still to join survive a restart of the supervisor.
+        state.raft_init_peerset = vec!["12D3KooWcluster".into()];
+        let mut joiner = state.peers[0].clone();
+        joiner.name = PeerRecord::name_of(3);
+        joiner.index = 3;
+        joiner.raft_join = true;
+        state.peers.push(joiner);
+        save_state(&paths, &state).expect("save");
+        assert_eq!(load_state(&paths).expect("load"), Some(state.clone()));
         assert_eq!(
             state.peers[0].kubo_swarm_addr(),
             "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWkubo"
