@@ -605,6 +605,7 @@ async fn paused_clusters_are_reported_but_not_changed() {
     let cp = control_plane();
     let ns = cp.namespace("ctrl-paused").await;
     let client = cp.admin_client().await;
+    // Two clusters of one peer, two claims each.
     let class = provide_volumes(&client, &ns, 4).await;
     let (stop, _controller) = start_controller(client.clone(), &ns);
     let created = apply_cluster(&client, &ns, &cluster_json("calm", &class, 1)).await;
@@ -986,7 +987,7 @@ async fn the_peer_pods_are_admitted_in_a_namespace_that_enforces_the_restricted_
         .patch(&ns, &PatchParams::default(), &Patch::Merge(&label))
         .await
         .expect("label the namespace");
-    let class = provide_volumes(&client, &ns, 2).await;
+    let class = provide_volumes(&client, &ns, 4).await;
     let (stop, _controller) = start_controller(client.clone(), &ns);
     apply_cluster(&client, &ns, &cluster_json("strict", &class, 1)).await;
     // The API server's PodSecurity admission refuses a pod that breaks the standard: the
