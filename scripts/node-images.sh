@@ -3,7 +3,9 @@
 # and look-alikes of the official ipfs/kubo and ipfs/ipfs-cluster images made of the test world's
 # own binaries, Debian's busybox-static, tini and gosu, and the official entrypoint scripts taken
 # from the modules' own sources. Each is written as a docker archive tagged with the official name,
-# so that pods naming `ipfs/kubo:v0.42.0` run them unchanged (imagePullPolicy IfNotPresent).
+# so that pods naming `ipfs/kubo:v0.42.0` run them unchanged (imagePullPolicy IfNotPresent). Each
+# Kubo and IPFS Cluster image also comes as a variant that runs as the non-root user 1000:100
+# (`localhost/ipfs-kit-test/...`).
 #
 #   scripts/node-images.sh OUTDIR     (called by `scripts/test-world.sh build node-images`)
 #
@@ -28,6 +30,18 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ipfs-kit-node-images.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 layout=$work/oci
 mkdir -p "$out"
+
+# Like the official images, ours start as root and drop to `ipfs` in their entrypoint. Pods that
+# leave runAsUser to the platform (`spec.podSecurityContext.omitIds`) with `runAsNonRoot` need an
+# image whose own user is a numeric non-root one: the same image with USER 1000:100 (ipfs:users),
+# under a local name.
+NONROOT_PREFIX=localhost/ipfs-kit-test
+# nonroot_variant NAME REFERENCE FILE: image NAME of the layout with USER 1000:100, archived.
+nonroot_variant() {
+  skopeo --insecure-policy copy -q "oci:$layout:$1" "oci:$layout:$1-nonroot"
+  oci_config "$layout" "$1-nonroot" --config.user 1000:100
+  oci_archive "$layout" "$1-nonroot" "$2" "$3"
+}
 
 # pause: the sandbox process (scripts/node/pause.c), static, nothing else in the image.
 gcc -Os -static -o "$work/pause" "$here/node/pause.c"
@@ -63,6 +77,7 @@ oci_config "$layout" kubo \
   --config.label "org.opencontainers.image.version=$kubo_version" \
   --config.label "org.opencontainers.image.description=Kubo built by the ipfs-kit-operator test world"
 oci_archive "$layout" kubo "docker.io/ipfs/kubo:$kubo_version" "$out/kubo.tar"
+nonroot_variant kubo "$NONROOT_PREFIX/kubo:$kubo_version" "$out/kubo-nonroot.tar"
 
 # ipfs/ipfs-cluster: as ipfs-cluster's Dockerfile lays it out (tini and su-exec in /sbin, the
 # binaries and entrypoint.sh in /usr/local/bin, /data/ipfs-cluster owned by ipfs:users; root at
@@ -90,6 +105,7 @@ oci_config "$layout" cluster \
   --config.label "org.opencontainers.image.version=$cluster_version" \
   --config.label "org.opencontainers.image.description=IPFS Cluster built by the ipfs-kit-operator test world"
 oci_archive "$layout" cluster "docker.io/ipfs/ipfs-cluster:$cluster_version" "$out/ipfs-cluster.tar"
+nonroot_variant cluster "$NONROOT_PREFIX/ipfs-cluster:$cluster_version" "$out/ipfs-cluster-nonroot.tar"
 
 printf '%s\n' "$PAUSE_REF" >"$out/pause.ref"
 ls -l "$out"/*.tar >&2

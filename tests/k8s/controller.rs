@@ -605,6 +605,7 @@ async fn paused_clusters_are_reported_but_not_changed() {
     let cp = control_plane();
     let ns = cp.namespace("ctrl-paused").await;
     let client = cp.admin_client().await;
+    // Two clusters of one peer, two claims each.
     let class = provide_volumes(&client, &ns, 4).await;
     let (stop, _controller) = start_controller(client.clone(), &ns);
     let created = apply_cluster(&client, &ns, &cluster_json("calm", &class, 1)).await;
@@ -986,7 +987,7 @@ async fn the_peer_pods_are_admitted_in_a_namespace_that_enforces_the_restricted_
         .patch(&ns, &PatchParams::default(), &Patch::Merge(&label))
         .await
         .expect("label the namespace");
-    let class = provide_volumes(&client, &ns, 2).await;
+    let class = provide_volumes(&client, &ns, 4).await;
     let (stop, _controller) = start_controller(client.clone(), &ns);
     apply_cluster(&client, &ns, &cluster_json("strict", &class, 1)).await;
     // The API server's PodSecurity admission refuses a pod that breaks the standard: the
@@ -999,6 +1000,48 @@ async fn the_peer_pods_are_admitted_in_a_namespace_that_enforces_the_restricted_
         .and_then(|c| c.seccomp_profile.as_ref())
         .map(|p| p.type_.clone());
     assert_eq!(security.as_deref(), Some("RuntimeDefault"));
+    // Ids left to the platform, on a private network whose Secret holds no swarm key: the pods
+    // are admitted all the same, and status says what is wrong with the Secret, never quoting it.
+    let bare_hex = "5a".repeat(32);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "pnet"}, "stringData": {"swarm.key": bare_hex}
+    }))
+    .expect("secret json");
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret pnet");
+    let mut platform = cluster_json("platform", &class, 1);
+    platform["spec"]["podSecurityContext"] = json!({"omitIds": true});
+    platform["spec"]["swarmKeyRef"] = json!({"name": "pnet"});
+    apply_cluster(&client, &ns, &platform).await;
+    let pods = running_pods(&client, &ns, "platform", 1).await;
+    let spec = pods[0].spec.as_ref().expect("pod spec");
+    assert_eq!(
+        spec.security_context.as_ref().and_then(|c| c.fs_group),
+        None
+    );
+    assert!(spec.containers.iter().all(|c| {
+        c.security_context
+            .as_ref()
+            .is_some_and(|s| s.run_as_user.is_none() && s.run_as_non_root == Some(true))
+    }));
+    let expected = "spec.swarmKeyRef: Secret pnet key `swarm.key` does not start with the line";
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    let cluster = wait_status(&api, "platform", "the swarm key problem in status", |c| {
+        c.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|k| k.type_ == "Ready" && k.message.contains(expected))
+        })
+    })
+    .await;
+    assert!(!format!("{:?}", cluster.status).contains(&bare_hex));
+    let note = event_note(&client, &ns, "SwarmKeyInvalid", "spec.swarmKeyRef").await;
+    assert!(
+        note.contains(expected) && !note.contains(&bare_hex),
+        "{note}"
+    );
     let _ = stop.send(());
 }
 

@@ -261,6 +261,16 @@ async fn kubectl_explain_prints_the_field_docs() {
         interval.contains("units ms") && interval.contains("Between 1s and 1h"),
         "{interval}"
     );
+    let swarm = explain("ipfscluster.spec.swarmKeyRef");
+    assert!(
+        swarm.contains("private network") && swarm.contains("Default `swarm.key`"),
+        "{swarm}"
+    );
+    let ids = explain("ipfscluster.spec.podSecurityContext.omitIds");
+    assert!(
+        ids.contains("restricted-v2") && ids.contains("Default false"),
+        "{ids}"
+    );
     let replicas = explain("ipfsc.spec.replicas");
     assert!(replicas.contains("default 3"), "{replicas}");
     let cid = explain("ipfspin.spec.cid");
@@ -548,6 +558,26 @@ fn invalid_cases() -> Vec<Invalid> {
             "min above max replication",
             json!({"cluster": {"replicationFactorMin": 3, "replicationFactorMax": 2}}),
             "spec.cluster.replicationFactorMin",
+        ),
+        c(
+            "swarm key Secret with an invalid name",
+            json!({"swarmKeyRef": {"name": "Not_A_Name"}}),
+            "spec.swarmKeyRef.name",
+        ),
+        c(
+            "swarm key ref without a Secret name",
+            json!({"swarmKeyRef": {"key": "swarm.key"}}),
+            "spec.swarmKeyRef.name",
+        ),
+        c(
+            "pods as root",
+            json!({"podSecurityContext": {"runAsUser": 0}}),
+            "spec.podSecurityContext.runAsUser",
+        ),
+        c(
+            "ids omitted and set",
+            json!({"podSecurityContext": {"omitIds": true, "fsGroup": 1000}}),
+            "spec.podSecurityContext.omitIds",
         ),
         c(
             "min replication above replicas",

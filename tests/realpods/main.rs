@@ -14,6 +14,7 @@ mod support;
 
 mod deploy;
 mod explained;
+mod private;
 mod scenario;
 mod steps;
 
@@ -128,7 +129,7 @@ async fn ready_pods(client: &Client, ns: &str, selector: &str, want: usize) -> V
 }
 
 /// The restart counts of every container of `pods`.
-fn restarts(pods: &[Pod]) -> Vec<(String, String, i32)> {
+pub fn restarts(pods: &[Pod]) -> Vec<(String, String, i32)> {
     pods.iter()
         .flat_map(|p| {
             let pod = p.name_any();
@@ -304,6 +305,14 @@ async fn helm_installs_the_operator_into_a_restricted_namespace() {
 async fn minimal_cluster_on_real_pods() {
     let _serial = serial().await;
     scenario::minimal_cluster().await;
+}
+
+/// An IpfsCluster on a private network (`spec.swarmKeyRef`) whose pods leave their ids to the
+/// platform: the missing Secret explained, then the peers formed, an outside Kubo kept out.
+#[tokio::test]
+async fn a_private_network_cluster_with_ids_left_to_the_platform() {
+    let _serial = serial().await;
+    private::private_network_with_platform_ids().await;
 }
 
 /// Peers whose pods cannot run say why in status: a claim of a StorageClass that does not

@@ -90,6 +90,10 @@ async fn apply_minimal_cluster(c: &Cluster) -> Duration {
         "kubectl get ipfsclusters:\n{}",
         kubectl(node, &["get", "ipfsclusters", "-n", &c.ns])
     ));
+    // kubelet's probes (Kubo's /version, IPFS Cluster's /health) found the daemons up without
+    // restarting one on the way.
+    let restarts = crate::restarts(&c.live_pods().await);
+    assert!(restarts.iter().all(|(_, _, n)| *n == 0), "{restarts:?}");
     let status = cluster.status.expect("status");
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
     assert_eq!(ready.map(|c| c.status.as_str()), Some("True"), "{ready:?}");
@@ -112,7 +116,7 @@ async fn apply_minimal_cluster(c: &Cluster) -> Duration {
 
 /// Every Kubo has swarm connections to the two others, every cluster peer lists all three,
 /// status names the real identities. Returns the Kubo peer ids in ordinal order.
-async fn peers_connected(c: &Cluster, n: usize) -> Vec<String> {
+pub async fn peers_connected(c: &Cluster, n: usize) -> Vec<String> {
     let ips = c.ips(n).await;
     let mut ids = Vec::new();
     for ip in &ips {
@@ -372,10 +376,10 @@ async fn killed_kubo_comes_back(c: &Cluster, cids: &[String; 2]) -> Duration {
     back
 }
 
-/// SIGSTOP of Kubo in peer 2's pod: its RPC stops answering while its sockets stay open (so
-/// kubelet's TCP probes do not notice); the operator notices within the health policy's
-/// threshold (3 failed probes, 10 s apart, 5 s timeout) and restarts the peer (its pod: a hung
-/// process cannot be asked to stop through its API).
+/// SIGSTOP of Kubo in peer 2's pod: its RPC stops answering while its sockets stay open; the
+/// operator notices within the health policy's threshold (3 failed probes, 10 s apart, 5 s
+/// timeout) and restarts the peer (its pod: a hung process cannot be asked to stop through its
+/// API), long before kubelet's liveness probe would (5 minutes of silence).
 async fn stopped_kubo_is_detected_and_restarted(c: &Cluster) {
     let peer = c.peer(2);
     let pid = process_of(&peer, &KUBO_ARGV).expect("Kubo's process in peer 2's pod");

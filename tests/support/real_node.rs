@@ -56,6 +56,10 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 /// The default StorageClass: a directory of the node per claim, provisioned by the harness.
 pub const STORAGE_CLASS: &str = "ipfs-kit-local";
 const PROVISIONER: &str = "ipfs-kit.test/local-dir";
+/// The node's Kubo and IPFS Cluster images that run as the non-root user 1000:100 (USER in the
+/// image): what pods that leave their ids to the platform need where no SCC assigns them.
+pub const NONROOT_KUBO_IMAGE: &str = "localhost/ipfs-kit-test/kubo:v0.42.0";
+pub const NONROOT_CLUSTER_IMAGE: &str = "localhost/ipfs-kit-test/ipfs-cluster:v1.1.6";
 /// The operator's image reference (the default of the chart and of `deploy/`).
 pub const OPERATOR_IMAGE: &str = concat!(
     "ghcr.io/ipfs-kit/ipfs-kit-operator:",
@@ -1159,7 +1163,13 @@ async fn provision(client: &Client, volumes: &Path) -> Result<(), String> {
 fn image_archives() -> Result<Vec<PathBuf>, String> {
     let node_images = bin_dir("node-images");
     let mut archives = Vec::new();
-    for name in ["pause.tar", "kubo.tar", "ipfs-cluster.tar"] {
+    for name in [
+        "pause.tar",
+        "kubo.tar",
+        "ipfs-cluster.tar",
+        "kubo-nonroot.tar",
+        "ipfs-cluster-nonroot.tar",
+    ] {
         let path = node_images.join(name);
         if !path.is_file() {
             return Err(format!(

@@ -16,11 +16,16 @@ use super::validation::{
 };
 
 mod kubo_config;
+mod pods;
 pub mod status;
 mod validate;
 
 pub use kubo_config::{
     KuboValueType, MANAGED_KUBO_CONFIG, MANAGED_KUBO_KEYS, ManagedKuboKey, check_kubo_config,
+};
+pub use pods::{
+    DEFAULT_POD_ID, DEFAULT_SWARM_KEY_KEY, PodIds, PodSecurityContextSpec, SwarmKeyReference,
+    check_swarm_key, swarm_key_text,
 };
 pub use validate::check_cluster_name;
 
@@ -170,6 +175,23 @@ pub struct IpfsClusterSpec {
     #[serde(default)]
     pub networking: NetworkingSpec,
 
+    /// Secret holding a libp2p swarm key (Kubo's `swarm.key` file: the lines
+    /// `/key/swarm/psk/1.0.0/`, `/base16/` and 64 hex digits). Set: every Kubo of the cluster
+    /// joins only the private network of that key and refuses to start without it; Kubo then
+    /// speaks TCP only (QUIC, WebTransport and WebRTC cannot carry the key). Unset (default):
+    /// the public network. The key reaches only the `kubo-config` init container, as a Secret
+    /// volume, and is copied into each repository with mode 0400; it is removed from the
+    /// repositories when this field is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_key_ref: Option<SwarmKeyReference>,
+
+    /// The user and groups of the peer pods: `runAsUser`, `runAsGroup` and `fsGroup`, each 1000
+    /// by default (the official images' `ipfs` user), or `omitIds: true` to leave them to the
+    /// platform (OpenShift's restricted SCC assigns them). The pods always run non-root, without
+    /// privilege escalation or capabilities, under the runtime's default seccomp profile.
+    #[serde(default)]
+    pub pod_security_context: PodSecurityContextSpec,
+
     /// Stop reconciling and healing this cluster: running peers keep running untouched, status
     /// phase becomes Paused. Default false.
     #[serde(default)]
@@ -188,6 +210,8 @@ impl Default for IpfsClusterSpec {
             cluster: ClusterSpec::default(),
             health: HealthSpec::default(),
             networking: NetworkingSpec::default(),
+            swarm_key_ref: None,
+            pod_security_context: PodSecurityContextSpec::default(),
             paused: false,
         }
     }

@@ -23,6 +23,26 @@ fn is_dns_subdomain(name: &str) -> bool {
         && bytes.iter().all(|b| edge_ok(b) || *b == b'-' || *b == b'.')
 }
 
+/// A reference to key `key` of Secret `name` at `field` (`spec.cluster.secretRef`): a valid
+/// Secret name and key.
+fn check_secret_key_ref(field: &str, name: &str, key: &str, errors: &mut Vec<FieldError>) {
+    if !is_dns_subdomain(name) {
+        errors.push(FieldError::new(
+            format!("{field}.name"),
+            "must be a Secret name: lower-case letters, digits, `-` and `.`, 1 to 253 characters",
+        ));
+    }
+    let key_ok = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    if key.is_empty() || key.len() > 253 || !key_ok {
+        errors.push(FieldError::new(
+            format!("{field}.key"),
+            "must be a Secret key: letters, digits, `-`, `_` and `.`",
+        ));
+    }
+}
+
 /// Checks the name of an IpfsCluster ([`super::CLUSTER_NAME_RULE`]): a DNS-1035 label of at most
 /// [`MAX_CLUSTER_NAME_LENGTH`] characters, so that every name the operator derives from it is
 /// valid. The error names `metadata.name`.
@@ -76,7 +96,8 @@ impl IpfsClusterSpec {
         self.check_replication_factors(&mut errors);
         self.check_health(&mut errors);
         self.check_networking(&mut errors);
-        self.check_secret_ref(&mut errors);
+        self.check_secret_refs(&mut errors);
+        self.check_pod_security_context(&mut errors);
         self.check_storage_and_resources(&mut errors);
         ValidationErrors::check(errors)
     }
@@ -258,26 +279,38 @@ impl IpfsClusterSpec {
         }
     }
 
-    /// `spec.cluster.secretRef`: a valid Secret name and key.
-    fn check_secret_ref(&self, errors: &mut Vec<FieldError>) {
-        let Some(secret) = &self.cluster.secret_ref else {
-            return;
-        };
-        if !is_dns_subdomain(&secret.name) {
-            errors.push(FieldError::new(
-                "spec.cluster.secretRef.name",
-                "must be a Secret name: lower-case letters, digits, `-` and `.`, 1 to 253 \
-                 characters",
-            ));
+    /// `spec.cluster.secretRef` and `spec.swarmKeyRef`: valid Secret names and keys.
+    fn check_secret_refs(&self, errors: &mut Vec<FieldError>) {
+        if let Some(secret) = &self.cluster.secret_ref {
+            check_secret_key_ref("spec.cluster.secretRef", &secret.name, &secret.key, errors);
         }
-        let key_ok = secret
-            .key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-        if secret.key.is_empty() || secret.key.len() > 253 || !key_ok {
+        if let Some(swarm) = &self.swarm_key_ref {
+            check_secret_key_ref("spec.swarmKeyRef", &swarm.name, &swarm.key, errors);
+        }
+    }
+
+    /// `spec.podSecurityContext`: ids in range (no root user), none set with `omitIds`.
+    fn check_pod_security_context(&self, errors: &mut Vec<FieldError>) {
+        let psc = &self.pod_security_context;
+        for (field, value, min) in [
+            ("runAsUser", psc.run_as_user, 1),
+            ("runAsGroup", psc.run_as_group, 0),
+            ("fsGroup", psc.fs_group, 0),
+        ] {
+            if value.is_some_and(|v| !(min..=i64::from(i32::MAX)).contains(&v)) {
+                errors.push(FieldError::new(
+                    format!("spec.podSecurityContext.{field}"),
+                    format!("must be between {min} and {}", i32::MAX),
+                ));
+            }
+        }
+        if psc.omit_ids
+            && (psc.run_as_user.is_some() || psc.run_as_group.is_some() || psc.fs_group.is_some())
+        {
             errors.push(FieldError::new(
-                "spec.cluster.secretRef.key",
-                "must be a Secret key: letters, digits, `-`, `_` and `.`",
+                "spec.podSecurityContext.omitIds",
+                "true leaves the user and groups to the platform: remove runAsUser, runAsGroup \
+                 and fsGroup",
             ));
         }
     }

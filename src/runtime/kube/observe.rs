@@ -142,8 +142,9 @@ fn unprobed(peer: &str, why: String) -> PeerReport {
 }
 
 /// How containers are judged: kubelet restarts exited containers itself (the peer pods'
-/// restart policy is Always), and a container (re)started less than `grace` ago that kubelet's
-/// readiness probe does not pass yet is still starting.
+/// restart policy is Always), and a container (re)started less than `grace` ago that has not come
+/// up yet (its startup probe, or without one its readiness probe, does not pass) is still
+/// starting.
 #[derive(Clone, Copy, Debug)]
 pub struct Containers {
     pub now: k8s_openapi::jiff::Timestamp,
@@ -169,7 +170,7 @@ impl Containers {
                 let age = self.now.duration_since(t.0);
                 age.is_negative() || age.unsigned_abs() < self.grace
             });
-            return if !c.ready && young {
+            return if young && !has_started(pod, c) {
                 ProcessState::Starting
             } else {
                 ProcessState::Running
@@ -190,6 +191,22 @@ impl Containers {
             (false, true) => ProcessState::Restarting,
             (false, false) => ProcessState::Unknown,
         }
+    }
+}
+
+/// Whether kubelet says container `c` of `pod` has come up since its (re)start: its startup probe
+/// passed (`started`; then an unready container is a daemon that stopped answering, not one still
+/// starting), or, for a container without a startup probe, it is ready.
+fn has_started(pod: &Pod, c: &k8s_openapi::api::core::v1::ContainerStatus) -> bool {
+    let startup_probe = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .any(|spec| spec.name == c.name && spec.startup_probe.is_some());
+    if startup_probe {
+        c.started == Some(true)
+    } else {
+        c.ready
     }
 }
 
@@ -307,6 +324,32 @@ mod tests {
             state(&old),
             ProcessState::Running,
             "past the grace: probes decide"
+        );
+        // With a startup probe: starting until it passes; then unready means not answering.
+        let probed = |started: bool, ready: bool| {
+            let mut p = with_container(running_since("2026-11-30T09:59:30Z"), ready, 0);
+            p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+                containers: vec![k8s_openapi::api::core::v1::Container {
+                    name: "kubo".into(),
+                    startup_probe: Some(Default::default()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            if let Some(cs) = p
+                .status
+                .as_mut()
+                .and_then(|s| s.container_statuses.as_mut())
+            {
+                cs[0].started = Some(started);
+            }
+            p
+        };
+        assert_eq!(state(&probed(false, false)), ProcessState::Starting);
+        assert_eq!(
+            state(&probed(true, false)),
+            ProcessState::Running,
+            "came up, then stopped answering kubelet: the probes decide"
         );
         let crashloop = ContainerState {
             waiting: Some(ContainerStateWaiting {

@@ -1,6 +1,7 @@
 //! Step `secret`: the cluster secret exists before the peers need it. A Secret the spec names
 //! (`spec.cluster.secretRef`) is checked; otherwise the operator generates one (32 random bytes,
-//! hex) owned by the IpfsCluster. The value is never logged.
+//! hex) owned by the IpfsCluster. The swarm key's Secret (`spec.swarmKeyRef`) is checked too: the
+//! peers' Kubo do not start without it. No value is ever logged or quoted.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -10,7 +11,9 @@ use tracing::info;
 
 use super::build::{self, BuildError, Names};
 use super::context::{Context, KubeCallError, kube_err};
-use crate::api::{IpfsCluster, SecretKeyReference as SecretKeyRef};
+use crate::api::{
+    IpfsCluster, SecretKeyReference as SecretKeyRef, SwarmKeyReference, check_swarm_key,
+};
 
 /// Why the cluster secret could not be made sure of.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +33,9 @@ pub enum SecretError {
     Build(#[from] BuildError),
 }
 
-/// Makes sure the cluster secret exists. Returns the problems to report in status (a named
-/// Secret missing or malformed: the user's to fix, not retried as an error).
+/// Makes sure the cluster secret exists and checks the swarm key's Secret. Returns the problems
+/// to report in status (a named Secret missing or malformed: the user's to fix, not retried as
+/// an error), each also a Warning Event.
 pub async fn ensure(
     cluster: &IpfsCluster,
     names: &Names,
@@ -39,29 +43,89 @@ pub async fn ensure(
     ctx: &Context,
 ) -> Result<Vec<String>, SecretError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut problems = Vec::new();
+    if let Some(problem) = ensure_cluster_secret(cluster, names, ns, &api, ctx).await? {
+        ctx.event(
+            cluster,
+            EventType::Warning,
+            "ClusterSecretInvalid",
+            problem.clone(),
+        )
+        .await;
+        problems.push(problem);
+    }
+    if let Some(named) = &cluster.spec.swarm_key_ref {
+        let secret = read(cluster, &api, &named.name).await?;
+        if let Some(problem) = swarm_key_problem(secret.as_ref(), named, ns) {
+            ctx.event(
+                cluster,
+                EventType::Warning,
+                "SwarmKeyInvalid",
+                problem.clone(),
+            )
+            .await;
+            problems.push(problem);
+        }
+    }
+    Ok(problems)
+}
+
+/// Makes sure the cluster secret exists: generated, or the one `spec.cluster.secretRef` names
+/// (then what is wrong with it, if anything).
+async fn ensure_cluster_secret(
+    cluster: &IpfsCluster,
+    names: &Names,
+    ns: &str,
+    api: &Api<Secret>,
+    ctx: &Context,
+) -> Result<Option<String>, SecretError> {
     let Some(named) = &cluster.spec.cluster.secret_ref else {
-        ensure_generated(cluster, names, &api, ctx).await?;
-        return Ok(Vec::new());
+        ensure_generated(cluster, names, api, ctx).await?;
+        return Ok(None);
     };
-    remove_generated(cluster, names, &api).await?;
-    let name = cluster.name_any();
-    let secret = api.get_opt(&named.name).await.map_err(kube_err(
-        &name,
-        "reading",
-        "Secret",
-        &named.name,
-    ))?;
-    let Some(problem) = named_secret_problem(secret.as_ref(), named, ns) else {
-        return Ok(Vec::new());
+    remove_generated(cluster, names, api).await?;
+    let secret = read(cluster, api, &named.name).await?;
+    Ok(named_secret_problem(secret.as_ref(), named, ns))
+}
+
+/// The Secret `name`, if it exists.
+async fn read(
+    cluster: &IpfsCluster,
+    api: &Api<Secret>,
+    name: &str,
+) -> Result<Option<Secret>, KubeCallError> {
+    api.get_opt(name)
+        .await
+        .map_err(kube_err(&cluster.name_any(), "reading", "Secret", name))
+}
+
+/// What is wrong with the Secret `spec.swarmKeyRef` names, if anything (never quoting the key).
+fn swarm_key_problem(
+    secret: Option<&Secret>,
+    named: &SwarmKeyReference,
+    ns: &str,
+) -> Option<String> {
+    let Some(secret) = secret else {
+        return Some(format!(
+            "spec.swarmKeyRef: Secret {} does not exist in namespace {ns}: the peers' Kubo \
+             cannot start without it; create it with key `{}` holding a swarm key (the lines \
+             `/key/swarm/psk/1.0.0/`, `/base16/` and 64 hex digits)",
+            named.name, named.key
+        ));
     };
-    ctx.event(
-        cluster,
-        EventType::Warning,
-        "ClusterSecretInvalid",
-        problem.clone(),
-    )
-    .await;
-    Ok(vec![problem])
+    match secret.data.as_ref().and_then(|d| d.get(&named.key)) {
+        None => Some(format!(
+            "spec.swarmKeyRef: Secret {} has no key `{}`: the peers' Kubo cannot start without it",
+            named.name, named.key
+        )),
+        Some(v) => check_swarm_key(&v.0).err().map(|problem| {
+            format!(
+                "spec.swarmKeyRef: Secret {} key `{}` {problem}: a swarm key is the lines \
+                 `/key/swarm/psk/1.0.0/`, `/base16/` and 64 hex digits",
+                named.name, named.key
+            )
+        }),
+    }
 }
 
 /// What is wrong with the Secret `spec.cluster.secretRef` names, if anything.
@@ -200,6 +264,33 @@ mod tests {
         assert!(short.is_some_and(|m| m.contains("is not 64 hex digits")));
         let good = secret("secret", format!("{}\n", "ab".repeat(32)).as_bytes());
         assert_eq!(named_secret_problem(Some(&good), &named(), "team"), None);
+    }
+
+    #[test]
+    fn a_swarm_key_secret_is_checked_with_a_message_naming_the_secret_and_key() {
+        let named = SwarmKeyReference {
+            name: "pnet".into(),
+            key: "swarm.key".into(),
+        };
+        let missing = swarm_key_problem(None, &named, "team").expect("missing");
+        assert!(
+            missing.starts_with("spec.swarmKeyRef: Secret pnet does not exist in namespace team"),
+            "{missing}"
+        );
+        assert!(missing.contains("key `swarm.key`"), "{missing}");
+        let no_key = swarm_key_problem(Some(&secret("other", b"x")), &named, "team");
+        assert!(no_key.is_some_and(|m| m.contains("Secret pnet has no key `swarm.key`")));
+        let hex = "ab".repeat(32);
+        let bare = swarm_key_problem(Some(&secret("swarm.key", hex.as_bytes())), &named, "team")
+            .expect("bare hex is no swarm key");
+        assert!(
+            bare.starts_with("spec.swarmKeyRef: Secret pnet key `swarm.key` does not start"),
+            "{bare}"
+        );
+        assert!(!bare.contains(&hex), "the key is never quoted: {bare}");
+        let good = crate::api::swarm_key_text(&hex);
+        let good = secret("swarm.key", good.as_bytes());
+        assert_eq!(swarm_key_problem(Some(&good), &named, "team"), None);
     }
 
     #[test]

@@ -22,12 +22,12 @@ use super::logs::log_tail;
 use super::process::{self, Ownership, ownership};
 use super::state::{
     self, ClusterPaths, ClusterState, DaemonKind, PeerRecord, load_state, random_hex,
-    read_pid_file, remove_pid_file, save_state, swarm_key_text,
+    read_pid_file, remove_pid_file, save_state,
 };
 use super::status::targets;
 use super::supervisor::Supervisor;
 use super::{Binaries, LocalError};
-use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec};
+use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec, swarm_key_text};
 use crate::probe::report::ProcessState;
 use crate::probe::{Endpoint, Prober};
 
@@ -88,6 +88,18 @@ pub fn read_spec(file: &Path) -> Result<(String, IpfsClusterSpec), LocalError> {
         warn!(
             "spec.cluster.secretRef names a Kubernetes Secret; the local runtime generates and \
              keeps its own cluster secret instead"
+        );
+    }
+    if cluster.spec.swarm_key_ref.is_some() {
+        warn!(
+            "spec.swarmKeyRef names a Kubernetes Secret; the local runtime always runs a private \
+             network of its own generated swarm key instead"
+        );
+    }
+    if cluster.spec.pod_security_context != Default::default() {
+        warn!(
+            "spec.podSecurityContext applies to pods; the local runtime's daemons run as the \
+             user who runs it"
         );
     }
     Ok((name, cluster.spec))

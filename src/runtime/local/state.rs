@@ -334,11 +334,6 @@ pub fn random_hex(n: usize) -> Result<String, LocalError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The Kubo private-network key file for a 32-byte hex key.
-pub fn swarm_key_text(hex: &str) -> String {
-    format!("/key/swarm/psk/1.0.0/\n/base16/\n{hex}\n")
-}
-
 /// Reads a PID file; `None` when there is none or it cannot be understood (then it names no
 /// process we may touch).
 pub fn read_pid_file(path: &Path) -> Option<PidRecord> {
@@ -456,14 +451,6 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = secret_file(&file, || Ok(String::new())).expect_err("too open");
         assert!(err.to_string().contains("chmod 600"), "{err}");
-    }
-
-    #[test]
-    fn swarm_key_has_the_kubo_psk_layout() {
-        assert_eq!(
-            swarm_key_text("ab"),
-            "/key/swarm/psk/1.0.0/\n/base16/\nab\n"
-        );
     }
 
     #[test]

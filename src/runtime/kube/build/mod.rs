@@ -70,8 +70,19 @@ pub const CLUSTER_PATH: &str = "/data/ipfs-cluster";
 pub const KUBO_VOLUME: &str = "kubo-data";
 /// Name of the IPFS Cluster volume claim template.
 pub const CLUSTER_VOLUME: &str = "cluster-data";
-/// UID and GID of the `ipfs` user in the Kubo and IPFS Cluster images.
-const IPFS_UID: i64 = 1000;
+/// Name of the Secret volume holding the swarm key (`spec.swarmKeyRef`).
+pub const SWARM_KEY_VOLUME: &str = "swarm-key";
+/// Where the `kubo-config` init container finds the swarm key's Secret volume.
+pub const SWARM_KEY_DIR: &str = "/swarm-key";
+/// The swarm key's file name, in the Secret volume and in the Kubo repository (Kubo reads
+/// `$IPFS_PATH/swarm.key`).
+pub const SWARM_KEY_FILE: &str = "swarm.key";
+/// What kubelet's probes of Kubo GET on the RPC port: the RPC API (`/api/v0/*`) takes POST only,
+/// `/version` answers GET with 200 once the API serves (the daemon is up).
+pub const KUBO_HEALTH_PATH: &str = "/version";
+/// What kubelet's probes of IPFS Cluster GET on the REST API port: `/health` answers 204 (and
+/// needs no credentials when the API has some).
+pub const CLUSTER_HEALTH_PATH: &str = "/health";
 pub use crate::api::MANAGED_KUBO_KEYS;
 
 /// Names of the objects an IpfsCluster named `name` owns.

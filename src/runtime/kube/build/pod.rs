@@ -7,19 +7,21 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SecretKeySelector, SecurityContext, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    BuildError, CLUSTER_PATH, CLUSTER_VOLUME, CONFIG_HASH_ANNOTATION, GATEWAY_PORT, IPFS_UID,
-    KUBO_PATH, KUBO_VOLUME, Names, labels, meta, secret_source, selector_labels,
+    BuildError, CLUSTER_HEALTH_PATH, CLUSTER_PATH, CLUSTER_VOLUME, CONFIG_HASH_ANNOTATION,
+    GATEWAY_PORT, KUBO_HEALTH_PATH, KUBO_PATH, KUBO_VOLUME, Names, SWARM_KEY_DIR, SWARM_KEY_FILE,
+    SWARM_KEY_VOLUME, labels, meta, secret_source, selector_labels,
 };
+use crate::api::cluster::PodIds;
 use crate::api::cluster::{
     CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT,
 };
@@ -65,6 +67,8 @@ pub(super) fn statefulset(
 fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodTemplateSpec {
     let spec = &cluster.spec;
     let cluster_env = cluster_env(cluster, names);
+    let mut volumes = vec![config_volume(names)];
+    volumes.extend(swarm_key_volume(spec));
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(&names.cluster)),
@@ -77,24 +81,29 @@ fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodT
         spec: Some(PodSpec {
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
-            // The Pod Security Standard `restricted` asks for a seccomp profile: the runtime's
-            // default, which Kubo and IPFS Cluster run under.
-            security_context: Some(PodSecurityContext {
-                fs_group: Some(IPFS_UID),
-                seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(pod_security_context(spec)),
             init_containers: Some(vec![
                 kubo_init_container(spec),
                 cluster_init_container(spec, cluster_env.clone()),
             ]),
             containers: vec![kubo_container(spec), cluster_container(spec, cluster_env)],
-            volumes: Some(vec![config_volume(names)]),
+            volumes: Some(volumes),
             ..Default::default()
         }),
+    }
+}
+
+/// The pod's security context: the volumes' group (unless the platform assigns it) and, as the
+/// Pod Security Standard `restricted` asks, a seccomp profile: the runtime's default, which Kubo
+/// and IPFS Cluster run under.
+fn pod_security_context(spec: &IpfsClusterSpec) -> PodSecurityContext {
+    PodSecurityContext {
+        fs_group: spec.pod_security_context.ids().map(|ids| ids.fs_group),
+        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
@@ -155,6 +164,42 @@ fn kubo_env() -> Vec<EnvVar> {
     vec![env("IPFS_PATH", KUBO_PATH)]
 }
 
+/// The environment of the Kubo daemon: with a swarm key, `LIBP2P_FORCE_PNET=1` (Kubo refuses to
+/// start without the key instead of joining the public network) and `LIBP2P_TCP_MUX=false` (the
+/// TCP and WebSocket listeners cannot share a port in a private network; Kubo says so at every
+/// start otherwise).
+fn kubo_daemon_env(spec: &IpfsClusterSpec) -> Vec<EnvVar> {
+    let mut vars = kubo_env();
+    if spec.swarm_key_ref.is_some() {
+        vars.push(env("LIBP2P_FORCE_PNET", "1"));
+        vars.push(env("LIBP2P_TCP_MUX", "false"));
+    }
+    vars
+}
+
+/// The volume of the swarm key (`spec.swarmKeyRef`), as the file [`SWARM_KEY_FILE`]. Only the
+/// `kubo-config` init container mounts it; it copies the key into the repository, readable by
+/// the daemon's user alone. Readable by all in that container (0444): without an `fsGroup` the
+/// files of a Secret volume belong to root.
+fn swarm_key_volume(spec: &IpfsClusterSpec) -> Option<Volume> {
+    let r = spec.swarm_key_ref.as_ref()?;
+    Some(Volume {
+        name: SWARM_KEY_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(r.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: r.key.clone(),
+                path: SWARM_KEY_FILE.into(),
+                ..Default::default()
+            }]),
+            default_mode: Some(0o444),
+            optional: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// The start scripts, read-only at `/config`.
 fn config_mount() -> VolumeMount {
     VolumeMount {
@@ -178,15 +223,23 @@ fn config_volume(names: &Names) -> Volume {
     }
 }
 
-/// Init container `kubo-config`: sets up the Kubo repository (see the module docs).
+/// Init container `kubo-config`: sets up the Kubo repository (see the module docs), with the
+/// swarm key when there is one.
 fn kubo_init_container(spec: &IpfsClusterSpec) -> Container {
+    let mut mounts = vec![mount(KUBO_VOLUME, KUBO_PATH), config_mount()];
+    if spec.swarm_key_ref.is_some() {
+        mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount(SWARM_KEY_VOLUME, SWARM_KEY_DIR)
+        });
+    }
     Container {
         name: "kubo-config".into(),
         image: Some(spec.kubo.image.clone()),
         command: Some(vec!["/bin/sh".into(), "/config/kubo-init.sh".into()]),
         env: Some(kubo_env()),
-        volume_mounts: Some(vec![mount(KUBO_VOLUME, KUBO_PATH), config_mount()]),
-        security_context: Some(restricted()),
+        volume_mounts: Some(mounts),
+        security_context: Some(restricted(spec)),
         ..Default::default()
     }
 }
@@ -199,7 +252,7 @@ fn cluster_init_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>) -> C
         command: Some(vec!["/bin/sh".into(), "/config/cluster-init.sh".into()]),
         env: Some(cluster_env),
         volume_mounts: Some(vec![mount(CLUSTER_VOLUME, CLUSTER_PATH), config_mount()]),
-        security_context: Some(restricted()),
+        security_context: Some(restricted(spec)),
         ..Default::default()
     }
 }
@@ -220,17 +273,14 @@ fn kubo_container(spec: &IpfsClusterSpec) -> Container {
             // Unpinned blocks are freed when the repository nears Datastore.StorageMax.
             "--enable-gc".into(),
         ]),
-        env: Some(kubo_env()),
+        env: Some(kubo_daemon_env(spec)),
         ports: Some(kubo_ports),
         resources: resources(&spec.kubo.resources),
         volume_mounts: Some(vec![mount(KUBO_VOLUME, KUBO_PATH)]),
-        readiness_probe: Some(tcp_probe(KUBO_RPC_PORT)),
-        liveness_probe: Some(Probe {
-            initial_delay_seconds: Some(60),
-            failure_threshold: Some(6),
-            ..tcp_probe(KUBO_SWARM_PORT)
-        }),
-        security_context: Some(restricted()),
+        startup_probe: Some(startup_probe(KUBO_HEALTH_PATH, KUBO_RPC_PORT)),
+        readiness_probe: Some(readiness_probe(KUBO_HEALTH_PATH, KUBO_RPC_PORT)),
+        liveness_probe: Some(liveness_probe(KUBO_HEALTH_PATH, KUBO_RPC_PORT)),
+        security_context: Some(restricted(spec)),
         ..Default::default()
     }
 }
@@ -249,13 +299,10 @@ fn cluster_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>) -> Contai
         ]),
         resources: resources(&spec.cluster.resources),
         volume_mounts: Some(vec![mount(CLUSTER_VOLUME, CLUSTER_PATH), config_mount()]),
-        readiness_probe: Some(tcp_probe(CLUSTER_REST_PORT)),
-        liveness_probe: Some(Probe {
-            initial_delay_seconds: Some(60),
-            failure_threshold: Some(6),
-            ..tcp_probe(CLUSTER_SWARM_PORT)
-        }),
-        security_context: Some(restricted()),
+        startup_probe: Some(startup_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
+        readiness_probe: Some(readiness_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
+        liveness_probe: Some(liveness_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
+        security_context: Some(restricted(spec)),
         ..Default::default()
     }
 }
@@ -317,23 +364,66 @@ fn resources(
         })
 }
 
-fn tcp_probe(port: i32) -> Probe {
+/// An HTTP GET of `path` on `port` of the pod IP. kubelet counts any status 200-399 as success.
+fn http_probe(path: &str, port: i32) -> Probe {
     Probe {
-        tcp_socket: Some(TCPSocketAction {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
             port: IntOrString::Int(port),
+            scheme: Some("HTTP".into()),
             ..Default::default()
         }),
-        period_seconds: Some(10),
         ..Default::default()
     }
 }
 
-fn restricted() -> SecurityContext {
+/// Until the daemon's API first answers (every 2 s, for up to 10 minutes: a big Kubo repository
+/// opens slowly, and an IPFS Cluster peer waits up to 2 minutes for another to bootstrap to),
+/// neither readiness nor liveness is probed.
+fn startup_probe(path: &str, port: i32) -> Probe {
+    Probe {
+        period_seconds: Some(2),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(300),
+        ..http_probe(path, port)
+    }
+}
+
+/// Ready while the daemon's API answers: every 10 s, not Ready after 3 probes without an answer
+/// within 5 s (about 30 s), Ready again at the first answer.
+fn readiness_probe(path: &str, port: i32) -> Probe {
+    Probe {
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..http_probe(path, port)
+    }
+}
+
+/// kubelet restarts the daemon only after its API has not answered for 5 minutes (10 probes, 30 s
+/// apart, 10 s timeout each): a daemon that is gone or hung for good. Before that the operator's
+/// own healing decides (by default a restart after 3 failed probe rounds, within a minute, in
+/// its restart budget); this is the backstop when it does not (self-healing off, budget spent,
+/// the operator down).
+fn liveness_probe(path: &str, port: i32) -> Probe {
+    Probe {
+        period_seconds: Some(30),
+        timeout_seconds: Some(10),
+        failure_threshold: Some(10),
+        ..http_probe(path, port)
+    }
+}
+
+/// A container's security context under the Pod Security Standard `restricted`: non-root, no
+/// privilege escalation, no capabilities; the user and group of `spec.podSecurityContext`
+/// unless the platform assigns them.
+fn restricted(spec: &IpfsClusterSpec) -> SecurityContext {
+    let ids: Option<PodIds> = spec.pod_security_context.ids();
     SecurityContext {
         allow_privilege_escalation: Some(false),
         run_as_non_root: Some(true),
-        run_as_user: Some(IPFS_UID),
-        run_as_group: Some(IPFS_UID),
+        run_as_user: ids.map(|i| i.run_as_user),
+        run_as_group: ids.map(|i| i.run_as_group),
         capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
             drop: Some(vec!["ALL".into()]),
             ..Default::default()

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::{CLUSTER_PATH, GATEWAY_PORT, KUBO_PATH, Names, kubo_config_leaves, meta, sh_quote};
+use super::{
+    CLUSTER_PATH, GATEWAY_PORT, KUBO_PATH, Names, SWARM_KEY_DIR, SWARM_KEY_FILE,
+    kubo_config_leaves, meta, sh_quote,
+};
 use crate::api::cluster::{CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT};
 use crate::api::{Consensus, IpfsCluster};
 
@@ -61,6 +64,7 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
         );
         lines.push(format!("ipfs config Datastore.StorageMax {bytes}"));
     }
+    lines.extend(swarm_key_lines(cluster));
     if let Some(config) = &spec.config {
         let leaves = kubo_config_leaves(config);
         if !leaves.is_empty() {
@@ -76,6 +80,38 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
     }
     lines.push(String::new());
     lines.join("\n")
+}
+
+/// The lines of the Kubo init script that put the swarm key of `spec.swarmKeyRef` into the
+/// repository (mode 0400, the daemon's user alone reads it), or remove one left by an earlier
+/// spec. The key itself is never in the script.
+fn swarm_key_lines(cluster: &IpfsCluster) -> Vec<String> {
+    let repo_key = format!("\"$IPFS_PATH/{SWARM_KEY_FILE}\"");
+    let Some(r) = &cluster.spec.swarm_key_ref else {
+        return vec![
+            "# No spec.swarmKeyRef: the public network (a swarm key of an earlier spec is removed).".to_owned(),
+            format!("rm -f {repo_key}"),
+        ];
+    };
+    let mounted = format!("{SWARM_KEY_DIR}/{SWARM_KEY_FILE}");
+    let not_a_key = format!(
+        "spec.swarmKeyRef: key `{}` of Secret {} is not a swarm key: its first line is not \
+         /key/swarm/psk/1.0.0/",
+        r.key, r.name
+    );
+    vec![
+        format!(
+            "# spec.swarmKeyRef (Secret {}, key `{}`): only the private network of that key. Kubo",
+            r.name, r.key
+        ),
+        "# reads $IPFS_PATH/swarm.key; the daemon runs with LIBP2P_FORCE_PNET=1, so never without it.".to_owned(),
+        format!("if [ \"$(head -n 1 {mounted})\" != '/key/swarm/psk/1.0.0/' ]; then"),
+        format!("  echo {} >&2", sh_quote(&not_a_key)),
+        "  exit 1".to_owned(),
+        "fi".to_owned(),
+        format!("rm -f {repo_key}"),
+        format!("(umask 0377 && cat {mounted} > {repo_key})"),
+    ]
 }
 
 /// The script the `cluster-config` init container runs on every start: creates the state (and

@@ -4,7 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
-use crate::api::{Exposure, IpfsClusterSpec, SecretKeyReference};
+use std::path::Path;
+
+use crate::api::{Exposure, IpfsClusterSpec, SecretKeyReference, SwarmKeyReference};
 use serde_json::json;
 
 fn cluster(spec: IpfsClusterSpec) -> IpfsCluster {
@@ -666,4 +668,243 @@ fn selector_string_matches_the_pod_labels() {
         "app.kubernetes.io/instance=demo,app.kubernetes.io/name=ipfs-cluster"
     );
     assert_eq!(Names::of("demo").claim(KUBO_VOLUME, 2), "kubo-data-demo-2");
+}
+
+fn private_spec() -> IpfsClusterSpec {
+    IpfsClusterSpec {
+        swarm_key_ref: Some(SwarmKeyReference {
+            name: "pnet".into(),
+            key: "swarm.key".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn containers(pod: &PodSpec) -> Vec<&Container> {
+    pod.init_containers
+        .iter()
+        .flatten()
+        .chain(pod.containers.iter())
+        .collect()
+}
+
+fn env_of<'a>(ct: &'a Container, name: &str) -> Option<&'a str> {
+    ct.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+#[test]
+fn the_swarm_key_is_a_secret_volume_of_the_kubo_config_init_container_only() {
+    let c = build(&cluster(private_spec())).expect("children");
+    let pod = pod_spec(&c);
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == SWARM_KEY_VOLUME)
+        .expect("swarm key volume");
+    let secret = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("pnet"));
+    let items: Vec<_> = secret
+        .items
+        .iter()
+        .flatten()
+        .map(|i| (i.key.as_str(), i.path.as_str()))
+        .collect();
+    assert_eq!(items, [("swarm.key", "swarm.key")]);
+    assert_eq!(secret.optional, Some(false));
+    for ct in containers(pod) {
+        let mounts: Vec<_> = ct
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.name == SWARM_KEY_VOLUME)
+            .collect();
+        if ct.name == "kubo-config" {
+            assert_eq!(mounts.len(), 1);
+            assert_eq!(mounts[0].mount_path, SWARM_KEY_DIR);
+            assert_eq!(mounts[0].read_only, Some(true));
+        } else {
+            assert!(mounts.is_empty(), "{} mounts the swarm key", ct.name);
+        }
+        let from_secret = ct
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+            .any(|s| s.name == "pnet");
+        assert!(!from_secret, "{} has the swarm key in its env", ct.name);
+    }
+    // Kubo refuses to start without the key.
+    assert_eq!(env_of(&pod.containers[0], "LIBP2P_FORCE_PNET"), Some("1"));
+    assert_eq!(env_of(&pod.containers[1], "LIBP2P_FORCE_PNET"), None);
+    // The ConfigMap names the Secret, never a key.
+    let script = &c.config_map.data.as_ref().expect("data")["kubo-init.sh"];
+    assert!(script.contains("Secret pnet"), "{script}");
+    assert!(!script.contains("/base16/"), "{script}");
+
+    let public = build(&cluster(IpfsClusterSpec::default())).expect("children");
+    let pod = pod_spec(&public);
+    assert!(pod.volumes.iter().flatten().all(|v| v.secret.is_none()));
+    assert_eq!(env_of(&pod.containers[0], "LIBP2P_FORCE_PNET"), None);
+    assert_ne!(
+        hash_of(&public),
+        hash_of(&c),
+        "adding the key rolls the pods"
+    );
+}
+
+/// Runs the Kubo init script of `spec` with a stub `ipfs`, the repository in `repo` and the
+/// swarm key's Secret volume in `keys`; its exit status and standard error.
+fn run_kubo_init(spec: IpfsClusterSpec, repo: &Path, keys: &Path) -> (bool, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().expect("temp dir");
+    let stub = bin.path().join("ipfs");
+    std::fs::write(&stub, "#!/bin/sh\nexit 0\n").expect("write stub");
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = kubo_init_script(&cluster(spec))
+        .replace(KUBO_PATH, &repo.display().to_string())
+        .replace(SWARM_KEY_DIR, &keys.display().to_string());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.path().display()))
+        .output()
+        .expect("run sh");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn kubo_init_puts_the_swarm_key_in_the_repository_for_its_user_alone_and_removes_it_later() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = tempfile::tempdir().expect("repo");
+    std::fs::write(repo.path().join("config"), "{}").expect("config");
+    let keys = tempfile::tempdir().expect("keys");
+    let key = crate::api::swarm_key_text(&"5a".repeat(32));
+    std::fs::write(keys.path().join("swarm.key"), &key).expect("key");
+    let in_repo = repo.path().join("swarm.key");
+    for start in 0..2 {
+        let (ok, err) = run_kubo_init(private_spec(), repo.path(), keys.path());
+        assert!(ok, "start {start}: {err}");
+        assert_eq!(std::fs::read_to_string(&in_repo).expect("key in repo"), key);
+        let mode = std::fs::metadata(&in_repo)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o400, "start {start}");
+    }
+    // A Secret holding something else: the init container fails naming the Secret and key.
+    std::fs::write(keys.path().join("swarm.key"), "5a".repeat(32)).expect("bare hex");
+    let (ok, err) = run_kubo_init(private_spec(), repo.path(), keys.path());
+    assert!(!ok);
+    assert!(
+        err.contains("spec.swarmKeyRef: key `swarm.key` of Secret pnet is not a swarm key"),
+        "{err}"
+    );
+    assert!(!err.contains(&"5a".repeat(32)), "the key is never printed");
+    // The ref removed: the next start removes the key from the repository.
+    let (ok, err) = run_kubo_init(IpfsClusterSpec::default(), repo.path(), keys.path());
+    assert!(ok, "{err}");
+    assert!(!in_repo.exists());
+}
+
+#[test]
+fn pods_run_as_the_images_user_by_default_and_leave_ids_to_the_platform_on_request() {
+    let ids = |c: &Children| {
+        let pod = pod_spec(c);
+        let fs_group = pod.security_context.as_ref().and_then(|s| s.fs_group);
+        let per_container: Vec<_> = containers(pod)
+            .iter()
+            .map(|ct| {
+                let s = ct.security_context.as_ref().expect("security context");
+                // Whatever the ids, the restricted standard's settings stay.
+                assert_eq!(s.run_as_non_root, Some(true));
+                assert_eq!(s.allow_privilege_escalation, Some(false));
+                let drop = s.capabilities.as_ref().and_then(|c| c.drop.clone());
+                assert_eq!(drop, Some(vec!["ALL".to_owned()]));
+                (s.run_as_user, s.run_as_group)
+            })
+            .collect();
+        let seccomp = pod
+            .security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| p.type_.clone());
+        assert_eq!(seccomp.as_deref(), Some("RuntimeDefault"));
+        (fs_group, per_container)
+    };
+    let default = build(&cluster(IpfsClusterSpec::default())).expect("children");
+    let (fs_group, each) = ids(&default);
+    assert_eq!(fs_group, Some(1000));
+    assert!(
+        each.iter().all(|ids| *ids == (Some(1000), Some(1000))),
+        "{each:?}"
+    );
+
+    let mut own = IpfsClusterSpec::default();
+    own.pod_security_context.run_as_user = Some(4242);
+    own.pod_security_context.fs_group = Some(5000);
+    let (fs_group, each) = ids(&build(&cluster(own)).expect("children"));
+    assert_eq!(fs_group, Some(5000));
+    assert!(
+        each.iter().all(|ids| *ids == (Some(4242), Some(1000))),
+        "{each:?}"
+    );
+
+    let mut omitted = IpfsClusterSpec::default();
+    omitted.pod_security_context.omit_ids = true;
+    let (fs_group, each) = ids(&build(&cluster(omitted)).expect("children"));
+    assert_eq!(fs_group, None);
+    assert!(each.iter().all(|ids| *ids == (None, None)), "{each:?}");
+}
+
+#[test]
+fn probes_ask_the_daemons_apis_and_only_a_long_silence_restarts_one() {
+    let c = build(&cluster(IpfsClusterSpec::default())).expect("children");
+    let pod = pod_spec(&c);
+    let get = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        let p = p.as_ref().expect("probe");
+        let http = p.http_get.as_ref().expect("an HTTP GET probe");
+        let port = match &http.port {
+            IntOrString::Int(n) => *n,
+            IntOrString::String(s) => panic!("named port {s}"),
+        };
+        let silence = p.period_seconds.unwrap_or(10) * p.failure_threshold.unwrap_or(3);
+        (http.path.clone().unwrap_or_default(), port, silence)
+    };
+    for (ct, path, port) in [
+        (&pod.containers[0], "/version", 5001),
+        (&pod.containers[1], "/health", 9094),
+    ] {
+        let (p, n, ready_after) = get(&ct.readiness_probe);
+        assert_eq!((p.as_str(), n), (path, port), "{} readiness", ct.name);
+        assert!(
+            ready_after <= 30,
+            "{} unready after {ready_after} s",
+            ct.name
+        );
+        let (p, n, restart_after) = get(&ct.liveness_probe);
+        assert_eq!((p.as_str(), n), (path, port), "{} liveness", ct.name);
+        assert!(
+            restart_after >= 300,
+            "{}: kubelet restarts after {restart_after} s, before the operator's healing",
+            ct.name
+        );
+        let (p, n, start_within) = get(&ct.startup_probe);
+        assert_eq!((p.as_str(), n), (path, port), "{} startup", ct.name);
+        assert!(
+            start_within >= 600,
+            "{} must start within {start_within} s",
+            ct.name
+        );
+    }
+    assert!(pod.init_containers.iter().flatten().all(|ct| {
+        ct.readiness_probe.is_none() && ct.liveness_probe.is_none() && ct.startup_probe.is_none()
+    }));
 }
