@@ -14,6 +14,7 @@ mod support;
 
 mod deploy;
 mod explained;
+mod first_start;
 mod private;
 mod scenario;
 mod steps;
@@ -313,6 +314,13 @@ async fn minimal_cluster_on_real_pods() {
 async fn a_private_network_cluster_with_ids_left_to_the_platform() {
     let _serial = serial().await;
     private::private_network_with_platform_ids().await;
+}
+
+/// Five peers started together form one cluster, ten times in a row.
+#[tokio::test]
+async fn five_peers_started_together_form_one_cluster_every_time() {
+    let _serial = serial().await;
+    first_start::five_peers_form_one_cluster_every_time().await;
 }
 
 /// Peers whose pods cannot run say why in status: a claim of a StorageClass that does not

@@ -98,6 +98,9 @@ async fn apply_minimal_cluster(c: &Cluster) -> Duration {
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
     assert_eq!(ready.map(|c| c.status.as_str()), Some("True"), "{ready:?}");
     for peer in &status.peers {
+        // Kubo itself reports the limit: 90 % of the default 10Gi volume.
+        assert_eq!(peer.storage_max, Some(9 << 30), "{peer:?}");
+        assert!(peer.repo_size.is_some_and(|s| s > 0), "{peer:?}");
         assert!(
             peer.kubo_version
                 .as_deref()
