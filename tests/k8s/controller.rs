@@ -1202,3 +1202,88 @@ async fn startup_without_rights_says_how_to_grant_them() {
         .await
         .expect("the CRD is installed");
 }
+
+/// `spec.kubo.storage.size` grows: the existing claims grow (the claim templates are
+/// immutable), and with `storageMax` unset Kubo's limit follows the volume (90 %): the start
+/// script carries the new limit and the pod template changes, so the pods roll to apply it.
+#[tokio::test]
+async fn growing_the_kubo_volume_grows_the_claims_and_raises_storage_max() {
+    install_crds().await;
+    let cp = control_plane();
+    let ns = cp.namespace("ctrl-grow").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 4).await;
+    let (stop, _controller) = start_controller(client.clone(), &ns);
+    let mut cluster = cluster_json("grow", &class, 2);
+    apply_cluster(&client, &ns, &cluster).await;
+    running_pods(&client, &ns, "grow", 2).await;
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns);
+    let bound = |name: String| {
+        let claims = claims.clone();
+        async move {
+            let c = claims.get_opt(&name).await.ok()??;
+            (c.status?.phase.as_deref() == Some("Bound")).then_some(())
+        }
+    };
+    for i in 0..2 {
+        wait_for(
+            "the Kubo claims bound",
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+            || bound(format!("kubo-data-grow-{i}")),
+        )
+        .await;
+    }
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let script = |cm: ConfigMap| {
+        cm.data
+            .and_then(|d| d.get("kubo-init.sh").cloned())
+            .unwrap_or_default()
+    };
+    let before = script(configs.get("grow-config").await.expect("config map"));
+    assert!(
+        before.contains("ipfs config Datastore.StorageMax 966367641\n"),
+        "90 % of 1Gi: {before}"
+    );
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let template_hash = |s: StatefulSet| {
+        s.spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get("ipfskit.io/config-hash").cloned())
+    };
+    let old_hash = template_hash(sts.get("grow").await.expect("sts"));
+    assert!(old_hash.is_some());
+
+    cluster["spec"]["kubo"]["storage"]["size"] = json!("2Gi");
+    apply_cluster(&client, &ns, &cluster).await;
+    for i in 0..2 {
+        let claim = format!("kubo-data-grow-{i}");
+        let note = event_note(&client, &ns, "VolumeGrown", &claim).await;
+        assert!(note.contains("1Gi -> 2Gi"), "{note}");
+        let grown = claims.get(&claim).await.expect("claim");
+        let size = grown
+            .spec
+            .and_then(|s| s.resources)
+            .and_then(|r| r.requests)
+            .and_then(|r| r.get("storage").cloned());
+        assert_eq!(size.map(|q| q.0), Some("2Gi".to_owned()));
+    }
+    let after = wait_for(
+        "the start script to carry the new limit",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let s = script(configs.get("grow-config").await.ok()?);
+            s.contains("ipfs config Datastore.StorageMax 1932735283\n")
+                .then_some(s)
+        },
+    )
+    .await;
+    assert!(!after.contains("966367641"), "{after}");
+    let new_hash = template_hash(sts.get("grow").await.expect("sts"));
+    assert_ne!(new_hash, old_hash, "the pods roll to apply the new limit");
+    let _ = stop.send(());
+}
