@@ -23,6 +23,7 @@ use crate::support::tools::binary;
 use crate::support::wait_for;
 
 mod parity;
+mod split;
 mod storage;
 
 /// One local-runtime test at a time.
