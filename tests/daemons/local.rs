@@ -329,18 +329,16 @@ async fn pin_block(status: &LocalStatus, data: &[u8]) -> String {
     pin_block_via(status, 0, data).await
 }
 
-/// Stores a block on peer `index`'s Kubo and pins it through that peer's cluster API.
-async fn pin_block_via(status: &LocalStatus, index: usize, data: &[u8]) -> String {
-    let http = http();
-    let ports = status.peers[index].ports.expect("ports");
+/// Stores `data` as a raw block on the Kubo of RPC port `kubo_api` (pinned in Kubo if `pin`);
+/// returns its CID.
+async fn put_block(kubo_api: u16, data: &[u8], pin: bool) -> String {
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(data.to_vec()).file_name("data"),
     );
-    let added: Value = http
+    let added: Value = http()
         .post(format!(
-            "http://127.0.0.1:{}/api/v0/block/put?cid-codec=raw",
-            ports.kubo_api
+            "http://127.0.0.1:{kubo_api}/api/v0/block/put?cid-codec=raw&pin={pin}"
         ))
         .multipart(form)
         .send()
@@ -349,7 +347,14 @@ async fn pin_block_via(status: &LocalStatus, index: usize, data: &[u8]) -> Strin
         .json()
         .await
         .expect("block/put json");
-    let cid = added["Key"].as_str().expect("Key").to_owned();
+    added["Key"].as_str().expect("Key").to_owned()
+}
+
+/// Stores a block on peer `index`'s Kubo and pins it through that peer's cluster API.
+async fn pin_block_via(status: &LocalStatus, index: usize, data: &[u8]) -> String {
+    let http = http();
+    let ports = status.peers[index].ports.expect("ports");
+    let cid = put_block(ports.kubo_api, data, false).await;
     let resp = http
         .post(format!(
             "http://127.0.0.1:{}/pins/{cid}",

@@ -202,16 +202,7 @@ impl Outsider {
         let config_file = repo.join("config");
         let mut config: Value =
             serde_json::from_slice(&std::fs::read(&config_file).expect("config")).expect("json");
-        config["Addresses"]["API"] = json!(format!("/ip4/127.0.0.1/tcp/{api_port}"));
-        config["Addresses"]["Gateway"] = json!([]);
-        config["Addresses"]["Swarm"] = json!([format!("/ip4/127.0.0.1/tcp/{}", free_port())]);
-        config["Bootstrap"] = json!([]);
-        config["Discovery"]["MDNS"]["Enabled"] = json!(false);
-        config["Routing"]["Type"] = json!("none");
-        config["AutoConf"]["Enabled"] = json!(false);
-        config["AutoTLS"]["Enabled"] = json!(false);
-        config["Swarm"]["DisableNatPortMap"] = json!(true);
-        config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"] = json!("off");
+        crate::support::ipfs::offline_loopback_kubo(&mut config, api_port, free_port());
         std::fs::write(&config_file, serde_json::to_vec(&config).expect("json")).expect("write");
         let key_file = repo.join("swarm.key");
         match key {

@@ -108,6 +108,22 @@ fn write_checked(path: &Path, config: &Value, ignore: &[&str]) {
     std::fs::write(path, serde_json::to_vec_pretty(config).expect("json")).expect("write config");
 }
 
+/// Sets a Kubo config (as `ipfs init` wrote it) to run offline-safe on loopback: the RPC API and
+/// swarm on the given ports, no gateway, no bootstrap, mDNS, routing, AutoConf, AutoTLS, NAT port
+/// mapping or telemetry.
+pub fn offline_loopback_kubo(config: &mut Value, api: u16, swarm: u16) {
+    config["Addresses"]["API"] = json!(format!("/ip4/127.0.0.1/tcp/{api}"));
+    config["Addresses"]["Gateway"] = json!([]);
+    config["Addresses"]["Swarm"] = json!([format!("/ip4/127.0.0.1/tcp/{swarm}")]);
+    config["Bootstrap"] = json!([]);
+    config["Discovery"]["MDNS"]["Enabled"] = json!(false);
+    config["Routing"]["Type"] = json!("none");
+    config["AutoConf"]["Enabled"] = json!(false);
+    config["AutoTLS"]["Enabled"] = json!(false);
+    config["Swarm"]["DisableNatPortMap"] = json!(true);
+    config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"] = json!("off");
+}
+
 impl IpfsWorld {
     /// Starts `n` peers and waits until every cluster peer lists all `n` peers.
     pub async fn start(n: usize) -> IpfsWorld {
@@ -144,18 +160,10 @@ impl IpfsWorld {
             run(init, "ipfs init").await;
             let (api, gateway, swarm) = (free_port(), free_port(), free_port());
             let mut config = read_json(&ipfs_path.join("config"));
-            config["Addresses"]["API"] = json!(format!("/ip4/127.0.0.1/tcp/{api}"));
+            offline_loopback_kubo(&mut config, api, swarm);
             config["Addresses"]["Gateway"] = json!(format!("/ip4/127.0.0.1/tcp/{gateway}"));
-            config["Addresses"]["Swarm"] = json!([format!("/ip4/127.0.0.1/tcp/{swarm}")]);
             config["Addresses"]["Announce"] = json!([]);
             config["Addresses"]["NoAnnounce"] = json!([]);
-            config["Bootstrap"] = json!([]);
-            config["Discovery"]["MDNS"]["Enabled"] = json!(false);
-            config["Routing"]["Type"] = json!("none");
-            config["AutoConf"]["Enabled"] = json!(false);
-            config["AutoTLS"]["Enabled"] = json!(false);
-            config["Swarm"]["DisableNatPortMap"] = json!(true);
-            config["Plugins"]["Plugins"]["telemetry"]["Config"]["Mode"] = json!("off");
             let id = config["Identity"]["PeerID"]
                 .as_str()
                 .expect("PeerID")

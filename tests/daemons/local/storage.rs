@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Local, http};
+use super::{Local, http, put_block};
 use crate::support::wait_for;
 
 const STORAGE_MAX: i64 = 4 << 20;
@@ -20,24 +20,6 @@ async fn kubo(port: u16, path: &str) -> Value {
         .unwrap_or_else(|e| panic!("{path}: {e}"));
     let text = resp.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
-}
-
-/// Stores `data` as a raw block, not pinned; returns its CID.
-async fn put_block(port: u16, data: Vec<u8>, pin: bool) -> String {
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(data).file_name("d"));
-    let added: Value = http()
-        .post(format!(
-            "http://127.0.0.1:{port}/api/v0/block/put?cid-codec=raw&pin={pin}"
-        ))
-        .multipart(form)
-        .send()
-        .await
-        .expect("block/put")
-        .json()
-        .await
-        .expect("block/put json");
-    added["Key"].as_str().expect("Key").to_owned()
 }
 
 /// The CIDs of the blocks Kubo holds (`refs/local`: one JSON object a line).
@@ -74,13 +56,13 @@ async fn kubo_keeps_its_repository_under_storage_max_and_keeps_pinned_blocks() {
     assert_eq!(config["Datastore"]["StorageMax"], "4194304");
 
     // A pinned block, then 6 MiB of blocks nothing pins: past the 90 % watermark of 4 MiB.
-    let kept = put_block(port, b"pinned: garbage collection keeps it".to_vec(), true).await;
+    let kept = put_block(port, b"pinned: garbage collection keeps it", true).await;
     let mut garbage = Vec::new();
     for i in 0..6u8 {
         let block: Vec<u8> = (0..(1 << 20) - 1024)
             .map(|j: u32| (j.wrapping_mul(31) as u8) ^ i)
             .collect();
-        garbage.push(put_block(port, block, false).await);
+        garbage.push(put_block(port, &block, false).await);
     }
     // Kubo's collector runs every GCPeriod once the repository passes the watermark, and the
     // status (probed every 2 s) shows the repository back under storageMax.
