@@ -198,7 +198,9 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
     let class = provide_volumes(&client, &ns, 8).await;
     let (stop, _controller) = start_controller(client.clone(), &ns);
 
-    let created = apply_cluster(&client, &ns, &cluster_json("web", &class, 2)).await;
+    let mut web = cluster_json("web", &class, 2);
+    web["spec"]["kubo"]["storageMax"] = json!("900Mi");
+    let created = apply_cluster(&client, &ns, &web).await;
     let uid = created.uid().expect("uid");
     let _: StatefulSet = owned(&client, &ns, "web", &uid).await;
     running_pods(&client, &ns, "web", 2).await;
@@ -279,9 +281,11 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
         "probe rounds with the same results must not rewrite the status"
     );
 
-    // Scale out: the StatefulSet changes, the ConfigMap and Services do not.
+    // Scale out: the StatefulSet changes, the ConfigMap and Services do not (a bigger volume
+    // changes no start script when storageMax is set; unset, Kubo's limit follows the volume).
     let mut scaled = cluster_json("web", &class, 3);
     scaled["spec"]["kubo"]["storage"]["size"] = json!("2Gi");
+    scaled["spec"]["kubo"]["storageMax"] = json!("900Mi");
     apply_cluster(&client, &ns, &scaled).await;
     wait_for(
         "StatefulSet scaled to 3",
