@@ -126,11 +126,67 @@ impl IpfsClient {
             .map(drop)
     }
 
+    /// `repo/gc`: removes every block no pin holds; returns how many Kubo removed. The answer is
+    /// one JSON object per removed block (read as it comes, never held whole); an object with an
+    /// `Error` is the failure.
+    pub async fn kubo_repo_gc(&self, api: &Endpoint, timeout: Duration) -> ProbeResult<u64> {
+        const WHAT: &str = "POST /api/v0/repo/gc";
+        let req = self
+            .request(Method::POST, api, "/api/v0/repo/gc", timeout)
+            .query(&[("quiet", "true"), ("stream-errors", "true")]);
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| super::http::failure(WHAT, &e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(super::http::http_failure(WHAT, status, &body));
+        }
+        let (mut removed, mut line) = (0u64, Vec::new());
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| super::http::failure(WHAT, &e))?
+        {
+            for byte in chunk {
+                if byte != b'\n' {
+                    line.push(byte);
+                    continue;
+                }
+                gc_line(&line)?;
+                removed += 1;
+                line.clear();
+            }
+        }
+        if !line.is_empty() {
+            gc_line(&line)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// `shutdown`: Kubo stops gracefully (its container or supervisor starts it again).
     pub async fn kubo_shutdown(&self, api: &Endpoint, timeout: Duration) -> ProbeResult<()> {
         let req = self.request(Method::POST, api, "/api/v0/shutdown", timeout);
         Self::send("POST /api/v0/shutdown", req, &[])
             .await
             .map(drop)
+    }
+}
+
+/// One line of `repo/gc`: a removed block, or the error that ended the collection.
+fn gc_line(line: &[u8]) -> ProbeResult<()> {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(rename = "Error", default)]
+        error: String,
+    }
+    match serde_json::from_slice::<Line>(line) {
+        Ok(l) if !l.error.is_empty() => Err(super::report::ProbeFailure {
+            kind: super::report::FailureKind::HttpStatus,
+            message: format!("POST /api/v0/repo/gc: {}", l.error),
+        }),
+        _ => Ok(()),
     }
 }

@@ -3,6 +3,7 @@
 //! ([`policy_for`]), report one [`crate::api::IpfsClusterStatus`]
 //! ([`crate::reconcile::status::compute`]) and carry out healing through [`PeerRuntime`].
 
+pub mod gc;
 pub mod kube;
 pub mod local;
 

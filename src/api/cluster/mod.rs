@@ -271,10 +271,11 @@ pub struct KuboSpec {
 
     /// Most the Kubo repository may hold (Kubo's `Datastore.StorageMax`), a quantity like
     /// `storage.size` (e.g. `9Gi`), at most `storage.size`. Unset: 90 % of `storage.size`,
-    /// following it when the volume grows. Kubo runs with garbage collection on: every
-    /// `Datastore.GCPeriod` (Kubo's default 1h; `config` may change it) it removes the blocks no
-    /// pin holds once the repository passes `Datastore.StorageGCWatermark` (default 90 %) of this.
-    /// Status and metrics show each peer's repository size against it.
+    /// following it when the volume grows. Garbage collection is on: at most once per
+    /// `Datastore.GCPeriod` (Kubo's default 1h; `config` may change it, `0` turns it off) the
+    /// operator has Kubo remove the blocks no pin holds once the repository passes
+    /// `Datastore.StorageGCWatermark` (default 90 %) of this. Status and metrics show each peer's
+    /// repository size against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 32), regex(pattern = STORAGE_SIZE_PATTERN))]
     pub storage_max: Option<String>,

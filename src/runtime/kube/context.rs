@@ -101,6 +101,8 @@ pub struct Context {
     pub caches: OwnedCaches,
     /// What was last applied per cluster: unchanged objects are not applied again.
     pub applied: AppliedObjects<ObjectRef<IpfsCluster>>,
+    /// Kubo garbage collections started and their outcomes, per peer.
+    pub gc: crate::runtime::gc::GcRuns,
 }
 
 impl Context {
@@ -122,6 +124,7 @@ impl Context {
             histories: Mutex::new(HashMap::new()),
             caches,
             applied: AppliedObjects::default(),
+            gc: crate::runtime::gc::GcRuns::default(),
         })
     }
 

@@ -162,6 +162,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     };
     carry_out_actions(&mut peers, &assessment, &history).await;
     ctx.remember(key, assessment.decision.history.clone());
+    super::collect::garbage(cluster, &observed, ctx).await;
 
     let mut problems = problems;
     problems.extend(super::kubelet::problems(&observed.pods));
@@ -181,6 +182,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
 /// A deleted IpfsCluster: its owned objects go by garbage collection; the operator forgets it.
 async fn cleanup(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.forget(&ObjectRef::from_obj(cluster));
+    ctx.gc.forget(&super::collect::gc_prefix(cluster));
     ctx.event(
         cluster,
         EventType::Normal,

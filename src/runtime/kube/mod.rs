@@ -17,6 +17,7 @@ pub mod applied;
 pub mod apply;
 pub mod backoff;
 pub mod build;
+pub mod collect;
 pub mod context;
 pub mod controller;
 pub mod dns;

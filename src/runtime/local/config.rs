@@ -133,7 +133,7 @@ pub fn render_kubo(
     set(&mut config, "Addresses.NoAnnounce", json!([]));
     set(&mut config, "Swarm.AddrFilters", Value::Null);
     set(&mut config, "Bootstrap", json!([]));
-    // Kubo's garbage collector (the daemon runs with `--enable-gc`) keeps the repository under
+    // The supervisor's garbage collection (`runtime::gc`) keeps the repository under
     // spec.kubo.storageMax; the spec check refused a size that does not parse.
     if let Ok(bytes) = spec.kubo.storage_max_bytes() {
         set(

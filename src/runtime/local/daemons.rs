@@ -139,7 +139,7 @@ impl Daemons {
                     .env("IPFS_TELEMETRY", "off")
                     .arg("--repo-dir")
                     .arg(pp.ipfs())
-                    .args(["daemon", "--migrate=false", "--enable-gc"]);
+                    .args(["daemon", "--migrate=false"]);
                 c
             }
             DaemonKind::Cluster => {

@@ -20,9 +20,10 @@ use super::{LocalError, now_millis};
 use crate::api::IpfsClusterStatus;
 use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
 use crate::probe::report::{PeerReport, ProcessState};
-use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, Prober};
+use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
 use crate::reconcile::{RestartScope, RestartUnit, SwarmTarget};
 use crate::runtime::PeerRuntime;
+use crate::runtime::gc::{GcOutcome, GcRuns, GcSettings};
 
 /// One cluster under supervision: its state, its daemons, and what the health engine and the
 /// status need between rounds. Its methods live with their concern: [`super::lifecycle`]
@@ -44,6 +45,8 @@ pub struct Supervisor {
     pub(super) publisher: Option<Publisher>,
     /// The status of the previous round (conditions keep their transition times).
     pub(super) last_status: Option<IpfsClusterStatus>,
+    /// Kubo garbage collections started and their outcomes, per peer.
+    pub(super) gc: GcRuns,
 }
 
 /// The supervisor carries out the health engine's actions on the processes it started: one
@@ -124,11 +127,39 @@ impl Supervisor {
         for action in &assessment.decision.actions {
             crate::runtime::carry_out(self, action).await;
         }
+        self.collect_garbage(&targets, &reports);
         // Published after the actions, so that it shows the new PIDs and restart counts.
         let previous = self.last_status.take();
         let snapshot = self.snapshot(&reports, &assessment, previous.as_ref(), now);
         self.publish(&snapshot);
         self.last_status = Some(snapshot.status);
+    }
+
+    /// Logs the Kubo garbage collections that ended, then starts the ones this round calls for
+    /// (see [`crate::runtime::gc`]); none while the cluster is paused.
+    fn collect_garbage(&self, targets: &[PeerTarget], reports: &[PeerReport]) {
+        for (peer, outcome) in self.gc.take_outcomes("") {
+            match outcome {
+                GcOutcome::Collected { .. } => info!(peer, "{}", outcome.describe()),
+                GcOutcome::Failed(_) => warn!(peer, "{}", outcome.describe()),
+            }
+        }
+        if self.state.spec.paused {
+            return;
+        }
+        let settings = GcSettings::from_spec(&self.state.spec.kubo);
+        let endpoint = |peer: &str| {
+            targets
+                .iter()
+                .find(|t| t.peer == peer)
+                .map(|t| t.kubo.clone())
+        };
+        for started in self
+            .gc
+            .start_due(self.prober.client(), "", &settings, reports, endpoint)
+        {
+            info!(peer = %started.peer, "{}", started.describe(&settings));
+        }
     }
 
     /// The status after a round: the probe reports and the assessment as both runtimes report

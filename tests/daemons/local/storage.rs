@@ -1,6 +1,7 @@
 //! `spec.kubo.storageMax` with real Kubo daemons: the limit reaches Kubo, status shows the
-//! repository against it, and garbage collection (on by default) frees unpinned blocks while
-//! keeping pinned ones.
+//! repository against it, and the supervisor's garbage collection (on by default, started when
+//! a probe round finds the repository past Kubo's watermark) frees unpinned blocks while keeping
+//! pinned ones, and says so in its log.
 
 use std::time::Duration;
 
@@ -64,8 +65,8 @@ async fn kubo_keeps_its_repository_under_storage_max_and_keeps_pinned_blocks() {
             .collect();
         garbage.push(put_block(port, &block, false).await);
     }
-    // Kubo's collector runs every GCPeriod once the repository passes the watermark, and the
-    // status (probed every 2 s) shows the repository back under storageMax.
+    // A probe round (every 2 s) finds the repository past 90 % of storageMax and, at most once
+    // per GCPeriod, asks Kubo to collect; the status shows the repository back under the limit.
     let size = wait_for(
         "the unpinned blocks to be collected",
         Duration::from_secs(60),
@@ -85,5 +86,14 @@ async fn kubo_keeps_its_repository_under_storage_max_and_keeps_pinned_blocks() {
         "the pinned block was collected: {refs:?}"
     );
     eprintln!("repository after collection: {size} bytes (storageMax {STORAGE_MAX})");
+    let log = local.supervisor_output();
+    assert!(
+        log.contains("past the 90 % watermark, collecting the blocks no pin holds"),
+        "{log}"
+    );
+    assert!(
+        log.contains("removed ") && log.contains(" blocks in "),
+        "{log}"
+    );
     local.stop_supervisor().await;
 }

@@ -269,9 +269,8 @@ fn kubo_container(spec: &IpfsClusterSpec) -> Container {
         command: Some(vec![
             "ipfs".into(),
             "daemon".into(),
+            // No `--enable-gc`: the operator starts the collections (see `runtime::gc`).
             "--migrate=false".into(),
-            // Unpinned blocks are freed when the repository nears Datastore.StorageMax.
-            "--enable-gc".into(),
         ]),
         env: Some(kubo_daemon_env(spec)),
         ports: Some(kubo_ports),

@@ -59,8 +59,7 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
     // The API server refused a storageMax or volume size that does not parse.
     if let Ok(bytes) = spec.storage_max_bytes() {
         lines.push(
-            "# Garbage collection (`ipfs daemon --enable-gc`) keeps the repository under this."
-                .to_owned(),
+            "# The operator's garbage collection keeps the repository under this.".to_owned(),
         );
         lines.push(format!("ipfs config Datastore.StorageMax {bytes}"));
     }
