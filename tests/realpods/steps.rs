@@ -317,5 +317,5 @@ pub fn signal(pid: i32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid}: {status}");
 }
 
-/// Kubo's command line in the peer pods.
-pub const KUBO_ARGV: [&str; 3] = ["ipfs", "daemon", "--migrate=false"];
+/// Kubo's command line in the peer pods: garbage collection on.
+pub const KUBO_ARGV: [&str; 4] = ["ipfs", "daemon", "--migrate=false", "--enable-gc"];

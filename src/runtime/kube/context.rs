@@ -101,6 +101,8 @@ pub struct Context {
     pub caches: OwnedCaches,
     /// What was last applied per cluster: unchanged objects are not applied again.
     pub applied: AppliedObjects<ObjectRef<IpfsCluster>>,
+    /// The StatefulSet per cluster as the operator last wrote it.
+    pub written: super::apply::Written,
 }
 
 impl Context {
@@ -122,6 +124,7 @@ impl Context {
             histories: Mutex::new(HashMap::new()),
             caches,
             applied: AppliedObjects::default(),
+            written: super::apply::Written::default(),
         })
     }
 
@@ -154,6 +157,7 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .remove(cluster);
         self.applied.forget(cluster);
+        self.written.forget(cluster);
         self.rounds.forget(cluster);
     }
 }
