@@ -17,6 +17,7 @@ mod explained;
 mod private;
 mod scenario;
 mod steps;
+mod upgrade;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
