@@ -58,6 +58,58 @@ pub const IMAGE_DIGEST_RULE: &str =
 pub const IMAGE_DIGEST_MESSAGE: &str = "must end in a whole digest: `@sha256:` followed by \
      exactly 64 lower-case hex digits (e.g. `ipfs/kubo@sha256:<64 hex digits>`)";
 
+/// A plain semantic version tag ending an image reference without a digest, e.g. `:v0.42.0` in
+/// `ipfs/kubo:v0.42.0`. Pre-release tags (`v0.42.0-rc1`), other tags and digests do not match.
+pub const SEMVER_TAG_PATTERN: &str = ":v[0-9]{1,9}[.][0-9]{1,9}[.][0-9]{1,9}$";
+
+/// CEL transition rule on `spec.kubo.image`: a new image whose `vX.Y.Z` tag is lower than the
+/// old image's is refused. Kubo migrates its repository forward only (`ipfs repo migrate` at each
+/// start), and an older Kubo cannot open a repository a newer one migrated. Images without such a
+/// tag on either side (digests, other tags) cannot be compared and are let through; the upgrade
+/// gate then stops the rollout at the first peer if the older Kubo refuses the repository.
+pub fn no_downgrade_rule() -> String {
+    let tag = format!("r'{SEMVER_TAG_PATTERN}'");
+    let part = |s: &str, i: usize| format!("int({s}.find({tag}).substring(2).split('.')[{i}])");
+    let (n0, n1, n2) = (part("self", 0), part("self", 1), part("self", 2));
+    let (o0, o1, o2) = (part("oldSelf", 0), part("oldSelf", 1), part("oldSelf", 2));
+    format!(
+        "self.contains('@') || oldSelf.contains('@') || !self.matches({tag}) || \
+         !oldSelf.matches({tag}) || {n0} > {o0} || ({n0} == {o0} && ({n1} > {o1} || \
+         ({n1} == {o1} && {n2} >= {o2})))"
+    )
+}
+
+/// Message expression of [`no_downgrade_rule`]: names both images and why.
+pub const NO_DOWNGRADE_MESSAGE: &str = "'cannot downgrade Kubo from ' + oldSelf + ' to ' + self + \
+     ': Kubo migrates its repository forward only, and an older Kubo cannot open a repository a \
+     newer one has migrated; keep the version or choose a newer one'";
+
+/// The `(major, minor, patch)` of an image's plain `vX.Y.Z` tag (see [`SEMVER_TAG_PATTERN`]).
+pub fn semver_tag(image: &str) -> Option<(u64, u64, u64)> {
+    if image.contains('@') {
+        return None;
+    }
+    let (_, tag) = image.rsplit_once(':')?;
+    let mut parts = tag.strip_prefix('v')?.split('.').map(|p| {
+        let digits = !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit());
+        digits.then(|| p.parse::<u64>().ok()).flatten()
+    });
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
+}
+
+/// The refusal [`no_downgrade_rule`] gives for `old` -> `new`, if any (its message, evaluated).
+pub fn kubo_downgrade(old: &str, new: &str) -> Option<String> {
+    let (from, to) = (semver_tag(old)?, semver_tag(new)?);
+    (to < from).then(|| {
+        format!(
+            "cannot downgrade Kubo from {old} to {new}: Kubo migrates its repository forward \
+             only, and an older Kubo cannot open a repository a newer one has migrated; keep the \
+             version or choose a newer one"
+        )
+    })
+}
+
 /// One invalid field of a spec: the JSON path of the field (e.g. `spec.health.probeTimeout`) and
 /// what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -534,5 +586,59 @@ mod tests {
         // Right alphabet, truncated digest.
         let err = check_cid(&v1[..40]).expect_err("truncated");
         assert!(err.contains("digest"), "{err}");
+    }
+
+    #[test]
+    fn only_plain_version_tags_are_compared() {
+        assert_eq!(semver_tag("ipfs/kubo:v0.42.0"), Some((0, 42, 0)));
+        assert_eq!(
+            semver_tag("registry:5000/ipfs/kubo:v1.2.13"),
+            Some((1, 2, 13))
+        );
+        for other in [
+            "ipfs/kubo:v0.42.0-rc1",
+            "ipfs/kubo:0.42.0",
+            "ipfs/kubo:v0.42",
+            "ipfs/kubo:release",
+            "ipfs/kubo:v0.42.0@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "registry:5000/ipfs/kubo",
+        ] {
+            assert_eq!(semver_tag(other), None, "{other}");
+        }
+    }
+
+    /// Version parts compare as numbers (v0.9.0 < v0.10.0), major first; equal or higher
+    /// versions and anything not comparable pass.
+    #[test]
+    fn a_lower_kubo_version_is_refused_naming_both_images() {
+        let refusal = kubo_downgrade("ipfs/kubo:v0.42.0", "ipfs/kubo:v0.41.3").expect("refused");
+        assert!(
+            refusal
+                .starts_with("cannot downgrade Kubo from ipfs/kubo:v0.42.0 to ipfs/kubo:v0.41.3: "),
+            "{refusal}"
+        );
+        assert!(refusal.contains("repository"), "{refusal}");
+        assert!(kubo_downgrade("ipfs/kubo:v0.10.0", "ipfs/kubo:v0.9.9").is_some());
+        assert!(kubo_downgrade("ipfs/kubo:v1.0.0", "ipfs/kubo:v0.99.0").is_some());
+        for (old, new) in [
+            ("ipfs/kubo:v0.9.0", "ipfs/kubo:v0.10.0"),
+            ("ipfs/kubo:v0.42.0", "ipfs/kubo:v0.42.0"),
+            ("ipfs/kubo:v0.42.0", "ipfs/kubo:v0.42.1"),
+            ("ipfs/kubo:v0.42.0", "ipfs/kubo:v1.0.0"),
+            ("ipfs/kubo:v0.42.0", "ipfs/kubo:test"),
+            (
+                "ipfs/kubo:v0.42.0",
+                "ipfs/kubo@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            ),
+        ] {
+            assert_eq!(kubo_downgrade(old, new), None, "{old} -> {new}");
+        }
+        // The CEL rule and its message are the same comparison, on the same tags.
+        let rule = no_downgrade_rule();
+        assert!(
+            rule.contains(SEMVER_TAG_PATTERN) && rule.contains("oldSelf"),
+            "{rule}"
+        );
+        assert!(NO_DOWNGRADE_MESSAGE.contains("oldSelf + ' to ' + self"));
     }
 }

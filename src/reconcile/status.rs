@@ -29,6 +29,9 @@ pub struct Observed<'a> {
     pub pods: i32,
     /// Why the peers do not all run the current spec yet (pods being created or rolled), if so.
     pub rollout: Option<String>,
+    /// A gated rollout of a new pod template (Kubernetes), when one is under way or stalled;
+    /// it supersedes `rollout`.
+    pub upgrade: Option<Upgrade>,
     /// This round's probe reports, one per desired peer, in ordinal order.
     pub reports: &'a [PeerReport],
     /// The health engine's conclusions about `reports`.
@@ -39,6 +42,22 @@ pub struct Observed<'a> {
     pub previous: Option<&'a IpfsClusterStatus>,
     pub now: UnixMillis,
 }
+
+/// A gated rollout of a new pod template: the peers are updated one at a time, each healthy
+/// before the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Pods are being updated: `n/m peers updated` and what the rollout waits for.
+    Upgrading(String),
+    /// A pod being updated does not become healthy: the rollout stops (which peer, why).
+    Stalled(String),
+}
+
+/// Reason of the Progressing condition while a gated rollout updates pods.
+pub const UPGRADING: &str = "Upgrading";
+/// Reason of the Progressing condition (False) when a gated rollout stopped at a peer that does
+/// not become healthy.
+pub const UPGRADE_STALLED: &str = "UpgradeStalled";
 
 /// `UnixMillis` as a Kubernetes `Time`.
 pub fn time(millis: UnixMillis) -> Time {
@@ -180,7 +199,7 @@ fn phase(obs: &Observed<'_>) -> ClusterPhase {
         ClusterPhase::Pending
     } else if a.decision.history.restart_in_progress.is_some() {
         ClusterPhase::Healing
-    } else if obs.rollout.is_some() {
+    } else if obs.rollout.is_some() || matches!(obs.upgrade, Some(Upgrade::Upgrading(_))) {
         ClusterPhase::Progressing
     } else {
         match a.health.level {
@@ -270,14 +289,28 @@ impl Conditions {
 
     fn progressing(&mut self, obs: &Observed<'_>) {
         let restarting = obs.assessment.decision.history.restart_in_progress.as_ref();
-        match (&obs.rollout, restarting) {
-            (_, Some(r)) if !obs.paused => self.set(
+        match (&obs.upgrade, &obs.rollout, restarting) {
+            (Some(Upgrade::Stalled(why)), _, _) if !obs.paused => {
+                self.set(
+                    conditions::PROGRESSING,
+                    ConditionStatus::False,
+                    UPGRADE_STALLED,
+                    why,
+                );
+            }
+            (_, _, Some(r)) if !obs.paused => self.set(
                 conditions::PROGRESSING,
                 ConditionStatus::True,
                 "Healing",
                 &format!("restarting peer {}", r.peer),
             ),
-            (Some(why), _) if !obs.paused => self.set(
+            (Some(Upgrade::Upgrading(what)), _, _) if !obs.paused => self.set(
+                conditions::PROGRESSING,
+                ConditionStatus::True,
+                UPGRADING,
+                what,
+            ),
+            (_, Some(why), _) if !obs.paused => self.set(
                 conditions::PROGRESSING,
                 ConditionStatus::True,
                 "RollingOut",

@@ -1238,3 +1238,40 @@ async fn kubectl_apply_refuses_unsafe_specs_naming_the_key_or_limit() {
         r#"{"spec":{"replicas":5}}"#,
     ]);
 }
+
+/// `kubectl apply` of a lower Kubo version tag is refused with a message naming the field, both
+/// images and why; a higher version, a digest, and a tag after a digest (not comparable) apply.
+#[tokio::test]
+async fn kubectl_apply_refuses_a_kubo_downgrade_naming_both_versions() {
+    install_crds().await;
+    let ns = control_plane().namespace("crd-downgrade").await;
+    let with_image = |image: &str| cluster_object("web", json!({"kubo": {"image": image}}));
+    let (ok, out) = kubectl_apply(&ns, &with_image("ipfs/kubo:v0.42.0"));
+    assert!(ok, "{out}");
+
+    let (ok, out) = kubectl_apply(&ns, &with_image("ipfs/kubo:v0.41.3"));
+    assert!(!ok, "a downgrade must be refused: {out}");
+    for expected in [
+        "spec.kubo.image: Forbidden: cannot downgrade Kubo from ipfs/kubo:v0.42.0 to ipfs/kubo:v0.41.3",
+        "an older Kubo cannot open a repository a newer one has migrated",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in: {out}");
+    }
+    // Version parts compare as numbers: v0.100.0 is newer than v0.42.0, v0.9.0 older.
+    let (ok, out) = kubectl_apply(&ns, &with_image("ipfs/kubo:v0.9.0"));
+    assert!(
+        !ok && out.contains("from ipfs/kubo:v0.42.0 to ipfs/kubo:v0.9.0"),
+        "{out}"
+    );
+    for image in [
+        "ipfs/kubo:v0.100.0",
+        "ipfs/kubo@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "ipfs/kubo:v0.41.0",
+    ] {
+        let (ok, out) = kubectl_apply(&ns, &with_image(image));
+        assert!(
+            ok,
+            "{image} must apply (an upgrade, or not comparable): {out}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ mod first_start;
 mod private;
 mod scenario;
 mod steps;
+mod upgrade;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -41,6 +41,7 @@ pub async fn minimal_cluster() {
     dashboard_shows_the_real_peers(&c, &ids).await;
     scaled_out_and_in(&c, &cids).await;
     config_change_rolls_one_pod_at_a_time(&c).await;
+    crate::upgrade::kubo_image_changes_are_gated(&c).await;
     unpinned_when_deleted(&c, &cids).await;
     kubectl(node, &["delete", "ipfscluster", NAME, "-n", &ns, "--wait"]);
 }

@@ -1216,6 +1216,30 @@ impl RealNode {
         cmd
     }
 
+    /// Gives image `from` a second name `to` in containerd's `k8s.io` namespace (the images
+    /// kubelet runs), as a registry serving a new tag of the same build would.
+    pub fn tag_image(&self, from: &str, to: &str) {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.join("containerd/containerd.sock"))
+            .args([
+                "--namespace",
+                "k8s.io",
+                "images",
+                "tag",
+                "--force",
+                from,
+                to,
+            ])
+            .output()
+            .expect("run ctr");
+        assert!(
+            out.status.success(),
+            "ctr images tag {from} {to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The admin bearer token.
     pub fn admin_token(&self) -> &str {
         &self.admin_token

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use super::common::{ResourceRequirements, StorageSpec, annotations_schema};
 use super::validation::{
-    DURATION_PATTERN, FieldError, IMAGE_DIGEST_MESSAGE, IMAGE_DIGEST_RULE, PINNED_IMAGE_MESSAGE,
-    PINNED_IMAGE_RULE, STORAGE_SIZE_PATTERN, parse_duration, parse_storage_size,
+    DURATION_PATTERN, FieldError, IMAGE_DIGEST_MESSAGE, IMAGE_DIGEST_RULE, NO_DOWNGRADE_MESSAGE,
+    PINNED_IMAGE_MESSAGE, PINNED_IMAGE_RULE, STORAGE_SIZE_PATTERN, no_downgrade_rule,
+    parse_duration, parse_storage_size,
 };
 
 mod kubo_config;
@@ -230,12 +231,18 @@ impl Default for IpfsClusterSpec {
 )]
 pub struct KuboSpec {
     /// Container image of Kubo, pinned to a version tag or digest (never `latest`). Default
-    /// `ipfs/kubo:v0.42.0`. In local mode the `ipfs` binary on the PATH is used instead.
+    /// `ipfs/kubo:v0.42.0`. A change rolls the peers one at a time, each healthy before the
+    /// next. A lower `vX.Y.Z` tag than the current one is refused (Kubo repositories migrate
+    /// forward only); digests and other tags are not compared. In local mode the `ipfs` binary
+    /// on the PATH is used instead.
     #[serde(default = "default_kubo_image")]
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(
         validation = Rule::new(PINNED_IMAGE_RULE).message(PINNED_IMAGE_MESSAGE),
         validation = Rule::new(IMAGE_DIGEST_RULE).message(IMAGE_DIGEST_MESSAGE),
+        validation = Rule::new(no_downgrade_rule())
+            .message(Message::Expression(NO_DOWNGRADE_MESSAGE.into()))
+            .reason(Reason::FieldValueForbidden),
     )]
     pub image: String,
 

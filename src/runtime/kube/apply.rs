@@ -22,6 +22,7 @@ use super::applied::{Seen, body_hash};
 use super::build::{CLUSTER_LABEL, Children, Names};
 use super::context::{Context, KubeCallError, cached_version, kube_err};
 use super::scale;
+use super::upgrade;
 use crate::api::IpfsCluster;
 
 /// An owned object could not be read, applied or deleted.
@@ -36,16 +37,52 @@ pub async fn existing_statefulset(
     ctx: &Context,
 ) -> Result<Option<StatefulSet>, ApplyError> {
     let key = ObjectRef::new(&names.statefulset).within(ns);
+    let owner = ObjectRef::from_obj(cluster);
     if let Some(sts) = ctx.caches.statefulsets.get(&key) {
-        return Ok(Some(StatefulSet::clone(&sts)));
+        return Ok(Some(ctx.written.freshest(&owner, StatefulSet::clone(&sts))));
     }
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-    api.get_opt(&names.statefulset).await.map_err(kube_err(
+    let live = api.get_opt(&names.statefulset).await.map_err(kube_err(
         &cluster.name_any(),
         "reading",
         "StatefulSet",
         &names.statefulset,
-    ))
+    ))?;
+    Ok(live.map(|sts| ctx.written.freshest(&owner, sts)))
+}
+
+/// The StatefulSet each cluster's last write returned: a watch cache that has not seen the
+/// operator's own write yet (an older generation of the same object) must not make it undo that
+/// write, e.g. raise a partition the upgrade gate just lowered.
+#[derive(Debug, Default)]
+pub struct Written(
+    std::sync::Mutex<std::collections::HashMap<ObjectRef<IpfsCluster>, StatefulSet>>,
+);
+
+impl Written {
+    fn record(&self, owner: &ObjectRef<IpfsCluster>, sts: &StatefulSet) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(owner.clone(), sts.clone());
+    }
+
+    /// `live`, or the operator's last write of the same object when `live` is older.
+    pub fn freshest(&self, owner: &ObjectRef<IpfsCluster>, live: StatefulSet) -> StatefulSet {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(owner) {
+            Some(ours)
+                if ours.metadata.uid == live.metadata.uid
+                    && ours.metadata.generation > live.metadata.generation =>
+            {
+                ours.clone()
+            }
+            _ => live,
+        }
+    }
+
+    pub fn forget(&self, owner: &ObjectRef<IpfsCluster>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(owner);
+    }
 }
 
 /// Applies every owned object that needs it (see [`AppliedObjects::needs_apply`]), deletes
@@ -188,9 +225,11 @@ async fn apply_statefulset(
     ns: &str,
     ctx: &Context,
 ) -> Result<StatefulSet, ApplyError> {
+    let partition = upgrade::partition_to_apply(existing.as_ref(), cluster.spec.replicas);
+    upgrade::set_partition(&mut statefulset, partition);
     let Some(old) = existing else {
         let body = body_hash(&statefulset);
-        return applied_recorded(ctx, cluster, &api(ctx, ns), &statefulset, body).await;
+        return write_statefulset(ctx, cluster, &statefulset, body, ns).await;
     };
     // Volume claim templates are immutable: keep the existing ones (sizes grow on the claims).
     statefulset.spec.volume_claim_templates = old.spec.volume_claim_templates.clone();
@@ -202,7 +241,35 @@ async fn apply_statefulset(
     if old_replicas > cluster.spec.replicas {
         scale::leave_peerset(cluster, old_replicas, ns, ctx).await;
     }
-    applied_recorded(ctx, cluster, &api(ctx, ns), &statefulset, body).await
+    write_statefulset(ctx, cluster, &statefulset, body, ns).await
+}
+
+/// Applies the StatefulSet `built` (as [`children`] does) with the upgrade gate's `partition`,
+/// keeping the volume claim templates of `live`. Returns the StatefulSet as written.
+pub async fn statefulset_partition(
+    cluster: &IpfsCluster,
+    mut built: StatefulSet,
+    live: &StatefulSet,
+    partition: i32,
+    ns: &str,
+    ctx: &Context,
+) -> Result<StatefulSet, ApplyError> {
+    built.spec.volume_claim_templates = live.spec.volume_claim_templates.clone();
+    upgrade::set_partition(&mut built, partition);
+    let body = body_hash(&built);
+    write_statefulset(ctx, cluster, &built, body, ns).await
+}
+
+async fn write_statefulset(
+    ctx: &Context,
+    cluster: &IpfsCluster,
+    statefulset: &StatefulSet,
+    body: u64,
+    ns: &str,
+) -> Result<StatefulSet, ApplyError> {
+    let written = applied_recorded(ctx, cluster, &api(ctx, ns), statefulset, body).await?;
+    ctx.written.record(&ObjectRef::from_obj(cluster), &written);
+    Ok(written)
 }
 
 /// Whether `obj` must be applied (see [`super::applied::AppliedObjects::needs_apply`]): returns

@@ -103,6 +103,8 @@ pub struct Context {
     pub applied: AppliedObjects<ObjectRef<IpfsCluster>>,
     /// Kubo garbage collections started and their outcomes, per peer.
     pub gc: crate::runtime::gc::GcRuns,
+    /// The StatefulSet per cluster as the operator last wrote it.
+    pub written: super::apply::Written,
 }
 
 impl Context {
@@ -125,6 +127,7 @@ impl Context {
             caches,
             applied: AppliedObjects::default(),
             gc: crate::runtime::gc::GcRuns::default(),
+            written: super::apply::Written::default(),
         })
     }
 
@@ -157,6 +160,7 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .remove(cluster);
         self.applied.forget(cluster);
+        self.written.forget(cluster);
         self.rounds.forget(cluster);
     }
 }

@@ -4,7 +4,7 @@
 //! validate ([`policy_for`]) -> build ([`super::build`], pure) -> [`secret`](super::secret) ->
 //! [`apply`](super::apply) -> [`requests`](super::requests) -> [`observe`](super::observe) ->
 //! assess ([`crate::reconcile::assess`], pure) -> [`heal`](super::heal) ->
-//! [`status`](super::status).
+//! [`upgrade`](super::upgrade) (the gate of a rollout) -> [`status`](super::status).
 //!
 //! The watches that trigger it and fill its caches are in [`super::watches`].
 
@@ -22,7 +22,7 @@ use super::build::{self, BuildError};
 use super::context::{Context, now_millis};
 use super::heal::{KubePeers, carry_out_actions};
 use super::status::Round;
-use super::{apply, observe, requests, secret, status};
+use super::{apply, observe, requests, secret, status, upgrade};
 use crate::api::IpfsCluster;
 use crate::reconcile::{self, HealthPolicy};
 use crate::runtime::policy_for as runtime_policy;
@@ -57,6 +57,8 @@ pub enum Error {
     #[error(transparent)]
     Observe(observe::ObserveError),
     #[error(transparent)]
+    Upgrade(apply::ApplyError),
+    #[error(transparent)]
     Status(status::StatusError),
     #[error("finalizer of IpfsCluster: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -73,6 +75,7 @@ impl Error {
             Self::Apply(_) => "apply",
             Self::Request(_) => "request",
             Self::Observe(_) => "observe",
+            Self::Upgrade(_) => "upgrade",
             Self::Status(_) => "status",
             Self::Finalizer(_) => "finalizer",
         }
@@ -132,6 +135,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     let policy = policy_for(cluster, &ctx.settings)?;
     let children = build::children(cluster, &ctx.settings.build_environment())?;
     let names = children.names.clone();
+    let built_statefulset = children.statefulset.clone();
     ctx.caches.ready().await;
     let (statefulset, problems) = if cluster.spec.paused {
         let existing = apply::existing_statefulset(cluster, &names, ns, ctx).await;
@@ -144,9 +148,15 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     let requested = requests::carry_out(cluster, &names, ns, ctx)
         .await
         .map_err(Error::Request)?;
-    let observed = observe::peers(cluster, &names, ns, &policy, ctx, requested)
+    let mut observed = observe::peers(cluster, &names, ns, &policy, ctx, requested)
         .await
         .map_err(Error::Observe)?;
+    upgrade::leave_to_rollout(
+        &mut observed.reports,
+        statefulset.as_ref(),
+        &observed.pods,
+        |o| names.peer(o),
+    );
 
     let key = ObjectRef::from_obj(cluster);
     let history = ctx.history(&key);
@@ -163,6 +173,17 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     carry_out_actions(&mut peers, &assessment, &history).await;
     ctx.remember(key, assessment.decision.history.clone());
     super::collect::garbage(cluster, &observed, ctx).await;
+    let gate = upgrade::step::Round {
+        names: &names,
+        observed: &observed,
+        assessment: &assessment,
+        grace: policy.restart_timeout,
+        now,
+    };
+    let (statefulset, rollout) =
+        upgrade::step::carry_out(cluster, built_statefulset, statefulset, gate, ns, ctx)
+            .await
+            .map_err(Error::Upgrade)?;
 
     let mut problems = problems;
     problems.extend(super::kubelet::problems(&observed.pods));
@@ -171,6 +192,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         observed: &observed,
         assessment: &assessment,
         problems: &problems,
+        upgrade: upgrade::step::for_status(cluster, &rollout),
         now,
     };
     status::report(cluster, round, ns, ctx)

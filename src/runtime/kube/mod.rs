@@ -31,6 +31,7 @@ pub mod requests;
 pub mod scale;
 pub mod secret;
 pub mod status;
+pub mod upgrade;
 pub mod watches;
 
 use std::net::SocketAddr;

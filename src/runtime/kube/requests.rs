@@ -120,7 +120,8 @@ fn parse(raw: &str) -> Result<ActionRequest, Outcome> {
 }
 
 /// Restarts every peer: a template annotation owned by a separate field manager (the operator's
-/// own apply leaves it alone), and the StatefulSet rolls the pods one at a time.
+/// own apply leaves it alone): a new pod template, rolled one healthy pod at a time by the
+/// upgrade gate.
 async fn restart_all(r: &ActionRequest, names: &Names, ns: &str, ctx: &Context) -> Outcome {
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let at = r.requested_at.clone().unwrap_or_else(|| r.id.to_string());

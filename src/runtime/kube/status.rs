@@ -12,7 +12,7 @@ use super::build;
 use super::context::{Context, KubeCallError, kube_err};
 use super::observe::Observation;
 use crate::api::{IpfsCluster, IpfsClusterStatus};
-use crate::reconcile::status::{Observed, compute, needs_write};
+use crate::reconcile::status::{Observed, Upgrade, compute, needs_write};
 use crate::reconcile::{Assessment, UnixMillis};
 
 /// The status could not be written.
@@ -51,6 +51,8 @@ pub struct Round<'a> {
     pub observed: &'a Observation,
     pub assessment: &'a Assessment,
     pub problems: &'a [String],
+    /// The gated rollout of a new pod template, if one is under way or stalled.
+    pub upgrade: Option<Upgrade>,
     pub now: UnixMillis,
 }
 
@@ -69,7 +71,10 @@ pub async fn report(
         paused: cluster.spec.paused,
         selector: build::selector_string(&name),
         pods,
-        rollout: rollout(round.statefulset, cluster.spec.replicas, pods),
+        // The gate's account of a rollout says more than the StatefulSet's counts.
+        rollout: rollout(round.statefulset, cluster.spec.replicas, pods)
+            .filter(|_| round.upgrade.is_none()),
+        upgrade: round.upgrade.clone(),
         reports: &round.observed.reports,
         assessment: round.assessment,
         problems: round.problems,

@@ -104,6 +104,7 @@ pub fn compute_status(
         selector: String::new(),
         pods: running,
         rollout,
+        upgrade: None,
         reports,
         assessment,
         problems: &[],

@@ -19,7 +19,8 @@
 //! through a `secretKeyRef` environment variable.
 //!
 //! The ConfigMap's content hash is an annotation on the pod template, so a change to the rendered
-//! configuration rolls the pods one at a time (StatefulSet rolling update).
+//! configuration rolls the pods one at a time, each healthy before the next (the StatefulSet's
+//! partition, moved by the upgrade gate: [`super::upgrade`]).
 //!
 //! Here the names, labels and the [`children`] entry point; `pod` builds the StatefulSet and its
 //! pod template, `scripts` the start scripts and their ConfigMap, `services` the Services, the
