@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
@@ -101,6 +101,9 @@ pub struct Context {
     pub caches: OwnedCaches,
     /// What was last applied per cluster: unchanged objects are not applied again.
     pub applied: AppliedObjects<ObjectRef<IpfsCluster>>,
+    /// Per cluster and peer, the announce a peer was last restarted for (it is not restarted for
+    /// the same one twice).
+    announce_restarts: Mutex<HashMap<ObjectRef<IpfsCluster>, HashMap<String, String>>>,
 }
 
 impl Context {
@@ -122,6 +125,7 @@ impl Context {
             histories: Mutex::new(HashMap::new()),
             caches,
             applied: AppliedObjects::default(),
+            announce_restarts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -155,6 +159,38 @@ impl Context {
             .remove(cluster);
         self.applied.forget(cluster);
         self.rounds.forget(cluster);
+        self.announce_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(cluster);
+    }
+
+    /// The announce `peer` of `cluster` was last restarted for, if any.
+    pub fn announce_restarted(
+        &self,
+        cluster: &ObjectRef<IpfsCluster>,
+        peer: &str,
+    ) -> Option<String> {
+        let restarts = self
+            .announce_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        restarts.get(cluster)?.get(peer).cloned()
+    }
+
+    /// Remembers that `peer` of `cluster` was restarted to announce `announce`.
+    pub fn remember_announce_restart(
+        &self,
+        cluster: ObjectRef<IpfsCluster>,
+        peer: &str,
+        announce: String,
+    ) {
+        self.announce_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cluster)
+            .or_default()
+            .insert(peer.to_owned(), announce);
     }
 }
 
@@ -166,7 +202,11 @@ impl Context {
 pub struct OwnedCaches {
     pub statefulsets: Store<StatefulSet>,
     pub pods: Store<Pod>,
-    pub services: Store<PartialObjectMeta<Service>>,
+    /// Whole Services: the per-peer ones' node ports and load balancer addresses are announced.
+    pub services: Store<Service>,
+    /// The nodes, without their image lists: a NodePort peer announces its node's ExternalIP.
+    /// Not waited for (a node-less view only falls back to the pods' host IPs).
+    pub nodes: Store<Node>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
@@ -221,13 +261,13 @@ impl OwnedCaches {
 }
 
 /// Which version of object `name` in `ns` a watch cache holds (`None`: not there).
-pub fn cached_version<K>(store: &Store<PartialObjectMeta<K>>, ns: &str, name: &str) -> Option<Seen>
+pub fn cached_version<K>(store: &Store<K>, ns: &str, name: &str) -> Option<Seen>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
     store
         .get(&ObjectRef::new(name).within(ns))
-        .and_then(|o| Seen::of(&o.metadata))
+        .and_then(|o| Seen::of(o.meta()))
 }
 
 /// Publishes Events. kube's `Recorder` folds a repeat of the same reason about the same object
