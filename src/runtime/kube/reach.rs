@@ -142,7 +142,15 @@ async fn restart_stale(
     let key = ObjectRef::from_obj(cluster);
     let mut problems = Vec::new();
     let mut candidate = None;
-    for (pod, expected) in stale_peers(pods, data) {
+    // Departing peers (a scale-in in progress) leave the peerset first and then stop: never
+    // restarted for an announce they no longer have.
+    let wanted: Vec<String> = (0..cluster.spec.replicas).map(|i| names.peer(i)).collect();
+    let staying: Vec<Pod> = pods
+        .iter()
+        .filter(|p| wanted.contains(&p.name_any()))
+        .cloned()
+        .collect();
+    for (pod, expected) in stale_peers(&staying, data) {
         let peer = pod.name_any();
         if ctx.announce_restarted(&key, &peer).as_deref() == Some(expected.as_str()) {
             problems.push(format!(
