@@ -15,6 +15,7 @@ mod support;
 mod deploy;
 mod explained;
 mod private;
+mod reach;
 mod scenario;
 mod steps;
 
@@ -100,7 +101,7 @@ pub async fn restricted_namespace(client: &Client, name: &str) {
 }
 
 /// The pods of a Deployment (by its selector), once `want` of them are Ready.
-async fn ready_pods(client: &Client, ns: &str, selector: &str, want: usize) -> Vec<Pod> {
+pub async fn ready_pods(client: &Client, ns: &str, selector: &str, want: usize) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     wait_for(
         &format!("{want} Ready pods {selector} in {ns}"),
@@ -313,6 +314,14 @@ async fn minimal_cluster_on_real_pods() {
 async fn a_private_network_cluster_with_ids_left_to_the_platform() {
     let _serial = serial().await;
     private::private_network_with_platform_ids().await;
+}
+
+/// A NodePort cluster whose peers announce, and are reached at, their own node port; a load
+/// balancer address written into one peer's Service restarts that peer alone to announce it.
+#[tokio::test]
+async fn exposed_peers_are_reached_at_the_address_they_announce() {
+    let _serial = serial().await;
+    reach::exposed_peers_are_reached_at_their_announced_address().await;
 }
 
 /// Peers whose pods cannot run say why in status: a claim of a StorageClass that does not
