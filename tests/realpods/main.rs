@@ -3,7 +3,8 @@
 //! both running the locally built operator image in namespaces that enforce the restricted Pod
 //! Security Standard; `examples/minimal-cluster.yaml` and `examples/pin.yaml` applied unchanged
 //! (but for the CID) and checked the way a user checks them: kubectl, the daemons' own APIs at
-//! the pod IPs, the dashboard sidecar at its pod IP.
+//! the pod IPs, the dashboard sidecar at its pod IP. Exposed peers (`reach`) are dialled through
+//! kube-proxy at their node ports and load balancer address.
 //!
 //! The tests run one at a time (`SERIAL`): each runs several real Kubo and IPFS Cluster daemons,
 //! and `deploy/`'s operator must not reconcile next to the chart's. The figures are printed
