@@ -205,7 +205,8 @@ pub struct OwnedCaches {
     /// Whole Services: the per-peer ones' node ports and load balancer addresses are announced.
     pub services: Store<Service>,
     /// The nodes, without their image lists: a NodePort peer announces its node's ExternalIP.
-    /// Not waited for (a node-less view only falls back to the pods' host IPs).
+    /// Not waited for (a node-less view only falls back to the pods' host IPs); empty when the
+    /// operator watches one namespace only.
     pub nodes: Store<Node>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,

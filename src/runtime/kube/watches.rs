@@ -136,7 +136,7 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
     let (statefulsets_cache, statefulsets) = cached(api::<StatefulSet>(client, ns), owned.clone());
     let (pods_cache, pods) = cached(api::<Pod>(client, ns), owned.clone());
     let (services_cache, services) = cached(api::<Service>(client, ns), owned.clone());
-    let (nodes_cache, nodes) = node_watch(client);
+    let (nodes_cache, nodes) = node_watch(client, ns.is_none());
     let (cm_cache, config_maps) = cached(api::<Meta<ConfigMap>>(client, ns), owned.clone());
     let (pdb_cache, pdbs) = cached(api::<Meta<PodDisruptionBudget>>(client, ns), owned.clone());
     let (np_cache, network_policies) = cached(api::<Meta<NetworkPolicy>>(client, ns), owned);
@@ -162,8 +162,13 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
 
 /// A watch of the nodes, whose ExternalIP a NodePort peer announces. Their image lists and
 /// managed fields are dropped before they are cached (the bulk of a Node, and never read).
-fn node_watch(client: &Client) -> (Store<Node>, Changes<Node>) {
+/// Only when `cluster_wide`: an operator confined to one namespace has no right to read the
+/// cluster-scoped nodes, and its NodePort peers announce their pods' host IPs (an empty cache).
+fn node_watch(client: &Client, cluster_wide: bool) -> (Store<Node>, Changes<Node>) {
     let (store, writer) = reflector::store();
+    if !cluster_wide {
+        return (store, futures::stream::empty().boxed());
+    }
     let changes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(|node| {
