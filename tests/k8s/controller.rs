@@ -508,7 +508,7 @@ async fn the_operator_does_its_whole_job_with_exactly_the_rights_in_deploy() {
     object["spec"]["networking"] = json!({"p2p": {"exposure": "NodePort"}});
     let created = apply_cluster(&admin, &ns, &object).await;
     let uid = created.uid().expect("uid");
-    for name in ["rbac-peers", "rbac-api", "rbac-p2p"] {
+    for name in ["rbac-peers", "rbac-api", "rbac-0-p2p", "rbac-1-p2p"] {
         let _: Service = owned(&admin, &ns, name, &uid).await;
     }
     let _: StatefulSet = owned(&admin, &ns, "rbac", &uid).await;
@@ -536,16 +536,13 @@ async fn the_operator_does_its_whole_job_with_exactly_the_rights_in_deploy() {
     apply_cluster(&admin, &ns, &object).await;
     let services: Api<Service> = Api::namespaced(admin.clone(), &ns);
     wait_for(
-        "the p2p Service deleted once the spec no longer exposes p2p",
+        "the peers' p2p Services deleted once the spec no longer exposes p2p",
         Duration::from_secs(60),
         Duration::from_millis(300),
         || async {
-            services
-                .get_opt("rbac-p2p")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
+            let gone = services.get_opt("rbac-0-p2p").await.ok()?.is_none()
+                && services.get_opt("rbac-1-p2p").await.ok()?.is_none();
+            gone.then_some(())
         },
     )
     .await;

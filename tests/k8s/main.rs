@@ -9,4 +9,5 @@ mod dashboard;
 mod harness;
 mod helm;
 mod pin;
+mod reach;
 mod real_peers;

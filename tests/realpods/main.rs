@@ -3,7 +3,8 @@
 //! both running the locally built operator image in namespaces that enforce the restricted Pod
 //! Security Standard; `examples/minimal-cluster.yaml` and `examples/pin.yaml` applied unchanged
 //! (but for the CID) and checked the way a user checks them: kubectl, the daemons' own APIs at
-//! the pod IPs, the dashboard sidecar at its pod IP.
+//! the pod IPs, the dashboard sidecar at its pod IP. Exposed peers (`reach`) are dialled through
+//! kube-proxy at their node ports and load balancer address.
 //!
 //! The tests run one at a time (`SERIAL`): each runs several real Kubo and IPFS Cluster daemons,
 //! and `deploy/`'s operator must not reconcile next to the chart's. The figures are printed
@@ -16,6 +17,7 @@ mod deploy;
 mod explained;
 mod first_start;
 mod private;
+mod reach;
 mod scenario;
 mod steps;
 mod upgrade;
@@ -102,7 +104,7 @@ pub async fn restricted_namespace(client: &Client, name: &str) {
 }
 
 /// The pods of a Deployment (by its selector), once `want` of them are Ready.
-async fn ready_pods(client: &Client, ns: &str, selector: &str, want: usize) -> Vec<Pod> {
+pub async fn ready_pods(client: &Client, ns: &str, selector: &str, want: usize) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     wait_for(
         &format!("{want} Ready pods {selector} in {ns}"),
@@ -322,6 +324,14 @@ async fn a_private_network_cluster_with_ids_left_to_the_platform() {
 async fn five_peers_started_together_form_one_cluster_every_time() {
     let _serial = serial().await;
     first_start::five_peers_form_one_cluster_every_time().await;
+}
+
+/// A NodePort cluster whose peers announce, and are reached at, their own node port; a load
+/// balancer address written into one peer's Service restarts that peer alone to announce it.
+#[tokio::test]
+async fn exposed_peers_are_reached_at_the_address_they_announce() {
+    let _serial = serial().await;
+    reach::exposed_peers_are_reached_at_their_announced_address().await;
 }
 
 /// Peers whose pods cannot run say why in status: a claim of a StorageClass that does not

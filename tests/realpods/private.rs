@@ -178,16 +178,16 @@ async fn outsiders_cannot_connect(c: &Cluster, ids: &[String], key: &str) {
 }
 
 /// A Kubo on the test's side: loopback listeners only, no bootstrap, routing or discovery.
-struct Outsider {
-    id: String,
+pub struct Outsider {
+    pub id: String,
     api: String,
-    daemon: Daemon,
+    pub daemon: Daemon,
     http: reqwest::Client,
 }
 
 impl Outsider {
     /// Starts it on repository `dir` (made the first time), with `key` as its swarm key or none.
-    async fn start(dir: &std::path::Path, key: Option<&str>) -> Outsider {
+    pub async fn start(dir: &std::path::Path, key: Option<&str>) -> Outsider {
         let repo = dir.join("ipfs");
         if !repo.join("config").exists() {
             std::fs::create_dir_all(dir).expect("outsider dir");
@@ -244,7 +244,7 @@ impl Outsider {
     }
 
     /// `swarm/connect` to `addr`: Kubo's error message when it fails.
-    async fn connect(&mut self, addr: &str) -> Result<(), String> {
+    pub async fn connect(&mut self, addr: &str) -> Result<(), String> {
         self.daemon.assert_running();
         let response = self
             .http

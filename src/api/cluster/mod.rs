@@ -62,8 +62,9 @@ pub const HEALING_HISTORY_LIMIT: usize = 20;
 /// Longest name of an IpfsCluster. The StatefulSet has the cluster's name, and the
 /// `controller-revision-hash` label Kubernetes puts on its pods is `<statefulset>-<hash of up to 10
 /// characters>`, a label value of at most 63 characters: 63 - 11 = 52. Every other derived name is
-/// shorter: the longest Service, `<name>-gateway` (a DNS-1035 label, at most 63), has 60
-/// characters, the pods `<name>-<ordinal>` (hostnames, at most 63) at most 55.
+/// shorter: the longest Services (DNS-1035 labels, at most 63), a peer's `<name>-<ordinal>-p2p`
+/// (ordinals up to 99) and `<name>-gateway`, have 59 and 60 characters, the pods
+/// `<name>-<ordinal>` (hostnames, at most 63) at most 55.
 pub const MAX_CLUSTER_NAME_LENGTH: usize = 52;
 /// CEL rule at the root of an IpfsCluster on `metadata.name`: a DNS-1035 label (Service names
 /// derive from it) of at most [`MAX_CLUSTER_NAME_LENGTH`] characters. Checked on creation only
@@ -76,7 +77,7 @@ pub const CLUSTER_NAME_MESSAGE: &str = "metadata.name must be at most 52 charact
      with a letter (then lower-case letters, digits and `-`, ending in a letter or digit): the \
      operator derives from it the StatefulSet's pod label `controller-revision-hash: \
      <name>-<10-character hash>` (at most 63 characters) and Services such as `<name>-gateway` \
-     (DNS-1035 labels)";
+     and `<name>-<ordinal>-p2p` (DNS-1035 labels)";
 /// Annotation through which the dashboard asks the controller (the one writer) for an action:
 /// a JSON [`ActionRequest`](super::ActionRequest)
 /// `{"id", "action": restart|probe, "peer"?, "daemon"?: ipfs|cluster, "requestedAt"?}`.
@@ -623,14 +624,20 @@ pub enum Exposure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct P2pSpec {
-    /// `None` (default: only reachable inside the cluster), `NodePort` or `LoadBalancer`: the
-    /// Service type that carries the `ports` below to other IPFS nodes outside the cluster.
+    /// `None` (default: only reachable inside the cluster), `NodePort` or `LoadBalancer`: each
+    /// peer then gets a Service of its own of that type, `<cluster>-<ordinal>-p2p`, carrying the
+    /// `ports` below to that peer alone, and announces the Service's address (the load
+    /// balancer's, or its node's ExternalIP, else the node's InternalIP, with the node ports):
+    /// Kubo in `Addresses.AppendAnnounce`, IPFS Cluster in its announce addresses. A peer whose
+    /// Service has no address yet starts without it; when the address appears or changes, that
+    /// peer alone restarts to announce it.
     #[serde(default)]
     pub exposure: Exposure,
 
-    /// Which peer-to-peer ports the exposed Service carries: 4001 (Kubo swarm) and/or 9096 (IPFS
-    /// Cluster swarm), no others. Default `[4001, 9096]`. The Kubo RPC (5001) and the IPFS
-    /// Cluster REST API (9094) and proxy (9095) control the node and are never exposed.
+    /// Which peer-to-peer ports each peer's Service carries: 4001 (Kubo swarm, over TCP and UDP
+    /// for QUIC; TCP only with `swarmKeyRef`) and/or 9096 (IPFS Cluster swarm, TCP), no others.
+    /// Default `[4001, 9096]`. The Kubo RPC (5001) and the IPFS Cluster REST API (9094) and
+    /// proxy (9095) control the node and are never exposed.
     #[serde(default = "default_p2p_ports")]
     #[schemars(length(min = 1, max = 2), inner(range(min = 1, max = 65535)))]
     #[x_kube(
@@ -644,7 +651,7 @@ pub struct P2pSpec {
     )]
     pub ports: Vec<i32>,
 
-    /// Annotations for the exposed Service, e.g. for a cloud load balancer. At most 32.
+    /// Annotations for each peer's Service, e.g. for a cloud load balancer. At most 32.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     #[schemars(schema_with = "annotations_schema")]
     pub service_annotations: std::collections::BTreeMap<String, String>,

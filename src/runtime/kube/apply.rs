@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -21,8 +21,8 @@ use serde::de::DeserializeOwned;
 use super::applied::{Seen, body_hash};
 use super::build::{CLUSTER_LABEL, Children, Names};
 use super::context::{Context, KubeCallError, cached_version, kube_err};
-use super::scale;
 use super::upgrade;
+use super::{reach, scale};
 use crate::api::IpfsCluster;
 
 /// An owned object could not be read, applied or deleted.
@@ -86,23 +86,26 @@ impl Written {
 }
 
 /// Applies every owned object that needs it (see [`AppliedObjects::needs_apply`]), deletes
-/// labelled Services no longer wanted, grows volume claims, and returns the StatefulSet as
-/// applied (or as it was, when unchanged). Announces a new generation with an `Applied` Event.
+/// labelled Services no longer wanted, renders the exposed peers' addresses ([`reach`], before
+/// the StatefulSet, so that new pods find theirs), grows volume claims, and returns the
+/// StatefulSet as applied (or as it was, when unchanged) and the peers' reachability problems.
+/// Announces a new generation with an `Applied` Event.
 ///
 /// [`AppliedObjects::needs_apply`]: super::applied::AppliedObjects::needs_apply
 pub async fn children(
     cluster: &IpfsCluster,
     children: Children,
+    owner: &OwnerReference,
     ns: &str,
     ctx: &Context,
-) -> Result<StatefulSet, ApplyError> {
+) -> Result<(StatefulSet, Vec<String>), ApplyError> {
     let Children {
         names,
         config_map,
         statefulset,
         headless_service,
         api_service,
-        p2p_service,
+        peer_services,
         gateway_service,
         pdb,
         network_policy,
@@ -110,16 +113,13 @@ pub async fn children(
     let caches = &ctx.caches;
     let live = cached_version(&caches.config_maps, ns, &names.config_map);
     apply_changed(ctx, cluster, &api::<ConfigMap>(ctx, ns), &config_map, live).await?;
-    let services: Vec<Service> = [
-        Some(headless_service),
-        Some(api_service),
-        p2p_service,
-        gateway_service,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    apply_services(cluster, &services, ns, ctx).await?;
+    let services: Vec<Service> = [headless_service, api_service]
+        .into_iter()
+        .chain(peer_services)
+        .chain(gateway_service)
+        .collect();
+    let fresh = apply_services(cluster, &services, ns, ctx).await?;
+    let unreached = reach::announce(cluster, &names, owner, &fresh, ns, ctx).await?;
     let live = cached_version(&caches.pdbs, ns, &names.pdb);
     apply_changed(
         ctx,
@@ -141,7 +141,7 @@ pub async fn children(
         scale::grow_claims(cluster, &names, ns, ctx).await;
     }
     announce_generation(cluster, ctx).await;
-    Ok(applied)
+    Ok((applied, unreached))
 }
 
 fn api<K>(ctx: &Context, ns: &str) -> Api<K>
@@ -165,28 +165,27 @@ async fn announce_generation(cluster: &IpfsCluster, ctx: &Context) {
     ctx.event(cluster, EventType::Normal, "Applied", note).await;
 }
 
-/// Applies the wanted Services and deletes the ones this cluster labelled but no longer wants.
-/// Which Services are wanted changes only with the spec: orphans are looked for once per
-/// generation (and after a restart of the operator or an apply), not in every reconcile.
+/// Applies the wanted Services and deletes the ones this cluster labelled but no longer wants;
+/// returns the Services written now (the watch cache shows them a moment later). Which Services
+/// are wanted changes only with the spec: orphans are looked for once per generation (and after
+/// a restart of the operator or an apply), not in every reconcile.
 async fn apply_services(
     cluster: &IpfsCluster,
     services: &[Service],
     ns: &str,
     ctx: &Context,
-) -> Result<(), ApplyError> {
+) -> Result<Vec<Service>, ApplyError> {
     let name = cluster.name_any();
     let svc_api = api::<Service>(ctx, ns);
-    let mut applied = false;
+    let mut written = Vec::new();
     for svc in services {
         let live = cached_version(&ctx.caches.services, ns, &svc.name_any());
-        applied |= apply_changed(ctx, cluster, &svc_api, svc, live)
-            .await?
-            .is_some();
+        written.extend(apply_changed(ctx, cluster, &svc_api, svc, live).await?);
     }
     let owner = ObjectRef::from_obj(cluster);
     let generation = cluster.metadata.generation.unwrap_or_default();
-    if !applied && ctx.applied.orphans_checked(&owner, generation) {
-        return Ok(());
+    if written.is_empty() && ctx.applied.orphans_checked(&owner, generation) {
+        return Ok(written);
     }
     let wanted: Vec<String> = services.iter().map(ResourceExt::name_any).collect();
     let owner_uid = cluster.metadata.uid.clone().unwrap_or_default();
@@ -213,7 +212,7 @@ async fn apply_services(
         ctx.event(cluster, EventType::Normal, "DeletedOrphan", note)
             .await;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Applies the StatefulSet when it changed, keeping the existing (immutable) volume claim
@@ -289,7 +288,7 @@ fn needs_apply<K: Resource<DynamicType = ()> + Serialize>(
 
 /// Applies `obj` unless it is unchanged since its last apply and untouched since (the watch
 /// cache shows `live`). Returns the applied object, or `None` when nothing was sent.
-async fn apply_changed<K>(
+pub(super) async fn apply_changed<K>(
     ctx: &Context,
     cluster: &IpfsCluster,
     api: &Api<K>,
@@ -397,7 +396,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn service(name: &str, cluster: &str, owner: &str, controller: bool) -> ObjectMeta {
         ObjectMeta {

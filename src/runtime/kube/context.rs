@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
@@ -105,6 +105,9 @@ pub struct Context {
     pub gc: crate::runtime::gc::GcRuns,
     /// The StatefulSet per cluster as the operator last wrote it.
     pub written: super::apply::Written,
+    /// Per cluster and peer, the announce a peer was last restarted for (it is not restarted for
+    /// the same one twice).
+    announce_restarts: Mutex<HashMap<ObjectRef<IpfsCluster>, HashMap<String, String>>>,
 }
 
 impl Context {
@@ -128,6 +131,7 @@ impl Context {
             applied: AppliedObjects::default(),
             gc: crate::runtime::gc::GcRuns::default(),
             written: super::apply::Written::default(),
+            announce_restarts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -162,6 +166,38 @@ impl Context {
         self.applied.forget(cluster);
         self.written.forget(cluster);
         self.rounds.forget(cluster);
+        self.announce_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(cluster);
+    }
+
+    /// The announce `peer` of `cluster` was last restarted for, if any.
+    pub fn announce_restarted(
+        &self,
+        cluster: &ObjectRef<IpfsCluster>,
+        peer: &str,
+    ) -> Option<String> {
+        let restarts = self
+            .announce_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        restarts.get(cluster)?.get(peer).cloned()
+    }
+
+    /// Remembers that `peer` of `cluster` was restarted to announce `announce`.
+    pub fn remember_announce_restart(
+        &self,
+        cluster: ObjectRef<IpfsCluster>,
+        peer: &str,
+        announce: String,
+    ) {
+        self.announce_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cluster)
+            .or_default()
+            .insert(peer.to_owned(), announce);
     }
 }
 
@@ -173,7 +209,12 @@ impl Context {
 pub struct OwnedCaches {
     pub statefulsets: Store<StatefulSet>,
     pub pods: Store<Pod>,
-    pub services: Store<PartialObjectMeta<Service>>,
+    /// Whole Services: the per-peer ones' node ports and load balancer addresses are announced.
+    pub services: Store<Service>,
+    /// The nodes, without their image lists: a NodePort peer announces its node's ExternalIP.
+    /// Not waited for (a node-less view only falls back to the pods' host IPs); empty when the
+    /// operator watches one namespace only.
+    pub nodes: Store<Node>,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
@@ -228,13 +269,13 @@ impl OwnedCaches {
 }
 
 /// Which version of object `name` in `ns` a watch cache holds (`None`: not there).
-pub fn cached_version<K>(store: &Store<PartialObjectMeta<K>>, ns: &str, name: &str) -> Option<Seen>
+pub fn cached_version<K>(store: &Store<K>, ns: &str, name: &str) -> Option<Seen>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
     store
         .get(&ObjectRef::new(name).within(ns))
-        .and_then(|o| Seen::of(&o.metadata))
+        .and_then(|o| Seen::of(o.meta()))
 }
 
 /// Publishes Events. kube's `Recorder` folds a repeat of the same reason about the same object

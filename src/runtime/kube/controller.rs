@@ -2,7 +2,7 @@
 //! steps, each a module with its own error type:
 //!
 //! validate ([`policy_for`]) -> build ([`super::build`], pure) -> [`secret`](super::secret) ->
-//! [`apply`](super::apply) -> [`requests`](super::requests) -> [`observe`](super::observe) ->
+//! [`apply`](super::apply) (with [`reach`](super::reach)) -> [`requests`](super::requests) -> [`observe`](super::observe) ->
 //! assess ([`crate::reconcile::assess`], pure) -> [`heal`](super::heal) ->
 //! [`upgrade`](super::upgrade) (the gate of a rollout) -> [`status`](super::status).
 //!
@@ -141,9 +141,12 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         let existing = apply::existing_statefulset(cluster, &names, ns, ctx).await;
         (existing.map_err(Error::Apply)?, Vec::new())
     } else {
-        let problems = secret::ensure(cluster, &names, ns, ctx).await?;
-        let applied = apply::children(cluster, children, ns, ctx).await;
-        (Some(applied.map_err(Error::Apply)?), problems)
+        let mut problems = secret::ensure(cluster, &names, ns, ctx).await?;
+        let owner = build::owner_reference(cluster)?;
+        let applied = apply::children(cluster, children, &owner, ns, ctx).await;
+        let (applied, unreached) = applied.map_err(Error::Apply)?;
+        problems.extend(unreached);
+        (Some(applied), problems)
     };
     let requested = requests::carry_out(cluster, &names, ns, ctx)
         .await

@@ -27,6 +27,7 @@ pub mod lease;
 pub mod observe;
 pub mod pacing;
 pub mod pin;
+pub mod reach;
 pub mod requests;
 pub mod scale;
 pub mod secret;

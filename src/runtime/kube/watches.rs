@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
@@ -120,7 +120,8 @@ struct OwnedWatches {
     caches: OwnedCaches,
     statefulsets: Changes<StatefulSet>,
     pods: Changes<Pod>,
-    services: Changes<PartialObjectMeta<Service>>,
+    services: Changes<Service>,
+    nodes: Changes<Node>,
     config_maps: Changes<PartialObjectMeta<ConfigMap>>,
     pdbs: Changes<PartialObjectMeta<PodDisruptionBudget>>,
     network_policies: Changes<PartialObjectMeta<NetworkPolicy>>,
@@ -134,7 +135,8 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
     type Meta<K> = PartialObjectMeta<K>;
     let (statefulsets_cache, statefulsets) = cached(api::<StatefulSet>(client, ns), owned.clone());
     let (pods_cache, pods) = cached(api::<Pod>(client, ns), owned.clone());
-    let (services_cache, services) = cached(api::<Meta<Service>>(client, ns), owned.clone());
+    let (services_cache, services) = cached(api::<Service>(client, ns), owned.clone());
+    let (nodes_cache, nodes) = node_watch(client, ns.is_none());
     let (cm_cache, config_maps) = cached(api::<Meta<ConfigMap>>(client, ns), owned.clone());
     let (pdb_cache, pdbs) = cached(api::<Meta<PodDisruptionBudget>>(client, ns), owned.clone());
     let (np_cache, network_policies) = cached(api::<Meta<NetworkPolicy>>(client, ns), owned);
@@ -143,6 +145,7 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
             statefulsets: statefulsets_cache,
             pods: pods_cache,
             services: services_cache,
+            nodes: nodes_cache,
             config_maps: cm_cache,
             pdbs: pdb_cache,
             network_policies: np_cache,
@@ -150,10 +153,34 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
         statefulsets,
         pods,
         services,
+        nodes,
         config_maps,
         pdbs,
         network_policies,
     }
+}
+
+/// A watch of the nodes, whose ExternalIP a NodePort peer announces. Their image lists and
+/// managed fields are dropped before they are cached (the bulk of a Node, and never read).
+/// Only when `cluster_wide`: an operator confined to one namespace has no right to read the
+/// cluster-scoped nodes, and its NodePort peers announce their pods' host IPs (an empty cache).
+fn node_watch(client: &Client, cluster_wide: bool) -> (Store<Node>, Changes<Node>) {
+    let (store, writer) = reflector::store();
+    if !cluster_wide {
+        return (store, futures::stream::empty().boxed());
+    }
+    let changes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|node| {
+            node.metadata.managed_fields = None;
+            if let Some(status) = node.status.as_mut() {
+                status.images = None;
+            }
+        })
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (store, changes)
 }
 
 /// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
@@ -211,6 +238,9 @@ pub async fn run(
         .owns_stream(owned.config_maps)
         .owns_stream(owned.pdbs)
         .owns_stream(owned.network_policies)
+        // A node's address changes only what NodePort peers announce; the periodic reconcile
+        // picks it up. The stream is driven here only to keep the cache filled.
+        .watches_stream(owned.nodes, |_: Node| None::<ObjectRef<IpfsCluster>>)
         .watches_stream(owned.pods, |pod: Pod| {
             let cluster = pod.labels().get(CLUSTER_LABEL)?.clone();
             let ns = pod.namespace()?;

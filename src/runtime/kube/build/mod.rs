@@ -1,6 +1,6 @@
 //! Pure builders of the objects one IpfsCluster owns: a StatefulSet (Kubo + IPFS Cluster in each
-//! pod), the peers' headless Service, an internal API Service, the optional p2p and gateway
-//! Services, the ConfigMap of start scripts, the generated cluster Secret, a PodDisruptionBudget
+//! pod), the peers' headless Service, an internal API Service, the optional per-peer p2p Services
+//! and gateway Service, the ConfigMap of start scripts, the generated cluster Secret, a PodDisruptionBudget
 //! and a NetworkPolicy. No I/O: same cluster in, same objects out (the generated secret value is
 //! an input).
 //!
@@ -24,7 +24,8 @@
 //!
 //! Here the names, labels and the [`children`] entry point; `pod` builds the StatefulSet and its
 //! pod template, `scripts` the start scripts and their ConfigMap, `services` the Services, the
-//! PodDisruptionBudget and the NetworkPolicy.
+//! PodDisruptionBudget and the NetworkPolicy, `reach` the per-peer p2p Services and the announce
+//! ConfigMap rendered from their addresses.
 
 use std::collections::BTreeMap;
 
@@ -38,14 +39,16 @@ use serde_json::{Map, Value};
 use crate::api::{IpfsCluster, check_cluster_name};
 
 mod pod;
+pub mod reach;
 mod scripts;
 mod services;
 
 pub use pod::claim_template;
 use pod::statefulset;
+use reach::peer_services;
 use scripts::config_map;
 pub use scripts::{cluster_init_script, cluster_start_script, kubo_init_script};
-use services::{api_service, gateway_service, headless_service, network_policy, p2p_service, pdb};
+use services::{api_service, gateway_service, headless_service, network_policy, pdb};
 
 /// Label every owned object carries with the name of its IpfsCluster (orphan cleanup lists by it).
 pub const CLUSTER_LABEL: &str = "ipfskit.io/cluster";
@@ -93,9 +96,10 @@ pub struct Names {
     pub statefulset: String,
     pub headless_service: String,
     pub api_service: String,
-    pub p2p_service: String,
     pub gateway_service: String,
     pub config_map: String,
+    /// The ConfigMap of the peers' announce addresses (exposed peers only).
+    pub announce_config_map: String,
     pub generated_secret: String,
     pub pdb: String,
     pub network_policy: String,
@@ -108,13 +112,18 @@ impl Names {
             statefulset: cluster.to_owned(),
             headless_service: format!("{cluster}-peers"),
             api_service: format!("{cluster}-api"),
-            p2p_service: format!("{cluster}-p2p"),
             gateway_service: format!("{cluster}-gateway"),
             config_map: format!("{cluster}-config"),
+            announce_config_map: format!("{cluster}-announce"),
             generated_secret: format!("{cluster}-cluster-secret"),
             pdb: cluster.to_owned(),
             network_policy: cluster.to_owned(),
         }
+    }
+
+    /// The p2p Service of the peer of `ordinal` (exposed peers only): `<cluster>-<ordinal>-p2p`.
+    pub fn peer_service(&self, ordinal: i32) -> String {
+        format!("{}-{ordinal}-p2p", self.cluster)
     }
 
     /// Pod (peer) name of `ordinal`.
@@ -201,8 +210,8 @@ pub struct Children {
     pub statefulset: StatefulSet,
     pub headless_service: Service,
     pub api_service: Service,
-    /// `None` when `spec.networking.p2p.exposure` is `None`.
-    pub p2p_service: Option<Service>,
+    /// One per peer, in ordinal order; none when `spec.networking.p2p.exposure` is `None`.
+    pub peer_services: Vec<Service>,
     /// `None` when the gateway is off.
     pub gateway_service: Option<Service>,
     pub pdb: PodDisruptionBudget,
@@ -212,16 +221,12 @@ pub struct Children {
 impl Children {
     /// Names of the Services this cluster wants (anything else it labelled is an orphan).
     pub fn service_names(&self) -> Vec<String> {
-        [
-            Some(&self.headless_service),
-            Some(&self.api_service),
-            self.p2p_service.as_ref(),
-            self.gateway_service.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.metadata.name.clone())
-        .collect()
+        [&self.headless_service, &self.api_service]
+            .into_iter()
+            .chain(&self.peer_services)
+            .chain(self.gateway_service.as_ref())
+            .filter_map(|s| s.metadata.name.clone())
+            .collect()
     }
 }
 
@@ -269,7 +274,7 @@ pub fn children(cluster: &IpfsCluster, env: &Environment) -> Result<Children, Bu
     Ok(Children {
         headless_service: headless_service(&names, &owner),
         api_service: api_service(&names, &owner),
-        p2p_service: p2p_service(cluster, &names, &owner),
+        peer_services: peer_services(cluster, &names, &owner),
         gateway_service: gateway_service(cluster, &names, &owner),
         pdb: pdb(&names, &owner),
         network_policy: network_policy(cluster, &names, env.operator_namespace.as_deref(), &owner),
@@ -373,5 +378,7 @@ pub fn kubo_config_leaves(config: &Map<String, Value>) -> Vec<(String, String)> 
     out
 }
 
+#[cfg(test)]
+mod reach_tests;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::reach::{ANNOUNCE_DIR, ANNOUNCE_VOLUME, KUBO_INIT_CONTAINER, exposed};
 use super::{
     BuildError, CLUSTER_HEALTH_PATH, CLUSTER_PATH, CLUSTER_VOLUME, CONFIG_HASH_ANNOTATION,
     GATEWAY_PORT, KUBO_HEALTH_PATH, KUBO_PATH, KUBO_VOLUME, Names, SWARM_KEY_DIR, SWARM_KEY_FILE,
@@ -67,8 +68,12 @@ pub(super) fn statefulset(
 fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodTemplateSpec {
     let spec = &cluster.spec;
     let cluster_env = cluster_env(cluster, names);
+    let exposed = exposed(cluster);
     let mut volumes = vec![config_volume(names)];
     volumes.extend(swarm_key_volume(spec));
+    if exposed {
+        volumes.push(announce_volume(names));
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(&names.cluster)),
@@ -83,10 +88,13 @@ fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodT
             enable_service_links: Some(false),
             security_context: Some(pod_security_context(spec)),
             init_containers: Some(vec![
-                kubo_init_container(spec),
+                kubo_init_container(spec, exposed),
                 cluster_init_container(spec, cluster_env.clone()),
             ]),
-            containers: vec![kubo_container(spec), cluster_container(spec, cluster_env)],
+            containers: vec![
+                kubo_container(spec),
+                cluster_container(spec, cluster_env, exposed),
+            ],
             volumes: Some(volumes),
             ..Default::default()
         }),
@@ -156,7 +164,48 @@ fn cluster_env(cluster: &IpfsCluster, names: &Names) -> Vec<EnvVar> {
     if let Some(max) = spec.cluster.replication_factor_max {
         cluster_env.push(env("CLUSTER_REPLICATIONFACTORMAX", max.to_string()));
     }
+    if exposed(cluster) {
+        cluster_env.push(host_ip_env());
+    }
     cluster_env
+}
+
+/// `HOST_IP`: the address of the pod's node (its kubelet's), which a NodePort announce entry
+/// stands for with a placeholder.
+fn host_ip_env() -> EnvVar {
+    EnvVar {
+        name: "HOST_IP".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.hostIP".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The announce ConfigMap, read-only at [`ANNOUNCE_DIR`] (exposed peers only). Optional: a pod
+/// starts without it (and without an announce) if it is not there yet.
+fn announce_volume(names: &Names) -> Volume {
+    Volume {
+        name: ANNOUNCE_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.announce_config_map.clone(),
+            default_mode: Some(0o444),
+            optional: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn announce_mount() -> VolumeMount {
+    VolumeMount {
+        read_only: Some(true),
+        ..mount(ANNOUNCE_VOLUME, ANNOUNCE_DIR)
+    }
 }
 
 /// The environment of the Kubo containers.
@@ -224,8 +273,8 @@ fn config_volume(names: &Names) -> Volume {
 }
 
 /// Init container `kubo-config`: sets up the Kubo repository (see the module docs), with the
-/// swarm key when there is one.
-fn kubo_init_container(spec: &IpfsClusterSpec) -> Container {
+/// swarm key when there is one and the peer's announce addresses when `exposed`.
+fn kubo_init_container(spec: &IpfsClusterSpec, exposed: bool) -> Container {
     let mut mounts = vec![mount(KUBO_VOLUME, KUBO_PATH), config_mount()];
     if spec.swarm_key_ref.is_some() {
         mounts.push(VolumeMount {
@@ -233,11 +282,16 @@ fn kubo_init_container(spec: &IpfsClusterSpec) -> Container {
             ..mount(SWARM_KEY_VOLUME, SWARM_KEY_DIR)
         });
     }
+    let mut vars = kubo_env();
+    if exposed {
+        mounts.push(announce_mount());
+        vars.extend([pod_name_env("POD_NAME"), host_ip_env()]);
+    }
     Container {
-        name: "kubo-config".into(),
+        name: KUBO_INIT_CONTAINER.into(),
         image: Some(spec.kubo.image.clone()),
         command: Some(vec!["/bin/sh".into(), "/config/kubo-init.sh".into()]),
-        env: Some(kubo_env()),
+        env: Some(vars),
         volume_mounts: Some(mounts),
         security_context: Some(restricted(spec)),
         ..Default::default()
@@ -284,8 +338,13 @@ fn kubo_container(spec: &IpfsClusterSpec) -> Container {
     }
 }
 
-/// Container `cluster`: the start script (bootstrap, then `ipfs-cluster-service daemon`).
-fn cluster_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>) -> Container {
+/// Container `cluster`: the start script (bootstrap, then `ipfs-cluster-service daemon`), with
+/// the peer's announce addresses when `exposed`.
+fn cluster_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>, exposed: bool) -> Container {
+    let mut mounts = vec![mount(CLUSTER_VOLUME, CLUSTER_PATH), config_mount()];
+    if exposed {
+        mounts.push(announce_mount());
+    }
     Container {
         name: "cluster".into(),
         image: Some(spec.cluster.image.clone()),
@@ -297,7 +356,7 @@ fn cluster_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>) -> Contai
             port("cluster-proxy", CLUSTER_PROXY_PORT),
         ]),
         resources: resources(&spec.cluster.resources),
-        volume_mounts: Some(vec![mount(CLUSTER_VOLUME, CLUSTER_PATH), config_mount()]),
+        volume_mounts: Some(mounts),
         startup_probe: Some(startup_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
         readiness_probe: Some(readiness_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
         liveness_probe: Some(liveness_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),

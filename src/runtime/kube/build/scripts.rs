@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+use super::reach::{ANNOUNCE_DIR, HOST_PLACEHOLDER, exposed};
 use super::{
     CLUSTER_PATH, GATEWAY_PORT, KUBO_PATH, Names, SWARM_KEY_DIR, SWARM_KEY_FILE,
     kubo_config_leaves, meta, sh_quote,
@@ -64,6 +65,11 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
         lines.push(format!("ipfs config Datastore.StorageMax {bytes}"));
     }
     lines.extend(swarm_key_lines(cluster));
+    lines.push(
+        "# Announced besides the listening addresses: the peer's public ones, set below when exposed."
+            .to_owned(),
+    );
+    lines.push("ipfs config --json Addresses.AppendAnnounce '[]'".to_owned());
     if let Some(config) = &spec.config {
         let leaves = kubo_config_leaves(config);
         if !leaves.is_empty() {
@@ -77,8 +83,46 @@ pub fn kubo_init_script(cluster: &IpfsCluster) -> String {
             ));
         }
     }
+    if exposed(cluster) {
+        lines.extend(kubo_announce_lines());
+    }
     lines.push(String::new());
     lines.join("\n")
+}
+
+/// Sets `host` to this pod's node address as a multiaddr head (`ip4/...` or `ip6/...`), which
+/// stands for [`HOST_PLACEHOLDER`] in a NodePort entry.
+fn host_line() -> String {
+    "host=\"ip4/$HOST_IP\"; case \"$HOST_IP\" in *:*) host=\"ip6/$HOST_IP\" ;; esac".to_owned()
+}
+
+/// `sed` reading the announce entry `kind` (kubo, cluster) of this peer, the placeholder replaced.
+fn read_entry(kind: &str) -> String {
+    format!("sed \"s#{HOST_PLACEHOLDER}#$host#g\" \"{ANNOUNCE_DIR}/$POD_NAME.{kind}\"")
+}
+
+/// The lines of the Kubo init script that append this peer's public addresses (from its own
+/// Service, rendered by the operator into the announce ConfigMap) to `Addresses.AppendAnnounce`,
+/// and report what the pod announces in the container's termination message, which the operator
+/// compares with what it rendered (a peer started with an older address is restarted).
+fn kubo_announce_lines() -> Vec<String> {
+    vec![
+        "# spec.networking.p2p.exposure: this peer's public addresses, from its own Service.".to_owned(),
+        host_line(),
+        "report=''".to_owned(),
+        format!("if [ -f \"{ANNOUNCE_DIR}/$POD_NAME.kubo\" ]; then"),
+        format!("  kubo=$({})", read_entry("kubo")),
+        "  ipfs config --json Addresses.AppendAnnounce \"$kubo\"".to_owned(),
+        "  echo \"announcing $kubo\"".to_owned(),
+        "  report=\"kubo $kubo\"".to_owned(),
+        "else".to_owned(),
+        "  echo \"no public address for $POD_NAME yet: its Service has none (see the IpfsCluster's status)\"".to_owned(),
+        "fi".to_owned(),
+        format!("if [ -f \"{ANNOUNCE_DIR}/$POD_NAME.cluster\" ]; then"),
+        format!("  report=\"$report\ncluster $({})\"", read_entry("cluster")),
+        "fi".to_owned(),
+        "printf '%b' \"$report\" > /dev/termination-log || true".to_owned(),
+    ]
 }
 
 /// The lines of the Kubo init script that put the swarm key of `spec.swarmKeyRef` into the
@@ -139,10 +183,15 @@ pub fn cluster_init_script(cluster: &IpfsCluster) -> String {
 /// first start of a new cluster); every other peer waits up to two minutes for one to answer, so
 /// that peers started together (`Parallel` pod management) join peer 0 instead of each starting
 /// a cluster of its own. `cluster_domain` is the Kubernetes cluster's DNS domain.
-pub fn cluster_start_script(names: &Names, namespace: &str, cluster_domain: &str) -> String {
+pub fn cluster_start_script(
+    cluster: &IpfsCluster,
+    names: &Names,
+    namespace: &str,
+    cluster_domain: &str,
+) -> String {
     let domain = names.peers_domain(namespace, cluster_domain);
     let sts = &names.statefulset;
-    [
+    let mut lines: Vec<String> = [
         "#!/bin/sh",
         "# Rendered by ipfs-kit-operator: start ipfs-cluster-service bootstrapped to every peer.",
         "set -u",
@@ -172,14 +221,43 @@ pub fn cluster_start_script(names: &Names, namespace: &str, cluster_domain: &str
         "  sleep 2",
         "  find_peers",
         "done",
-        "if [ -n \"$bootstrap\" ]; then",
-        "  echo \"bootstrapping to ${bootstrap#,}\"",
-        "  exec ipfs-cluster-service daemon --bootstrap \"${bootstrap#,}\"",
-        "fi",
-        "exec ipfs-cluster-service daemon",
-        "",
     ]
-    .join("\n")
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    if exposed(cluster) {
+        lines.extend(cluster_announce_lines());
+    }
+    lines.extend(
+        [
+            "if [ -n \"$bootstrap\" ]; then",
+            "  echo \"bootstrapping to ${bootstrap#,}\"",
+            "  exec ipfs-cluster-service daemon --bootstrap \"${bootstrap#,}\"",
+            "fi",
+            "exec ipfs-cluster-service daemon",
+            "",
+        ]
+        .map(str::to_owned),
+    );
+    lines.join("\n")
+}
+
+/// The lines of the Cluster start script that announce this peer's public address (from its own
+/// Service) through `CLUSTER_ANNOUNCEMULTIADDRESS`, which overrides `announce_multiaddress`.
+fn cluster_announce_lines() -> Vec<String> {
+    vec![
+        "# spec.networking.p2p.exposure: this peer's public address, from its own Service."
+            .to_owned(),
+        format!("if [ -f \"{ANNOUNCE_DIR}/$POD_NAME.cluster\" ]; then"),
+        format!("  {}", host_line()),
+        format!(
+            "  CLUSTER_ANNOUNCEMULTIADDRESS=$({})",
+            read_entry("cluster")
+        ),
+        "  export CLUSTER_ANNOUNCEMULTIADDRESS".to_owned(),
+        "  echo \"announcing $CLUSTER_ANNOUNCEMULTIADDRESS\"".to_owned(),
+        "fi".to_owned(),
+    ]
 }
 
 pub(super) fn config_map(
@@ -196,7 +274,7 @@ pub(super) fn config_map(
             ("cluster-init.sh".to_owned(), cluster_init_script(cluster)),
             (
                 "cluster-start.sh".to_owned(),
-                cluster_start_script(names, namespace, cluster_domain),
+                cluster_start_script(cluster, names, namespace, cluster_domain),
             ),
         ])),
         ..Default::default()

@@ -1,5 +1,5 @@
-//! The Services of a cluster (headless for peer DNS names, internal APIs, optional p2p and
-//! gateway exposure) and what guards the peers: a PodDisruptionBudget and a NetworkPolicy.
+//! The Services of a cluster (headless for peer DNS names, internal APIs, optional gateway
+//! exposure; the per-peer p2p Services are in `reach`) and what guards the peers: a PodDisruptionBudget and a NetworkPolicy.
 
 use std::collections::BTreeMap;
 
@@ -73,45 +73,6 @@ fn exposure_type(exposure: Exposure) -> &'static str {
         Exposure::NodePort => "NodePort",
         Exposure::LoadBalancer => "LoadBalancer",
     }
-}
-
-/// The Service exposing the peer-to-peer ports (4001, 9096 only), when asked for.
-pub(super) fn p2p_service(
-    cluster: &IpfsCluster,
-    names: &Names,
-    owner: &OwnerReference,
-) -> Option<Service> {
-    let p2p = &cluster.spec.networking.p2p;
-    if p2p.exposure == Exposure::Internal {
-        return None;
-    }
-    let ports = p2p
-        .ports
-        .iter()
-        .filter_map(|p| match *p {
-            KUBO_SWARM_PORT => Some(service_port("swarm", KUBO_SWARM_PORT)),
-            CLUSTER_SWARM_PORT => Some(service_port("cluster-swarm", CLUSTER_SWARM_PORT)),
-            // The API validation refuses any other port; never expose one even if it slipped by.
-            _ => None,
-        })
-        .collect::<Vec<_>>();
-    if ports.is_empty() {
-        return None;
-    }
-    let mut metadata = meta(&names.p2p_service, names, owner);
-    if !p2p.service_annotations.is_empty() {
-        metadata.annotations = Some(p2p.service_annotations.clone());
-    }
-    Some(Service {
-        metadata,
-        spec: Some(ServiceSpec {
-            type_: Some(exposure_type(p2p.exposure).into()),
-            selector: Some(selector_labels(&names.cluster)),
-            ports: Some(ports),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
 }
 
 /// The read-only gateway Service, when the gateway is enabled.

@@ -70,7 +70,7 @@ fn every_child_is_owned_labelled_and_named_after_the_cluster() {
     }
     assert_eq!(c.names.headless_service, "demo-peers");
     assert_eq!(c.service_names(), vec!["demo-peers", "demo-api"]);
-    assert!(c.p2p_service.is_none() && c.gateway_service.is_none());
+    assert!(c.peer_services.is_empty() && c.gateway_service.is_none());
 }
 
 #[test]
@@ -99,10 +99,13 @@ fn a_name_at_the_limit_yields_valid_object_names_and_a_longer_one_is_refused() {
     c.metadata.name = Some(name.clone());
     c.spec.networking.p2p.exposure = Exposure::LoadBalancer;
     c.spec.networking.gateway.enabled = true;
+    c.spec.replicas = crate::api::cluster::MAX_REPLICAS;
     let built = build(&c).expect("children at the limit");
     let names = &built.names;
     let services = built.service_names();
-    assert_eq!(services.len(), 4);
+    // Headless, API, gateway and one p2p Service per peer, the longest `<name>-99-p2p`.
+    assert_eq!(services.len(), 3 + 100);
+    assert!(services.contains(&format!("{name}-99-p2p")));
     for service in &services {
         assert!(is_dns1035_label(service), "Service {service}");
     }
@@ -115,6 +118,7 @@ fn a_name_at_the_limit_yields_valid_object_names_and_a_longer_one_is_refused() {
     assert_eq!(names.statefulset.len() + 1 + 10, 63);
     for other in [
         &names.config_map,
+        &names.announce_config_map,
         &names.generated_secret,
         &names.pdb,
         &names.network_policy,
@@ -384,7 +388,8 @@ fn kubo_runs_under_a_storage_max_that_follows_the_volume() {
 #[test]
 fn cluster_start_bootstraps_to_every_peer_by_dns_not_only_pod_zero() {
     let names = Names::of("demo");
-    let script = cluster_start_script(&names, "ipfs", "cluster.local");
+    let c = cluster(IpfsClusterSpec::default());
+    let script = cluster_start_script(&c, &names, "ipfs", "cluster.local");
     assert!(
         script.contains("host=\"demo-$i.demo-peers.ipfs.svc.cluster.local\""),
         "{script}"
@@ -404,7 +409,8 @@ fn cluster_start_bootstraps_to_every_peer_by_dns_not_only_pod_zero() {
 fn run_start_script(pod: &str, answering: &[&str], after: u32) -> String {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("temp dir");
-    let script = cluster_start_script(&Names::of("demo"), "ipfs", "cluster.local");
+    let c = cluster(IpfsClusterSpec::default());
+    let script = cluster_start_script(&c, &Names::of("demo"), "ipfs", "cluster.local");
     let stub = |name: &str, body: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write stub");
@@ -494,16 +500,23 @@ fn p2p_exposure_carries_only_the_swarm_ports() {
     let mut spec = IpfsClusterSpec::default();
     spec.networking.p2p.exposure = Exposure::LoadBalancer;
     spec.networking.p2p.ports = vec![4001, 9096, 5001];
+    spec.replicas = 2;
     let c = build(&cluster(spec)).expect("children");
-    let svc = c.p2p_service.as_ref().expect("p2p service");
-    let s = svc.spec.as_ref().expect("spec");
-    assert_eq!(s.type_.as_deref(), Some("LoadBalancer"));
-    let ports: Vec<i32> = s.ports.iter().flatten().map(|p| p.port).collect();
-    assert_eq!(ports, [4001, 9096]);
     assert_eq!(
         c.service_names(),
-        vec!["demo-peers", "demo-api", "demo-p2p"]
+        vec!["demo-peers", "demo-api", "demo-0-p2p", "demo-1-p2p"]
     );
+    for svc in &c.peer_services {
+        let s = svc.spec.as_ref().expect("spec");
+        assert_eq!(s.type_.as_deref(), Some("LoadBalancer"));
+        let ports: Vec<(i32, &str)> = s
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.port, p.protocol.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(ports, [(4001, "TCP"), (4001, "UDP"), (9096, "TCP")]);
+    }
 
     let mut spec = IpfsClusterSpec::default();
     spec.networking.gateway.enabled = true;
