@@ -33,7 +33,7 @@ out=$(mktemp)
 export IPFS_KIT_NODE_CGROUP=ipfs-kit-node-$$-$RANDOM
 remove_node_cgroups() {
   local c
-  for c in /sys/fs/cgroup/*/"$IPFS_KIT_NODE_CGROUP"; do
+  for c in /sys/fs/cgroup/*/"$IPFS_KIT_NODE_CGROUP"*; do
     [[ -d $c ]] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null
   done
   return 0
@@ -44,44 +44,60 @@ if [[ $# -gt 0 ]]; then
   "${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@" 2>&1' _ "$@" |
     tee "$out" || status=$?
 else
-  # Everything. First two lanes side by side in the same namespace: the binaries on the real
-  # node (tests/real*: pods, mostly waiting on kubelet and on the operator's probe intervals) and
-  # the unit tests and local binaries (mostly waiting on daemons); the cores are idle most of the
-  # time in either lane. Then, alone, the binaries of the loopback control plane (tests/k8s*),
-  # whose API server and real daemons would compete with the real node's for the cores. The real
-  # node's lane is printed when it ends.
+  # Everything, in lanes that run side by side, each in a namespace of its own (its own loopback,
+  # ports, real node and cgroup name), then, alone, the binaries of the loopback control plane
+  # (tests/k8s*), whose API server and real daemons would compete with the others for the cores.
+  # Most lanes mostly wait (on kubelet, on daemons, on the operator's probe intervals): the cores
+  # are idle most of the time in any one of them. A lane's output is printed when it ends.
+  #   pods:   the real node (tests/real*), the scenario and the install tests;
+  #   starts: the real node again, the real-pod tests that need a cluster of their own;
+  #   rest:   unit tests, binaries and the local binaries, but for the slowest local tests;
+  #   local:  those (they share preferred ports with the other local tests, so a namespace apart).
+  starts_tests=(five_peers_started_together exposed_peers_are_reached a_private_network_cluster
+    pods_that_cannot_run peers_without_swarm_connections a_hung_peer_is_judged)
+  local_tests=(local::split:: local::parity::)
   real=() rest=(--lib --bins) after=()
   for main in tests/*/main.rs; do
     name=$(basename "$(dirname "$main")")
     case $name in
       support) ;;
+      realpods) ;;
       real*) real+=(--test "$name") ;;
       k8s*) after+=(--test "$name") ;;
+      daemons) ;;
       *) rest+=(--test "$name") ;;
     esac
   done
-  real_out=$(mktemp)
-  trap 'rm -f "$out" "$real_out"; remove_node_cgroups' EXIT
-  # shellcheck disable=SC2016
-  "${isolate[@]}" -- bash -c '
-    ip link set lo up
-    real_out=$1 && shift
-    split=0
-    for a in "$@"; do [[ $a == -- ]] && break; split=$((split + 1)); done
-    second=$split
-    for ((i = split + 1; i <= $#; i++)); do [[ ${!i} == -- ]] && second=$i; done
-    real_status=0
-    if ((split > 0)); then cargo test --locked --offline "${@:1:split}" >"$real_out" 2>&1 & fi
-    real=$!
-    cargo test --locked --offline "${@:split+2:second-split-2}" 2>&1; rest_status=$?
-    if ((split > 0)); then
-      wait $real; real_status=$?
-      echo "[test] the real node lane:"; cat "$real_out"
-    fi
-    after_status=0
-    if (($# > second)); then cargo test --locked --offline "${@:second+1}" 2>&1; after_status=$?; fi
-    exit $((rest_status | real_status | after_status))
-  ' _ "$real_out" "${real[@]}" -- "${rest[@]}" -- "${after[@]}" | tee "$out" || status=$?
+  skip() { local t; for t in "$@"; do printf -- '--skip\n%s\n' "$t"; done; }
+  mapfile -t skip_starts < <(skip "${starts_tests[@]}")
+  mapfile -t skip_local < <(skip "${local_tests[@]}")
+  lane() { # name, cgroup suffix, cargo test arguments...
+    local name=$1 cgroup=$2
+    shift 2
+    IPFS_KIT_NODE_CGROUP=$IPFS_KIT_NODE_CGROUP$cgroup "${isolate[@]}" -- bash -c \
+      'ip link set lo up && exec cargo test --locked --offline "$@" 2>&1' _ "$@" \
+      >"$lanes/$name" 2>&1
+  }
+  lanes=$(mktemp -d)
+  trap 'rm -rf "$out" "$lanes"; remove_node_cgroups' EXIT
+  pids=() names=()
+  run() { lane "$@" & pids+=($!) names+=("$1"); }
+  # `cargo test` runs one binary after the other: the real node binaries of a lane in turn.
+  run pods "" "${real[@]}" --test realpods -- "${skip_starts[@]}"
+  run starts -2 --test realpods -- "${starts_tests[@]}"
+  run rest -3 "${rest[@]}" --test daemons -- "${skip_local[@]}"
+  run local -4 --test daemons -- "${local_tests[@]}"
+  for i in "${!pids[@]}"; do
+    lane_status=0
+    wait "${pids[$i]}" || lane_status=$?
+    status=$((status | lane_status))
+    { echo "[test] lane ${names[$i]} (exit $lane_status):"; cat "$lanes/${names[$i]}"; } |
+      tee -a "$out"
+  done
+  if [[ ${#after[@]} -gt 0 ]]; then
+    "${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@" 2>&1' \
+      _ "${after[@]}" | tee -a "$out" || status=$?
+  fi
 fi
 # One summary line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i;
