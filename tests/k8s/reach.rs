@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::controller::start_controller;
 use crate::support::clusters::{
-    apply_cluster, cluster_json, owned_by, provide_volumes, running_pods, wait_status,
+    apply_cluster, cluster_json, node_port, owned_by, provide_volumes, running_pods, wait_status,
 };
 use crate::support::control_plane::control_plane;
 use crate::support::wait_for;
@@ -57,17 +57,6 @@ fn ports(service: &Service) -> Vec<(i32, String)> {
         .flatten()
         .map(|p| (p.port, p.protocol.clone().unwrap_or_default()))
         .collect()
-}
-
-/// The node port of `service` for `port`/`protocol`.
-fn node_port(service: &Service, port: i32, protocol: &str) -> i32 {
-    let spec = service.spec.as_ref().expect("spec");
-    spec.ports
-        .iter()
-        .flatten()
-        .find(|p| p.port == port && p.protocol.as_deref() == Some(protocol))
-        .and_then(|p| p.node_port)
-        .expect("node port allocated")
 }
 
 /// Waits until the announce ConfigMap of `name` satisfies `ok`.

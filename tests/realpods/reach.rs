@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::private::Outsider;
 use crate::steps::Cluster;
+use crate::support::clusters::node_port;
 use crate::support::clusters::wait_status_within;
 use crate::support::real_node::{NODE_IP, real_node};
 use crate::support::wait_for;
@@ -176,17 +177,6 @@ async fn recreated(c: &Cluster, ordinal: usize, old: &Option<String>) {
         || async { (c.pods.get(&peer).await.ok()?.uid() != *old).then_some(()) },
     )
     .await;
-}
-
-/// The node port of `service` for `port`/`protocol`.
-fn node_port(service: &Service, port: i32, protocol: &str) -> i32 {
-    let spec = service.spec.as_ref().expect("spec");
-    spec.ports
-        .iter()
-        .flatten()
-        .find(|p| p.port == port && p.protocol.as_deref() == Some(protocol))
-        .and_then(|p| p.node_port)
-        .expect("node port allocated")
 }
 
 /// Waits until the Kubo at `ip` lists each of `kubo` among its addresses (`POST /api/v0/id`)

@@ -318,3 +318,14 @@ pub async fn wait_restart_carried_out(
     )
     .await;
 }
+
+/// The node port of `service` for `port`/`protocol`.
+pub fn node_port(service: &k8s_openapi::api::core::v1::Service, port: i32, protocol: &str) -> i32 {
+    let spec = service.spec.as_ref().expect("spec");
+    spec.ports
+        .iter()
+        .flatten()
+        .find(|p| p.port == port && p.protocol.as_deref() == Some(protocol))
+        .and_then(|p| p.node_port)
+        .expect("node port allocated")
+}
