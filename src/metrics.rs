@@ -94,45 +94,7 @@ impl Metrics {
             pin_reconciles: Counter::default(),
             pin_reconcile_errors: Family::default(),
         };
-        registry.register(
-            "cluster_health_score",
-            "Health score of a cluster, 0-100",
-            m.cluster_health_score.clone(),
-        );
-        registry.register(
-            "peer_score",
-            "Health score of a peer, 0-100",
-            m.peer_score.clone(),
-        );
-        registry.register(
-            "peer_up",
-            "1 when the peer's Kubo and Cluster APIs both answered the last probe",
-            m.peer_up.clone(),
-        );
-        registry.register(
-            "peer_swarm_peers",
-            "Kubo swarm connections of a peer",
-            m.peer_swarm_peers.clone(),
-        );
-        registry.register(
-            "peer_restarts",
-            "Restarts of a peer recorded in status",
-            m.peer_restarts.clone(),
-        );
-        registry.register("peer_pins", "Pins of a peer by status", m.peer_pins.clone());
-        registry.register_with_unit(
-            "peer_repo_size",
-            "Size of a peer's Kubo repository",
-            Unit::Bytes,
-            m.peer_repo_size.clone(),
-        );
-        registry.register_with_unit(
-            "peer_storage_max",
-            "The most a peer's Kubo repository may hold (Datastore.StorageMax); garbage \
-             collection keeps the repository under it",
-            Unit::Bytes,
-            m.peer_storage_max.clone(),
-        );
+        m.register_gauges(&mut registry);
         registry.register("reconciles", "Reconcile runs", m.reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -161,6 +123,53 @@ impl Metrics {
         );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         m
+    }
+
+    /// Registers the cluster and peer gauges (set from each status snapshot).
+    fn register_gauges(&self, registry: &mut Registry) {
+        registry.register(
+            "cluster_health_score",
+            "Health score of a cluster, 0-100",
+            self.cluster_health_score.clone(),
+        );
+        registry.register(
+            "peer_score",
+            "Health score of a peer, 0-100",
+            self.peer_score.clone(),
+        );
+        registry.register(
+            "peer_up",
+            "1 when the peer's Kubo and Cluster APIs both answered the last probe",
+            self.peer_up.clone(),
+        );
+        registry.register(
+            "peer_swarm_peers",
+            "Kubo swarm connections of a peer",
+            self.peer_swarm_peers.clone(),
+        );
+        registry.register(
+            "peer_restarts",
+            "Restarts of a peer recorded in status",
+            self.peer_restarts.clone(),
+        );
+        registry.register(
+            "peer_pins",
+            "Pins of a peer by status",
+            self.peer_pins.clone(),
+        );
+        registry.register_with_unit(
+            "peer_repo_size",
+            "Size of a peer's Kubo repository",
+            Unit::Bytes,
+            self.peer_repo_size.clone(),
+        );
+        registry.register_with_unit(
+            "peer_storage_max",
+            "The most a peer's Kubo repository may hold (Datastore.StorageMax); garbage \
+             collection keeps the repository under it",
+            Unit::Bytes,
+            self.peer_storage_max.clone(),
+        );
     }
 
     /// Counts a failed IpfsCluster reconcile by the step that failed.

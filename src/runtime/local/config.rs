@@ -162,7 +162,14 @@ pub fn render_kubo(
         "Plugins.Plugins.telemetry.Config.Mode",
         json!("off"),
     );
-    // The user's peers (spec.kubo.config `Peering.Peers`) and, always, the cluster's own.
+    let peering = peering_peers(&config, others);
+    set(&mut config, "Peering.Peers", peering);
+    refuse_non_loopback(&config, &format!("Kubo of {peer_name}"))?;
+    Ok(config)
+}
+
+/// Kubo's `Peering.Peers`: the user's (spec.kubo.config) and, always, the cluster's own.
+fn peering_peers(config: &Value, others: &[OtherPeer]) -> Value {
     let mut peering: Vec<Value> = config
         .pointer("/Peering/Peers")
         .and_then(Value::as_array)
@@ -179,9 +186,7 @@ pub fn render_kubo(
             "Addrs": [loopback_tcp(o.kubo_swarm_port)],
         })
     }));
-    set(&mut config, "Peering.Peers", json!(peering));
-    refuse_non_loopback(&config, &format!("Kubo of {peer_name}"))?;
-    Ok(config)
+    Value::Array(peering)
 }
 
 /// What the IPFS Cluster configuration of one peer needs besides the spec.
