@@ -311,6 +311,12 @@ impl IpfsWorld {
             let logs = world.peers[i].dir.join("logs");
             world.peers[i].cluster =
                 Some(Daemon::spawn("ipfs-cluster-service", daemon, &logs).expect("spawn cluster"));
+            // One after the other, each once it sees the ones before it (as the Kubernetes start
+            // script does): peers that dial each other at the same moment could end up with a
+            // pubsub stream on a connection that is then closed as a duplicate, and one peer then
+            // never hears the CRDT broadcasts of a pin (seen on a loaded machine: a peer's pin
+            // `unpinned` for minutes while its /peers listed everyone).
+            world.wait_cluster_peers(i, i + 1).await;
         }
         for i in 0..n {
             world.wait_cluster_peers(i, n).await;
