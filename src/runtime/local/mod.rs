@@ -27,6 +27,7 @@ pub mod isolate;
 pub mod lifecycle;
 pub mod lock;
 pub mod logs;
+mod membership;
 pub mod ports;
 pub mod process;
 pub mod provision;
