@@ -13,6 +13,15 @@ use super::reach::*;
 use super::*;
 use crate::api::{Exposure, IpfsClusterSpec, SwarmKeyReference};
 
+/// A Service's ports as (port, protocol).
+pub(super) fn ports(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> Vec<(i32, &str)> {
+    spec.ports
+        .iter()
+        .flatten()
+        .map(|p| (p.port, p.protocol.as_deref().unwrap_or("")))
+        .collect()
+}
+
 fn cluster(exposure: Exposure, replicas: i32) -> IpfsCluster {
     let mut spec = IpfsClusterSpec {
         replicas,
@@ -73,13 +82,7 @@ fn each_peer_gets_its_own_service_selecting_its_pod_alone_with_the_swarm_ports_o
         selector.get(POD_NAME_LABEL).map(String::as_str),
         Some("web-1")
     );
-    let ports: Vec<(i32, &str)> = spec
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| (p.port, p.protocol.as_deref().unwrap_or("")))
-        .collect();
-    assert_eq!(ports, [(4001, "TCP"), (4001, "UDP"), (9096, "TCP")]);
+    assert_eq!(ports(spec), [(4001, "TCP"), (4001, "UDP"), (9096, "TCP")]);
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
 }
 

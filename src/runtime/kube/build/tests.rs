@@ -509,13 +509,10 @@ fn p2p_exposure_carries_only_the_swarm_ports() {
     for svc in &c.peer_services {
         let s = svc.spec.as_ref().expect("spec");
         assert_eq!(s.type_.as_deref(), Some("LoadBalancer"));
-        let ports: Vec<(i32, &str)> = s
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| (p.port, p.protocol.as_deref().unwrap_or("")))
-            .collect();
-        assert_eq!(ports, [(4001, "TCP"), (4001, "UDP"), (9096, "TCP")]);
+        assert_eq!(
+            super::reach_tests::ports(s),
+            [(4001, "TCP"), (4001, "UDP"), (9096, "TCP")]
+        );
     }
 
     let mut spec = IpfsClusterSpec::default();
