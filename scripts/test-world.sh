@@ -4,7 +4,8 @@
 #
 #   scripts/test-world.sh [build|bindir|version|env] [component ...]
 #
-# Components: kubo ipfs-cluster etcd kwok kubernetes helm kubelet coredns node-images (default: all).
+# Components: kubo ipfs-cluster etcd kwok kubernetes helm kubelet coredns prometheus node-images
+# (default: all).
 # kubelet, coredns and node-images are the real node's (tests/support/real_node.rs): node-images
 # are the pause, ipfs/kubo and ipfs/ipfs-cluster images made by scripts/node-images.sh from the
 # Kubo and IPFS Cluster binaries, keyed by a hash of their recipe and inputs.
@@ -24,6 +25,9 @@ HELM_VERSION=v3.22.0
 # `kubernetes` build stays valid) and CoreDNS for cluster.local.
 KUBELET_VERSION=$K8S_VERSION
 COREDNS_VERSION=v1.15.0
+# Prometheus and promtool (the alert rules' checks and unit tests, the end-to-end alert test);
+# the module proxy serves Prometheus 3.x under v0.3xx tags.
+PROMETHEUS_VERSION=v0.316.0
 
 # The node images' key: their recipe, the versions of what goes in, and Debian's packages used.
 node_images_version() {
@@ -198,6 +202,10 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$v"
 }
 
+build_prometheus() {
+  build_in_module_copy "$1" "$2" github.com/prometheus/prometheus "$3" ./cmd/prometheus ./cmd/promtool
+}
+
 build_node_images() {
   "$SCRIPTS/node-images.sh" "$2"
 }
@@ -212,12 +220,13 @@ component_version() {
     helm) echo "$HELM_VERSION" ;;
     kubelet) echo "$KUBELET_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
+    prometheus) echo "$PROMETHEUS_VERSION" ;;
     node-images) node_images_version ;;
     *) log "unknown component '$1' (known: ${ALL[*]})"; return 2 ;;
   esac
 }
 
-ALL=(kubo ipfs-cluster etcd kwok kubernetes helm kubelet coredns node-images)
+ALL=(kubo ipfs-cluster etcd kwok kubernetes helm kubelet coredns prometheus node-images)
 
 cmd=${1:-build}
 shift || true
