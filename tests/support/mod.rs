@@ -14,6 +14,7 @@ pub mod control_plane;
 pub mod forward;
 pub mod ipfs;
 pub mod process;
+pub mod prometheus;
 pub mod real_node;
 pub mod tools;
 
