@@ -23,6 +23,7 @@ use crate::support::tools::binary;
 use crate::support::wait_for;
 
 mod parity;
+mod prometheus;
 mod split;
 mod storage;
 

@@ -188,3 +188,25 @@ fn the_dashboard_configmap_carries_the_dashboard_for_grafanas_sidecar() {
         "the ConfigMap's {key} is not dashboards/ipfs-kit.json byte for byte"
     );
 }
+
+/// The operator's series carry the IpfsCluster's `namespace`; the Prometheus Operator would
+/// otherwise overwrite it with the scraped pod's namespace (and keep ours as
+/// `exported_namespace`), which the rules and the dashboard do not read.
+#[test]
+fn the_service_monitor_keeps_the_series_namespace_label() {
+    let docs = render(&[
+        "--api-versions",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ]);
+    let monitors = find(&docs, "ServiceMonitor");
+    assert_eq!(monitors.len(), 1);
+    let endpoints = monitors[0]["spec"]["endpoints"]
+        .as_array()
+        .expect("endpoints");
+    assert!(!endpoints.is_empty());
+    for endpoint in endpoints {
+        assert_eq!(endpoint["honorLabels"], true, "{endpoint}");
+    }
+}

@@ -135,7 +135,8 @@ fn the_dashboard_has_every_field_grafana_requires() {
                 .iter()
                 .any(|p| n.starts_with(p))
             });
-            if !operator_wide && !(expr.contains("$namespace") && expr.contains("$cluster")) {
+            let filtered = expr.contains("$namespace") && expr.contains("$cluster");
+            if !operator_wide && !filtered {
                 problems.push(format!(
                     "panel {:?}: {expr} ignores $namespace or $cluster",
                     str_of(panel, "title")
