@@ -28,6 +28,7 @@ pub async fn minimal_cluster() {
 
     let cold = apply_minimal_cluster(&c).await;
     let ids = peers_connected(&c, 3).await;
+    kubos_metrics_and_nothing_else_on_their_own_port(&c).await;
     kubo_runs_offline_and_keeps_its_siblings(&c, &ids).await;
     let cids = pins_applied(&c).await;
     let back = killed_kubo_comes_back(&c, &cids).await;
@@ -614,7 +615,11 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
         uids.push(c.pod(i).await.uid().unwrap_or_default());
     }
     let restarts_before = healing_count_all(&c.api.get(&c.name).await.expect("cluster"));
-    let patch = json!({"spec": {"kubo": {"config": {"Swarm": {"ConnMgr": {"HighWater": 321}}}}}});
+    // With IPFS Cluster's own metrics turned on in the same change.
+    let patch = json!({"spec": {
+        "kubo": {"config": {"Swarm": {"ConnMgr": {"HighWater": 321}}}},
+        "metrics": {"cluster": true},
+    }});
     let started = Instant::now();
     c.api
         .patch(&c.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -668,6 +673,48 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
             .await
             .expect("config");
         assert_eq!(value["Value"], json!(321), "{ip}: {value}");
+        let text = metrics_text(&format!("http://{ip}:8888/metrics")).await;
+        assert!(
+            text.lines().any(|l| l.starts_with("cluster_")),
+            "{ip}: IPFS Cluster's own series on 8888: {}",
+            &text[..text.len().min(500)]
+        );
+    }
+}
+
+/// The body of a metrics endpoint that answers 200.
+async fn metrics_text(url: &str) -> String {
+    let http = crate::http();
+    wait_for(
+        &format!("{url} to answer"),
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let answer = http.get(url).send().await.ok()?;
+            (answer.status() == 200).then_some(())?;
+            answer.text().await.ok()
+        },
+    )
+    .await
+}
+
+/// Each pod's `kubo-metrics` container (the operator's image, as the chart runs it) serves
+/// Kubo's own metrics on 9401, and nothing else of the RPC API.
+async fn kubos_metrics_and_nothing_else_on_their_own_port(c: &Cluster) {
+    let http = crate::http();
+    for ip in c.ips(3).await {
+        let text = metrics_text(&format!("http://{ip}:9401/metrics")).await;
+        assert!(
+            text.lines().any(|l| l.starts_with("ipfs_")),
+            "{ip}: Kubo's ipfs_* series on 9401: {}",
+            &text[..text.len().min(500)]
+        );
+        let id = http
+            .post(format!("http://{ip}:9401/api/v0/id"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(id.status(), 404, "{ip}: the RPC API is not on 9401");
     }
 }
 
