@@ -675,8 +675,8 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
         assert_eq!(value["Value"], json!(321), "{ip}: {value}");
         let text = metrics_text(&format!("http://{ip}:8888/metrics")).await;
         assert!(
-            text.lines().any(|l| l.starts_with("cluster_")),
-            "{ip}: IPFS Cluster's own series on 8888: {}",
+            text.lines().any(|l| l.starts_with("ipfscluster_")),
+            "{ip}: IPFS Cluster's ipfscluster_* series on 8888: {}",
             &text[..text.len().min(500)]
         );
     }
