@@ -136,7 +136,13 @@ mod tests {
 
     #[test]
     fn only_http_upstreams_are_accepted() {
-        for bad in ["", "http://", "https://127.0.0.1:5001", "127.0.0.1:5001", "ftp://x"] {
+        for bad in [
+            "",
+            "http://",
+            "https://127.0.0.1:5001",
+            "127.0.0.1:5001",
+            "ftp://x",
+        ] {
             let err = router(bad).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains("--kubo"), "{bad:?}: {err}");
         }

@@ -52,8 +52,11 @@ fn kubo_metrics(args: &ipfs_kit_operator::cli::KuboMetricsArgs) -> ExitCode {
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))
         .and_then(|rt| {
-            rt.block_on(ipfs_kit_operator::kubo_metrics::serve(args.listen, &args.kubo))
-                .map_err(|e| e.to_string())
+            rt.block_on(ipfs_kit_operator::kubo_metrics::serve(
+                args.listen,
+                &args.kubo,
+            ))
+            .map_err(|e| e.to_string())
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1108,7 +1108,10 @@ fn the_chart_runs_the_peers_kubo_metrics_from_its_own_image_and_can_monitor_the_
             && w[1] == "ghcr.io/ipfs-kit/ipfs-kit-operator:1.2.3"),
         "{args:?}"
     );
-    assert!(!kinds(&docs).contains(&"PodMonitor".to_owned()), "off by default");
+    assert!(
+        !kinds(&docs).contains(&"PodMonitor".to_owned()),
+        "off by default"
+    );
 
     // The PodMonitor: the peers of every namespace, both daemons' ports, labelled by cluster and
     // peer; refused by name where the kind is unknown.

@@ -114,7 +114,11 @@ fn without_the_operator_image_or_with_kubo_metrics_off_no_container_is_added() {
             Some(IMAGE),
         ),
     ] {
-        let names: Vec<_> = pod(&c).containers.iter().map(|ct| ct.name.clone()).collect();
+        let names: Vec<_> = pod(&c)
+            .containers
+            .iter()
+            .map(|ct| ct.name.clone())
+            .collect();
         assert_eq!(names, ["kubo", "cluster"]);
         assert!(!open_ports(&c).contains(&9401));
         assert!(!headless_ports(&c).contains(&"kubo-metrics".to_owned()));

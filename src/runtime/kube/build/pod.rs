@@ -19,8 +19,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::reach::{ANNOUNCE_DIR, ANNOUNCE_VOLUME, KUBO_INIT_CONTAINER, exposed};
 use super::{
     BuildError, CLUSTER_HEALTH_PATH, CLUSTER_PATH, CLUSTER_VOLUME, CONFIG_HASH_ANNOTATION,
-    GATEWAY_PORT, KUBO_HEALTH_PATH, KUBO_METRICS_CONTAINER, KUBO_PATH, KUBO_VOLUME, Names, SWARM_KEY_DIR, SWARM_KEY_FILE,
-    SWARM_KEY_VOLUME, labels, meta, secret_source, selector_labels,
+    GATEWAY_PORT, KUBO_HEALTH_PATH, KUBO_METRICS_CONTAINER, KUBO_PATH, KUBO_VOLUME, Names,
+    SWARM_KEY_DIR, SWARM_KEY_FILE, SWARM_KEY_VOLUME, labels, meta, secret_source, selector_labels,
 };
 use crate::api::cluster::PodIds;
 use crate::api::cluster::{
