@@ -38,6 +38,9 @@ pub enum Command {
     /// Serve the dashboard API (status, metrics, actions) alone, from reconciled status (the sidecar
     /// container next to the controller).
     Dashboard(DashboardArgs),
+    /// Serve Kubo's Prometheus metrics, and nothing else of its RPC API, on a port of their own
+    /// (the `kubo-metrics` container of each peer pod).
+    KuboMetrics(KuboMetricsArgs),
     /// Supervise real Kubo and ipfs-cluster-service processes on this host, no Kubernetes needed.
     Local {
         #[command(subcommand)]
@@ -57,6 +60,12 @@ pub struct RunArgs {
     /// Address of the metrics and health endpoint of the controller.
     #[arg(long, default_value = "0.0.0.0:9090", env = "IPFS_KIT_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
+
+    /// The operator's own image (the chart and `deploy/` set it): each peer pod runs it as a
+    /// `kubo-metrics` container serving Kubo's metrics (`spec.metrics.kubo`). Unset: Kubo's
+    /// metrics are not exposed.
+    #[arg(long, env = "IPFS_KIT_OPERATOR_IMAGE", value_name = "IMAGE")]
+    pub kubo_metrics_image: Option<String>,
 
     /// IpfsClusters reconciled at the same time, at most.
     #[arg(long, default_value_t = 8, env = "IPFS_KIT_CONCURRENCY")]
@@ -96,6 +105,17 @@ pub struct RunArgs {
         value_parser = crate::runtime::kube::dns::parse_cluster_domain
     )]
     pub cluster_domain: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KuboMetricsArgs {
+    /// Address to serve `GET /metrics` on.
+    #[arg(long, default_value = "0.0.0.0:9401")]
+    pub listen: SocketAddr,
+
+    /// Base URL of Kubo's RPC API (only its `/debug/metrics/prometheus` is read).
+    #[arg(long, default_value = "http://127.0.0.1:5001")]
+    pub kubo: String,
 }
 
 #[derive(Debug, Args)]

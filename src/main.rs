@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Crd => print_crds(),
         Command::Run(args) => run(args),
         Command::Dashboard(args) => dashboard(args),
+        Command::KuboMetrics(args) => kubo_metrics(args),
         Command::Local { command } => local(command),
     }
 }
@@ -32,6 +33,28 @@ fn dashboard(args: &ipfs_kit_operator::cli::DashboardArgs) -> ExitCode {
                 args.auth_reads,
                 args.kube_auth,
                 args.namespace.clone(),
+            ))
+            .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ipfs-kit-operator kubo-metrics`: Kubo's metrics on a port of their own.
+fn kubo_metrics(args: &ipfs_kit_operator::cli::KuboMetricsArgs) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+        .and_then(|rt| {
+            rt.block_on(ipfs_kit_operator::kubo_metrics::serve(
+                args.listen,
+                &args.kubo,
             ))
             .map_err(|e| e.to_string())
         });

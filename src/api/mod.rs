@@ -16,8 +16,9 @@ pub use cluster::{
     ACTION_REQUEST_ANNOTATION, ClusterPhase, ClusterSpec, Consensus, Exposure, GatewaySpec,
     HealingAction, HealingRecord, HealingResult, HealthSpec, IpfsCluster, IpfsClusterSpec,
     IpfsClusterStatus, KuboProfile, KuboSpec, MANAGED_KUBO_KEYS, MAX_CLUSTER_NAME_LENGTH,
-    NetworkingSpec, P2pSpec, PeerState, PeerStatus, PodSecurityContextSpec, SecretKeyReference,
-    SwarmKeyReference, check_cluster_name, check_kubo_config, check_swarm_key, swarm_key_text,
+    MetricsSpec, NetworkingSpec, P2pSpec, PeerState, PeerStatus, PodSecurityContextSpec,
+    SecretKeyReference, SwarmKeyReference, check_cluster_name, check_kubo_config, check_swarm_key,
+    swarm_key_text,
 };
 pub use common::{LocalObjectReference, ResourceRequirements, StorageSpec};
 pub use pin::{

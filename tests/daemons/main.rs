@@ -5,5 +5,6 @@ mod support;
 
 mod harness;
 mod healing;
+mod kubo_metrics;
 mod local;
 mod probe;

@@ -1091,3 +1091,77 @@ async fn the_operator_as_the_chart_deploys_it_does_its_whole_job_with_the_chart_
         );
     }
 }
+
+#[test]
+fn the_chart_runs_the_peers_kubo_metrics_from_its_own_image_and_can_monitor_the_peers() {
+    let helm = Helm::offline();
+    // The controller knows its own image: the peer pods' `kubo-metrics` container runs it.
+    let docs = helm.template(&["image.tag=1.2.3"]);
+    let deployment: Deployment = find(&docs, "Deployment", None);
+    let pod = deployment.spec.template.spec.expect("pod spec");
+    let args = container(&pod, "controller")
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        args.windows(2).any(|w| w[0] == "--kubo-metrics-image"
+            && w[1] == "ghcr.io/ipfs-kit/ipfs-kit-operator:1.2.3"),
+        "{args:?}"
+    );
+    assert!(
+        !kinds(&docs).contains(&"PodMonitor".to_owned()),
+        "off by default"
+    );
+
+    // The PodMonitor: the peers of every namespace, both daemons' ports, labelled by cluster and
+    // peer; refused by name where the kind is unknown.
+    let chart = chart_dir();
+    let chart = chart.to_str().expect("utf-8 path");
+    let out = helm.ok(&[
+        "template",
+        RELEASE,
+        chart,
+        "--set",
+        "metrics.podMonitor.enabled=true",
+        "--set",
+        "metrics.podMonitor.labels.release=prom",
+        "--api-versions",
+        "monitoring.coreos.com/v1/PodMonitor",
+    ]);
+    let docs = documents(&out);
+    let monitor = docs
+        .iter()
+        .find(|d| d["kind"] == "PodMonitor")
+        .expect("a PodMonitor");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+    assert_eq!(monitor["spec"]["namespaceSelector"], json!({"any": true}));
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/managed-by"],
+        "ipfs-kit-operator"
+    );
+    let endpoints = monitor["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .expect("endpoints");
+    let ports: Vec<&str> = endpoints
+        .iter()
+        .filter_map(|e| e["port"].as_str())
+        .collect();
+    assert_eq!(ports, ["kubo-metrics", "cluster-metrics"]);
+    for endpoint in endpoints {
+        let targets: Vec<&str> = endpoint["relabelings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["targetLabel"].as_str())
+            .collect();
+        assert_eq!(targets, ["cluster", "peer"], "{endpoint}");
+    }
+    let refused = helm.refused(&[
+        "template",
+        RELEASE,
+        chart,
+        "--set",
+        "metrics.podMonitor.enabled=true",
+    ]);
+    assert!(refused.contains("metrics.podMonitor.enabled"), "{refused}");
+}

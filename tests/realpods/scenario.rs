@@ -28,6 +28,7 @@ pub async fn minimal_cluster() {
 
     let cold = apply_minimal_cluster(&c).await;
     let ids = peers_connected(&c, 3).await;
+    kubos_metrics_and_nothing_else_on_their_own_port(&c).await;
     kubo_runs_offline_and_keeps_its_siblings(&c, &ids).await;
     let cids = pins_applied(&c).await;
     let back = killed_kubo_comes_back(&c, &cids).await;
@@ -614,7 +615,11 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
         uids.push(c.pod(i).await.uid().unwrap_or_default());
     }
     let restarts_before = healing_count_all(&c.api.get(&c.name).await.expect("cluster"));
-    let patch = json!({"spec": {"kubo": {"config": {"Swarm": {"ConnMgr": {"HighWater": 321}}}}}});
+    // With IPFS Cluster's own metrics turned on in the same change.
+    let patch = json!({"spec": {
+        "kubo": {"config": {"Swarm": {"ConnMgr": {"HighWater": 321}}}},
+        "metrics": {"cluster": true},
+    }});
     let started = Instant::now();
     c.api
         .patch(&c.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -668,6 +673,42 @@ async fn config_change_rolls_one_pod_at_a_time(c: &Cluster) {
             .await
             .expect("config");
         assert_eq!(value["Value"], json!(321), "{ip}: {value}");
+        // IPFS Cluster's own series on 8888.
+        metrics_text(&format!("http://{ip}:8888/metrics"), "ipfscluster_").await;
+    }
+}
+
+/// The body of a metrics endpoint once it answers 200 with series named `prefix*` (IPFS
+/// Cluster reports its first figures after its 30 s reporting interval).
+async fn metrics_text(url: &str, prefix: &str) -> String {
+    let http = crate::http();
+    wait_for(
+        &format!("{url} to answer with {prefix}* series"),
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || async {
+            let answer = http.get(url).send().await.ok()?;
+            (answer.status() == 200).then_some(())?;
+            let text = answer.text().await.ok()?;
+            text.lines().any(|l| l.starts_with(prefix)).then_some(text)
+        },
+    )
+    .await
+}
+
+/// Each pod's `kubo-metrics` container (the operator's image, as the chart runs it) serves
+/// Kubo's own metrics on 9401, and nothing else of the RPC API.
+async fn kubos_metrics_and_nothing_else_on_their_own_port(c: &Cluster) {
+    let http = crate::http();
+    for ip in c.ips(3).await {
+        // Kubo's own series on 9401.
+        metrics_text(&format!("http://{ip}:9401/metrics"), "ipfs_").await;
+        let id = http
+            .post(format!("http://{ip}:9401/api/v0/id"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(id.status(), 404, "{ip}: the RPC API is not on 9401");
     }
 }
 

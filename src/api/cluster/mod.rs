@@ -16,11 +16,13 @@ use super::validation::{
     parse_duration, parse_storage_size,
 };
 
+mod daemon_metrics;
 mod kubo_config;
 mod pods;
 pub mod status;
 mod validate;
 
+pub use daemon_metrics::{CLUSTER_METRICS_PORT, KUBO_METRICS_PORT, MetricsSpec};
 pub use kubo_config::{
     KuboValueType, MANAGED_KUBO_CONFIG, MANAGED_KUBO_KEYS, ManagedKuboKey, check_kubo_config,
 };
@@ -194,6 +196,11 @@ pub struct IpfsClusterSpec {
     #[serde(default)]
     pub pod_security_context: PodSecurityContextSpec,
 
+    /// The daemons' own Prometheus metrics in the peer pods: Kubo's (default on) and IPFS
+    /// Cluster's (default off). All fields have defaults.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+
     /// Stop reconciling and healing this cluster: running peers keep running untouched, status
     /// phase becomes Paused. Default false.
     #[serde(default)]
@@ -214,6 +221,7 @@ impl Default for IpfsClusterSpec {
             networking: NetworkingSpec::default(),
             swarm_key_ref: None,
             pod_security_context: PodSecurityContextSpec::default(),
+            metrics: MetricsSpec::default(),
             paused: false,
         }
     }

@@ -50,6 +50,9 @@ pub struct Settings {
     pub operator_namespace: Option<String>,
     /// The Kubernetes cluster's DNS domain, in the peers' DNS names (start script, healing).
     pub cluster_domain: String,
+    /// The operator's own image, for the peers' `kubo-metrics` containers (`spec.metrics.kubo`).
+    /// `None`: Kubo's metrics are not exposed.
+    pub kubo_metrics_image: Option<String>,
 }
 
 impl Settings {
@@ -58,6 +61,7 @@ impl Settings {
         build::Environment {
             operator_namespace: self.operator_namespace.clone(),
             cluster_domain: self.cluster_domain.clone(),
+            kubo_metrics_image: self.kubo_metrics_image.clone(),
         }
     }
 }
@@ -75,6 +79,7 @@ impl Default for Settings {
             start_grace: None,
             operator_namespace: None,
             cluster_domain: super::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            kubo_metrics_image: None,
         }
     }
 }

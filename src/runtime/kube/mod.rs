@@ -125,6 +125,7 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
         instance: args.instance.clone(),
         operator_namespace,
         cluster_domain,
+        kubo_metrics_image: args.kubo_metrics_image.clone().filter(|i| !i.is_empty()),
         ..Settings::default()
     };
     let metrics = Arc::new(Metrics::default());

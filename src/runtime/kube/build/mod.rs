@@ -66,6 +66,8 @@ pub const API_CLIENT_LABEL: &str = "ipfskit.io/api-client";
 pub const SECRET_KEY: &str = "secret";
 /// Kubo's gateway port inside the pod.
 pub const GATEWAY_PORT: i32 = 8080;
+/// Name of the container serving Kubo's metrics (`spec.metrics.kubo`).
+pub const KUBO_METRICS_CONTAINER: &str = "kubo-metrics";
 /// Where the Kubo repository lives in the pods.
 pub const KUBO_PATH: &str = "/data/ipfs";
 /// Where the IPFS Cluster state lives in the pods.
@@ -240,6 +242,9 @@ pub struct Environment {
     pub operator_namespace: Option<String>,
     /// The cluster's DNS domain, e.g. `cluster.local` (see [`crate::runtime::kube::dns`]).
     pub cluster_domain: String,
+    /// The operator's own image, run as the `kubo-metrics` container of each peer pod when
+    /// `spec.metrics.kubo` is on. `None`: no such container (Kubo's metrics stay unexposed).
+    pub kubo_metrics_image: Option<String>,
 }
 
 impl Default for Environment {
@@ -247,6 +252,7 @@ impl Default for Environment {
         Self {
             operator_namespace: None,
             cluster_domain: crate::runtime::kube::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            kubo_metrics_image: None,
         }
     }
 }
@@ -270,18 +276,33 @@ pub fn children(cluster: &IpfsCluster, env: &Environment) -> Result<Children, Bu
     let names = Names::of(&name);
     let config_map = config_map(cluster, &names, &namespace, &env.cluster_domain, &owner);
     let hash = config_hash(&config_map);
-    let statefulset = statefulset(cluster, &names, &owner, &hash)?;
+    let kubo_metrics = kubo_metrics_image(cluster, env);
+    let statefulset = statefulset(cluster, &names, &owner, &hash, kubo_metrics)?;
     Ok(Children {
-        headless_service: headless_service(&names, &owner),
+        headless_service: headless_service(cluster, &names, &owner, kubo_metrics.is_some()),
         api_service: api_service(&names, &owner),
         peer_services: peer_services(cluster, &names, &owner),
         gateway_service: gateway_service(cluster, &names, &owner),
         pdb: pdb(&names, &owner),
-        network_policy: network_policy(cluster, &names, env.operator_namespace.as_deref(), &owner),
+        network_policy: network_policy(
+            cluster,
+            &names,
+            env.operator_namespace.as_deref(),
+            kubo_metrics.is_some(),
+            &owner,
+        ),
         config_map,
         statefulset,
         names,
     })
+}
+
+/// The image of the `kubo-metrics` container, when the spec asks for Kubo's metrics and the
+/// operator knows its own image.
+fn kubo_metrics_image<'a>(cluster: &IpfsCluster, env: &'a Environment) -> Option<&'a str> {
+    env.kubo_metrics_image
+        .as_deref()
+        .filter(|image| cluster.spec.metrics.kubo && !image.is_empty())
 }
 
 /// The controller owner reference to `cluster` (blockOwnerDeletion, so garbage collection waits).
@@ -378,6 +399,8 @@ pub fn kubo_config_leaves(config: &Map<String, Value>) -> Vec<(String, String)> 
     out
 }
 
+#[cfg(test)]
+mod metrics_tests;
 #[cfg(test)]
 mod reach_tests;
 #[cfg(test)]

@@ -19,12 +19,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::reach::{ANNOUNCE_DIR, ANNOUNCE_VOLUME, KUBO_INIT_CONTAINER, exposed};
 use super::{
     BuildError, CLUSTER_HEALTH_PATH, CLUSTER_PATH, CLUSTER_VOLUME, CONFIG_HASH_ANNOTATION,
-    GATEWAY_PORT, KUBO_HEALTH_PATH, KUBO_PATH, KUBO_VOLUME, Names, SWARM_KEY_DIR, SWARM_KEY_FILE,
-    SWARM_KEY_VOLUME, labels, meta, secret_source, selector_labels,
+    GATEWAY_PORT, KUBO_HEALTH_PATH, KUBO_METRICS_CONTAINER, KUBO_PATH, KUBO_VOLUME, Names,
+    SWARM_KEY_DIR, SWARM_KEY_FILE, SWARM_KEY_VOLUME, labels, meta, secret_source, selector_labels,
 };
 use crate::api::cluster::PodIds;
 use crate::api::cluster::{
-    CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT,
+    CLUSTER_METRICS_PORT, CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT,
+    KUBO_METRICS_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT,
 };
 use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec, ResourceRequirements};
 
@@ -35,6 +36,7 @@ pub(super) fn statefulset(
     names: &Names,
     owner: &OwnerReference,
     config_hash: &str,
+    kubo_metrics: Option<&str>,
 ) -> Result<StatefulSet, BuildError> {
     let spec = &cluster.spec;
     let selector = selector_labels(&names.cluster);
@@ -56,7 +58,7 @@ pub(super) fn statefulset(
                     when_scaled: Some("Retain".into()),
                 },
             ),
-            template: pod_template(cluster, names, config_hash),
+            template: pod_template(cluster, names, config_hash, kubo_metrics),
             volume_claim_templates: Some(claim_templates(&cluster.spec, &selector)),
             ..Default::default()
         },
@@ -64,8 +66,14 @@ pub(super) fn statefulset(
     })
 }
 
-/// The pod of one peer: the two init containers, then Kubo and IPFS Cluster.
-fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodTemplateSpec {
+/// The pod of one peer: the two init containers, then Kubo and IPFS Cluster (and the
+/// `kubo-metrics` container when `kubo_metrics` names its image).
+fn pod_template(
+    cluster: &IpfsCluster,
+    names: &Names,
+    config_hash: &str,
+    kubo_metrics: Option<&str>,
+) -> PodTemplateSpec {
     let spec = &cluster.spec;
     let cluster_env = cluster_env(cluster, names);
     let exposed = exposed(cluster);
@@ -91,10 +99,14 @@ fn pod_template(cluster: &IpfsCluster, names: &Names, config_hash: &str) -> PodT
                 kubo_init_container(spec, exposed),
                 cluster_init_container(spec, cluster_env.clone()),
             ]),
-            containers: vec![
-                kubo_container(spec),
-                cluster_container(spec, cluster_env, exposed),
-            ],
+            containers: [
+                Some(kubo_container(spec)),
+                Some(cluster_container(spec, cluster_env, exposed)),
+                kubo_metrics.map(|image| kubo_metrics_container(spec, image)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             volumes: Some(volumes),
             ..Default::default()
         }),
@@ -163,6 +175,15 @@ fn cluster_env(cluster: &IpfsCluster, names: &Names) -> Vec<EnvVar> {
     }
     if let Some(max) = spec.cluster.replication_factor_max {
         cluster_env.push(env("CLUSTER_REPLICATIONFACTORMAX", max.to_string()));
+    }
+    if spec.metrics.cluster {
+        cluster_env.extend([
+            env("CLUSTER_METRICS_ENABLESTATS", "true"),
+            env(
+                "CLUSTER_METRICS_PROMETHEUSENDPOINT",
+                format!("/ip4/0.0.0.0/tcp/{CLUSTER_METRICS_PORT}"),
+            ),
+        ]);
     }
     if exposed(cluster) {
         cluster_env.push(host_ip_env());
@@ -350,16 +371,57 @@ fn cluster_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>, exposed: 
         image: Some(spec.cluster.image.clone()),
         command: Some(vec!["/bin/sh".into(), "/config/cluster-start.sh".into()]),
         env: Some(cluster_env),
-        ports: Some(vec![
-            port("cluster-swarm", CLUSTER_SWARM_PORT),
-            port("cluster-api", CLUSTER_REST_PORT),
-            port("cluster-proxy", CLUSTER_PROXY_PORT),
-        ]),
+        ports: Some(cluster_ports(spec)),
         resources: resources(&spec.cluster.resources),
         volume_mounts: Some(mounts),
         startup_probe: Some(startup_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
         readiness_probe: Some(readiness_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
         liveness_probe: Some(liveness_probe(CLUSTER_HEALTH_PATH, CLUSTER_REST_PORT)),
+        security_context: Some(restricted(spec)),
+        ..Default::default()
+    }
+}
+
+fn cluster_ports(spec: &IpfsClusterSpec) -> Vec<ContainerPort> {
+    let mut ports = vec![
+        port("cluster-swarm", CLUSTER_SWARM_PORT),
+        port("cluster-api", CLUSTER_REST_PORT),
+        port("cluster-proxy", CLUSTER_PROXY_PORT),
+    ];
+    if spec.metrics.cluster {
+        ports.push(port("cluster-metrics", CLUSTER_METRICS_PORT));
+    }
+    ports
+}
+
+/// Container `kubo-metrics`: the operator's image serving Kubo's `/debug/metrics/prometheus` as
+/// `/metrics` on its own port, and nothing else of the RPC API (see `crate::kubo_metrics`).
+fn kubo_metrics_container(spec: &IpfsClusterSpec, image: &str) -> Container {
+    Container {
+        name: KUBO_METRICS_CONTAINER.into(),
+        image: Some(image.to_owned()),
+        args: Some(vec![
+            "kubo-metrics".into(),
+            format!("--listen=0.0.0.0:{KUBO_METRICS_PORT}"),
+            format!("--kubo=http://127.0.0.1:{KUBO_RPC_PORT}"),
+        ]),
+        ports: Some(vec![port("kubo-metrics", KUBO_METRICS_PORT)]),
+        resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("5m".into())),
+                ("memory".to_owned(), Quantity("16Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("64Mi".into()),
+            )])),
+            ..Default::default()
+        }),
+        readiness_probe: Some(Probe {
+            period_seconds: Some(30),
+            timeout_seconds: Some(5),
+            ..http_probe(crate::kubo_metrics::HEALTH_PATH, KUBO_METRICS_PORT)
+        }),
         security_context: Some(restricted(spec)),
         ..Default::default()
     }

@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{API_ACCESS_LABEL, API_CLIENT_LABEL, GATEWAY_PORT, Names, meta, selector_labels};
 use crate::api::cluster::{
-    CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT,
+    CLUSTER_METRICS_PORT, CLUSTER_PROXY_PORT, CLUSTER_REST_PORT, CLUSTER_SWARM_PORT,
+    KUBO_METRICS_PORT, KUBO_RPC_PORT, KUBO_SWARM_PORT,
 };
 use crate::api::{Exposure, IpfsCluster};
 
@@ -28,22 +29,47 @@ fn service_port(name: &str, port: i32) -> ServicePort {
     }
 }
 
+/// The daemons' metrics ports the pods serve (`spec.metrics`): `kubo-metrics` when the
+/// `kubo-metrics` container runs, `cluster-metrics` when IPFS Cluster's endpoint is on.
+fn metrics_ports(cluster: &IpfsCluster, kubo_metrics: bool) -> Vec<(&'static str, i32)> {
+    let mut ports = Vec::new();
+    if kubo_metrics {
+        ports.push(("kubo-metrics", KUBO_METRICS_PORT));
+    }
+    if cluster.spec.metrics.cluster {
+        ports.push(("cluster-metrics", CLUSTER_METRICS_PORT));
+    }
+    ports
+}
+
 /// The headless Service that gives each peer a stable DNS name
 /// (`<cluster>-<n>.<cluster>-peers.<ns>.svc`), published before the pod is ready so that peers
-/// can bootstrap to each other while starting.
-pub(super) fn headless_service(names: &Names, owner: &OwnerReference) -> Service {
+/// can bootstrap to each other while starting. It also lists the daemons' metrics ports, for a
+/// ServiceMonitor.
+pub(super) fn headless_service(
+    cluster: &IpfsCluster,
+    names: &Names,
+    owner: &OwnerReference,
+    kubo_metrics: bool,
+) -> Service {
+    let mut ports = vec![
+        service_port("swarm", KUBO_SWARM_PORT),
+        service_port("cluster-swarm", CLUSTER_SWARM_PORT),
+        service_port("rpc", KUBO_RPC_PORT),
+        service_port("cluster-api", CLUSTER_REST_PORT),
+    ];
+    ports.extend(
+        metrics_ports(cluster, kubo_metrics)
+            .into_iter()
+            .map(|(name, port)| service_port(name, port)),
+    );
     Service {
         metadata: meta(&names.headless_service, names, owner),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&names.cluster)),
-            ports: Some(vec![
-                service_port("swarm", KUBO_SWARM_PORT),
-                service_port("cluster-swarm", CLUSTER_SWARM_PORT),
-                service_port("rpc", KUBO_RPC_PORT),
-                service_port("cluster-api", CLUSTER_REST_PORT),
-            ]),
+            ports: Some(ports),
             ..Default::default()
         }),
         ..Default::default()
@@ -129,7 +155,8 @@ fn labelled(key: &str, value: &str) -> LabelSelector {
     }
 }
 
-/// Ingress to the peer pods: the swarm ports (and the gateway, when enabled) from anywhere; the
+/// Ingress to the peer pods: the swarm ports (and the gateway and the daemons' metrics ports,
+/// when on) from anywhere; the
 /// control APIs (Kubo RPC 5001, Cluster REST 9094, proxy 9095) only from the other peers, from the
 /// operator and its dashboard (pods labelled `ipfskit.io/api-access: operator` in the operator's
 /// namespace, `operator_namespace`) and from client pods in the same namespace labelled
@@ -140,6 +167,7 @@ pub(super) fn network_policy(
     cluster: &IpfsCluster,
     names: &Names,
     operator_namespace: Option<&str>,
+    kubo_metrics: bool,
     owner: &OwnerReference,
 ) -> NetworkPolicy {
     let mut open_ports = vec![
@@ -150,6 +178,12 @@ pub(super) fn network_policy(
     if cluster.spec.networking.gateway.enabled {
         open_ports.push(np_port(GATEWAY_PORT, "TCP"));
     }
+    // Read-only figures, no secret: scraped by whatever Prometheus the cluster runs.
+    open_ports.extend(
+        metrics_ports(cluster, kubo_metrics)
+            .into_iter()
+            .map(|(_, port)| np_port(port, "TCP")),
+    );
     let api_ports = vec![
         np_port(KUBO_RPC_PORT, "TCP"),
         np_port(CLUSTER_REST_PORT, "TCP"),
