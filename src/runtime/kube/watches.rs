@@ -193,6 +193,10 @@ pub async fn run(
     check_crd(&client, settings.namespace.as_deref()).await?;
     let ns = settings.namespace.clone();
     let (reader, writer) = reflector::store();
+    // This process reconciles from now on: it exports the cluster and peer series, of the
+    // clusters its cache holds.
+    metrics.set_leader(true);
+    metrics.track_clusters(reader.clone());
     // Status writes change neither the generation nor the finalizers: they do not re-trigger a
     // reconcile (no self-inflicted hot loop); periodic requeues pick up probe results.
     // Annotations carry the dashboard's action requests.
@@ -223,7 +227,12 @@ pub async fn run(
     );
     // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
     let shutdown = futures::FutureExt::shared(shutdown);
-    let pins = super::pin::PinContext::new(client, &settings.instance, ctx.ipfs.clone(), metrics);
+    let pins = super::pin::PinContext::new(
+        client,
+        &settings.instance,
+        ctx.ipfs.clone(),
+        metrics.clone(),
+    );
     let pins = tokio::spawn(super::pin::run_pins(
         pins,
         ns.clone(),
@@ -255,6 +264,8 @@ pub async fn run(
         })
         .await;
     let _ = pins.await;
+    // Another process may reconcile now: the cluster and peer series are its to export.
+    metrics.set_leader(false);
     info!("controller stopped");
     Ok(())
 }
