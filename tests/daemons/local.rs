@@ -1186,7 +1186,7 @@ async fn every_read_route_answers_from_real_status(base: &str, token: &str, befo
         .text()
         .await
         .expect("text");
-    local_metrics_are_served_from_one_registry(&metrics, &p);
+    local_metrics_are_served_from_one_registry(&metrics, p);
     for path in ["/healthz", "/readyz"] {
         let resp = http.get(format!("{base}{path}")).send().await.expect("GET");
         assert_eq!(resp.status().as_u16(), 200, "{path}");
