@@ -193,10 +193,6 @@ pub async fn run(
     check_crd(&client, settings.namespace.as_deref()).await?;
     let ns = settings.namespace.clone();
     let (reader, writer) = reflector::store();
-    // This process reconciles from now on: it exports the cluster and peer series, of the
-    // clusters its cache holds.
-    metrics.set_leader(true);
-    metrics.track_clusters(reader.clone());
     // Status writes change neither the generation nor the finalizers: they do not re-trigger a
     // reconcile (no self-inflicted hot loop); periodic requeues pick up probe results.
     // Annotations carry the dashboard's action requests.
@@ -220,6 +216,10 @@ pub async fn run(
         metrics.clone(),
         owned.caches,
     )?);
+    // This process reconciles from now on: it exports the cluster and peer series, of the
+    // clusters its cache holds.
+    metrics.set_leader(true);
+    metrics.track_clusters(reader.clone());
     info!(
         namespace = ns.as_deref().unwrap_or("<all>"),
         concurrency = settings.concurrency,
