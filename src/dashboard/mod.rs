@@ -31,7 +31,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{IpfsClusterStatus, IpfsPinStatus};
-use crate::metrics::Metrics;
+use crate::metrics::{Exporter, Metrics};
 
 pub use access::{AccessReview, KubeAccessReview};
 pub use auth::{Reader, Token, TokenSource, Writer};
@@ -167,17 +167,11 @@ type StatusCache = Arc<Mutex<Option<(Arc<Snapshot>, Bytes)>>>;
 pub struct Publisher {
     snapshot: watch::Sender<Arc<Snapshot>>,
     history: Arc<Mutex<BTreeMap<String, VecDeque<HealthSample>>>>,
-    metrics: Metrics,
     host: Arc<RwLock<Option<HostMetrics>>>,
     bandwidth: Arc<Mutex<Bandwidth>>,
 }
 
 impl Publisher {
-    /// The metrics `/metrics` serves; runtimes bump their counters here.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// A sampler of this host's figures for `/metrics/realtime`; disk figures are of the
     /// filesystem holding `disk_path`. Run it with [`HostSampler::run`].
     pub fn host_sampler(&self, disk_path: impl Into<std::path::PathBuf>) -> HostSampler {
@@ -188,10 +182,6 @@ impl Publisher {
     pub fn publish(&self, snapshot: Snapshot) {
         let time = snapshot.updated_at.clone().unwrap_or_default();
         self.update_rates(&snapshot);
-        for cluster in &snapshot.clusters {
-            self.metrics
-                .observe_cluster(&cluster.key(), &cluster.status);
-        }
         if let Ok(mut history) = self.history.lock() {
             for cluster in &snapshot.clusters {
                 let phase = cluster
@@ -283,7 +273,7 @@ impl Dashboard {
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (actions_tx, actions_rx) = mpsc::channel(64);
         let history = Arc::new(Mutex::new(BTreeMap::new()));
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(Exporter::Dashboard);
         let host = Arc::new(RwLock::new(None));
         let bandwidth = Arc::new(Mutex::new(Bandwidth::default()));
         let dashboard = Dashboard {
@@ -293,7 +283,7 @@ impl Dashboard {
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             token: token.map(TokenSource::from),
             auth_reads,
-            metrics: metrics.clone(),
+            metrics,
             host: host.clone(),
             bandwidth: bandwidth.clone(),
             logs: None,
@@ -303,11 +293,17 @@ impl Dashboard {
         let publisher = Publisher {
             snapshot: snapshot_tx,
             history,
-            metrics,
             host,
             bandwidth,
         };
         (dashboard, publisher, actions_rx)
+    }
+
+    /// Serves `metrics` on `/metrics` (and counts its requests there) instead of a dashboard's
+    /// own HTTP metrics only: `local up` serves its supervisor's series from the same registry.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Dashboard {
+        self.metrics = metrics;
+        self
     }
 
     /// Reads the token from `path` at each check instead (see [`TokenSource`]).

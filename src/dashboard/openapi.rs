@@ -337,9 +337,11 @@ fn other_routes() -> Map<String, Value> {
         }}}})
     };
     let mut metrics = text(
-        "Prometheus/OpenMetrics text: reconciles, errors, durations, healing actions by reason, \
-         per-peer score, up, swarm peers, pins by status",
-        "OpenMetrics text",
+        "Prometheus metrics: this dashboard's requests and latency by route, and the build; \
+         under `local up` also the supervisor's cluster, peer, healing and reconcile series (the \
+         README's Metrics table lists them)",
+        "OpenMetrics text when the Accept header asks for it, else the Prometheus text format \
+         0.0.4",
         "application/openmetrics-text",
     );
     metrics["get"]["responses"]["401"] = error(READ_401);

@@ -28,6 +28,7 @@ use crate::api::PeerStatus;
 
 /// The dashboard's router, ready for `axum::serve`.
 pub fn router(dashboard: Dashboard) -> Router {
+    let http = dashboard.metrics.dashboard.clone();
     let api = Router::new()
         .route("/status", get(status::status))
         .route("/metrics/realtime", get(metrics::realtime))
@@ -57,6 +58,11 @@ pub fn router(dashboard: Dashboard) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
+        ))
+        // Outermost: every answer is counted, refusals and timeouts included.
+        .layer(axum::middleware::from_fn_with_state(
+            http,
+            crate::metrics::http::track,
         ))
         .with_state(dashboard)
 }

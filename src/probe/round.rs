@@ -1,7 +1,8 @@
 //! The probe round: every peer's Kubo and Cluster APIs probed concurrently, a timeout on every
 //! call, bounded concurrency, one [`PeerReport`] per peer.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
@@ -9,6 +10,7 @@ use super::http::{Endpoint, IpfsClient, ProberError};
 use super::report::{
     ClusterStatus, FailureKind, KuboStatus, PeerReport, ProbeFailure, ProbeResult, ProcessState,
 };
+use crate::metrics::{ApiLabels, ProbeDurations};
 
 /// Probes running at the same time in one round, at most.
 pub const DEFAULT_CONCURRENCY: usize = 128;
@@ -24,10 +26,21 @@ pub struct PeerTarget {
 }
 
 /// Probes Kubo and Cluster APIs through a shared [`IpfsClient`], with a timeout on every call.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Prober {
     client: IpfsClient,
     timeout: Duration,
+    /// Where each probe's duration is recorded (`ipfs_kit_probe_duration_seconds`), if anywhere.
+    durations: Option<ProbeDurations>,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober")
+            .field("client", &self.client)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Prober {
@@ -36,8 +49,29 @@ impl Prober {
         Ok(IpfsClient::new()?.prober(timeout))
     }
 
+    /// Records the duration of every probe of a daemon's API in `durations`, by API.
+    pub fn timed(mut self, durations: ProbeDurations) -> Prober {
+        self.durations = Some(durations);
+        self
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Runs `probe` of `api` (`kubo`, `cluster`), recording how long it took.
+    async fn time<T>(&self, api: &str, probe: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = probe.await;
+        if let Some(durations) = &self.durations {
+            let labels = ApiLabels {
+                api: api.to_owned(),
+            };
+            durations
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+        }
+        out
     }
 
     /// The client this prober probes with, for the calls that act on a peer.
@@ -58,8 +92,11 @@ impl Prober {
     /// Probes one peer's Kubo and Cluster APIs concurrently.
     pub async fn peer(&self, target: &PeerTarget) -> PeerReport {
         let (kubo, (mut cluster, cluster_alive)) = tokio::join!(
-            self.kubo(&target.kubo),
-            self.client.cluster_status(&target.cluster, self.timeout)
+            self.time("kubo", self.kubo(&target.kubo)),
+            self.time(
+                "cluster",
+                self.client.cluster_status(&target.cluster, self.timeout)
+            )
         );
         // The cluster peer asks Kubo while answering `/id`, `/peers` and `/pins`: while Kubo hangs,
         // those stall although the cluster daemon is fine (its `/health` answers). Report the
@@ -111,6 +148,7 @@ impl IpfsClient {
         Prober {
             client: self.clone(),
             timeout,
+            durations: None,
         }
     }
 }

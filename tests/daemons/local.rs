@@ -996,6 +996,81 @@ async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request
 }
 
 /// Every read route of the in-process dashboard, on the status of real daemons (`before`).
+/// The value of the one sample whose line starts with `prefix` (name and labels).
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in:\n{metrics}"))
+}
+
+/// `/metrics` of `local up`: the supervisor's cluster and peer series (no namespace label),
+/// the probe latency of real probes, and the dashboard's own requests, all in one answer.
+fn local_metrics_are_served_from_one_registry(metrics: &str, peer: &str) {
+    let labels = format!("cluster=\"dash\",peer=\"{peer}\"");
+    assert_eq!(
+        sample(metrics, &format!("ipfs_kit_peer_up{{{labels}}}")),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            metrics,
+            &format!("ipfs_kit_peer_state{{{labels},state=\"Healthy\"}}")
+        ),
+        1.0
+    );
+    assert!(
+        !metrics.contains("namespace="),
+        "no namespace locally:\n{metrics}"
+    );
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("ipfs_kit_peer_info{{{labels},peer_id=\"12D3KooW")))
+        .unwrap_or_else(|| panic!("no peer_info of {peer}:\n{metrics}"));
+    assert!(
+        !info.contains("kubo_version=\"\"") && !info.contains("cluster_version=\"\""),
+        "{info}"
+    );
+    assert_eq!(
+        sample(metrics, "ipfs_kit_cluster_peers_desired{cluster=\"dash\"}"),
+        2.0
+    );
+    for api in ["kubo", "cluster"] {
+        let probes = sample(
+            metrics,
+            &format!("ipfs_kit_probe_duration_seconds_count{{api=\"{api}\"}}"),
+        );
+        assert!(probes >= 2.0, "{api} probes timed: {probes}");
+    }
+    let volume = sample(
+        metrics,
+        &format!("ipfs_kit_peer_volume_capacity_bytes{{{labels}}}"),
+    );
+    assert!(volume > 0.0, "the repository's filesystem size");
+    assert!(
+        sample(
+            metrics,
+            &format!("ipfs_kit_peer_received_bytes_total{{{labels}}}")
+        ) > 0.0
+    );
+    assert_eq!(
+        sample(
+            metrics,
+            &format!("ipfs_kit_peer_healing_budget_remaining{{{labels}}}")
+        ),
+        5.0
+    );
+    assert_eq!(sample(metrics, "ipfs_kit_leader "), 1.0);
+    assert!(sample(metrics, "ipfs_kit_reconciles_total ") >= 1.0);
+    assert!(sample(metrics, "ipfs_kit_last_reconcile_timestamp_seconds ") > 1.7e9);
+    assert!(
+        metrics.contains("ipfs_kit_dashboard_requests_total{route=\"/api/dashboard/status\""),
+        "the in-process dashboard's own requests:\n{metrics}"
+    );
+}
+
 async fn every_read_route_answers_from_real_status(base: &str, token: &str, before: &LocalStatus) {
     let http = http();
     let get = |path: &str| {
@@ -1112,12 +1187,7 @@ async fn every_read_route_answers_from_real_status(base: &str, token: &str, befo
         .text()
         .await
         .expect("text");
-    assert!(
-        metrics.contains(&format!(
-            "ipfs_kit_peer_up{{cluster=\"dash\",peer=\"{p}\"}} 1"
-        )),
-        "{metrics}"
-    );
+    local_metrics_are_served_from_one_registry(&metrics, p);
     for path in ["/healthz", "/readyz"] {
         let resp = http.get(format!("{base}{path}")).send().await.expect("GET");
         assert_eq!(resp.status().as_u16(), 200, "{path}");

@@ -147,21 +147,76 @@ async fn reads_come_from_the_published_status_in_the_envelope() {
     assert_eq!(code, 200);
     assert_eq!(body["data"]["peers"][2]["repoSize"], 1234);
 
+    // Reads never turn into actions.
+    assert!(s.actions.try_recv().is_err());
+}
+
+/// A dashboard's `/metrics` has its own requests by route template, method and code, and no
+/// cluster or peer series (the reconciler exports those, once).
+#[tokio::test]
+async fn the_dashboard_counts_its_requests_by_route_template_and_exports_no_peer_series() {
+    let s = serve(Some(TOKEN)).await;
+    s.publisher.publish(snapshot(95));
+    for path in [
+        "/api/dashboard/status",
+        "/api/dashboard/status",
+        "/api/dashboard/history/demo/demo-1",
+        "/api/dashboard/history/nowhere",
+        "/no/such/page",
+    ] {
+        let _ = s.get(path).await;
+    }
+    let (code, _) = s
+        .post(
+            "/api/dashboard/health/check",
+            Some("wrong-token-0123456789"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 401);
     let metrics = s
         .http
         .get(format!("{}/metrics", s.base))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
         .send()
         .await
         .expect("metrics");
     assert_eq!(metrics.status().as_u16(), 200);
-    let text = metrics.text().await.expect("text");
+    let content_type = metrics.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
-        text.contains("ipfs_kit_peer_score{cluster=\"demo\",peer=\"demo-1\"} 95"),
-        "{text}"
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
     );
-
-    // Reads never turn into actions.
-    assert!(s.actions.try_recv().is_err());
+    let text = metrics.text().await.expect("text");
+    for line in [
+        r#"ipfs_kit_dashboard_requests_total{route="/api/dashboard/status",method="GET",code="200"} 2"#,
+        r#"ipfs_kit_dashboard_requests_total{route="/api/dashboard/history/{*name}",method="GET",code="200"} 1"#,
+        r#"ipfs_kit_dashboard_requests_total{route="/api/dashboard/history/{*name}",method="GET",code="404"} 1"#,
+        r#"ipfs_kit_dashboard_requests_total{route="unmatched",method="GET",code="404"} 1"#,
+        r#"ipfs_kit_dashboard_requests_total{route="/api/dashboard/health/check",method="POST",code="401"} 1"#,
+        r#"ipfs_kit_dashboard_request_duration_seconds_count{route="/api/dashboard/status"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+    assert!(text.contains("ipfs_kit_build_info{version="), "{text}");
+    for series in [
+        "ipfs_kit_peer_",
+        "ipfs_kit_cluster_",
+        "ipfs_kit_reconcile",
+        "ipfs_kit_leader",
+    ] {
+        assert!(
+            !text.contains(series),
+            "a dashboard exports no {series}*:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("/no/such/page"),
+        "a path is never a label:\n{text}"
+    );
 }
 
 #[tokio::test]

@@ -535,22 +535,34 @@ async fn dashboard_shows_the_real_peers(c: &Cluster, ids: &[String]) {
         .expect("logs json");
     let lines = logs.to_string();
     assert!(lines.contains("Daemon is ready"), "{logs}");
-    let metrics = c
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    // The sidecar exports only its own HTTP metrics; the controller (the leader, in the same
+    // pod) exports the peer series.
+    let get_text = |url: String| async move {
+        c.http
+            .get(url)
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    };
+    let sidecar = get_text(format!("{base}/metrics")).await;
+    assert!(
+        sidecar.contains("ipfs_kit_dashboard_requests_total{")
+            && !sidecar.contains("ipfs_kit_peer_"),
+        "{sidecar}"
+    );
+    let metrics = get_text(format!("http://{ip}:9090/metrics")).await;
+    let labels = format!(
+        "{{namespace=\"{}\",cluster=\"{}\",peer=\"{}\"}} ",
+        c.ns,
+        c.name,
+        c.peer(1)
+    );
     let restarts = metrics
         .lines()
-        .find(|l| {
-            l.starts_with("ipfs_kit_peer_restarts{")
-                && l.contains(&format!("peer=\"{}\"", c.peer(1)))
-                && l.contains(&format!("cluster=\"{key}\""))
-        })
+        .find(|l| l.starts_with(&format!("ipfs_kit_peer_restarts_total{labels}")))
         .unwrap_or_else(|| panic!("no restart metric of {}:\n{metrics}", c.peer(1)));
     let value: f64 = restarts
         .rsplit(' ')

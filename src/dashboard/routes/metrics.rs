@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
+use axum::response::Response;
 
 use crate::dashboard::Dashboard;
 use crate::dashboard::auth::Reader;
@@ -21,8 +21,8 @@ pub async fn realtime(State(d): State<Dashboard>, _: Reader) -> Json<Envelope<Re
     Json(Envelope::new(views::realtime(&d.current(), host, &rates)))
 }
 
-/// `GET /metrics`: OpenMetrics text.
-pub async fn prometheus(State(d): State<Dashboard>, _: Reader) -> impl IntoResponse {
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(header::CONTENT_TYPE, content_type)], d.metrics.encode())
+/// `GET /metrics`: OpenMetrics text when the scraper asks for it, else the Prometheus text
+/// format. A sidecar's has only its own HTTP metrics; `local up`'s has the supervisor's too.
+pub async fn prometheus(State(d): State<Dashboard>, _: Reader, headers: HeaderMap) -> Response {
+    crate::metrics::respond(&d.metrics, &headers)
 }

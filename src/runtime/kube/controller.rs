@@ -24,6 +24,7 @@ use super::heal::{KubePeers, carry_out_actions};
 use super::status::Round;
 use super::{apply, observe, requests, secret, status, upgrade};
 use crate::api::IpfsCluster;
+use crate::metrics::ClusterKey;
 use crate::reconcile::{self, HealthPolicy};
 use crate::runtime::policy_for as runtime_policy;
 
@@ -124,9 +125,7 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
     if result.is_ok() {
         ctx.backoff.succeeded(&key);
     }
-    ctx.metrics
-        .reconcile_duration_seconds
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.reconciled(started.elapsed(), result.is_ok());
     result
 }
 
@@ -196,6 +195,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         assessment: &assessment,
         problems: &problems,
         upgrade: upgrade::step::for_status(cluster, &rollout),
+        max_restarts_per_hour: policy.max_restarts_per_hour,
         now,
     };
     status::report(cluster, round, ns, ctx)
@@ -207,6 +207,9 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
 /// A deleted IpfsCluster: its owned objects go by garbage collection; the operator forgets it.
 async fn cleanup(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.forget(&ObjectRef::from_obj(cluster));
+    let ns = cluster.namespace().unwrap_or_default();
+    ctx.metrics
+        .forget_cluster(&ClusterKey::kube(&ns, &cluster.name_any()));
     ctx.gc.forget(&super::collect::gc_prefix(cluster));
     ctx.event(
         cluster,

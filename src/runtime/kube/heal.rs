@@ -13,6 +13,7 @@ use super::context::{CALL_TIMEOUT, Context};
 use super::observe::Observation;
 use crate::api::cluster::{KUBO_RPC_PORT, KUBO_SWARM_PORT};
 use crate::api::{HealingAction, HealingResult, IpfsCluster};
+use crate::metrics::{ClusterKey, healing_labels};
 use crate::probe::Endpoint;
 use crate::reconcile::status::healing_record;
 use crate::reconcile::{Assessment, ClusterHistory, RestartScope, RestartUnit, SwarmTarget};
@@ -100,18 +101,11 @@ pub async fn carry_out_actions(
     assessment: &Assessment,
     before: &ClusterHistory,
 ) {
-    let cluster = format!("{}/{}", peers.ns, peers.cluster.name_any());
+    let cluster = ClusterKey::kube(peers.ns, &peers.cluster.name_any());
+    for (peer, action) in healing_labels(assessment, before) {
+        peers.ctx.metrics.count_healing(&cluster, &peer, action);
+    }
     for action in &assessment.decision.actions {
-        peers
-            .ctx
-            .metrics
-            .healing_actions
-            .get_or_create(&crate::metrics::HealingLabels {
-                cluster: cluster.clone(),
-                peer: action.peer().to_owned(),
-                action: action.label().to_owned(),
-            })
-            .inc();
         carry_out(peers, action).await;
     }
     for entry in assessment.decision.history.log.entries() {

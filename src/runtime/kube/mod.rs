@@ -90,14 +90,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The metrics and health endpoint: `/metrics`, `/healthz`, `/readyz`.
+/// The metrics and health endpoint: `/metrics` (OpenMetrics when asked for, else the
+/// Prometheus text format), `/healthz`, `/readyz`.
 pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let metrics = metrics.clone();
-                async move { metrics.encode() }
+                async move { crate::metrics::respond(&metrics, &headers) }
             }),
         )
         .route("/healthz", get(|| async { "ok" }))

@@ -98,7 +98,10 @@ pub async fn peers(
         started,
         force,
     );
-    let prober = ctx.ipfs.prober(policy.probe_timeout);
+    let prober = ctx
+        .ipfs
+        .prober(policy.probe_timeout)
+        .timed(ctx.metrics.probe_durations.clone());
     // Owned per-target futures (rather than `Prober::round`, which borrows), so that the
     // reconcile future is provably `Send`.
     let probed: Vec<(String, PeerReport)> = futures::stream::iter(probe)

@@ -12,6 +12,7 @@ use super::build;
 use super::context::{Context, KubeCallError, kube_err};
 use super::observe::Observation;
 use crate::api::{IpfsCluster, IpfsClusterStatus};
+use crate::metrics::{ClusterKey, ClusterReport, healing_budgets};
 use crate::reconcile::status::{Observed, Upgrade, compute, needs_write};
 use crate::reconcile::{Assessment, UnixMillis};
 
@@ -53,6 +54,8 @@ pub struct Round<'a> {
     pub problems: &'a [String],
     /// The gated rollout of a new pod template, if one is under way or stalled.
     pub upgrade: Option<Upgrade>,
+    /// The health policy's restart budget per peer and hour.
+    pub max_restarts_per_hour: u32,
     pub now: UnixMillis,
 }
 
@@ -83,12 +86,43 @@ pub async fn report(
     });
     super::kubelet::add_to_status(&mut status, &round.observed.pods);
     ctx.metrics
-        .observe_cluster(&format!("{ns}/{name}"), &status);
+        .report(metrics_report(cluster, &round, ns, &status));
     let refresh = ctx.settings.status_refresh;
     if needs_write(cluster.status.as_ref(), &status, round.now, refresh) {
         write(cluster, &status, ns, ctx).await?;
     }
     Ok(())
+}
+
+/// What the metrics export of this round: the status, the claims' size (the spec's
+/// `kubo.storage.size`, which every peer's claim requests) and the restarts left per peer.
+fn metrics_report<'a>(
+    cluster: &IpfsCluster,
+    round: &Round<'_>,
+    ns: &str,
+    status: &'a IpfsClusterStatus,
+) -> ClusterReport<'a> {
+    let claim = cluster
+        .spec
+        .kubo
+        .storage
+        .size_bytes()
+        .ok()
+        .and_then(|b| u64::try_from(b).ok());
+    let history = &round.assessment.decision.history;
+    let volume_capacity = status
+        .peers
+        .iter()
+        .filter_map(|p| Some((p.name.clone(), claim?)))
+        .collect();
+    let healing_budget = healing_budgets(status, history, round.max_restarts_per_hour, round.now);
+    ClusterReport {
+        cluster: ClusterKey::kube(ns, &cluster.name_any()),
+        desired_peers: cluster.spec.replicas,
+        status,
+        volume_capacity,
+        healing_budget,
+    }
 }
 
 /// Writes `status` by server-side apply with the operator's field manager.

@@ -216,6 +216,10 @@ pub async fn run(
         metrics.clone(),
         owned.caches,
     )?);
+    // This process reconciles from now on: it exports the cluster and peer series, of the
+    // clusters its cache holds.
+    metrics.set_leader(true);
+    metrics.track_clusters(reader.clone());
     info!(
         namespace = ns.as_deref().unwrap_or("<all>"),
         concurrency = settings.concurrency,
@@ -223,7 +227,12 @@ pub async fn run(
     );
     // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
     let shutdown = futures::FutureExt::shared(shutdown);
-    let pins = super::pin::PinContext::new(client, &settings.instance, ctx.ipfs.clone(), metrics);
+    let pins = super::pin::PinContext::new(
+        client,
+        &settings.instance,
+        ctx.ipfs.clone(),
+        metrics.clone(),
+    );
     let pins = tokio::spawn(super::pin::run_pins(
         pins,
         ns.clone(),
@@ -255,6 +264,8 @@ pub async fn run(
         })
         .await;
     let _ = pins.await;
+    // Another process may reconcile now: the cluster and peer series are its to export.
+    metrics.set_leader(false);
     info!("controller stopped");
     Ok(())
 }

@@ -28,6 +28,7 @@ use super::status::targets;
 use super::supervisor::Supervisor;
 use super::{Binaries, LocalError};
 use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec, swarm_key_text};
+use crate::metrics::{Exporter, Metrics};
 use crate::probe::Prober;
 use crate::probe::report::ProcessState;
 
@@ -207,7 +208,8 @@ impl Supervisor {
             random_hex(32).map(|h| swarm_key_text(&h))
         })?;
         let policy = policy(&state.spec, state.generation)?;
-        let prober = Prober::new(policy.probe_timeout)?;
+        let metrics = Metrics::new(Exporter::Local);
+        let prober = Prober::new(policy.probe_timeout)?.timed(metrics.probe_durations.clone());
         let (daemons, rx) = Daemons::new(paths.clone(), binaries, stop_grace);
         let sup = Supervisor {
             paths,
@@ -220,6 +222,7 @@ impl Supervisor {
             prober,
             healer: Healer::new(policy),
             publisher: None,
+            metrics,
             gc: crate::runtime::gc::GcRuns::default(),
         };
         Ok((sup, rx))

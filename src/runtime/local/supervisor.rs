@@ -19,6 +19,7 @@ use super::status::{LocalStatus, compute_status, local_peers, targets};
 use super::{LocalError, now_millis};
 use crate::api::IpfsClusterStatus;
 use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
+use crate::metrics::{ClusterKey, ClusterReport, Metrics, healing_budgets, healing_labels};
 use crate::probe::report::{PeerReport, ProcessState};
 use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
 use crate::reconcile::{RestartScope, RestartUnit, SwarmTarget};
@@ -43,6 +44,8 @@ pub struct Supervisor {
     pub(super) healer: Healer,
     /// The in-process dashboard's side, when it is served.
     pub(super) publisher: Option<Publisher>,
+    /// Every series of this process (`/metrics` of the in-process dashboard).
+    pub(super) metrics: Metrics,
     /// The status of the previous round (conditions keep their transition times).
     pub(super) last_status: Option<IpfsClusterStatus>,
     /// Kubo garbage collections started and their outcomes, per peer.
@@ -92,6 +95,12 @@ impl PeerRuntime for Supervisor {
     }
 }
 
+/// The size of the filesystem holding `path`, in bytes.
+fn filesystem_size(path: &std::path::Path) -> Option<u64> {
+    let fs = nix::sys::statvfs::statvfs(path).ok()?;
+    (fs.blocks() as u64).checked_mul(fs.fragment_size() as u64)
+}
+
 /// How long one `swarm/connect` may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -115,10 +124,17 @@ impl Supervisor {
 
     /// One probe round: probe, assess, carry out the actions, publish the status.
     pub(super) async fn round(&mut self) {
+        let started = std::time::Instant::now();
+        self.metrics.reconciles.inc();
         let targets = targets(&self.state, &|p, k| self.process_state(p, k));
         let reports: Vec<PeerReport> = self.prober.round(&targets, DEFAULT_CONCURRENCY).await;
         let now = now_millis();
+        let before = self.healer.history().clone();
         let assessment = self.healer.assess(&reports, now);
+        let cluster = ClusterKey::local(&self.state.name);
+        for (peer, action) in healing_labels(&assessment, &before) {
+            self.metrics.count_healing(&cluster, &peer, action);
+        }
         if let Some(why) = &assessment.decision.report_only
             && !assessment.decision.withheld.is_empty()
         {
@@ -132,7 +148,30 @@ impl Supervisor {
         let previous = self.last_status.take();
         let snapshot = self.snapshot(&reports, &assessment, previous.as_ref(), now);
         self.publish(&snapshot);
+        self.report_metrics(&snapshot.status, now);
+        self.metrics.reconciled(started.elapsed(), true);
         self.last_status = Some(snapshot.status);
+    }
+
+    /// Hands the round's status to the metrics, with each peer's repository filesystem size and
+    /// restarts left.
+    fn report_metrics(&self, status: &IpfsClusterStatus, now: u64) {
+        let volume_capacity = status
+            .peers
+            .iter()
+            .filter_map(|p| {
+                let size = filesystem_size(&self.peer_paths(&p.name).ipfs())?;
+                Some((p.name.clone(), size))
+            })
+            .collect();
+        let max = self.healer.policy.max_restarts_per_hour;
+        self.metrics.report(ClusterReport {
+            cluster: ClusterKey::local(&self.state.name),
+            desired_peers: self.state.spec.replicas,
+            status,
+            volume_capacity,
+            healing_budget: healing_budgets(status, self.healer.history(), max, now),
+        });
     }
 
     /// Logs the Kubo garbage collections that ended, then starts the ones this round calls for
@@ -219,9 +258,11 @@ impl Supervisor {
     ) -> Result<mpsc::Receiver<ActionRequest>, LocalError> {
         let token = super::dashboard::token(&self.paths.root)?;
         let (dashboard, publisher, requests) = crate::dashboard::Dashboard::new(Some(token), false);
-        let dashboard = dashboard.with_logs(std::sync::Arc::new(super::dashboard::LocalLogs::new(
-            self.paths.clone(),
-        )));
+        let dashboard = dashboard
+            .with_logs(std::sync::Arc::new(super::dashboard::LocalLogs::new(
+                self.paths.clone(),
+            )))
+            .with_metrics(self.metrics.clone());
         tokio::spawn(
             publisher
                 .host_sampler(self.paths.root.clone())
@@ -338,6 +379,8 @@ impl Supervisor {
             }
         }
         info!("stopping every daemon of {}", self.state.name);
+        self.metrics
+            .forget_cluster(&ClusterKey::local(&self.state.name));
         self.stop_all().await;
         save_state(&self.paths, &self.state)?;
         Ok(())

@@ -475,6 +475,7 @@ pub async fn run_pins(
         .predicate_filter(peer_set, Default::default());
     let controller = Controller::new(pins, watcher::Config::default().any_semantic());
     let store = controller.store();
+    ctx.metrics.track_pins(store.clone());
     controller
         .watches_stream(peer_set_changes, move |cluster: IpfsCluster| {
             pins_of(&store.state(), &cluster)
