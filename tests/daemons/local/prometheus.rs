@@ -179,7 +179,6 @@ async fn exported_families(dashboard: &str) -> Vec<String> {
 /// healing actions exist). The error counters' queries end in `or on () vector(0)`: without an
 /// error they have no series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the contract's series"]
 async fn every_dashboard_query_returns_data_from_a_scraped_local_cluster() {
     let mut local = Local::new("graphs", 2).await;
     local.up_foreground();
