@@ -50,6 +50,9 @@ pub struct Settings {
     pub operator_namespace: Option<String>,
     /// The Kubernetes cluster's DNS domain, in the peers' DNS names (start script, healing).
     pub cluster_domain: String,
+    /// Where the health samples of the clusters go (sampled every probe interval while this
+    /// instance leads; served on the metrics server's `/internal/history/{name}`).
+    pub history: crate::history::History,
 }
 
 impl Settings {
@@ -75,8 +78,18 @@ impl Default for Settings {
             start_grace: None,
             operator_namespace: None,
             cluster_domain: super::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            history: crate::history::History::in_memory(),
         }
     }
+}
+
+/// The history's name of a cluster: `namespace/name`.
+pub fn history_key(cluster: &ObjectRef<IpfsCluster>) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace.as_deref().unwrap_or_default(),
+        cluster.name
+    )
 }
 
 /// Timeout of the operator's own calls to a peer's APIs (healing, scale-in, pins); probes use
@@ -105,6 +118,8 @@ pub struct Context {
     pub gc: crate::runtime::gc::GcRuns,
     /// The StatefulSet per cluster as the operator last wrote it.
     pub written: super::apply::Written,
+    /// The latest status of each cluster, which the history's sampler reads every probe interval.
+    pub latest: crate::history::Latest,
     /// Per cluster and peer, the announce a peer was last restarted for (it is not restarted for
     /// the same one twice).
     announce_restarts: Mutex<HashMap<ObjectRef<IpfsCluster>, HashMap<String, String>>>,
@@ -131,6 +146,7 @@ impl Context {
             applied: AppliedObjects::default(),
             gc: crate::runtime::gc::GcRuns::default(),
             written: super::apply::Written::default(),
+            latest: crate::history::Latest::default(),
             announce_restarts: Mutex::new(HashMap::new()),
         })
     }
@@ -166,6 +182,9 @@ impl Context {
         self.applied.forget(cluster);
         self.written.forget(cluster);
         self.rounds.forget(cluster);
+        let key = history_key(cluster);
+        self.latest.forget(&key);
+        self.settings.history.forget(&key);
         self.announce_restarts
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -221,6 +221,12 @@ pub async fn run(
         concurrency = settings.concurrency,
         "watching IpfsClusters"
     );
+    // The history is sampled while this instance reconciles (leads).
+    let latest = ctx.latest.clone();
+    let sampler = tokio::spawn(crate::history::sampler::run(
+        settings.history.clone(),
+        latest.clone(),
+    ));
     // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
     let shutdown = futures::FutureExt::shared(shutdown);
     let pins = super::pin::PinContext::new(client, &settings.instance, ctx.ipfs.clone(), metrics);
@@ -255,6 +261,8 @@ pub async fn run(
         })
         .await;
     let _ = pins.await;
+    sampler.abort();
+    latest.clear();
     info!("controller stopped");
     Ok(())
 }

@@ -220,6 +220,7 @@ impl Supervisor {
             prober,
             healer: Healer::new(policy),
             publisher: None,
+            latest: None,
             gc: crate::runtime::gc::GcRuns::default(),
         };
         Ok((sup, rx))
