@@ -587,8 +587,21 @@ async fn realtime_serves_sampled_host_figures_and_bandwidth_rates() {
 
 #[tokio::test]
 async fn openapi_describes_every_route_and_every_described_route_exists() {
-    let s = serve_with(Some(TOKEN), |d| d.with_logs(Arc::new(Lines::default()))).await;
-    s.publisher.publish(snapshot(90));
+    // One recorded sample of `demo`, so that its history answers.
+    let history = History::in_memory();
+    let snap = snapshot(90);
+    history.record(
+        "demo",
+        Duration::from_secs(10),
+        &snap.clusters[0].status,
+        ipfs_kit_operator::history::now_millis(),
+    );
+    let source = HistorySource::Recorded(history);
+    let s = serve_with(Some(TOKEN), |d| {
+        d.with_logs(Arc::new(Lines::default())).with_history(source)
+    })
+    .await;
+    s.publisher.publish(snap);
     let (code, doc) = s.get("/openapi.json").await;
     assert_eq!(code, 200);
     assert_eq!(doc["openapi"], "3.1.0");

@@ -8,6 +8,7 @@ mod crd;
 mod dashboard;
 mod harness;
 mod helm;
+mod history;
 mod pin;
 mod reach;
 mod real_peers;
