@@ -109,9 +109,14 @@ impl LeaderHistory {
                 lease.namespace, lease.name
             ))
         })?;
+        // No Lease at all: no leader election, the own controller is the only one.
+        let Some(found) = found else {
+            return Ok(self.own.clone());
+        };
         let holder = found
+            .spec
             .as_ref()
-            .and_then(|l| l.spec.as_ref()?.holder_identity.clone())
+            .and_then(|s| s.holder_identity.clone())
             .ok_or_else(|| {
                 unavailable(format!(
                     "no controller holds the Lease {}/{}: the history is kept by the leader",
@@ -122,8 +127,10 @@ impl LeaderHistory {
             return Ok(self.own.clone());
         }
         found
+            .metadata
+            .annotations
             .as_ref()
-            .and_then(|l| l.metadata.annotations.as_ref()?.get(LEADER_ANNOTATION))
+            .and_then(|a| a.get(LEADER_ANNOTATION))
             .and_then(|v| serde_json::from_str::<LeaderEndpoint>(v).ok())
             .filter(|e| e.instance == holder)
             .map(|e| e.url.trim_end_matches('/').to_owned())
