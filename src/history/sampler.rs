@@ -2,7 +2,8 @@
 //! every round ([`Latest::observe`]); [`run`] records a sample of every cluster once per its
 //! probe interval from the latest status, whatever happened in between (rounds triggered by
 //! events, requests, daemon exits add no sample). A status older than [`STALE_AFTER`] intervals
-//! (the reconciler stopped reaching the cluster) is not sampled: the series shows a gap.
+//! and at least [`STALE_FLOOR`] (the reconciler stopped reaching the cluster) is not sampled: the
+//! series shows a gap.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,8 @@ use crate::api::IpfsClusterStatus;
 
 /// Intervals after which a status that was not renewed is no longer sampled.
 pub const STALE_AFTER: u32 = 3;
+/// ... but never sooner than this (a slow round on a loaded machine is not a gap).
+pub const STALE_FLOOR: Duration = Duration::from_secs(30);
 /// Longest wait between two looks at the clusters (a new cluster is sampled within it).
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
@@ -112,7 +115,9 @@ pub async fn run(history: History, latest: Latest) {
         let (ready, wait) = schedule.due(&latest.all(), now);
         let fresh: Vec<(String, Observed)> = ready
             .into_iter()
-            .filter(|(_, o)| now.duration_since(o.at) <= o.interval * STALE_AFTER)
+            .filter(|(_, o)| {
+                now.duration_since(o.at) <= (o.interval * STALE_AFTER).max(STALE_FLOOR)
+            })
             .collect();
         if !fresh.is_empty() {
             let history = history.clone();
