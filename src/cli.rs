@@ -88,6 +88,16 @@ pub struct RunArgs {
     #[arg(long, env = "IPFS_KIT_NO_LEADER_ELECTION")]
     pub no_leader_election: bool,
 
+    /// Base URL at which the other replicas' dashboards reach this instance's metrics server (for
+    /// the history it keeps while it leads), written on the Lease. Default:
+    /// `http://$POD_IP:<metrics port>`.
+    #[arg(long, env = "IPFS_KIT_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+
+    /// This pod's IP (the downward API's `status.podIP`), for the default --advertise-url.
+    #[arg(long, env = "POD_IP", hide = true)]
+    pub pod_ip: Option<String>,
+
     /// Namespace the operator's pods run in (default: `$POD_NAMESPACE`): the peers'
     /// NetworkPolicy admits to the Kubo RPC and IPFS Cluster APIs the pods of this namespace
     /// labelled `ipfskit.io/api-access: operator`. Unset (run outside the cluster): only such
@@ -146,6 +156,35 @@ pub struct DashboardArgs {
     /// read with --auth-reads). Needs `create` on tokenreviews and subjectaccessreviews.
     #[arg(long, env = "IPFS_KIT_DASHBOARD_KUBE_AUTH")]
     pub kube_auth: bool,
+
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+/// Where the sidecar reads the history: the leader controller's metrics server.
+#[derive(Debug, Args)]
+pub struct LeaderArgs {
+    /// Base URL of this pod's own controller's metrics server (read when it leads).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9090",
+        env = "IPFS_KIT_CONTROLLER_URL",
+        value_name = "URL"
+    )]
+    pub controller_url: String,
+
+    /// Namespace of the controllers' leader-election Lease (default: `$POD_NAMESPACE`). Unset:
+    /// the own controller is read (a single replica).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the controllers' leader-election Lease.
+    #[arg(long, default_value = "ipfs-kit-operator")]
+    pub lease_name: String,
+
+    /// This pod's name: the Lease holder identity of its own controller (default: `$POD_NAME`).
+    #[arg(long, env = "POD_NAME", default_value = "ipfs-kit-operator")]
+    pub instance: String,
 }
 
 #[derive(Debug, Subcommand)]

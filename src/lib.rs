@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod dashboard;
+pub mod history;
 pub mod kubo_metrics;
 pub mod metrics;
 pub mod netguard;

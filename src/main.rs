@@ -33,6 +33,7 @@ fn dashboard(args: &ipfs_kit_operator::cli::DashboardArgs) -> ExitCode {
                 args.auth_reads,
                 args.kube_auth,
                 args.namespace.clone(),
+                &args.leader,
             ))
             .map_err(|e| e.to_string())
         });

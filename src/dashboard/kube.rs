@@ -180,6 +180,8 @@ pub enum SidecarError {
     Token(#[from] super::auth::TokenError),
     #[error("connecting to the Kubernetes API: {0} (in a pod this uses its ServiceAccount)")]
     Client(#[source] kube::Error),
+    #[error("the HTTP client for the leader's history: {0}")]
+    Http(#[from] crate::probe::ProberError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -196,6 +198,7 @@ pub async fn serve_sidecar(
     auth_reads: bool,
     kube_auth: bool,
     namespace: Option<String>,
+    leader: &crate::cli::LeaderArgs,
 ) -> Result<(), SidecarError> {
     // A bad token is an error at start; a missing one (an optional Secret not created yet) only
     // refuses changes until it appears.
@@ -218,6 +221,7 @@ pub async fn serve_sidecar(
     if let Some(path) = token_file {
         dashboard = dashboard.with_token_file(path);
     }
+    let dashboard = dashboard.with_history(leader_history(&client, leader)?);
     tokio::spawn(publisher.host_sampler("/").run(super::HOST_SAMPLE_INTERVAL));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -239,6 +243,29 @@ pub async fn serve_sidecar(
             addr: listen,
             source,
         })
+}
+
+/// The history read from the leader controller (see [`super::history`]).
+fn leader_history(
+    client: &Client,
+    args: &crate::cli::LeaderArgs,
+) -> Result<super::HistorySource, SidecarError> {
+    let lease = args
+        .lease_namespace
+        .as_ref()
+        .filter(|ns| !ns.is_empty())
+        .map(|ns| super::LeaseRef {
+            namespace: ns.clone(),
+            name: args.lease_name.clone(),
+            instance: args.instance.clone(),
+        });
+    tracing::info!(
+        controller = %args.controller_url,
+        lease = lease.as_ref().map(|l| format!("{}/{}", l.namespace, l.name)).unwrap_or_default(),
+        "the history is read from the leader controller"
+    );
+    let reader = super::LeaderHistory::new(client.clone(), lease, args.controller_url.clone())?;
+    Ok(super::HistorySource::Leader(Arc::new(reader)))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -8,12 +8,13 @@
 //! `auth` the token and the [`Reader`]/[`Writer`] extractors; `views` the typed answers and
 //! request bodies with their pure mappings from a snapshot; `error` the error answer and JSON
 //! body extractor; `routes/` the handlers, one file per concern; `openapi` the document built
-//! from the views; `kube`, `access`, `logs`, `host` the sources a runtime plugs in.
+//! from the views; `kube`, `access`, `logs`, `host`, `history` the sources a runtime plugs in.
 
 pub mod access;
 pub mod auth;
 mod backend;
 mod error;
+mod history;
 pub mod host;
 pub mod kube;
 pub mod logs;
@@ -22,7 +23,7 @@ mod page;
 mod routes;
 pub mod views;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
@@ -36,14 +37,15 @@ use crate::metrics::{Exporter, Metrics};
 pub use access::{AccessReview, KubeAccessReview};
 pub use auth::{Reader, Token, TokenSource, Writer};
 pub use backend::{BackendName, Daemon};
+pub use history::{
+    HistorySource, LEADER_ANNOTATION, LeaderEndpoint, LeaderHistory, LeaseRef, internal_router,
+};
 pub use host::HostSampler;
 pub use logs::{LogError, LogSource};
 pub use routes::router;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Health samples kept per cluster and per peer for `/history/{name}`.
-pub const HISTORY_LEN: usize = 360;
 /// How often runtimes sample the host's figures for `/metrics/realtime`.
 pub const HOST_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most log lines `/logs/{backend}?lines=N` returns.
@@ -132,21 +134,14 @@ pub struct Snapshot {
 
 pub use crate::api::request::{ActionKind, ActionRequest};
 
-/// One point of `/history/{name}`.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthSample {
-    pub time: String,
-    pub score: Option<i32>,
-    pub state: String,
-}
+pub use crate::history::HealthSample;
 
-/// The dashboard's shared state: the latest snapshot, bounded history, and the channel to the
-/// reconciler.
+/// The dashboard's shared state: the latest snapshot, where the history comes from, and the
+/// channel to the reconciler.
 #[derive(Clone)]
 pub struct Dashboard {
     snapshot: watch::Receiver<Arc<Snapshot>>,
-    history: Arc<Mutex<BTreeMap<String, VecDeque<HealthSample>>>>,
+    history: HistorySource,
     actions: mpsc::Sender<ActionRequest>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
     token: Option<TokenSource>,
@@ -166,7 +161,6 @@ type StatusCache = Arc<Mutex<Option<(Arc<Snapshot>, Bytes)>>>;
 /// The reconciler's side: publishes snapshots, receives action requests.
 pub struct Publisher {
     snapshot: watch::Sender<Arc<Snapshot>>,
-    history: Arc<Mutex<BTreeMap<String, VecDeque<HealthSample>>>>,
     host: Arc<RwLock<Option<HostMetrics>>>,
     bandwidth: Arc<Mutex<Bandwidth>>,
 }
@@ -178,39 +172,10 @@ impl Publisher {
         HostSampler::new(disk_path.into(), self.host.clone())
     }
 
-    /// Publishes a new snapshot and records a history sample per cluster and per peer.
+    /// Publishes a new snapshot. (The history is sampled on a clock, not here: see
+    /// [`crate::history::sampler`].)
     pub fn publish(&self, snapshot: Snapshot) {
-        let time = snapshot.updated_at.clone().unwrap_or_default();
         self.update_rates(&snapshot);
-        if let Ok(mut history) = self.history.lock() {
-            for cluster in &snapshot.clusters {
-                let phase = cluster
-                    .status
-                    .phase
-                    .map(|p| format!("{p:?}"))
-                    .unwrap_or_default();
-                push(
-                    &mut history,
-                    cluster.key(),
-                    HealthSample {
-                        time: time.clone(),
-                        score: cluster.status.health_score,
-                        state: phase,
-                    },
-                );
-                for peer in &cluster.status.peers {
-                    push(
-                        &mut history,
-                        format!("{}/{}", cluster.key(), peer.name),
-                        HealthSample {
-                            time: time.clone(),
-                            score: peer.score,
-                            state: format!("{:?}", peer.state),
-                        },
-                    );
-                }
-            }
-        }
         self.snapshot.send_replace(Arc::new(snapshot));
     }
 
@@ -255,14 +220,6 @@ impl Publisher {
     }
 }
 
-fn push(history: &mut BTreeMap<String, VecDeque<HealthSample>>, key: String, sample: HealthSample) {
-    let samples = history.entry(key).or_default();
-    if samples.len() == HISTORY_LEN {
-        samples.pop_front();
-    }
-    samples.push_back(sample);
-}
-
 impl Dashboard {
     /// A dashboard and the publisher/receiver the reconciler keeps. Mutations need `token`; with
     /// `auth_reads` reads need it too.
@@ -272,13 +229,12 @@ impl Dashboard {
     ) -> (Dashboard, Publisher, mpsc::Receiver<ActionRequest>) {
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (actions_tx, actions_rx) = mpsc::channel(64);
-        let history = Arc::new(Mutex::new(BTreeMap::new()));
         let metrics = Metrics::new(Exporter::Dashboard);
         let host = Arc::new(RwLock::new(None));
         let bandwidth = Arc::new(Mutex::new(Bandwidth::default()));
         let dashboard = Dashboard {
             snapshot: snapshot_rx,
-            history: history.clone(),
+            history: HistorySource::default(),
             actions: actions_tx,
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             token: token.map(TokenSource::from),
@@ -292,7 +248,6 @@ impl Dashboard {
         };
         let publisher = Publisher {
             snapshot: snapshot_tx,
-            history,
             host,
             bandwidth,
         };
@@ -318,6 +273,13 @@ impl Dashboard {
         self
     }
 
+    /// Serves `/history/{name}` from `source` (without one: an empty in-memory history, which
+    /// answers 404 for every name).
+    pub fn with_history(mut self, source: HistorySource) -> Dashboard {
+        self.history = source;
+        self
+    }
+
     /// Also accepts Kubernetes bearer tokens that `review` vouches for, with the rights RBAC
     /// gives them on ipfsclusters.
     pub fn with_access_review(mut self, review: Arc<dyn AccessReview>) -> Dashboard {
@@ -327,12 +289,6 @@ impl Dashboard {
 
     fn current(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
-    }
-
-    /// The health samples of a cluster or a peer (`cluster/peer`), oldest first.
-    fn samples(&self, name: &str) -> Option<Vec<HealthSample>> {
-        let history = self.history.lock().ok()?;
-        history.get(name).map(|s| s.iter().cloned().collect())
     }
 
     /// The body `build` makes from `snapshot`, made at most once per published snapshot (two

@@ -13,7 +13,8 @@ use super::views::{
     Accepted, BackendView, ClusterAction, ClusterRead, DaemonAction, ErrorBody, HealthCheck,
     HealthCheckView, HistoryView, LogsView, RealtimeView, StatusEvent, StatusView,
 };
-use super::{BODY_LIMIT, HISTORY_LEN, MAX_LOG_LINES};
+use super::{BODY_LIMIT, MAX_LOG_LINES};
+use crate::history::{DEFAULT_POINTS, MAX_POINTS};
 
 /// The checked-in document, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -180,6 +181,62 @@ fn logs_path(s: &mut Schemas) -> Value {
     logs
 }
 
+/// `GET /api/dashboard/history/{name}?since=&step=`.
+fn history_path(s: &mut Schemas) -> Value {
+    let mut history = read_path(
+        &format!(
+            "Health over time: one sample per probe interval (score, phase or state; per peer \
+             repo size, bandwidth rates and pins by state), oldest first. Without `since`, the \
+             latest {DEFAULT_POINTS} samples"
+        ),
+        s.answer::<HistoryView>(),
+        vec![
+            (
+                "400",
+                error("A bad `since` or `step`, or an unknown parameter (named)"),
+            ),
+            ("404", error("No history for that name")),
+            (
+                "502",
+                error("Sidecar: the leader controller did not answer"),
+            ),
+            (
+                "503",
+                error("Sidecar: no leader, or its address is not known yet"),
+            ),
+        ],
+    );
+    history["get"]["parameters"] = json!([
+        {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "description": "A cluster (`<cluster>` or `<namespace>/<cluster>`) or a peer (`.../<peer>`)",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "since",
+            "in": "query",
+            "required": false,
+            "description": "Start of the range: an RFC 3339 time, or a duration back from now \
+                (`90s`, `15m`, `6h`, `2d`)",
+            "schema": {"type": "string", "example": "6h"},
+        },
+        {
+            "name": "step",
+            "in": "query",
+            "required": false,
+            "description": format!(
+                "Downsample to buckets of this duration (at least `1s`; aligned on the epoch): \
+                 numbers averaged, the last state of each bucket. A range of more than \
+                 {MAX_POINTS} samples is downsampled to fit without it"
+            ),
+            "schema": {"type": "string", "example": "5m"},
+        },
+    ]);
+    history
+}
+
 /// The GET routes under `/api/dashboard`.
 fn api_reads(s: &mut Schemas) -> Map<String, Value> {
     let mut backend = read_path(
@@ -189,18 +246,7 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
     );
     backend["get"]["parameters"] = json!([backend_parameter()]);
     let logs = logs_path(s);
-    let mut history = read_path(
-        &format!("Health samples over time (up to {HISTORY_LEN} per name), oldest first"),
-        s.answer::<HistoryView>(),
-        vec![("404", error("No history for that name"))],
-    );
-    history["get"]["parameters"] = json!([{
-        "name": "name",
-        "in": "path",
-        "required": true,
-        "description": "A cluster (`<cluster>` or `<namespace>/<cluster>`) or a peer (`.../<peer>`)",
-        "schema": {"type": "string"},
-    }]);
+    let history = history_path(s);
     let events = json!({"get": {
         "summary": "Server-Sent Events: a `status` event with the overall summary and each \
             cluster's phase and score, at once and after every change",

@@ -261,12 +261,26 @@ pub struct LogsView {
     pub lines: Vec<String>,
 }
 
-/// `GET /api/dashboard/history/{name}`.
+/// `GET /api/dashboard/history/{name}?since=&step=`: one sample per probe interval (or per
+/// `stepSeconds` when downsampled), oldest first.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HistoryView {
     pub name: String,
     /// Oldest first.
     pub samples: Vec<HealthSample>,
+    /// Seconds between two samples as taken: the cluster's `spec.health.probeInterval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<f64>,
+    /// Seconds per point when downsampled: `step`, or the step chosen to keep a long range
+    /// under 2000 points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_seconds: Option<f64>,
+    /// Start of the range (RFC 3339), when `since` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// How long samples are kept, in seconds (at most 17280 samples per series).
+    pub retention_seconds: u64,
 }
 
 /// The answer (202) to a request for a change.

@@ -69,6 +69,23 @@ fn local_snapshot(score: i32) -> Snapshot {
     }
 }
 
+/// Six samples of `demo`, 10 s apart from 2026-11-27T21:00:00Z, the score falling from 90 by 10.
+fn recorded_history() -> crate::history::History {
+    let history = crate::history::History::in_memory();
+    let start = 1_795_813_200_000; // 2026-11-27T21:00:00Z
+    for i in 0..6 {
+        let score = 90 - 10 * i;
+        let mut status = status(score, &["demo-0", "demo-1", "demo-2"]);
+        for p in &mut status.peers {
+            p.pins_pinned = Some(4);
+            p.pins_error = Some(i64::from(i / 3));
+        }
+        let t = start + i64::from(i) * 10_000;
+        history.record("demo", Duration::from_secs(10), &status, t);
+    }
+    history
+}
+
 fn kube_snapshot() -> Snapshot {
     let pin_status: IpfsPinStatus = serde_json::from_value(json!({
         "phase": "Pinned", "pinned": 2, "allocated": 2, "pinnedSummary": "2/2",
@@ -279,6 +296,16 @@ fn calls_local() -> Vec<Call> {
         ),
         ("GET", p("/history/demo"), None, n.clone()),
         ("GET", p("/history/demo/demo-0"), None, n.clone()),
+        ("GET", p("/history/demo/demo-0?step=30s"), None, n.clone()),
+        (
+            "GET",
+            p("/history/demo?since=2026-11-27T21:00:30Z"),
+            None,
+            n.clone(),
+        ),
+        ("GET", p("/history/demo?since=soon"), None, n.clone()),
+        ("GET", p("/history/demo?step=1ms"), None, n.clone()),
+        ("GET", p("/history/demo?limit=2"), None, n.clone()),
         ("GET", p("/history/nosuch"), None, n.clone()),
         ("GET", p("/logs/demo/demo-0/ipfs?lines=2"), None, n.clone()),
         ("GET", p("/logs/demo/demo-0/cluster"), None, n.clone()),
@@ -511,6 +538,7 @@ async fn answers() -> Value {
     let mut recorded = Vec::new();
 
     let (local, publisher, actions) = Dashboard::new(Token::new(TOKEN), false);
+    let local = local.with_history(super::HistorySource::Recorded(recorded_history()));
     let local = serve(local.with_logs(Arc::new(NumberedLines))).await;
     recorded.push(record(&http, &local, ("GET", "/readyz".into(), None, Value::Null)).await);
     publisher.publish(local_snapshot(90));

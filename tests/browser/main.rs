@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use ipfs_kit_operator::api::{IpfsClusterStatus, PeerStatus};
 use ipfs_kit_operator::dashboard::{
-    ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, Publisher, Snapshot, Token, router,
+    ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, HistorySource, Publisher, Snapshot,
+    Token, router,
 };
+use ipfs_kit_operator::history::History;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -28,10 +30,15 @@ struct Server {
     publisher: Publisher,
     actions: mpsc::Receiver<ActionRequest>,
     round: u32,
+    /// The history the page draws; each published round is also one sample (as if each came one
+    /// probe interval after the other).
+    history: History,
 }
 
 async fn serve(auth_reads: bool) -> Server {
     let (dashboard, publisher, actions) = Dashboard::new(Token::new(TOKEN), auth_reads);
+    let history = History::in_memory();
+    let dashboard = dashboard.with_history(HistorySource::Recorded(history.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
@@ -42,6 +49,7 @@ async fn serve(auth_reads: bool) -> Server {
         publisher,
         actions,
         round: 0,
+        history,
     }
 }
 
@@ -68,6 +76,10 @@ impl Server {
             "healing": healing,
         }))
         .expect("cluster status");
+        let minute =
+            ipfs_kit_operator::history::now_millis() - 3_600_000 + i64::from(self.round) * 60_000;
+        self.history
+            .record("demo", Duration::from_secs(60), &status, minute);
         self.publisher.publish(Snapshot {
             clusters: vec![ClusterEntry {
                 namespace: None,

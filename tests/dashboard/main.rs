@@ -10,9 +10,10 @@ use futures::future::BoxFuture;
 use ipfs_kit_operator::api::{IpfsClusterStatus, PeerStatus};
 use ipfs_kit_operator::dashboard::logs::LogTarget;
 use ipfs_kit_operator::dashboard::{
-    ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, LogError, LogSource, Publisher,
-    Snapshot, Token, router,
+    ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, HistorySource, LogError, LogSource,
+    Publisher, Snapshot, Token, router,
 };
+use ipfs_kit_operator::history::{History, Latest, sampler};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -399,7 +400,7 @@ async fn bad_bodies_are_refused_with_a_reason() {
 }
 
 #[tokio::test]
-async fn history_and_events_follow_published_rounds() {
+async fn events_follow_published_rounds() {
     let s = serve(Some(TOKEN)).await;
     s.publisher.publish(snapshot(90));
     let mut events = s
@@ -423,16 +424,66 @@ async fn history_and_events_follow_published_rounds() {
     let next = String::from_utf8_lossy(&next.expect("next event").expect("chunk").expect("data"))
         .to_string();
     assert!(next.contains("\"healthScore\":55"), "{next}");
+}
 
-    let (code, body) = s.get("/api/dashboard/history/demo/demo-2").await;
-    assert_eq!(code, 200, "{body}");
-    let scores: Vec<i64> = body["data"]["samples"]
+/// The scores of the samples of an answer of `/history/...`.
+fn scores(body: &Value) -> Vec<i64> {
+    body["data"]["samples"]
         .as_array()
         .expect("samples")
         .iter()
         .filter_map(|x| x["score"].as_i64())
-        .collect();
-    assert_eq!(scores, [90, 55]);
+        .collect()
+}
+
+#[tokio::test]
+async fn history_is_sampled_on_the_probe_interval_not_per_published_round() {
+    let history = History::in_memory();
+    let latest = Latest::default();
+    let sampler = tokio::spawn(sampler::run(history.clone(), latest.clone()));
+    let source = HistorySource::Recorded(history.clone());
+    let s = serve_with(Some(TOKEN), |d| d.with_history(source)).await;
+    let interval = Duration::from_millis(250);
+    // 80 rounds in 2 s (watch events, requests, exits): the reconciler publishes each, and hands
+    // its status to the sampler; 90 for the first second, 55 for the second.
+    let started = std::time::Instant::now();
+    for round in 0..80 {
+        let snap = snapshot(if round < 40 { 90 } else { 55 });
+        latest.observe("demo", interval, &snap.clusters[0].status);
+        s.publisher.publish(snap);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    sampler.abort();
+    let ticks = (started.elapsed().as_millis() / interval.as_millis()) as usize;
+
+    let (code, body) = s.get("/api/dashboard/history/demo/demo-2").await;
+    assert_eq!(code, 200, "{body}");
+    let got = scores(&body);
+    assert!(
+        (ticks..=ticks + 1).contains(&got.len()),
+        "one sample per 250 ms over {ticks} intervals, not one per round: {got:?}"
+    );
+    assert_eq!((got[0], got[got.len() - 1]), (90, 55), "{got:?}");
+    assert_eq!(body["data"]["intervalSeconds"], 0.25);
+    assert_eq!(body["data"]["samples"][0]["repoSize"], 1234);
+    assert_eq!(body["data"]["samples"][0]["state"], "Healthy");
+
+    // Downsampled to 1 s buckets: the mean score of each bucket, at most 3 buckets for 2 s.
+    let (code, body) = s.get("/api/dashboard/history/demo?step=1s").await;
+    assert_eq!(code, 200, "{body}");
+    let buckets = scores(&body);
+    assert!((2..=3).contains(&buckets.len()), "{body}");
+    assert!(buckets.iter().all(|b| (55..=90).contains(b)), "{buckets:?}");
+    assert_eq!(body["data"]["stepSeconds"], 1.0);
+    // Only the last second.
+    let (_, recent) = s.get("/api/dashboard/history/demo?since=1s").await;
+    assert!(scores(&recent).len() < got.len(), "{recent}");
+    assert!(recent["data"]["since"].is_string(), "{recent}");
+    // A bad parameter is named.
+    let (code, body) = s.get("/api/dashboard/history/demo?step=fast").await;
+    assert_eq!(code, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("step"), "{message}");
 }
 
 #[tokio::test]
@@ -591,8 +642,21 @@ async fn realtime_serves_sampled_host_figures_and_bandwidth_rates() {
 
 #[tokio::test]
 async fn openapi_describes_every_route_and_every_described_route_exists() {
-    let s = serve_with(Some(TOKEN), |d| d.with_logs(Arc::new(Lines::default()))).await;
-    s.publisher.publish(snapshot(90));
+    // One recorded sample of `demo`, so that its history answers.
+    let history = History::in_memory();
+    let snap = snapshot(90);
+    history.record(
+        "demo",
+        Duration::from_secs(10),
+        &snap.clusters[0].status,
+        ipfs_kit_operator::history::now_millis(),
+    );
+    let source = HistorySource::Recorded(history);
+    let s = serve_with(Some(TOKEN), |d| {
+        d.with_logs(Arc::new(Lines::default())).with_history(source)
+    })
+    .await;
+    s.publisher.publish(snap);
     let (code, doc) = s.get("/openapi.json").await;
     assert_eq!(code, 200);
     assert_eq!(doc["openapi"], "3.1.0");

@@ -8,6 +8,7 @@ mod crd;
 mod dashboard;
 mod harness;
 mod helm;
+mod history;
 mod metrics;
 mod pin;
 mod reach;

@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, backend_route, find_backend};
 use crate::dashboard::Dashboard;
 use crate::dashboard::auth::Reader;
-use crate::dashboard::views::{self, BackendView, Envelope, HistoryView};
+use crate::dashboard::views::{self, BackendView, Envelope};
 
 /// `GET /api/dashboard/status`, serialized once per published snapshot.
 pub async fn status(State(d): State<Dashboard>, _: Reader) -> Response {
@@ -36,18 +36,14 @@ pub async fn backend(
     ))))
 }
 
-/// `GET /api/dashboard/history/{name}`: a cluster's or a peer's health samples.
+/// `GET /api/dashboard/history/{name}?since=&step=`: a cluster's or a peer's health samples.
 pub async fn history(
     State(d): State<Dashboard>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     _: Reader,
-) -> Result<Json<Envelope<HistoryView>>, ApiError> {
-    let samples = d.samples(&name).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no history for {name:?} (a cluster or cluster/peer)"
-        ))
-    })?;
-    Ok(Json(Envelope::new(HistoryView { name, samples })))
+) -> Result<Response, ApiError> {
+    crate::dashboard::history::answer(&d.history, &name, query.as_deref()).await
 }
 
 /// `GET /readyz`: ready once the first reconciled status arrived.

@@ -53,6 +53,9 @@ pub struct Settings {
     /// The operator's own image, for the peers' `kubo-metrics` containers (`spec.metrics.kubo`).
     /// `None`: Kubo's metrics are not exposed.
     pub kubo_metrics_image: Option<String>,
+    /// Where the health samples of the clusters go (sampled every probe interval while this
+    /// instance leads; served on the metrics server's `/internal/history/{name}`).
+    pub history: crate::history::History,
 }
 
 impl Settings {
@@ -80,8 +83,18 @@ impl Default for Settings {
             operator_namespace: None,
             cluster_domain: super::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             kubo_metrics_image: None,
+            history: crate::history::History::in_memory(),
         }
     }
+}
+
+/// The history's name of a cluster: `namespace/name`.
+pub fn history_key(cluster: &ObjectRef<IpfsCluster>) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace.as_deref().unwrap_or_default(),
+        cluster.name
+    )
 }
 
 /// Timeout of the operator's own calls to a peer's APIs (healing, scale-in, pins); probes use
@@ -110,6 +123,8 @@ pub struct Context {
     pub gc: crate::runtime::gc::GcRuns,
     /// The StatefulSet per cluster as the operator last wrote it.
     pub written: super::apply::Written,
+    /// The latest status of each cluster, which the history's sampler reads every probe interval.
+    pub latest: crate::history::Latest,
     /// Per cluster and peer, the announce a peer was last restarted for (it is not restarted for
     /// the same one twice).
     announce_restarts: Mutex<HashMap<ObjectRef<IpfsCluster>, HashMap<String, String>>>,
@@ -136,6 +151,7 @@ impl Context {
             applied: AppliedObjects::default(),
             gc: crate::runtime::gc::GcRuns::default(),
             written: super::apply::Written::default(),
+            latest: crate::history::Latest::default(),
             announce_restarts: Mutex::new(HashMap::new()),
         })
     }
@@ -171,6 +187,9 @@ impl Context {
         self.applied.forget(cluster);
         self.written.forget(cluster);
         self.rounds.forget(cluster);
+        let key = history_key(cluster);
+        self.latest.forget(&key);
+        self.settings.history.forget(&key);
         self.announce_restarts
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -25,6 +25,10 @@ pub struct LeaseSettings {
     pub duration_seconds: u64,
     /// How long before expiry the holder renews, in seconds (less than `duration_seconds`).
     pub grace_seconds: u64,
+    /// Base URL of this instance's metrics and health server, written on the Lease
+    /// (`ipfskit.io/leader-endpoint`) when it takes the lead, so that the dashboard sidecars of
+    /// the other replicas read the history from it. `None`: not advertised.
+    pub advertise_url: Option<String>,
 }
 
 impl LeaseSettings {
@@ -35,6 +39,7 @@ impl LeaseSettings {
             name: "ipfs-kit-operator".into(),
             duration_seconds: 15,
             grace_seconds: 5,
+            advertise_url: None,
         }
     }
 }
@@ -54,6 +59,36 @@ pub enum LeaseError {
     },
     #[error(transparent)]
     Start(#[from] StartError),
+}
+
+/// Writes where this leader's history is read ([`LeaseSettings::advertise_url`]) on the Lease.
+/// A failure is only warned about: the sidecars of the other replicas then answer 503 for the
+/// history until the next leader advertises.
+async fn advertise(client: &Client, lease: &LeaseSettings, instance: &str) {
+    use crate::dashboard::{LEADER_ANNOTATION, LeaderEndpoint};
+    let Some(url) = &lease.advertise_url else {
+        return;
+    };
+    let endpoint = LeaderEndpoint {
+        instance: instance.to_owned(),
+        url: url.clone(),
+    };
+    let value = serde_json::to_string(&endpoint).unwrap_or_default();
+    let patch = serde_json::json!({"metadata": {"annotations": {LEADER_ANNOTATION: value}}});
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), &lease.namespace);
+    let params = kube::api::PatchParams::default();
+    match api
+        .patch(&lease.name, &params, &kube::api::Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => info!(%url, "advertised the history address on the Lease"),
+        Err(e) => warn!(
+            "advertising the history address on the Lease {}/{}: {e}; the dashboards of the \
+             other replicas cannot read the history",
+            lease.namespace, lease.name
+        ),
+    }
 }
 
 /// Runs the controller whenever this instance holds the Lease, until `shutdown` resolves; then
@@ -97,6 +132,7 @@ pub async fn run_with_leader_election(
             break;
         }
         info!(instance = %settings.instance, "leading: starting the controller");
+        advertise(&client, &lease, &settings.instance).await;
         let mut lost = leader.clone();
         let mut stop = stop_rx.clone();
         let until = async move {

@@ -120,7 +120,9 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
         &cluster_domain,
         domain_source,
     );
+    let history = crate::history::History::in_memory();
     let settings = Settings {
+        history: history.clone(),
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
         instance: args.instance.clone(),
@@ -136,7 +138,8 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
             addr: args.metrics_addr,
             source,
         })?;
-    let app = metrics_router(metrics.clone());
+    // The history's internal route sits next to /metrics: the dashboard sidecars read it.
+    let app = metrics_router(metrics.clone()).merge(crate::dashboard::internal_router(history));
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!("metrics endpoint stopped: {e}");
@@ -150,6 +153,7 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
         Some(namespace) => {
             let lease = lease::LeaseSettings {
                 name: args.lease_name.clone(),
+                advertise_url: advertise_url(args),
                 ..lease::LeaseSettings::in_namespace(namespace)
             };
             lease::run_with_leader_election(client, settings, lease, metrics, shutdown_signal())
@@ -168,6 +172,28 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
     };
     server.abort();
     result
+}
+
+/// The URL this instance's metrics and health server is reached at by the other replicas'
+/// dashboards: `--advertise-url`, else `http://$POD_IP:<metrics port>`, else the metrics address
+/// itself when it is not a wildcard (`0.0.0.0`).
+pub fn advertise_url(args: &RunArgs) -> Option<String> {
+    if let Some(url) = &args.advertise_url {
+        return Some(url.clone());
+    }
+    let port = args.metrics_addr.port();
+    let host = match args.pod_ip.as_deref().filter(|ip| !ip.is_empty()) {
+        Some(ip) => ip.parse::<std::net::IpAddr>().ok()?,
+        None if !args.metrics_addr.ip().is_unspecified() => args.metrics_addr.ip(),
+        None => {
+            tracing::warn!(
+                "no --advertise-url nor POD_IP: the dashboards of the other replicas cannot read \
+                 the history while this instance leads"
+            );
+            return None;
+        }
+    };
+    Some(format!("http://{}", SocketAddr::new(host, port)))
 }
 
 /// Logs, once at start, whose pods may reach the peers' APIs and the cluster domain in use.

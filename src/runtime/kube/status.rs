@@ -46,6 +46,9 @@ pub fn rollout(sts: Option<&StatefulSet>, desired: i32, pods: i32) -> Option<Str
     None
 }
 
+/// The history's sampling interval when the spec's cannot be read.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a round concluded about a cluster, for [`report`].
 pub struct Round<'a> {
     pub statefulset: Option<&'a StatefulSet>,
@@ -87,6 +90,14 @@ pub async fn report(
     super::kubelet::add_to_status(&mut status, &round.observed.pods);
     ctx.metrics
         .report(metrics_report(cluster, &round, ns, &status));
+    // Validated before the round: the default only if the spec changed since.
+    let interval = cluster
+        .spec
+        .health
+        .probe_interval()
+        .unwrap_or(PROBE_INTERVAL);
+    ctx.latest
+        .observe(&format!("{ns}/{name}"), interval, &status);
     let refresh = ctx.settings.status_refresh;
     if needs_write(cluster.status.as_ref(), &status, round.now, refresh) {
         write(cluster, &status, ns, ctx).await?;

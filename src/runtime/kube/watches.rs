@@ -225,6 +225,12 @@ pub async fn run(
         concurrency = settings.concurrency,
         "watching IpfsClusters"
     );
+    // The history is sampled while this instance reconciles (leads).
+    let latest = ctx.latest.clone();
+    let sampler = tokio::spawn(crate::history::sampler::run(
+        settings.history.clone(),
+        latest.clone(),
+    ));
     // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
     let shutdown = futures::FutureExt::shared(shutdown);
     let pins = super::pin::PinContext::new(
@@ -266,6 +272,8 @@ pub async fn run(
     let _ = pins.await;
     // Another process may reconcile now: the cluster and peer series are its to export.
     metrics.set_leader(false);
+    sampler.abort();
+    latest.clear();
     info!("controller stopped");
     Ok(())
 }

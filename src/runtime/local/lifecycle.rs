@@ -223,6 +223,7 @@ impl Supervisor {
             healer: Healer::new(policy),
             publisher: None,
             metrics,
+            latest: None,
             gc: crate::runtime::gc::GcRuns::default(),
         };
         Ok((sup, rx))

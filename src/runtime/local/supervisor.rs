@@ -46,6 +46,8 @@ pub struct Supervisor {
     pub(super) publisher: Option<Publisher>,
     /// Every series of this process (`/metrics` of the in-process dashboard).
     pub(super) metrics: Metrics,
+    /// The latest status for the history's sampler, when the dashboard is served.
+    pub(super) latest: Option<crate::history::Latest>,
     /// The status of the previous round (conditions keep their transition times).
     pub(super) last_status: Option<IpfsClusterStatus>,
     /// Kubo garbage collections started and their outcomes, per peer.
@@ -248,6 +250,10 @@ impl Supervisor {
         if let Some(publisher) = &self.publisher {
             publisher.publish(super::dashboard::snapshot(snapshot, &self.state.spec));
         }
+        if let Some(latest) = &self.latest {
+            let interval = self.healer.policy.probe_interval;
+            latest.observe(&self.state.name, interval, &snapshot.status);
+        }
     }
 
     /// Serves the in-process dashboard on `listener` (bound before any namespace change); returns
@@ -263,6 +269,16 @@ impl Supervisor {
                 self.paths.clone(),
             )))
             .with_metrics(self.metrics.clone());
+        // The history lives in the state directory: the next supervisor serves it too.
+        let store = self.paths.root.join(crate::history::STORE_FILE);
+        let history = crate::history::History::open(&store, crate::history::now_millis());
+        let latest = crate::history::Latest::default();
+        tokio::spawn(crate::history::sampler::run(
+            history.clone(),
+            latest.clone(),
+        ));
+        self.latest = Some(latest);
+        let dashboard = dashboard.with_history(crate::dashboard::HistorySource::Recorded(history));
         tokio::spawn(
             publisher
                 .host_sampler(self.paths.root.clone())

@@ -1,0 +1,159 @@
+//! The embedded store of the local supervisor's history: a redb file in the cluster's state
+//! directory, one table keyed by (series, time in ms), each value a sample as JSON. It holds what
+//! the history holds in memory (bounded the same way: every sample dropped from memory is
+//! deleted here in the same write), so that the next supervisor starts with it.
+//!
+//! Never fatal: a file that cannot be read is renamed `<file>.corrupt` (replacing an older one)
+//! and a fresh store started, with a warning naming both; a file held by another process, or a
+//! directory where none can be made, leaves the history in memory only; a failed write is warned
+//! about once and the store abandoned.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tracing::warn;
+
+use super::{Point, UnixMillis};
+
+const SAMPLES: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("samples");
+
+/// An open store.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+/// The samples read back, per series, oldest first.
+pub type Loaded = BTreeMap<String, Vec<Point>>;
+
+impl Store {
+    /// Opens (or creates) the store at `path` and reads it; see the module for what happens when
+    /// it cannot be read.
+    pub fn open(path: &Path) -> (Option<Store>, Loaded) {
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                warn!(
+                    file = %path.display(),
+                    "the history store {} is in use by another process: this process keeps its \
+                     history in memory only",
+                    path.display()
+                );
+                return (None, Loaded::new());
+            }
+            Err(e) => return (start_fresh(path, &e.to_string()), Loaded::new()),
+        };
+        match read_all(&db) {
+            Ok(loaded) => {
+                let store = Store {
+                    db,
+                    path: path.to_owned(),
+                };
+                (Some(store), loaded)
+            }
+            Err(e) => {
+                drop(db);
+                (start_fresh(path, &e), Loaded::new())
+            }
+        }
+    }
+
+    /// Writes the samples `added` and deletes the ones `gone` (by series and time), in one
+    /// transaction. On failure the store is abandoned (warned once): the history carries on in
+    /// memory.
+    pub fn write(&mut self, added: &[(String, Point)], gone: &[(String, UnixMillis)]) -> bool {
+        if added.is_empty() && gone.is_empty() {
+            return true;
+        }
+        match self.try_write(added, gone) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(
+                    file = %self.path.display(),
+                    "writing the history store {}: {e}; samples from now on are kept in memory \
+                     only until the next start",
+                    self.path.display()
+                );
+                false
+            }
+        }
+    }
+
+    fn try_write(
+        &mut self,
+        added: &[(String, Point)],
+        gone: &[(String, UnixMillis)],
+    ) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(SAMPLES)?;
+            for (series, t) in gone {
+                table.remove((series.as_str(), *t))?;
+            }
+            for (series, point) in added {
+                // A sample always serializes (plain numbers and strings).
+                let value = serde_json::to_vec(point).unwrap_or_default();
+                table.insert((series.as_str(), point.t), value.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Every sample in `db`; samples that do not decode are skipped with one warning.
+fn read_all(db: &Database) -> Result<Loaded, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = match txn.open_table(SAMPLES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Loaded::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut loaded = Loaded::new();
+    let mut undecodable = 0usize;
+    for entry in table.iter().map_err(|e| e.to_string())? {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let (series, _) = key.value();
+        match serde_json::from_slice::<Point>(value.value()) {
+            Ok(point) => loaded.entry(series.to_owned()).or_default().push(point),
+            Err(_) => undecodable += 1,
+        }
+    }
+    if undecodable > 0 {
+        warn!("the history store holds {undecodable} samples that do not decode: skipped");
+    }
+    Ok(loaded)
+}
+
+/// Sets the unreadable store at `path` aside and creates a fresh one.
+fn start_fresh(path: &Path, why: &str) -> Option<Store> {
+    let aside = path.with_extension("redb.corrupt");
+    warn!(
+        file = %path.display(),
+        "the history store {} cannot be read ({why}): it is moved to {} and a fresh one started; \
+         the earlier samples are not served",
+        path.display(),
+        aside.display()
+    );
+    if let Err(e) = std::fs::rename(path, &aside)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(file = %path.display(), "moving {} aside: {e}", path.display());
+        let _ = std::fs::remove_file(path);
+    }
+    match Database::create(path) {
+        Ok(db) => Some(Store {
+            db,
+            path: path.to_owned(),
+        }),
+        Err(e) => {
+            warn!(
+                file = %path.display(),
+                "creating the history store {}: {e}; the history is kept in memory only",
+                path.display()
+            );
+            None
+        }
+    }
+}
