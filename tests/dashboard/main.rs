@@ -156,8 +156,18 @@ async fn reads_come_from_the_published_status_in_the_envelope() {
 /// cluster or peer series (the reconciler exports those, once).
 #[tokio::test]
 async fn the_dashboard_counts_its_requests_by_route_template_and_exports_no_peer_series() {
-    let s = serve(Some(TOKEN)).await;
-    s.publisher.publish(snapshot(95));
+    // A recorded sample of `demo`, so that its peer's history answers 200.
+    let history = History::in_memory();
+    let snap = snapshot(95);
+    history.record(
+        "demo",
+        Duration::from_secs(10),
+        &snap.clusters[0].status,
+        ipfs_kit_operator::history::now_millis(),
+    );
+    let source = HistorySource::Recorded(history);
+    let s = serve_with(Some(TOKEN), |d| d.with_history(source)).await;
+    s.publisher.publish(snap);
     for path in [
         "/api/dashboard/status",
         "/api/dashboard/status",

@@ -874,6 +874,8 @@ async fn start_container(
                 match field.field_path.as_str() {
                     "metadata.name" => pod.name_any(),
                     "metadata.namespace" => ns.clone(),
+                    // The pods of this test are processes on loopback.
+                    "status.podIP" => "127.0.0.1".to_owned(),
                     other => panic!("{}: downward-API field {other}: teach this test", var.name),
                 }
             }
