@@ -185,6 +185,16 @@ pub struct LeaderArgs {
     /// This pod's name: the Lease holder identity of its own controller (default: `$POD_NAME`).
     #[arg(long, env = "POD_NAME", default_value = "ipfs-kit-operator")]
     pub instance: String,
+
+    /// A Prometheus that scrapes the operator (e.g. `http://prometheus.monitoring:9090`): history
+    /// ranges older than the leader keeps (`?since=`) are read from it.
+    #[arg(
+        long,
+        env = "IPFS_KIT_PROMETHEUS_URL",
+        value_name = "URL",
+        value_parser = crate::history::prometheus::parse_url
+    )]
+    pub prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +244,16 @@ pub struct LocalUpArgs {
     /// supervising in the foreground; a later `local up` adopts them.
     #[arg(long)]
     pub detach: bool,
+
+    /// A Prometheus that scrapes this dashboard's `/metrics`: history ranges older than the
+    /// recorded samples (`?since=`) are read from it.
+    #[arg(
+        long,
+        env = "IPFS_KIT_PROMETHEUS_URL",
+        value_name = "URL",
+        value_parser = crate::history::prometheus::parse_url
+    )]
+    pub prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

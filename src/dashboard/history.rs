@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::views::{Envelope, HistoryView};
-use crate::history::{History, Query, RETENTION, now_millis};
+use crate::history::prometheus::PrometheusRange;
+use crate::history::{History, Query, RETENTION, UnixMillis, now_millis};
 
 /// The annotation on the leader-election Lease where the leader advertises its history address.
 pub const LEADER_ANNOTATION: &str = "ipfskit.io/leader-endpoint";
@@ -214,22 +215,110 @@ pub fn recorded(history: &History, name: &str, query: &Query) -> Result<HistoryV
         step_seconds: answer.step.map(|d| d.as_secs_f64()),
         since: answer.since.and_then(rfc3339),
         retention_seconds: RETENTION.as_secs(),
+        source: "recorded".to_owned(),
+        warning: None,
     })
 }
 
-/// The answer of `/history/{name}` from `source`.
+/// RFC 3339 of ms since the epoch.
+fn rfc3339(t: UnixMillis) -> Option<String> {
+    k8s_openapi::jiff::Timestamp::from_millisecond(t)
+        .map(|t| t.to_string())
+        .ok()
+}
+
+/// A `since` further back than this before the first recorded sample is read from Prometheus.
+const PROMETHEUS_SLACK_MS: UnixMillis = 60_000;
+
+/// Whether a range from `start` needs Prometheus: the recorded answer (`body`, the JSON of the
+/// dashboard's envelope, `None` when there is no recorded series) begins over a minute later.
+fn needs_prometheus(start: UnixMillis, body: Option<&serde_json::Value>) -> bool {
+    let first = body
+        .and_then(|b| b["data"]["samples"][0]["time"].as_str())
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map(|t| t.as_millisecond());
+    first.is_none_or(|first| start < first - PROMETHEUS_SLACK_MS)
+}
+
+/// The samples of `name` from `start` until now, read from Prometheus.
+async fn from_prometheus(
+    prometheus: &PrometheusRange,
+    name: &str,
+    query: &Query,
+    start: UnixMillis,
+) -> Result<HistoryView, crate::history::prometheus::PrometheusError> {
+    let now = now_millis();
+    let step = PrometheusRange::step(start, now, query.step);
+    let samples = prometheus.samples(name, start, now, step).await?;
+    Ok(HistoryView {
+        name: name.to_owned(),
+        samples,
+        interval_seconds: None,
+        step_seconds: Some(step.as_secs_f64()),
+        since: rfc3339(start),
+        retention_seconds: RETENTION.as_secs(),
+        source: "prometheus".to_owned(),
+        warning: None,
+    })
+}
+
+/// The answer of `/history/{name}` from `source`; a `since` older than the recorded samples
+/// is read from `prometheus` when there is one (and the recorded answer is given, with a
+/// warning, when Prometheus does not answer).
 pub async fn answer(
     source: &HistorySource,
+    prometheus: Option<&PrometheusRange>,
     name: &str,
     raw: Option<&str>,
 ) -> Result<Response, ApiError> {
     let query = parse_query(raw)?;
-    match source {
+    let kept = match source {
         HistorySource::Recorded(history) => {
-            let view = recorded(history, name, &query)?;
-            Ok(Json(Envelope::new(view)).into_response())
+            recorded(history, name, &query).map(|view| Json(Envelope::new(view)).into_response())
         }
         HistorySource::Leader(leader) => leader.fetch(name, raw).await,
+    };
+    let (Some(prometheus), Some(start)) = (prometheus, query.start(now_millis())) else {
+        return kept;
+    };
+    // The recorded answer, as JSON, to see where it begins (and to keep as the fallback).
+    let (status, body) = match kept {
+        Ok(response) => {
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+                .await
+                .unwrap_or_default();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).ok(),
+            )
+        }
+        Err(err) if err.status == StatusCode::NOT_FOUND => (StatusCode::NOT_FOUND, None),
+        Err(err) => return Err(err),
+    };
+    let recorded_body = body.filter(|_| status == StatusCode::OK);
+    if !needs_prometheus(start, recorded_body.as_ref()) {
+        return Ok((status, Json(recorded_body.unwrap_or_default())).into_response());
+    }
+    match from_prometheus(prometheus, name, &query, start).await {
+        Ok(view) if !view.samples.is_empty() || recorded_body.is_none() => {
+            Ok(Json(Envelope::new(view)).into_response())
+        }
+        Ok(_) => Ok(Json(recorded_body.unwrap_or_default()).into_response()),
+        Err(err) => {
+            tracing::warn!("history of {name}: {err}");
+            let Some(mut body) = recorded_body else {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "prometheus_unreachable",
+                    err.to_string(),
+                ));
+            };
+            body["data"]["warning"] = serde_json::Value::String(format!(
+                "{err}; the samples recorded by the operator instead"
+            ));
+            Ok(Json(body).into_response())
+        }
     }
 }
 

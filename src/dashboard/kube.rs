@@ -221,7 +221,13 @@ pub async fn serve_sidecar(
     if let Some(path) = token_file {
         dashboard = dashboard.with_token_file(path);
     }
-    let dashboard = dashboard.with_history(leader_history(&client, leader)?);
+    let mut dashboard = dashboard.with_history(leader_history(&client, leader)?);
+    if let Some(url) = &leader.prometheus_url {
+        match crate::history::prometheus::PrometheusRange::new(url, true) {
+            Ok(prometheus) => dashboard = dashboard.with_prometheus(prometheus),
+            Err(e) => tracing::warn!("no history from Prometheus: {e}"),
+        }
+    }
     tokio::spawn(publisher.host_sampler("/").run(super::HOST_SAMPLE_INTERVAL));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -142,6 +142,8 @@ pub use crate::history::HealthSample;
 pub struct Dashboard {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     history: HistorySource,
+    /// Where ranges older than the history are read (`--prometheus-url`).
+    prometheus: Option<Arc<crate::history::prometheus::PrometheusRange>>,
     actions: mpsc::Sender<ActionRequest>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
     token: Option<TokenSource>,
@@ -235,6 +237,7 @@ impl Dashboard {
         let dashboard = Dashboard {
             snapshot: snapshot_rx,
             history: HistorySource::default(),
+            prometheus: None,
             actions: actions_tx,
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             token: token.map(TokenSource::from),
@@ -277,6 +280,15 @@ impl Dashboard {
     /// answers 404 for every name).
     pub fn with_history(mut self, source: HistorySource) -> Dashboard {
         self.history = source;
+        self
+    }
+
+    /// Reads `/history/{name}?since=` ranges older than the recorded samples from `prometheus`.
+    pub fn with_prometheus(
+        mut self,
+        prometheus: crate::history::prometheus::PrometheusRange,
+    ) -> Dashboard {
+        self.prometheus = Some(Arc::new(prometheus));
         self
     }
 

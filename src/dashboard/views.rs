@@ -281,6 +281,13 @@ pub struct HistoryView {
     pub since: Option<String>,
     /// How long samples are kept, in seconds (at most 17280 samples per series).
     pub retention_seconds: u64,
+    /// Where the samples come from: `recorded` (the operator's own history) or `prometheus`
+    /// (`--prometheus-url`, for a `since` older than the recorded history).
+    pub source: String,
+    /// Why the answer is not from where it should be (Prometheus did not answer: the recorded
+    /// samples instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The answer (202) to a request for a change.

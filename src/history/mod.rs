@@ -11,6 +11,7 @@
 //! - [`query`]: `since` and `step`, and the downsampling to buckets (mean of the numbers, last
 //!   state of each bucket).
 
+pub mod prometheus;
 pub mod query;
 pub mod sampler;
 mod store;

@@ -43,7 +43,8 @@ pub async fn history(
     RawQuery(query): RawQuery,
     _: Reader,
 ) -> Result<Response, ApiError> {
-    crate::dashboard::history::answer(&d.history, &name, query.as_deref()).await
+    crate::dashboard::history::answer(&d.history, d.prometheus.as_deref(), &name, query.as_deref())
+        .await
 }
 
 /// `GET /readyz`: ready once the first reconciled status arrived.

@@ -48,6 +48,8 @@ pub struct UpOptions {
     pub dashboard: Option<std::net::TcpListener>,
     /// Return once every peer is up instead of supervising in the foreground.
     pub detach_after_start: bool,
+    /// A Prometheus scraping the dashboard, for history older than the recorded samples.
+    pub prometheus_url: Option<String>,
 }
 
 /// Options of `local down`.
@@ -153,7 +155,7 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
     let (mut sup, mut rx) = Supervisor::new(paths, options.binaries, state, options.stop_grace)?;
     let mut requests = None;
     if let Some(listener) = options.dashboard {
-        requests = Some(sup.serve_dashboard(listener)?);
+        requests = Some(sup.serve_dashboard(listener, options.prometheus_url.as_deref())?);
     }
     // SIGINT/SIGTERM while the peers start: stop what was started and leave cleanly.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

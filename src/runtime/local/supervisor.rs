@@ -256,11 +256,13 @@ impl Supervisor {
         }
     }
 
-    /// Serves the in-process dashboard on `listener` (bound before any namespace change); returns
-    /// the channel of its action requests.
+    /// Serves the in-process dashboard on `listener` (bound before any namespace change), with
+    /// history older than the recorded samples from `prometheus_url`; returns the channel of its
+    /// action requests.
     pub(super) fn serve_dashboard(
         &mut self,
         listener: std::net::TcpListener,
+        prometheus_url: Option<&str>,
     ) -> Result<mpsc::Receiver<ActionRequest>, LocalError> {
         let token = super::dashboard::token(&self.paths.root)?;
         let (dashboard, publisher, requests) = crate::dashboard::Dashboard::new(Some(token), false);
@@ -278,7 +280,14 @@ impl Supervisor {
             latest.clone(),
         ));
         self.latest = Some(latest);
-        let dashboard = dashboard.with_history(crate::dashboard::HistorySource::Recorded(history));
+        let mut dashboard =
+            dashboard.with_history(crate::dashboard::HistorySource::Recorded(history));
+        if let Some(url) = prometheus_url {
+            match crate::history::prometheus::PrometheusRange::new(url, false) {
+                Ok(prometheus) => dashboard = dashboard.with_prometheus(prometheus),
+                Err(e) => warn!("no history from Prometheus: {e}"),
+            }
+        }
         tokio::spawn(
             publisher
                 .host_sampler(self.paths.root.clone())

@@ -226,3 +226,97 @@ async fn every_dashboard_query_returns_data_from_a_scraped_local_cluster() {
     );
     local.stop_supervisor().await;
 }
+
+/// With `--prometheus-url`, a history range older than the recorded samples comes from
+/// Prometheus: a supervisor whose history file was lost still answers `?since=10m` with the
+/// samples Prometheus scraped from the one before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_the_recorded_samples_comes_from_prometheus() {
+    let mut local = Local::new("longago", 1).await;
+    local.up_foreground();
+    local.wait_converged(1).await;
+    let dashboard = dashboard_base(&local).await;
+    let prometheus = prometheus_scraping(&dashboard).await;
+    wait_for(
+        "Prometheus to hold 10 s of the peer's score",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let seen = prometheus
+                .vector("count_over_time(ipfs_kit_peer_score{cluster=\"longago\"}[1m])")
+                .await;
+            let count = seen.first()?["value"][1].as_str()?.parse::<f64>().ok()?;
+            (count >= 10.0).then_some(())
+        },
+    )
+    .await;
+
+    // The supervisor stops and its history file is lost.
+    local.stop_supervisor().await;
+    let store = local.cluster_dir().join("history.redb");
+    std::fs::remove_file(&store).expect("remove the history file");
+    let restarted = k8s_openapi::jiff::Timestamp::now();
+    local.up_foreground_with(&["--prometheus-url", &prometheus.base]);
+    local.wait_converged(1).await;
+    let base = dashboard_base(&local).await;
+    let get = |path: String| async move {
+        let resp = http().get(&path).send().await.expect("GET history");
+        let code = resp.status().as_u16();
+        (code, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let before = |body: &Value| -> Vec<Value> {
+        body["data"]["samples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                s["time"]
+                    .as_str()
+                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                    .is_some_and(|t| t < restarted)
+            })
+            .cloned()
+            .collect()
+    };
+
+    // Prometheus scraped the first supervisor for some 15 s: a step of 1 s finds its samples.
+    let (code, cluster) = get(format!(
+        "{base}/api/dashboard/history/longago?since=10m&step=1s"
+    ))
+    .await;
+    assert_eq!(code, 200, "{cluster}");
+    assert_eq!(cluster["data"]["source"], "prometheus", "{cluster}");
+    let old = before(&cluster);
+    assert!(
+        !old.is_empty(),
+        "samples from before the restart: {cluster}"
+    );
+    assert!(
+        old.iter()
+            .any(|s| s["state"] == "Healthy" && s["score"].as_i64().is_some_and(|v| v > 0)),
+        "{old:?}"
+    );
+    let (code, peer) = get(format!(
+        "{base}/api/dashboard/history/longago/peer-0?since=10m&step=2s"
+    ))
+    .await;
+    assert_eq!(code, 200, "{peer}");
+    assert_eq!(peer["data"]["source"], "prometheus", "{peer}");
+    assert_eq!(peer["data"]["stepSeconds"], 2.0, "{peer}");
+    let old = before(&peer);
+    assert!(
+        old.iter().any(|s| s["state"] == "Healthy"
+            && s["repoSize"].as_i64().is_some_and(|v| v > 0)
+            && s["pinsPinned"].as_i64().is_some()),
+        "the peer's figures from Prometheus: {old:?}"
+    );
+
+    // Without `since` (or within what is recorded): the recorded samples, none from before.
+    let (code, recent) = get(format!("{base}/api/dashboard/history/longago")).await;
+    if code == 200 {
+        assert_eq!(recent["data"]["source"], "recorded", "{recent}");
+        assert!(before(&recent).is_empty(), "{recent}");
+    } else {
+        assert_eq!(code, 404, "no sample recorded yet: {recent}");
+    }
+}
