@@ -1115,6 +1115,20 @@ fn the_chart_runs_the_peers_kubo_metrics_from_its_own_image_and_can_monitor_the_
         "off by default"
     );
 
+    // The dashboards read older history from a Prometheus of the user's; a URL it is not, refused.
+    let docs = helm.template(&["dashboard.prometheusUrl=http://prom.monitoring:9090"]);
+    let deployment: Deployment = find(&docs, "Deployment", None);
+    let pod = deployment.spec.template.spec.expect("pod spec");
+    let args = container(&pod, "dashboard")
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--prometheus-url" && w[1] == "http://prom.monitoring:9090"),
+        "{args:?}"
+    );
+
     // The PodMonitor: the peers of every namespace, both daemons' ports, labelled by cluster and
     // peer; refused by name where the kind is unknown.
     let chart = chart_dir();
@@ -1166,4 +1180,12 @@ fn the_chart_runs_the_peers_kubo_metrics_from_its_own_image_and_can_monitor_the_
         "metrics.podMonitor.enabled=true",
     ]);
     assert!(refused.contains("metrics.podMonitor.enabled"), "{refused}");
+    let refused = helm.refused(&[
+        "template",
+        RELEASE,
+        chart,
+        "--set",
+        "dashboard.prometheusUrl=prom:9090",
+    ]);
+    assert!(refused.contains("prometheusUrl"), "{refused}");
 }
