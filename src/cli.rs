@@ -161,6 +161,20 @@ pub struct DashboardArgs {
     pub leader: LeaderArgs,
 }
 
+/// Where history older than the operator keeps is read.
+#[derive(Debug, Args)]
+pub struct PrometheusArg {
+    /// A Prometheus that scrapes the operator (e.g. `http://prometheus.monitoring:9090`): history
+    /// ranges older than the recorded samples (`?since=`) are read from it.
+    #[arg(
+        long,
+        env = "IPFS_KIT_PROMETHEUS_URL",
+        value_name = "URL",
+        value_parser = crate::history::prometheus::parse_url
+    )]
+    pub prometheus_url: Option<String>,
+}
+
 /// Where the sidecar reads the history: the leader controller's metrics server.
 #[derive(Debug, Args)]
 pub struct LeaderArgs {
@@ -186,15 +200,8 @@ pub struct LeaderArgs {
     #[arg(long, env = "POD_NAME", default_value = "ipfs-kit-operator")]
     pub instance: String,
 
-    /// A Prometheus that scrapes the operator (e.g. `http://prometheus.monitoring:9090`): history
-    /// ranges older than the leader keeps (`?since=`) are read from it.
-    #[arg(
-        long,
-        env = "IPFS_KIT_PROMETHEUS_URL",
-        value_name = "URL",
-        value_parser = crate::history::prometheus::parse_url
-    )]
-    pub prometheus_url: Option<String>,
+    #[command(flatten)]
+    pub prometheus: PrometheusArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,15 +252,8 @@ pub struct LocalUpArgs {
     #[arg(long)]
     pub detach: bool,
 
-    /// A Prometheus that scrapes this dashboard's `/metrics`: history ranges older than the
-    /// recorded samples (`?since=`) are read from it.
-    #[arg(
-        long,
-        env = "IPFS_KIT_PROMETHEUS_URL",
-        value_name = "URL",
-        value_parser = crate::history::prometheus::parse_url
-    )]
-    pub prometheus_url: Option<String>,
+    #[command(flatten)]
+    pub prometheus: PrometheusArg,
 }
 
 #[derive(Debug, Args)]

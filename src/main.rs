@@ -134,7 +134,7 @@ fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
                 stop_grace: STOP_GRACE,
                 dashboard: Some(dashboard),
                 detach_after_start: args.detach,
-                prometheus_url: args.prometheus_url.clone(),
+                prometheus_url: args.prometheus.prometheus_url.clone(),
             };
             runtime()?.block_on(local::up(options))?;
             Ok(ExitCode::SUCCESS)

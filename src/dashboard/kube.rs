@@ -222,7 +222,7 @@ pub async fn serve_sidecar(
         dashboard = dashboard.with_token_file(path);
     }
     let mut dashboard = dashboard.with_history(leader_history(&client, leader)?);
-    if let Some(url) = &leader.prometheus_url {
+    if let Some(url) = &leader.prometheus.prometheus_url {
         match crate::history::prometheus::PrometheusRange::new(url, true) {
             Ok(prometheus) => dashboard = dashboard.with_prometheus(prometheus),
             Err(e) => tracing::warn!("no history from Prometheus: {e}"),

@@ -170,6 +170,23 @@ impl Local {
         log_tail(&self.supervisor_log, 60)
     }
 
+    /// The in-process dashboard's `http://127.0.0.1:PORT` (`--dashboard-listen 127.0.0.1:0`: the
+    /// supervisor logs where it listens).
+    async fn dashboard_base(&self) -> String {
+        wait_for(
+            "the dashboard address in the supervisor's log",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async {
+                let log = self.supervisor_output();
+                let at = log.find("dashboard on http://")? + "dashboard on ".len();
+                let end = log[at..].find(char::is_whitespace)?;
+                Some(log[at..at + end].trim_end_matches('/').to_string())
+            },
+        )
+        .await
+    }
+
     async fn status(&self) -> LocalStatus {
         let out = self
             .run(&["local", "status", &self.name, "--output", "json"])
@@ -909,19 +926,7 @@ async fn the_in_process_dashboard_serves_status_and_restarts_a_daemon_on_request
     let before = local.wait_converged(2).await;
     let old_pid = before.peers[1].kubo_pid.expect("peer 1 Kubo runs");
 
-    // `--dashboard-listen 127.0.0.1:0`: the supervisor logs where it listens.
-    let base = wait_for(
-        "the dashboard address in the supervisor's log",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let log = local.supervisor_output();
-            let at = log.find("dashboard on http://")? + "dashboard on ".len();
-            let end = log[at..].find(char::is_whitespace)?;
-            Some(log[at..at + end].trim_end_matches('/').to_string())
-        },
-    )
-    .await;
+    let base = local.dashboard_base().await;
     let http = http();
     let body: Value = wait_for(
         "the dashboard to list both peers",

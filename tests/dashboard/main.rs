@@ -26,6 +26,18 @@ struct Server {
     http: reqwest::Client,
 }
 
+/// A history holding one sample of the first cluster of `snap` (and its peers).
+fn recorded_once(snap: &Snapshot) -> HistorySource {
+    let history = History::in_memory();
+    history.record(
+        &snap.clusters[0].name,
+        Duration::from_secs(10),
+        &snap.clusters[0].status,
+        ipfs_kit_operator::history::now_millis(),
+    );
+    HistorySource::Recorded(history)
+}
+
 async fn serve(token: Option<&str>) -> Server {
     serve_with(token, |d| d).await
 }
@@ -157,15 +169,8 @@ async fn reads_come_from_the_published_status_in_the_envelope() {
 #[tokio::test]
 async fn the_dashboard_counts_its_requests_by_route_template_and_exports_no_peer_series() {
     // A recorded sample of `demo`, so that its peer's history answers 200.
-    let history = History::in_memory();
     let snap = snapshot(95);
-    history.record(
-        "demo",
-        Duration::from_secs(10),
-        &snap.clusters[0].status,
-        ipfs_kit_operator::history::now_millis(),
-    );
-    let source = HistorySource::Recorded(history);
+    let source = recorded_once(&snap);
     let s = serve_with(Some(TOKEN), |d| d.with_history(source)).await;
     s.publisher.publish(snap);
     for path in [
@@ -653,15 +658,8 @@ async fn realtime_serves_sampled_host_figures_and_bandwidth_rates() {
 #[tokio::test]
 async fn openapi_describes_every_route_and_every_described_route_exists() {
     // One recorded sample of `demo`, so that its history answers.
-    let history = History::in_memory();
     let snap = snapshot(90);
-    history.record(
-        "demo",
-        Duration::from_secs(10),
-        &snap.clusters[0].status,
-        ipfs_kit_operator::history::now_millis(),
-    );
-    let source = HistorySource::Recorded(history);
+    let source = recorded_once(&snap);
     let s = serve_with(Some(TOKEN), |d| {
         d.with_logs(Arc::new(Lines::default())).with_history(source)
     })

@@ -16,14 +16,8 @@ use crate::support::clusters::{
     apply_cluster, cluster_json, provide_volumes, spawn_operator, stop_operator,
 };
 use crate::support::control_plane::{ControlPlane, control_plane};
+use crate::support::process::free_port;
 use crate::support::wait_for;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 fn log_file(ns: &str, what: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ipfs-kit-{ns}-{what}.log"))

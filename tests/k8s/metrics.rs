@@ -15,14 +15,8 @@ use crate::support::clusters::{
     stop_operator,
 };
 use crate::support::control_plane::{ControlPlane, control_plane};
+use crate::support::process::free_port;
 use crate::support::wait_for;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// `ipfs-kit-operator dashboard` (the sidecar) for namespace `ns` on 127.0.0.1:`port`.
 fn spawn_sidecar(cp: &ControlPlane, ns: &str, port: u16, log: &Path) -> Child {

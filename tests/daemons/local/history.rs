@@ -9,22 +9,6 @@ use serde_json::{Value, json};
 use super::{Local, http};
 use crate::support::wait_for;
 
-/// The in-process dashboard's base URL, from the supervisor's log.
-async fn dashboard_base(local: &Local) -> String {
-    wait_for(
-        "the dashboard address in the supervisor's log",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let log = local.supervisor_output();
-            let at = log.find("dashboard on http://")? + "dashboard on ".len();
-            let end = log[at..].find(char::is_whitespace)?;
-            Some(log[at..at + end].trim_end_matches('/').to_string())
-        },
-    )
-    .await
-}
-
 /// `GET {base}{path}`: its status and JSON body.
 async fn get(base: &str, path: &str) -> (u16, Value) {
     let resp = http()
@@ -59,7 +43,7 @@ async fn history_is_sampled_every_probe_interval_and_survives_a_supervisor_resta
     local.up_foreground();
     let status = local.wait_converged(1).await;
     let peer = status.peers[0].name.clone();
-    let base = dashboard_base(&local).await;
+    let base = local.dashboard_base().await;
     let token = std::fs::read_to_string(local.cluster_dir().join("dashboard-token"))
         .expect("the dashboard token");
     let token = token.trim().to_owned();
@@ -122,7 +106,7 @@ async fn history_is_sampled_every_probe_interval_and_survives_a_supervisor_resta
     assert!(local.cluster_dir().join("history.redb").is_file());
     local.up_foreground();
     local.wait_converged(1).await;
-    let base = dashboard_base(&local).await;
+    let base = local.dashboard_base().await;
     let (code, again) = wait_for(
         "samples of the new supervisor after the earlier ones",
         Duration::from_secs(30),

@@ -19,22 +19,6 @@ use crate::support::wait_for;
 
 const RULES: &str = "charts/ipfs-kit-operator/files/prometheus-rules.yaml";
 
-/// The in-process dashboard's `http://127.0.0.1:PORT`, from the supervisor's log.
-async fn dashboard_base(local: &Local) -> String {
-    wait_for(
-        "the dashboard address in the supervisor's log",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let log = local.supervisor_output();
-            let at = log.find("dashboard on http://")? + "dashboard on ".len();
-            let end = log[at..].find(char::is_whitespace)?;
-            Some(log[at..at + end].trim_end_matches('/').to_string())
-        },
-    )
-    .await
-}
-
 /// A Prometheus scraping that dashboard every second, with the rules loaded (`for:` 5 s).
 async fn prometheus_scraping(dashboard: &str) -> Prometheus {
     let target = dashboard.trim_start_matches("http://");
@@ -73,7 +57,7 @@ async fn a_kubo_kept_down_fires_ipfs_kit_peer_down_in_prometheus_and_resolves_wh
     local.write_spec_with(2, "    autoHeal: false\n");
     local.up_foreground();
     let before = local.wait_converged(2).await;
-    let dashboard = dashboard_base(&local).await;
+    let dashboard = local.dashboard_base().await;
     let prometheus = prometheus_scraping(&dashboard).await;
     let up = |v: &str| {
         vec![
@@ -184,7 +168,7 @@ async fn every_dashboard_query_returns_data_from_a_scraped_local_cluster() {
     local.up_foreground();
     let before = local.wait_converged(2).await;
     pin_block(&before, b"a pin for the dashboard").await;
-    let dashboard = dashboard_base(&local).await;
+    let dashboard = local.dashboard_base().await;
     let prometheus = prometheus_scraping(&dashboard).await;
     // A healing action: a killed Kubo, restarted by the supervisor.
     let victim = before.peers[1].kubo_pid.expect("peer-1's Kubo runs");
@@ -235,7 +219,7 @@ async fn history_older_than_the_recorded_samples_comes_from_prometheus() {
     let mut local = Local::new("longago", 1).await;
     local.up_foreground();
     local.wait_converged(1).await;
-    let dashboard = dashboard_base(&local).await;
+    let dashboard = local.dashboard_base().await;
     let prometheus = prometheus_scraping(&dashboard).await;
     wait_for(
         "Prometheus to hold 10 s of the peer's score",
@@ -258,7 +242,7 @@ async fn history_older_than_the_recorded_samples_comes_from_prometheus() {
     let restarted = k8s_openapi::jiff::Timestamp::now();
     local.up_foreground_with(&["--prometheus-url", &prometheus.base]);
     local.wait_converged(1).await;
-    let base = dashboard_base(&local).await;
+    let base = local.dashboard_base().await;
     let get = |path: String| async move {
         let resp = http().get(&path).send().await.expect("GET history");
         let code = resp.status().as_u16();
