@@ -13,7 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use cluster::{
-    ACTION_REQUEST_ANNOTATION, ClusterPhase, ClusterSpec, Consensus, Exposure, GatewaySpec,
+    ACTION_REQUEST_ANNOTATION, AlertSeverity, AlertState, ClusterAlert, ClusterPhase, ClusterSpec, Consensus, Exposure, GatewaySpec,
     HealingAction, HealingRecord, HealingResult, HealthSpec, IpfsCluster, IpfsClusterSpec,
     IpfsClusterStatus, KuboProfile, KuboSpec, MANAGED_KUBO_KEYS, MAX_CLUSTER_NAME_LENGTH,
     NetworkingSpec, P2pSpec, PeerState, PeerStatus, PodSecurityContextSpec, SecretKeyReference,

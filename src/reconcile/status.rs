@@ -187,6 +187,12 @@ pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
         health_score: Some(i32::from(a.health.score)),
         peers: obs.reports.iter().map(|r| peer_status(obs, r)).collect(),
         healing,
+        // The alert engine (`crate::alerts`) replaces these after the round; until then the
+        // previous round's stand.
+        alerts: obs
+            .previous
+            .map(|s| s.alerts.clone())
+            .unwrap_or_default(),
     }
 }
 

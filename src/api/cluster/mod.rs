@@ -16,11 +16,13 @@ use super::validation::{
     parse_duration, parse_storage_size,
 };
 
+pub mod alert;
 mod kubo_config;
 mod pods;
 pub mod status;
 mod validate;
 
+pub use alert::{AlertSeverity, AlertState, ClusterAlert, RESOLVED_ALERTS_LIMIT};
 pub use kubo_config::{
     KuboValueType, MANAGED_KUBO_CONFIG, MANAGED_KUBO_KEYS, ManagedKuboKey, check_kubo_config,
 };
