@@ -90,6 +90,7 @@ fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
     match command {
         LocalCommand::Up(args) => {
             let binaries = Binaries::resolve(args.ipfs_bin.clone(), args.cluster_bin.clone())?;
+            let alerts = args.alerts.options().map_err(LocalError::Alerts)?;
             // The dashboard listener is bound before the network namespace changes, so that it
             // stays reachable from the host; the namespace must be entered while this is the
             // only thread, before the runtime exists.
@@ -110,6 +111,7 @@ fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
                 stop_grace: STOP_GRACE,
                 dashboard: Some(dashboard),
                 detach_after_start: args.detach,
+                alerts,
             };
             runtime()?.block_on(local::up(options))?;
             Ok(ExitCode::SUCCESS)

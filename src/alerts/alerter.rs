@@ -11,9 +11,50 @@ use tracing::{info, warn};
 use super::engine::ClusterAlerts;
 use super::rules::{self, Facts};
 use super::webhook::{Origin, notification};
-use super::{Timings, Webhook};
+use super::{DeliverySettings, Timings, Webhook, WebhookUrl};
 use crate::api::ClusterAlert;
 use crate::reconcile::UnixMillis;
+
+/// The alert flags, checked at start (before any runtime exists).
+#[derive(Clone, Debug, Default)]
+pub struct AlertOptions {
+    /// `--alert-webhook`.
+    pub webhook: Option<WebhookUrl>,
+    /// The `for` durations, with the overrides of `--alert-for`.
+    pub timings: Timings,
+    pub delivery: DeliverySettings,
+}
+
+impl AlertOptions {
+    /// Checks `--alert-webhook` (empty counts as unset) and the `--alert-for` overrides; the
+    /// error names the flag.
+    pub fn from_flags(webhook: Option<&str>, overrides: &[String]) -> Result<AlertOptions, String> {
+        let webhook = webhook
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(WebhookUrl::parse)
+            .transpose()?;
+        Ok(AlertOptions {
+            webhook,
+            timings: Timings::with_overrides(overrides, "--alert-for")?,
+            delivery: DeliverySettings::default(),
+        })
+    }
+
+    /// Starts the webhook sender, if any (inside a Tokio runtime). `external_url`: the
+    /// dashboard's base URL, if known.
+    pub fn start(self, external_url: Option<String>) -> Result<AlertSettings, String> {
+        let webhook = self
+            .webhook
+            .map(|url| Webhook::start(url, self.delivery))
+            .transpose()?;
+        Ok(AlertSettings {
+            timings: self.timings,
+            webhook,
+            external_url,
+        })
+    }
+}
 
 /// How a runtime evaluates and delivers alerts.
 #[derive(Clone, Debug, Default)]
@@ -134,7 +175,10 @@ mod tests {
     #[test]
     fn rounds_of_a_cluster_fire_and_resolve_and_a_new_alerter_takes_over_from_status() {
         let mut timings = Timings::default();
-        timings.set(AlertName::ClusterUnhealthy, std::time::Duration::from_secs(60));
+        timings.set(
+            AlertName::ClusterUnhealthy,
+            std::time::Duration::from_secs(60),
+        );
         let alerter = Alerter::new(AlertSettings {
             timings: timings.clone(),
             ..AlertSettings::default()
@@ -181,6 +225,10 @@ mod tests {
         assert!(!resolved.transitions[0].is_firing());
         assert_eq!(next.forget(Some("prod"), "web", 100_000), []);
         let again = alerter.forget(Some("prod"), "web", 100_000);
-        assert_eq!(again.len(), 1, "the deleted cluster's firing alert resolves");
+        assert_eq!(
+            again.len(),
+            1,
+            "the deleted cluster's firing alert resolves"
+        );
     }
 }

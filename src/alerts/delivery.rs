@@ -61,7 +61,8 @@ impl WebhookUrl {
     /// `scheme://host:port`: what logs say of the receiver.
     pub fn redacted(&self) -> String {
         let origin = self.url.origin().ascii_serialization();
-        let hidden = self.url.path() != "/" || self.url.query().is_some() || self.basic_auth.is_some();
+        let hidden =
+            self.url.path() != "/" || self.url.query().is_some() || self.basic_auth.is_some();
         if hidden {
             format!("{origin} (path, query and credentials not shown)")
         } else {
@@ -203,11 +204,7 @@ impl Webhook {
     /// Queues `notification` for delivery; drops the oldest queued one if the queue is full.
     pub fn send(&self, notification: Notification) {
         let dropped = {
-            let mut queue = self
-                .shared
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.push(notification)
         };
         if let Some(old) = dropped {
@@ -252,11 +249,7 @@ impl Webhook {
 /// The sender: one notification at a time, in order.
 async fn run(shared: Arc<Shared>, client: reqwest::Client) {
     loop {
-        let next = shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        let next = shared.queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match next {
             Some(n) => {
                 let counter = if deliver(&shared, &client, &n).await {
@@ -288,7 +281,12 @@ async fn deliver(shared: &Shared, client: &reqwest::Client, n: &Notification) ->
         }
         let outcome = match request.send().await {
             Ok(resp) if resp.status().is_success() => {
-                debug!(receiver, status = n.status, group = n.group_key, "alert delivered");
+                debug!(
+                    receiver,
+                    status = n.status,
+                    group = n.group_key,
+                    "alert delivered"
+                );
                 return true;
             }
             Ok(resp) => {
@@ -415,7 +413,12 @@ mod tests {
 
     #[test]
     fn only_http_urls_with_a_host_are_accepted_and_credentials_never_shown() {
-        for bad in ["ftp://example.com/x", "not a url", "file:///tmp/x", "http://"] {
+        for bad in [
+            "ftp://example.com/x",
+            "not a url",
+            "file:///tmp/x",
+            "http://",
+        ] {
             let err = WebhookUrl::parse(bad).expect_err(bad);
             assert!(err.starts_with("--alert-webhook"), "{err}");
         }
@@ -430,7 +433,9 @@ mod tests {
         let shown = format!("{url:?}");
         assert!(!shown.contains("tok3n") && !shown.contains("XyZ") && !shown.contains("abc"));
         assert_eq!(
-            WebhookUrl::parse("http://127.0.0.1:9/").expect("plain").redacted(),
+            WebhookUrl::parse("http://127.0.0.1:9/")
+                .expect("plain")
+                .redacted(),
             "http://127.0.0.1:9"
         );
     }
@@ -474,15 +479,15 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_not_retried_and_attempts_are_bounded() {
         let refused = receiver(vec![400], false).await;
-        let hook = Webhook::start(WebhookUrl::parse(&refused.url).expect("url"), fast())
-            .expect("start");
+        let hook =
+            Webhook::start(WebhookUrl::parse(&refused.url).expect("url"), fast()).expect("start");
         hook.send(sample(1));
         until("the refusal", || hook.failed_total() == 1).await;
         assert_eq!(refused.hits.load(Ordering::SeqCst), 1);
 
         let broken = receiver(vec![500; 10], false).await;
-        let hook = Webhook::start(WebhookUrl::parse(&broken.url).expect("url"), fast())
-            .expect("start");
+        let hook =
+            Webhook::start(WebhookUrl::parse(&broken.url).expect("url"), fast()).expect("start");
         hook.send(sample(1));
         hook.send(sample(2));
         until("both given up", || hook.failed_total() == 2).await;
@@ -494,7 +499,10 @@ mod tests {
         let r = receiver(Vec::new(), true).await;
         let hook = Webhook::start(WebhookUrl::parse(&r.url).expect("url"), fast()).expect("start");
         hook.send(sample(1));
-        until("the first POST in flight", || r.hits.load(Ordering::SeqCst) == 1).await;
+        until("the first POST in flight", || {
+            r.hits.load(Ordering::SeqCst) == 1
+        })
+        .await;
         let started = std::time::Instant::now();
         for n in 2..=5 {
             hook.send(sample(n));

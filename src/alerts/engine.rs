@@ -185,7 +185,11 @@ mod tests {
             let fired = state.evaluate(holds(), &timings, t0 + wait);
             assert_eq!(
                 states(&fired),
-                [(alert.as_str().into(), peer.map(Into::into), AlertState::Firing)],
+                [(
+                    alert.as_str().into(),
+                    peer.map(Into::into),
+                    AlertState::Firing
+                )],
                 "{alert} fires once its `for` has passed"
             );
             assert_eq!(fired[0].starts_at, time(t0 + wait));
@@ -198,7 +202,11 @@ mod tests {
             let resolved = state.evaluate(Vec::new(), &timings, end);
             assert_eq!(
                 states(&resolved),
-                [(alert.as_str().into(), peer.map(Into::into), AlertState::Resolved)]
+                [(
+                    alert.as_str().into(),
+                    peer.map(Into::into),
+                    AlertState::Resolved
+                )]
             );
             assert_eq!(resolved[0].ends_at, Some(time(end)));
             assert_eq!(resolved[0].starts_at, time(t0 + wait), "its start is kept");
@@ -236,14 +244,26 @@ mod tests {
         let t = state.evaluate(one, &timings, 2_000);
         assert_eq!(
             states(&t),
-            [("IpfsKitPeerDown".into(), Some("p-0".into()), AlertState::Resolved)]
+            [(
+                "IpfsKitPeerDown".into(),
+                Some("p-0".into()),
+                AlertState::Resolved
+            )]
         );
         let list = state.list();
         assert_eq!(
             states(&list),
             [
-                ("IpfsKitPeerDown".into(), Some("p-1".into()), AlertState::Firing),
-                ("IpfsKitPeerDown".into(), Some("p-0".into()), AlertState::Resolved),
+                (
+                    "IpfsKitPeerDown".into(),
+                    Some("p-1".into()),
+                    AlertState::Firing
+                ),
+                (
+                    "IpfsKitPeerDown".into(),
+                    Some("p-0".into()),
+                    AlertState::Resolved
+                ),
             ]
         );
     }

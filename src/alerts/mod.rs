@@ -22,7 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use crate::api::{AlertSeverity, AlertState, ClusterAlert};
-pub use alerter::{AlertSettings, Alerter, RoundAlerts};
+pub use alerter::{AlertOptions, AlertSettings, Alerter, RoundAlerts};
 pub use delivery::{DeliverySettings, Webhook, WebhookUrl};
 pub use engine::ClusterAlerts;
 pub use rules::{Condition, Facts};

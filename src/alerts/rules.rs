@@ -305,7 +305,10 @@ mod tests {
                 (AlertName::PeerDown, Some("web-1".into())),
             ]
         );
-        assert_eq!(found[1].summary, "Peer web-1 of IpfsCluster prod/web is down");
+        assert_eq!(
+            found[1].summary,
+            "Peer web-1 of IpfsCluster prod/web is down"
+        );
         assert!(
             found[1].description.contains("connection refused"),
             "{}",
@@ -364,7 +367,11 @@ mod tests {
         let mut at_limit = status.clone();
         at_limit.peers[0].repo_size = Some(900);
         f.status = &at_limit;
-        assert!(!names(&f).iter().any(|(a, _)| *a == AlertName::RepoNearStorageMax));
+        assert!(
+            !names(&f)
+                .iter()
+                .any(|(a, _)| *a == AlertName::RepoNearStorageMax)
+        );
     }
 
     #[test]

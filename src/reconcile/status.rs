@@ -189,10 +189,7 @@ pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
         healing,
         // The alert engine (`crate::alerts`) replaces these after the round; until then the
         // previous round's stand.
-        alerts: obs
-            .previous
-            .map(|s| s.alerts.clone())
-            .unwrap_or_default(),
+        alerts: obs.previous.map(|s| s.alerts.clone()).unwrap_or_default(),
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Settings {
     pub operator_namespace: Option<String>,
     /// The Kubernetes cluster's DNS domain, in the peers' DNS names (start script, healing).
     pub cluster_domain: String,
+    /// The alerts' `for` durations and the `--alert-webhook` sender (shared by every
+    /// leadership term of this process).
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Default for Settings {
             start_grace: None,
             operator_namespace: None,
             cluster_domain: super::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }
@@ -105,6 +109,9 @@ pub struct Context {
     pub gc: crate::runtime::gc::GcRuns,
     /// The StatefulSet per cluster as the operator last wrote it.
     pub written: super::apply::Written,
+    /// The alert engine's state per cluster (this leadership term's; a new leader takes the
+    /// firing alerts over from `status.alerts`).
+    pub alerter: crate::alerts::Alerter,
     /// Per cluster and peer, the announce a peer was last restarted for (it is not restarted for
     /// the same one twice).
     announce_restarts: Mutex<HashMap<ObjectRef<IpfsCluster>, HashMap<String, String>>>,
@@ -119,6 +126,7 @@ impl Context {
     ) -> Result<Self, ProberError> {
         let events = Events::new(&client, &settings.instance);
         Ok(Self {
+            alerter: crate::alerts::Alerter::new(settings.alerts.clone()),
             backoff: ErrorBackoff::new(settings.error_backoff_base, settings.error_backoff_cap),
             client,
             events,

@@ -207,6 +207,10 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
 /// A deleted IpfsCluster: its owned objects go by garbage collection; the operator forgets it.
 async fn cleanup(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.forget(&ObjectRef::from_obj(cluster));
+    // Its firing alerts resolve (posted to the webhook; the object is going, so no Event).
+    let ns = cluster.namespace();
+    ctx.alerter
+        .forget(ns.as_deref(), &cluster.name_any(), now_millis());
     ctx.gc.forget(&super::collect::gc_prefix(cluster));
     ctx.event(
         cluster,

@@ -47,6 +47,8 @@ pub struct UpOptions {
     pub dashboard: Option<std::net::TcpListener>,
     /// Return once every peer is up instead of supervising in the foreground.
     pub detach_after_start: bool,
+    /// `--alert-webhook` and the alerts' `for` durations.
+    pub alerts: crate::alerts::AlertOptions,
 }
 
 /// Options of `local down`.
@@ -146,10 +148,14 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
     let paths = ClusterPaths::new(&options.state_root, &name)?;
     std::fs::create_dir_all(&paths.root).map_err(|e| LocalError::io("creating", &paths.root, e))?;
     let _lock = take_lock(&paths)?;
-    // A snapshot left by an earlier supervisor describes processes that may be gone.
+    // A snapshot left by an earlier supervisor describes processes that may be gone; only its
+    // alerts go on (so that their resolution is delivered).
+    let earlier = super::status::supervisor_snapshot(&paths).map(|s| s.status.alerts);
     let _ = std::fs::remove_file(paths.status_file());
     let state = current_state(&paths, &options.spec_file, &name, spec)?;
     let (mut sup, mut rx) = Supervisor::new(paths, options.binaries, state, options.stop_grace)?;
+    let dashboard = options.dashboard.as_ref().and_then(|l| l.local_addr().ok());
+    sup.start_alerts(options.alerts, dashboard, earlier.unwrap_or_default())?;
     let mut requests = None;
     if let Some(listener) = options.dashboard {
         requests = Some(sup.serve_dashboard(listener)?);
@@ -221,6 +227,7 @@ impl Supervisor {
             healer: Healer::new(policy),
             publisher: None,
             gc: crate::runtime::gc::GcRuns::default(),
+            alerter: crate::alerts::Alerter::default(),
         };
         Ok((sup, rx))
     }
