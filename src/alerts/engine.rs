@@ -11,6 +11,7 @@ use crate::api::cluster::RESOLVED_ALERTS_LIMIT;
 use crate::api::{AlertState, ClusterAlert};
 use crate::reconcile::UnixMillis;
 use crate::reconcile::status::time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// An alert of a cluster: its name and, for a peer's alert, the peer.
 type AlertKey = (AlertName, Option<String>);
@@ -95,7 +96,7 @@ impl ClusterAlerts {
                 severity: key.0.severity(),
                 peer: key.1.clone(),
                 state: AlertState::Firing,
-                starts_at: time(now),
+                starts_at: whole_seconds(now),
                 ends_at: None,
                 summary: condition.summary,
                 description: condition.description,
@@ -125,7 +126,7 @@ impl ClusterAlerts {
     fn resolve(&mut self, key: &AlertKey, now: UnixMillis) -> Option<ClusterAlert> {
         let mut alert = self.firing.remove(key)?;
         alert.state = AlertState::Resolved;
-        alert.ends_at = Some(time(now));
+        alert.ends_at = Some(whole_seconds(now));
         self.resolved.push_back(alert.clone());
         self.trim_resolved();
         Some(alert)
@@ -138,8 +139,14 @@ impl ClusterAlerts {
     }
 }
 
+/// `now` as a Kubernetes time in whole seconds: the API server keeps `status` times to the
+/// second, so a finer one would differ from what it stored and rewrite the status every round.
+fn whole_seconds(now: UnixMillis) -> Time {
+    time(now - now % 1000)
+}
+
 /// A Kubernetes time in milliseconds since the epoch.
-pub fn millis(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
+pub fn millis(t: &Time) -> i64 {
     t.0.as_millisecond()
 }
 
@@ -315,6 +322,19 @@ mod tests {
         assert_eq!(state.evaluate(c, &zero, 5).len(), 2);
         let gone = state.resolve_all(9);
         assert_eq!(gone.len(), 2);
-        assert!(gone.iter().all(|a| a.ends_at == Some(time(9))));
+        assert!(
+            gone.iter().all(|a| a.ends_at == Some(time(0))),
+            "whole seconds"
+        );
+        // As the API server stores them: a status read back is the same status.
+        let fired = state.evaluate(
+            vec![condition(AlertName::PeerDown, Some("p"))],
+            &zero,
+            61_789,
+        );
+        assert_eq!(fired[0].starts_at, time(61_000));
+        let json = serde_json::to_string(&fired[0]).expect("json");
+        let back: ClusterAlert = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, fired[0]);
     }
 }

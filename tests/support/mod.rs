@@ -16,6 +16,7 @@ pub mod ipfs;
 pub mod process;
 pub mod real_node;
 pub mod tools;
+pub mod webhook;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -3,96 +3,16 @@
 //! dashboard lists it (with the healing steps the engine took or declined), and when the daemon
 //! is back the receiver gets it resolved.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
-use axum::routing::post;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::{Local, http};
 use crate::support::process::log_tail;
+use crate::support::webhook::Receiver;
 use crate::support::{restart_with_token, wait_for};
-
-/// A webhook receiver on a free loopback port: every POST body, with its headers.
-struct Receiver {
-    base: String,
-    got: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let store = got.clone();
-        let app = axum::Router::new().route(
-            "/hooks/s3cr3t-path",
-            post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let store = store.clone();
-                async move {
-                    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    store.lock().expect("lock").push((headers, value));
-                    "ok"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver {
-            base: format!("http://{addr}"),
-            got,
-        }
-    }
-
-    /// The alerts received so far, each with the notification it came in.
-    fn alerts(&self) -> Vec<(Value, Value)> {
-        self.got
-            .lock()
-            .expect("lock")
-            .iter()
-            .flat_map(|(_, n)| {
-                n["alerts"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |a| (n.clone(), a))
-            })
-            .collect()
-    }
-
-    /// Waits for an alert named `name` about `peer` in state `status`.
-    async fn wait_for(&self, local: &Local, name: &str, status: &str) -> (Value, Value) {
-        let log = local.supervisor_log.clone();
-        let found = tokio::time::timeout(
-            Duration::from_secs(60),
-            wait_for(
-                &format!("{name} {status} at the receiver"),
-                Duration::from_secs(60),
-                Duration::from_millis(200),
-                || async {
-                    self.alerts().into_iter().find(|(_, a)| {
-                        a["labels"]["alertname"] == name
-                            && a["labels"]["peer"] == "peer-0"
-                            && a["status"] == status
-                    })
-                },
-            ),
-        )
-        .await;
-        found.unwrap_or_else(|_| {
-            panic!(
-                "no {name} {status}; received {:?}\nsupervisor:\n{}",
-                self.alerts(),
-                log_tail(&log, 60)
-            )
-        })
-    }
-}
 
 /// The in-process dashboard's base URL, from the supervisor's log.
 async fn dashboard_base(local: &Local) -> String {
@@ -140,10 +60,7 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
     // autoHeal off: the killed Kubo stays down until asked for.
     local.write_spec_with(1, "    autoHeal: false\n");
     // Credentials and a token-like path in the URL: sent, never logged.
-    let hook = receiver
-        .base
-        .replace("http://", "http://alice:pa55word@")
-        + "/hooks/s3cr3t-path";
+    let hook = receiver.url().replace("http://", "http://alice:pa55word@");
     local.up_foreground_with(&["--alert-webhook", &hook, "--alert-for", "all=4s"]);
     let before = local.wait_converged(1).await;
     let base = dashboard_base(&local).await;
@@ -156,7 +73,11 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
     let victim = before.peers[0].kubo_pid.expect("kubo pid");
     kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill -9");
     let down_at = std::time::Instant::now();
-    let (notification, fired) = receiver.wait_for(&local, "IpfsKitPeerDown", "firing").await;
+    let log = || log_tail(&local.supervisor_log, 60);
+    let minute = Duration::from_secs(60);
+    let (notification, fired) = receiver
+        .wait_for("IpfsKitPeerDown", "peer-0", "firing", minute, log)
+        .await;
     assert!(
         down_at.elapsed() >= Duration::from_secs(4),
         "fired after {:?}, before its `for`",
@@ -182,7 +103,7 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
         fired["generatorURL"],
         format!("{base}/api/dashboard/status")
     );
-    let (headers, _) = receiver.got.lock().expect("lock")[0].clone();
+    let (headers, _) = receiver.notifications()[0].clone();
     assert_eq!(headers["authorization"], "Basic YWxpY2U6cGE1NXdvcmQ=");
 
     // The dashboard lists it, beside the restart the engine declined (autoHeal off).
@@ -220,12 +141,12 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
     );
 
     // Back: the dashboard's restart request starts Kubo again; the alert resolves.
-    let token = std::fs::read_to_string(local.cluster_dir().join("dashboard-token"))
-        .expect("token file");
+    let token =
+        std::fs::read_to_string(local.cluster_dir().join("dashboard-token")).expect("token file");
     let restart = format!("{base}/api/dashboard/backends/alerting/peer-0/ipfs/restart");
     restart_with_token(&restart, token.trim()).await;
     let (_, resolved) = receiver
-        .wait_for(&local, "IpfsKitPeerDown", "resolved")
+        .wait_for("IpfsKitPeerDown", "peer-0", "resolved", minute, log)
         .await;
     assert_eq!(resolved["startsAt"], fired["startsAt"]);
     assert_ne!(resolved["endsAt"], "0001-01-01T00:00:00Z");
