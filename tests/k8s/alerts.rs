@@ -111,7 +111,7 @@ async fn a_silent_pod_fires_peer_down_as_event_status_and_webhook_and_a_new_lead
         &api,
         "alerts",
         "IpfsKitPeerDown firing in status.alerts",
-        |c| peer_down_firing(c),
+        peer_down_firing,
     )
     .await;
     let status = fired.status.expect("status");
