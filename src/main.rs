@@ -89,8 +89,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
 fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
     match command {
         LocalCommand::Up(args) => {
-            let binaries = Binaries::resolve(args.ipfs_bin.clone(), args.cluster_bin.clone())?;
             let alerts = args.alerts.options().map_err(LocalError::Alerts)?;
+            let binaries = Binaries::resolve(args.ipfs_bin.clone(), args.cluster_bin.clone())?;
             // The dashboard listener is bound before the network namespace changes, so that it
             // stays reachable from the host; the namespace must be entered while this is the
             // only thread, before the runtime exists.

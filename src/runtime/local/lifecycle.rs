@@ -149,13 +149,13 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
     std::fs::create_dir_all(&paths.root).map_err(|e| LocalError::io("creating", &paths.root, e))?;
     let _lock = take_lock(&paths)?;
     // A snapshot left by an earlier supervisor describes processes that may be gone; only its
-    // alerts go on (so that their resolution is delivered).
-    let earlier = super::status::supervisor_snapshot(&paths).map(|s| s.status.alerts);
+    // alerts (so that their resolution is delivered) and healing steps go on.
+    let earlier = super::status::supervisor_snapshot(&paths).map(|s| s.status);
     let _ = std::fs::remove_file(paths.status_file());
     let state = current_state(&paths, &options.spec_file, &name, spec)?;
     let (mut sup, mut rx) = Supervisor::new(paths, options.binaries, state, options.stop_grace)?;
     let dashboard = options.dashboard.as_ref().and_then(|l| l.local_addr().ok());
-    sup.start_alerts(options.alerts, dashboard, earlier.unwrap_or_default())?;
+    sup.take_over(options.alerts, dashboard, earlier)?;
     let mut requests = None;
     if let Some(listener) = options.dashboard {
         requests = Some(sup.serve_dashboard(listener)?);

@@ -18,7 +18,7 @@ use super::state::{ClusterPaths, ClusterState, DaemonKind, PeerPaths, save_state
 use super::status::{LocalStatus, compute_status, local_peers, targets};
 use super::{LocalError, now_millis};
 use crate::alerts::{AlertOptions, Alerter, Facts, rules};
-use crate::api::{ClusterAlert, IpfsClusterStatus};
+use crate::api::IpfsClusterStatus;
 use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
 use crate::probe::report::{PeerReport, ProcessState};
 use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
@@ -139,21 +139,23 @@ impl Supervisor {
         self.last_status = Some(snapshot.status);
     }
 
-    /// Starts alerting: the webhook sender (if `--alert-webhook`), and the alerts an earlier
-    /// supervisor left firing in its last snapshot, which go on until their condition ends.
-    pub(super) fn start_alerts(
+    /// Starts alerting (the webhook sender, if `--alert-webhook`) and takes over from the last
+    /// snapshot of an earlier supervisor, if any: its firing alerts go on until their condition
+    /// ends, and its healing steps stay listed.
+    pub(super) fn take_over(
         &mut self,
         options: AlertOptions,
         dashboard: Option<std::net::SocketAddr>,
-        earlier: Vec<ClusterAlert>,
+        earlier: Option<IpfsClusterStatus>,
     ) -> Result<(), LocalError> {
         let settings = options
             .start(dashboard.map(|a| format!("http://{a}/")))
             .map_err(LocalError::Alerts)?;
         self.alerter = Alerter::new(settings);
-        if !earlier.is_empty() {
+        if let Some(earlier) = earlier {
+            self.healer.take_over_log(&earlier.healing);
             self.last_status = Some(IpfsClusterStatus {
-                alerts: earlier,
+                alerts: earlier.alerts,
                 ..IpfsClusterStatus::default()
             });
         }

@@ -165,5 +165,30 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
         !output.contains("s3cr3t") && !output.contains("pa55word"),
         "the webhook's path or credentials were logged:\n{output}"
     );
+
+    // A new `local up` keeps listing what the earlier one saw: the healing steps and the
+    // resolved alert, and fires nothing again.
+    local.stop_supervisor().await;
+    local.up_foreground_with(&["--alert-webhook", &hook, "--alert-for", "all=4s"]);
+    local.wait_converged(1).await;
+    let base = dashboard_base(&local).await;
+    let alerts = dashboard_alert(&base, "the earlier healing step after a restart", |a| {
+        a["type"] == "healing" && a["state"] == "skipped"
+    })
+    .await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["type"] == "IpfsKitPeerDown" && a["state"] == "resolved"),
+        "{alerts:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        receiver
+            .matching("IpfsKitPeerDown", "peer-0", "firing")
+            .len(),
+        1,
+        "fired again after the restart"
+    );
     local.stop_supervisor().await;
 }
