@@ -135,7 +135,9 @@ pub fn healing_record(entry: &HealingEntry) -> HealingRecord {
         None => entry.reason.clone(),
     };
     HealingRecord {
-        time: time(entry.time),
+        // Whole seconds, as a Kubernetes time is written: a finer one would never equal the
+        // status read back, and the status would be rewritten every round.
+        time: time(entry.time - entry.time % 1000),
         peer: entry.peer.clone(),
         action: entry.action,
         reason,
