@@ -314,7 +314,7 @@ async fn deliver(shared: &Shared, client: &reqwest::Client, n: &Notification) ->
         let wait = settings.backoff(attempt);
         warn!(
             receiver,
-            "the alert webhook {outcome}; retry {attempt} in {} ms",
+            "posting an alert notification failed ({outcome}); retry {attempt} in {} ms",
             wait.as_millis()
         );
         tokio::time::sleep(wait).await;
