@@ -115,6 +115,36 @@ pub struct RunArgs {
         value_parser = crate::runtime::kube::dns::parse_cluster_domain
     )]
     pub cluster_domain: Option<String>,
+
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+/// Alerts the operator evaluates itself and posts without Prometheus.
+#[derive(Debug, Args)]
+pub struct AlertArgs {
+    /// POST firing and resolved alerts to this URL as Alertmanager's webhook JSON (http or
+    /// https; user and password in the URL are sent as basic auth; the URL is never logged).
+    /// In Kubernetes only the leader posts.
+    #[arg(
+        long,
+        env = "IPFS_KIT_ALERT_WEBHOOK",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub alert_webhook: Option<String>,
+
+    /// Overrides the `for` duration of an alert: `NAME=DURATION` (`IpfsKitPeerDown=30s`) or
+    /// `all=DURATION`; repeatable. For tests.
+    #[arg(long, value_name = "NAME=DURATION", hide = true)]
+    pub alert_for: Vec<String>,
+}
+
+impl AlertArgs {
+    /// The checked flags; the error names the flag at fault.
+    pub fn options(&self) -> Result<crate::alerts::AlertOptions, String> {
+        crate::alerts::AlertOptions::from_flags(self.alert_webhook.as_deref(), &self.alert_for)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +284,9 @@ pub struct LocalUpArgs {
 
     #[command(flatten)]
     pub prometheus: PrometheusArg,
+
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +342,55 @@ mod tests {
     fn local_up_requires_a_file() {
         let err = Cli::try_parse_from(["ipfs-kit-operator", "local", "up"]).expect_err("no -f");
         assert!(err.to_string().contains("--file"), "{err}");
+    }
+
+    #[test]
+    fn the_alert_webhook_is_checked_at_start_and_named_in_the_error() {
+        let cli = Cli::try_parse_from([
+            "ipfs-kit-operator",
+            "local",
+            "up",
+            "-f",
+            "c.yaml",
+            "--alert-webhook",
+            "ftp://user:token@example/x",
+            "--alert-for",
+            "IpfsKitPeerDown=2s",
+        ])
+        .expect("parses");
+        let Command::Local {
+            command: LocalCommand::Up(args),
+        } = cli.command
+        else {
+            panic!("local up");
+        };
+        let err = args.alerts.options().expect_err("ftp");
+        assert!(
+            err.starts_with("--alert-webhook") && !err.contains("token"),
+            "{err}"
+        );
+        let ok = AlertArgs {
+            alert_webhook: Some("http://127.0.0.1:9/hook".into()),
+            alert_for: args.alerts.alert_for,
+        }
+        .options()
+        .expect("valid");
+        assert_eq!(
+            ok.timings.of(crate::alerts::AlertName::PeerDown),
+            std::time::Duration::from_secs(2)
+        );
+        let run = Cli::try_parse_from(["ipfs-kit-operator", "run", "--alert-webhook", ""])
+            .expect("parses");
+        let Command::Run(run) = run.command else {
+            panic!("run");
+        };
+        assert!(
+            run.alerts
+                .options()
+                .expect("empty is unset")
+                .webhook
+                .is_none()
+        );
     }
 
     #[test]

@@ -113,6 +113,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
 fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
     match command {
         LocalCommand::Up(args) => {
+            let alerts = args.alerts.options().map_err(LocalError::Alerts)?;
             let binaries = Binaries::resolve(args.ipfs_bin.clone(), args.cluster_bin.clone())?;
             // The dashboard listener is bound before the network namespace changes, so that it
             // stays reachable from the host; the namespace must be entered while this is the
@@ -135,6 +136,7 @@ fn run_local(command: &LocalCommand) -> Result<ExitCode, LocalError> {
                 dashboard: Some(dashboard),
                 detach_after_start: args.detach,
                 prometheus_url: args.prometheus.prometheus_url.clone(),
+                alerts,
             };
             runtime()?.block_on(local::up(options))?;
             Ok(ExitCode::SUCCESS)

@@ -9,8 +9,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod alerts;
+
+pub use alerts::{Alert, alerts};
+
 use super::{ActionRequest, ClusterEntry, Daemon, HealthSample, HostMetrics, PeerRates, Snapshot};
-use crate::api::{ClusterPhase, HealingRecord, PeerState, PeerStatus, PinPhase};
+use crate::api::{ClusterPhase, PeerState, PeerStatus, PinPhase};
 
 /// A successful answer: `{"success": true, "data": ...}`.
 #[derive(Clone, Debug, Serialize)]
@@ -64,12 +68,13 @@ pub struct Overall {
 }
 
 /// `GET /api/dashboard/status`: overall health, clusters with their peers, pins and libp2p view,
-/// and the healing log as alerts.
+/// and the alerts (the operator's alerts and the healing steps).
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct StatusView {
     pub overall: Overall,
     pub clusters: Vec<ClusterView>,
-    /// Recent healing log entries of every cluster.
+    /// The alerts of every cluster (firing and recently resolved) and its recent healing steps,
+    /// oldest first.
     pub alerts: Vec<Alert>,
 }
 
@@ -113,13 +118,6 @@ pub struct Libp2pView {
     pub swarm_peers: BTreeMap<String, Option<i32>>,
     /// Cluster peers each peer sees, by peer.
     pub cluster_peers_seen: BTreeMap<String, Option<i32>>,
-}
-
-/// One healing log entry of a cluster.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct Alert {
-    pub cluster: String,
-    pub entry: HealingRecord,
 }
 
 /// The data of one `status` event of `GET /api/dashboard/events`.
@@ -396,16 +394,7 @@ pub fn status(snapshot: &Snapshot) -> StatusView {
             .iter()
             .map(|c| cluster(snapshot, c))
             .collect(),
-        alerts: snapshot
-            .clusters
-            .iter()
-            .flat_map(|c| {
-                c.status.healing.iter().map(|h| Alert {
-                    cluster: c.key(),
-                    entry: h.clone(),
-                })
-            })
-            .collect(),
+        alerts: alerts(snapshot),
     }
 }
 

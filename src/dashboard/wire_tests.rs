@@ -51,6 +51,15 @@ fn status(score: i32, peers: &[&str]) -> IpfsClusterStatus {
         "peers": peers,
         "healing": [{"time": "2026-11-27T20:30:00Z", "peer": "demo-2", "action": "SwarmConnect",
             "reason": "swarm peers 0 < 1", "result": "Succeeded"}],
+        "alerts": [
+            {"name": "IpfsKitPeerDown", "severity": "critical", "peer": peers[0]["name"],
+                "state": "firing", "startsAt": "2026-11-27T20:40:00Z",
+                "summary": format!("Peer {} is down", peers[0]["name"].as_str().unwrap_or_default()),
+                "description": "its Kubo RPC and IPFS Cluster REST APIs do not both answer"},
+            {"name": "IpfsKitClusterDegraded", "severity": "warning", "state": "resolved",
+                "startsAt": "2026-11-27T20:10:00Z", "endsAt": "2026-11-27T20:25:00Z",
+                "summary": "the cluster is degraded", "description": "health score 61"},
+        ],
     }))
     .expect("cluster status")
 }

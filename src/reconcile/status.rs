@@ -135,7 +135,9 @@ pub fn healing_record(entry: &HealingEntry) -> HealingRecord {
         None => entry.reason.clone(),
     };
     HealingRecord {
-        time: time(entry.time),
+        // Whole seconds, as a Kubernetes time is written: a finer one would never equal the
+        // status read back, and the status would be rewritten every round.
+        time: time(entry.time - entry.time % 1000),
         peer: entry.peer.clone(),
         action: entry.action,
         reason,
@@ -187,6 +189,9 @@ pub fn compute(obs: &Observed<'_>) -> IpfsClusterStatus {
         health_score: Some(i32::from(a.health.score)),
         peers: obs.reports.iter().map(|r| peer_status(obs, r)).collect(),
         healing,
+        // The alert engine (`crate::alerts`) replaces these after the round; until then the
+        // previous round's stand.
+        alerts: obs.previous.map(|s| s.alerts.clone()).unwrap_or_default(),
     }
 }
 

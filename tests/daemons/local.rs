@@ -22,6 +22,7 @@ use crate::support::process::log_tail;
 use crate::support::tools::binary;
 use crate::support::wait_for;
 
+mod alerts;
 mod history;
 mod parity;
 mod prometheus;

@@ -17,6 +17,7 @@ pub mod process;
 pub mod prometheus;
 pub mod real_node;
 pub mod tools;
+pub mod webhook;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

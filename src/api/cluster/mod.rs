@@ -16,12 +16,14 @@ use super::validation::{
     parse_duration, parse_storage_size,
 };
 
+pub mod alert;
 mod daemon_metrics;
 mod kubo_config;
 mod pods;
 pub mod status;
 mod validate;
 
+pub use alert::{AlertSeverity, AlertState, ClusterAlert, RESOLVED_ALERTS_LIMIT};
 pub use daemon_metrics::{CLUSTER_METRICS_PORT, KUBO_METRICS_PORT, MetricsSpec};
 pub use kubo_config::{
     KuboValueType, MANAGED_KUBO_CONFIG, MANAGED_KUBO_KEYS, ManagedKuboKey, check_kubo_config,

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::HEALING_HISTORY_LIMIT;
+use super::alert::ClusterAlert;
 
 /// Lifecycle phase of an IpfsCluster.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -73,6 +74,11 @@ pub struct IpfsClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub healing: Vec<HealingRecord>,
+
+    /// The operator's own alerts about this cluster: the ones firing, and the last ten
+    /// resolved. Changes only when an alert starts or stops firing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<ClusterAlert>,
 }
 
 impl IpfsClusterStatus {

@@ -209,7 +209,12 @@
   function renderAlerts(alerts) {
     const items = alerts.slice(-10).reverse().map((a) => {
       const e = a.entry;
-      return el("li", {}, `${e.time} ${a.cluster}/${e.peer}: ${e.action} (${e.result}): ${e.reason}`);
+      if (e) {
+        return el("li", {}, `${e.time} ${a.cluster}/${e.peer}: ${e.action} (${e.result}): ${e.reason}`);
+      }
+      const where = a.peer ? `${a.cluster}/${a.peer}` : a.cluster;
+      return el("li", { class: `alert ${a.severity} ${a.state}` },
+        `${a.timestamp} ${where}: ${a.type} ${a.state} (${a.severity}): ${a.message}`);
     });
     $("alerts").replaceChildren(...(items.length ? items : [el("li", {}, "None.")]));
   }

@@ -144,3 +144,26 @@ fn paused_and_missing_pods_have_their_own_phase() {
         conditions::PROGRESSING
     ));
 }
+
+#[test]
+fn a_status_with_healing_steps_read_back_needs_no_write() {
+    let entry = HealingEntry {
+        time: NOW + 456,
+        peer: "demo-1".into(),
+        action: crate::api::HealingAction::RestartPeer,
+        reason: "Kubo exited".into(),
+        result: crate::api::HealingResult::Pending,
+        detail: None,
+    };
+    let reports: Vec<_> = (0..3).map(|i| unreachable(&format!("demo-{i}"))).collect();
+    let mut s = observe(&reports, None, NOW);
+    s.healing = vec![healing_record(&entry)];
+    let stored: IpfsClusterStatus =
+        serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("back");
+    assert!(!needs_write(
+        Some(&stored),
+        &s,
+        NOW,
+        Duration::from_secs(60)
+    ));
+}

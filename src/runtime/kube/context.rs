@@ -56,6 +56,9 @@ pub struct Settings {
     /// Where the health samples of the clusters go (sampled every probe interval while this
     /// instance leads; served on the metrics server's `/internal/history/{name}`).
     pub history: crate::history::History,
+    /// The alerts' `for` durations and the `--alert-webhook` sender (shared by every
+    /// leadership term of this process).
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Default for Settings {
             cluster_domain: super::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             kubo_metrics_image: None,
             history: crate::history::History::in_memory(),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }
@@ -125,6 +129,9 @@ pub struct Context {
     pub written: super::apply::Written,
     /// The latest status of each cluster, which the history's sampler reads every probe interval.
     pub latest: crate::history::Latest,
+    /// The alert engine's state per cluster (this leadership term's; a new leader takes the
+    /// firing alerts over from `status.alerts`).
+    pub alerter: crate::alerts::Alerter,
     /// Per cluster and peer, the announce a peer was last restarted for (it is not restarted for
     /// the same one twice).
     announce_restarts: Mutex<HashMap<ObjectRef<IpfsCluster>, HashMap<String, String>>>,
@@ -139,6 +146,7 @@ impl Context {
     ) -> Result<Self, ProberError> {
         let events = Events::new(&client, &settings.instance);
         Ok(Self {
+            alerter: crate::alerts::Alerter::new(settings.alerts.clone()),
             backoff: ErrorBackoff::new(settings.error_backoff_base, settings.error_backoff_cap),
             client,
             events,

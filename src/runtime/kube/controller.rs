@@ -207,9 +207,14 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
 /// A deleted IpfsCluster: its owned objects go by garbage collection; the operator forgets it.
 async fn cleanup(cluster: &IpfsCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.forget(&ObjectRef::from_obj(cluster));
-    let ns = cluster.namespace().unwrap_or_default();
-    ctx.metrics
-        .forget_cluster(&ClusterKey::kube(&ns, &cluster.name_any()));
+    let ns = cluster.namespace();
+    ctx.metrics.forget_cluster(&ClusterKey::kube(
+        ns.as_deref().unwrap_or_default(),
+        &cluster.name_any(),
+    ));
+    // Its firing alerts resolve (posted to the webhook; the object is going, so no Event).
+    ctx.alerter
+        .forget(ns.as_deref(), &cluster.name_any(), now_millis());
     ctx.gc.forget(&super::collect::gc_prefix(cluster));
     ctx.event(
         cluster,

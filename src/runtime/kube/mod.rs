@@ -64,6 +64,9 @@ pub enum OperatorError {
     Start(#[from] StartError),
     #[error(transparent)]
     Lease(#[from] lease::LeaseError),
+    /// An alert flag is wrong (`--alert-webhook`, `--alert-for`): the message names it.
+    #[error("{0}")]
+    Alerts(String),
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -108,6 +111,7 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
 /// `ipfs-kit-operator run`: connects to the cluster, serves metrics, runs the controller until
 /// SIGTERM or Ctrl-C.
 pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
+    let alerts = args.alerts.options().map_err(OperatorError::Alerts)?;
     let client = kube::Client::try_default()
         .await
         .map_err(OperatorError::Config)?;
@@ -129,6 +133,8 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
         operator_namespace,
         cluster_domain,
         kubo_metrics_image: args.kubo_metrics_image.clone().filter(|i| !i.is_empty()),
+        // Only the leader reconciles, so only the leader evaluates and posts alerts.
+        alerts: alerts.start(None).map_err(OperatorError::Alerts)?,
         ..Settings::default()
     };
     let metrics = Arc::new(Metrics::default());

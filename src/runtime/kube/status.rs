@@ -11,7 +11,10 @@ use super::apply::FIELD_MANAGER;
 use super::build;
 use super::context::{Context, KubeCallError, kube_err};
 use super::observe::Observation;
-use crate::api::{IpfsCluster, IpfsClusterStatus};
+use kube::runtime::events::EventType;
+
+use crate::alerts::{Facts, rules};
+use crate::api::{ClusterAlert, IpfsCluster, IpfsClusterStatus};
 use crate::metrics::{ClusterKey, ClusterReport, healing_budgets};
 use crate::reconcile::status::{Observed, Upgrade, compute, needs_write};
 use crate::reconcile::{Assessment, UnixMillis};
@@ -88,6 +91,7 @@ pub async fn report(
         now: round.now,
     });
     super::kubelet::add_to_status(&mut status, &round.observed.pods);
+    let transitions = alerts(cluster, &mut status, round.assessment, ns, ctx, round.now);
     ctx.metrics
         .report(metrics_report(cluster, &round, ns, &status));
     // Validated before the round: the default only if the spec changed since.
@@ -101,6 +105,14 @@ pub async fn report(
     let refresh = ctx.settings.status_refresh;
     if needs_write(cluster.status.as_ref(), &status, round.now, refresh) {
         write(cluster, &status, ns, ctx).await?;
+    }
+    for t in transitions {
+        let (type_, reason) = if t.is_firing() {
+            (EventType::Warning, ALERT_FIRING)
+        } else {
+            (EventType::Normal, ALERT_RESOLVED)
+        };
+        ctx.event(cluster, type_, reason, t.summary).await;
     }
     Ok(())
 }
@@ -134,6 +146,39 @@ fn metrics_report<'a>(
         volume_capacity,
         healing_budget,
     }
+}
+
+/// Reason of the Event of an alert that started firing (Warning).
+pub const ALERT_FIRING: &str = "AlertFiring";
+/// Reason of the Event of an alert that resolved (Normal).
+pub const ALERT_RESOLVED: &str = "AlertResolved";
+
+/// This round's alerts (see [`crate::alerts`]) into `status.alerts`; returns the transitions
+/// (already logged and queued for the webhook).
+fn alerts(
+    cluster: &IpfsCluster,
+    status: &mut IpfsClusterStatus,
+    assessment: &Assessment,
+    ns: &str,
+    ctx: &Context,
+    now: UnixMillis,
+) -> Vec<ClusterAlert> {
+    let max = u32::try_from(cluster.spec.health.max_restarts_per_hour).unwrap_or(0);
+    let history = &assessment.decision.history;
+    let budget = rules::budget_left(status, history, max, now);
+    let capacity = cluster.spec.kubo.storage.size_bytes().ok();
+    let previous = std::mem::take(&mut status.alerts);
+    let name = cluster.name_any();
+    let facts = Facts {
+        namespace: Some(ns),
+        cluster: &name,
+        status,
+        budget_left: &budget,
+        volume_capacity: capacity.map(|c| u64::try_from(c).unwrap_or(u64::MAX)),
+    };
+    let round = ctx.alerter.round(&facts, &previous, now);
+    status.alerts = round.alerts;
+    round.transitions
 }
 
 /// Writes `status` by server-side apply with the operator's field manager.

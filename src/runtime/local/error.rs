@@ -283,6 +283,10 @@ pub enum LocalError {
     )]
     DashboardAddress { addr: SocketAddr, source: io::Error },
 
+    /// An alert flag is wrong (`--alert-webhook`, `--alert-for`): the message names it.
+    #[error("{0}")]
+    Alerts(String),
+
     /// The HTTP client of the probes could not be built.
     #[error(transparent)]
     Prober(#[from] ProberError),

@@ -2,9 +2,9 @@
 //! section becomes a [`HealthPolicy`], each probe round is assessed by [`reconcile::assess`], and
 //! the history is kept here between rounds. The supervisor only carries out the actions.
 
-use crate::api::IpfsClusterSpec;
+use crate::api::{HealingRecord, IpfsClusterSpec};
 use crate::probe::report::PeerReport;
-use crate::reconcile::{self, Assessment, ClusterHistory, HealthPolicy};
+use crate::reconcile::{self, Assessment, ClusterHistory, HealingEntry, HealthPolicy};
 
 use super::LocalError;
 
@@ -48,12 +48,44 @@ impl Healer {
     pub fn history(&self) -> &ClusterHistory {
         &self.history
     }
+
+    /// Starts the healing log from the steps an earlier supervisor recorded in its last status
+    /// (`status.healing`), so that they stay listed after a restart of `local up`.
+    pub fn take_over_log(&mut self, records: &[HealingRecord]) {
+        for r in records {
+            self.history.log.push(HealingEntry {
+                time: u64::try_from(r.time.0.as_millisecond()).unwrap_or(0),
+                peer: r.peer.clone(),
+                action: r.action,
+                reason: r.reason.clone(),
+                result: r.result,
+                detail: None,
+            });
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::reconcile::RestartUnit;
+
+    #[test]
+    fn an_earlier_supervisors_healing_steps_are_kept() {
+        let record: HealingRecord = serde_json::from_value(serde_json::json!({
+            "time": "2026-11-27T20:30:00Z", "peer": "peer-1", "action": "RestartPeer",
+            "reason": "Kubo exited (answering again after 2s)", "result": "Succeeded"}))
+        .expect("record");
+        let mut healer = Healer::new(policy(&IpfsClusterSpec::default(), 1).expect("policy"));
+        healer.take_over_log(std::slice::from_ref(&record));
+        let back: Vec<HealingRecord> = healer
+            .history()
+            .log
+            .entries()
+            .map(crate::reconcile::status::healing_record)
+            .collect();
+        assert_eq!(back, [record]);
+    }
 
     #[test]
     fn the_local_policy_is_the_specs_at_daemon_granularity() {

@@ -50,6 +50,8 @@ pub struct UpOptions {
     pub detach_after_start: bool,
     /// A Prometheus scraping the dashboard, for history older than the recorded samples.
     pub prometheus_url: Option<String>,
+    /// `--alert-webhook` and the alerts' `for` durations.
+    pub alerts: crate::alerts::AlertOptions,
 }
 
 /// Options of `local down`.
@@ -149,10 +151,14 @@ pub async fn up(options: UpOptions) -> Result<(), LocalError> {
     let paths = ClusterPaths::new(&options.state_root, &name)?;
     std::fs::create_dir_all(&paths.root).map_err(|e| LocalError::io("creating", &paths.root, e))?;
     let _lock = take_lock(&paths)?;
-    // A snapshot left by an earlier supervisor describes processes that may be gone.
+    // A snapshot left by an earlier supervisor describes processes that may be gone; only its
+    // alerts (so that their resolution is delivered) and healing steps go on.
+    let earlier = super::status::supervisor_snapshot(&paths).map(|s| s.status);
     let _ = std::fs::remove_file(paths.status_file());
     let state = current_state(&paths, &options.spec_file, &name, spec)?;
     let (mut sup, mut rx) = Supervisor::new(paths, options.binaries, state, options.stop_grace)?;
+    let dashboard = options.dashboard.as_ref().and_then(|l| l.local_addr().ok());
+    sup.take_over(options.alerts, dashboard, earlier)?;
     let mut requests = None;
     if let Some(listener) = options.dashboard {
         requests = Some(sup.serve_dashboard(listener, options.prometheus_url.as_deref())?);
@@ -227,6 +233,7 @@ impl Supervisor {
             metrics,
             latest: None,
             gc: crate::runtime::gc::GcRuns::default(),
+            alerter: crate::alerts::Alerter::default(),
         };
         Ok((sup, rx))
     }

@@ -252,7 +252,7 @@ pub async fn status(state_root: &Path, name: Option<&str>) -> Result<Vec<LocalSt
 }
 
 /// The supervisor's own snapshot file, if it wrote one (restart counts and healing history).
-fn supervisor_snapshot(paths: &ClusterPaths) -> Option<LocalStatus> {
+pub(super) fn supervisor_snapshot(paths: &ClusterPaths) -> Option<LocalStatus> {
     let text = std::fs::read_to_string(paths.status_file()).ok()?;
     serde_json::from_str(&text).ok()
 }

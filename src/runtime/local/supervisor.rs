@@ -17,6 +17,7 @@ use super::logs::{LOG_KEEP, LOG_ROTATE_BYTES, rotate_log};
 use super::state::{ClusterPaths, ClusterState, DaemonKind, PeerPaths, save_state, write_atomic};
 use super::status::{LocalStatus, compute_status, local_peers, targets};
 use super::{LocalError, now_millis};
+use crate::alerts::{AlertOptions, Alerter, Facts, rules};
 use crate::api::IpfsClusterStatus;
 use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
 use crate::metrics::{ClusterKey, ClusterReport, Metrics, healing_budgets, healing_labels};
@@ -52,6 +53,8 @@ pub struct Supervisor {
     pub(super) last_status: Option<IpfsClusterStatus>,
     /// Kubo garbage collections started and their outcomes, per peer.
     pub(super) gc: GcRuns,
+    /// The alert engine of this cluster, and the webhook sender.
+    pub(super) alerter: Alerter,
 }
 
 /// The supervisor carries out the health engine's actions on the processes it started: one
@@ -148,7 +151,8 @@ impl Supervisor {
         self.collect_garbage(&targets, &reports);
         // Published after the actions, so that it shows the new PIDs and restart counts.
         let previous = self.last_status.take();
-        let snapshot = self.snapshot(&reports, &assessment, previous.as_ref(), now);
+        let mut snapshot = self.snapshot(&reports, &assessment, previous.as_ref(), now);
+        self.evaluate_alerts(&mut snapshot.status, now);
         self.publish(&snapshot);
         self.report_metrics(&snapshot.status, now);
         self.metrics.reconciled(started.elapsed(), true);
@@ -174,6 +178,49 @@ impl Supervisor {
             volume_capacity,
             healing_budget: healing_budgets(status, self.healer.history(), max, now),
         });
+    }
+
+    /// Starts alerting (the webhook sender, if `--alert-webhook`) and takes over from the last
+    /// snapshot of an earlier supervisor, if any: its firing alerts go on until their condition
+    /// ends, and its healing steps stay listed.
+    pub(super) fn take_over(
+        &mut self,
+        options: AlertOptions,
+        dashboard: Option<std::net::SocketAddr>,
+        earlier: Option<IpfsClusterStatus>,
+    ) -> Result<(), LocalError> {
+        let settings = options
+            .start(dashboard.map(|a| format!("http://{a}/")))
+            .map_err(LocalError::Alerts)?;
+        self.alerter = Alerter::new(settings);
+        if let Some(earlier) = earlier {
+            self.healer.take_over_log(&earlier.healing);
+            self.last_status = Some(IpfsClusterStatus {
+                alerts: earlier.alerts,
+                ..IpfsClusterStatus::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// This round's alerts (see [`crate::alerts`]) into `status.alerts`; transitions are
+    /// logged and posted to the webhook.
+    fn evaluate_alerts(&self, status: &mut IpfsClusterStatus, now: u64) {
+        let max = self.healer.policy.max_restarts_per_hour;
+        let budget = rules::budget_left(status, self.healer.history(), max, now);
+        let capacity = nix::sys::statvfs::statvfs(&self.paths.root)
+            .ok()
+            .map(|s| s.blocks().saturating_mul(s.fragment_size()));
+        let previous = std::mem::take(&mut status.alerts);
+        let facts = Facts {
+            namespace: None,
+            cluster: &self.state.name,
+            status,
+            budget_left: &budget,
+            volume_capacity: capacity,
+        };
+        let round = self.alerter.round(&facts, &previous, now);
+        status.alerts = round.alerts;
     }
 
     /// Logs the Kubo garbage collections that ended, then starts the ones this round calls for
