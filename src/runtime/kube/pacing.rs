@@ -14,6 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::IpfsCluster;
 use crate::probe::PeerTarget;
+use crate::probe::liveness::{HungSet, is_hung, overlay};
 use crate::probe::report::PeerReport;
 
 /// Rounds a little early (requeue jitter) count as due.
@@ -82,6 +83,36 @@ pub fn plan(
         reused,
         full: false,
     }
+}
+
+/// Splits the targets to probe: those with a hung daemon and an earlier report are not probed but
+/// judged on that report, the hung daemons marked as not answering (each with the address
+/// probed); the others are probed.
+pub fn judge_hung(
+    last: Option<&LastRound>,
+    probe: Vec<PeerTarget>,
+    hung: &HungSet,
+) -> (Vec<PeerTarget>, Vec<(String, PeerReport)>) {
+    let mut rest = Vec::new();
+    let mut judged = Vec::new();
+    for target in probe {
+        let earlier = last
+            .filter(|_| is_hung(hung, &target.peer))
+            .and_then(|l| l.reports.iter().find(|(_, r)| r.peer == target.peer));
+        match earlier {
+            Some((_, report)) => {
+                let mut report = PeerReport {
+                    kubo_process: target.kubo_process,
+                    cluster_process: target.cluster_process,
+                    ..report.clone()
+                };
+                overlay(&mut report, hung);
+                judged.push((target.kubo.base.clone(), report));
+            }
+            None => rest.push(target),
+        }
+    }
+    (rest, judged)
 }
 
 impl Rounds {
