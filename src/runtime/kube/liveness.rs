@@ -69,7 +69,11 @@ impl Pings {
             let trigger = self.trigger.clone();
             let key = cluster.clone();
             Monitor::spawn(
-                format!("{}/{}", key.namespace.as_deref().unwrap_or_default(), key.name),
+                format!(
+                    "{}/{}",
+                    key.namespace.as_deref().unwrap_or_default(),
+                    key.name
+                ),
                 self.client.clone(),
                 self.settings,
                 move || {
