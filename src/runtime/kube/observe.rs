@@ -127,12 +127,10 @@ pub async fn peers(
         }
         None => {
             let (hung, _) = ctx.pings.hung(&key);
-            for r in &mut reused {
-                liveness::overlay(r, &hung);
-            }
-            let (rest, mut judged) = pacing::judge_hung(last.as_ref(), probe, &hung);
-            judged.extend(rest.iter().map(cut_short));
-            (Vec::new(), judged)
+            (
+                Vec::new(),
+                cut_short(last.as_ref(), probe, &mut reused, &hung),
+            )
         }
     };
     let mut recorded = probed;
@@ -169,16 +167,29 @@ async fn probe_all(
         .await
 }
 
-/// A peer left unprobed because the round was cut short by a hung daemon, with no earlier answer
-/// to go by: its processes count as starting (no failure is counted); the next round probes it.
-fn cut_short(target: &PeerTarget) -> (String, PeerReport) {
-    let mut report = unprobed(
-        &target.peer,
-        "not probed: the round was cut short by a hung daemon".into(),
-    );
-    report.kubo_process = ProcessState::Starting;
-    report.cluster_process = ProcessState::Starting;
-    (target.kubo.base.clone(), report)
+/// The reports of a round cut short by a daemon found hung: the reused ones and those of the
+/// peers that were being probed judged on their last answers with the daemons hung now; a peer
+/// with no earlier answer counts as starting (no failure is counted; the next round probes it).
+fn cut_short(
+    last: Option<&pacing::LastRound>,
+    probe: Vec<PeerTarget>,
+    reused: &mut [PeerReport],
+    hung: &liveness::HungSet,
+) -> Vec<(String, PeerReport)> {
+    for r in reused.iter_mut() {
+        liveness::overlay(r, hung);
+    }
+    let (rest, mut judged) = pacing::judge_hung(last, probe, hung);
+    judged.extend(rest.iter().map(|target| {
+        let mut report = unprobed(
+            &target.peer,
+            "not probed: the round was cut short by a hung daemon".into(),
+        );
+        report.kubo_process = ProcessState::Starting;
+        report.cluster_process = ProcessState::Starting;
+        (target.kubo.base.clone(), report)
+    }));
+    judged
 }
 
 fn ordinal(peer: &str) -> i64 {

@@ -267,6 +267,35 @@ mod tests {
         assert!(p.reused[0].kubo.is_ok(), "the answer of the last round");
     }
 
+    /// A peer with a hung daemon and an earlier answer is judged on it, not probed again; the
+    /// others (and a hung peer never heard from) are probed.
+    #[test]
+    fn a_hung_peer_is_judged_on_its_last_answers_without_a_probe() {
+        use crate::probe::liveness::{DaemonApi, HungSet};
+        let mut hung = HungSet::new();
+        let why = ProbeFailure {
+            kind: FailureKind::Timeout,
+            message: "hung: no answer to 3 liveness pings in a row".into(),
+        };
+        hung.insert(("p-0".into(), DaemonApi::Kubo), why.clone());
+        hung.insert(("p-2".into(), DaemonApi::Kubo), why.clone());
+        let l = last(Instant::now());
+        let targets = vec![
+            target("p-0", "10.0.0.1"),
+            target("p-1", "10.0.0.2"),
+            target("p-2", "10.0.0.3"),
+        ];
+        let (probe, judged) = judge_hung(Some(&l), targets, &hung);
+        assert_eq!(peers(&probe), ["p-1", "p-2"], "p-2 has no earlier answer");
+        assert_eq!(judged.len(), 1);
+        let (base, report) = &judged[0];
+        assert_eq!(base, "http://10.0.0.1:5001");
+        assert_eq!(report.kubo.as_ref().err(), Some(&why));
+        assert!(report.cluster.is_ok(), "IPFS Cluster still answers");
+        let (probe, judged) = judge_hung(None, vec![target("p-0", "10.0.0.1")], &hung);
+        assert_eq!((probe.len(), judged.len()), (1, 0), "no round yet: probed");
+    }
+
     #[test]
     fn a_partial_round_adds_to_the_last_one_and_keeps_its_time() {
         let rounds = Rounds::default();
