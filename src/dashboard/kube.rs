@@ -1,6 +1,9 @@
 //! The dashboard as a sidecar in Kubernetes: status comes from a watch cache of IpfsCluster
 //! objects; action requests are recorded on the IpfsCluster (an annotation) for the controller
-//! to carry out, so that the controller stays the one writer of pods and status.
+//! to carry out, so that the controller stays the one writer of pods and status. The controller
+//! writes traffic figures (bandwidth totals, repository size, pin counts) into the status at most
+//! once a minute when health is unchanged, so here they are up to a minute old (its `/metrics`
+//! has them from every round).
 
 use std::sync::Arc;
 

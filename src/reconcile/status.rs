@@ -355,21 +355,31 @@ impl Conditions {
     }
 }
 
-/// `status` with the times that change every round cleared (transition times, probe times).
-fn without_times(status: &IpfsClusterStatus) -> IpfsClusterStatus {
+/// `status` with what changes every round without saying anything of health cleared: the times
+/// (transition times, probe times) and the volatile figures (bandwidth totals, repository size,
+/// pin counts). The metrics, the dashboard and the history take those from the latest round in
+/// memory; the status carries them as of its last write, at most [`needs_write`]'s refresh old.
+fn without_volatile(status: &IpfsClusterStatus) -> IpfsClusterStatus {
     let mut s = status.clone();
     for c in &mut s.conditions {
         c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
     }
     for p in &mut s.peers {
         p.last_probe = None;
+        p.bytes_in = None;
+        p.bytes_out = None;
+        p.repo_size = None;
+        p.pins_pinned = None;
+        p.pins_queued = None;
+        p.pins_pinning = None;
     }
     s
 }
 
-/// Whether `new` must be written over `old`: when anything but the times differs, or when the
-/// probe times written last are older than `refresh` (so `lastProbe` stays roughly current
-/// without a write every probe round).
+/// Whether `new` must be written over `old`: at once when anything but the times and the
+/// volatile figures differs (health, states, errors, versions, peers, conditions), else when the
+/// probe times written last are older than `refresh` (so `lastProbe` and the volatile figures stay
+/// roughly current with one write per `refresh` at most, however busy the peers are).
 pub fn needs_write(
     old: Option<&IpfsClusterStatus>,
     new: &IpfsClusterStatus,
@@ -377,7 +387,7 @@ pub fn needs_write(
     refresh: Duration,
 ) -> bool {
     let Some(old) = old else { return true };
-    if without_times(old) != without_times(new) {
+    if without_volatile(old) != without_volatile(new) {
         return true;
     }
     let refresh_ms = u64::try_from(refresh.as_millis()).unwrap_or(u64::MAX);

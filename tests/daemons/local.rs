@@ -23,6 +23,7 @@ use crate::support::tools::binary;
 use crate::support::wait_for;
 
 mod alerts;
+mod hang;
 mod history;
 mod parity;
 mod prometheus;
@@ -72,6 +73,16 @@ impl Local {
 
     fn cluster_dir(&self) -> PathBuf {
         self.state_dir().join(&self.name)
+    }
+
+    /// A spec with the default health settings (probe every 10 s, 5 s timeout).
+    fn write_spec_default(&self, replicas: u32) {
+        let yaml = format!(
+            "apiVersion: ipfskit.io/v1alpha1\nkind: IpfsCluster\nmetadata:\n  name: {}\nspec:\n  \
+             replicas: {replicas}\n",
+            self.name
+        );
+        std::fs::write(self.spec_file(), yaml).expect("write spec");
     }
 
     fn write_spec(&self, replicas: u32) {

@@ -12,5 +12,6 @@ mod helm;
 mod history;
 mod metrics;
 mod pin;
+mod quiet;
 mod reach;
 mod real_peers;

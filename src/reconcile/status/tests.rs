@@ -79,7 +79,7 @@ fn pods_without_daemons_are_reported_unhealthy_with_the_probe_errors() {
 }
 
 #[test]
-fn status_is_rewritten_only_when_something_but_time_changed() {
+fn status_is_rewritten_only_when_something_but_time_and_traffic_changed() {
     let reports: Vec<_> = (0..3).map(|i| unreachable(&format!("demo-{i}"))).collect();
     let first = observe(&reports, None, NOW);
     assert!(needs_write(None, &first, NOW, Duration::from_secs(60)));
@@ -104,7 +104,31 @@ fn status_is_rewritten_only_when_something_but_time_changed() {
         much_later,
         Duration::from_secs(60)
     ));
-    // A real change is written at once.
+    // Traffic alone (bandwidth, repository size, pin counts) waits for the refresh too.
+    let mut busy = second.clone();
+    for p in &mut busy.peers {
+        p.bytes_in = Some(1 << 30);
+        p.bytes_out = Some(1 << 29);
+        p.repo_size = Some(1 << 28);
+        p.pins_pinned = Some(1000);
+        p.pins_queued = Some(7);
+        p.pins_pinning = Some(3);
+    }
+    assert!(!needs_write(
+        Some(&first),
+        &busy,
+        later,
+        Duration::from_secs(60)
+    ));
+    // A real change is written at once: an error, pins in error, a state.
+    let mut errors = second.clone();
+    errors.peers[1].pins_error = Some(2);
+    assert!(needs_write(
+        Some(&first),
+        &errors,
+        later,
+        Duration::from_secs(60)
+    ));
     let mut changed = second.clone();
     changed.peers[0].last_error = Some("other".into());
     assert!(needs_write(

@@ -37,8 +37,11 @@ pub struct Settings {
     pub error_backoff_base: Duration,
     /// Longest retry delay after failed reconciles.
     pub error_backoff_cap: Duration,
-    /// Status is rewritten at least this often while probes run, to keep `lastProbe` current.
+    /// Status is rewritten at least this often while probes run, to keep `lastProbe` and the
+    /// volatile figures (bandwidth, repository size, pin counts) current.
     pub status_refresh: Duration,
+    /// How the daemons are pinged between probe rounds.
+    pub liveness: crate::probe::liveness::monitor::Settings,
     /// Name of this instance in Events (`reportingInstance`), e.g. the pod name.
     pub instance: String,
     /// How long a new or restarted peer may take to answer before it counts as failing (the
@@ -81,6 +84,7 @@ impl Default for Settings {
             error_backoff_base: Duration::from_secs(1),
             error_backoff_cap: Duration::from_secs(300),
             status_refresh: Duration::from_secs(60),
+            liveness: crate::probe::liveness::monitor::Settings::default(),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "ipfs-kit-operator".into()),
             start_grace: None,
             operator_namespace: None,
@@ -115,6 +119,8 @@ pub struct Context {
     pub ipfs: IpfsClient,
     /// The last probe round per cluster (rounds run once per probe interval).
     pub rounds: super::pacing::Rounds,
+    /// The liveness pings of each cluster's daemons, between rounds.
+    pub pings: super::liveness::Pings,
     /// The health engine's memory per cluster, between rounds (in memory: a new leader starts
     /// with fresh budgets).
     histories: Mutex<HashMap<ObjectRef<IpfsCluster>, ClusterHistory>>,
@@ -145,6 +151,8 @@ impl Context {
         caches: OwnedCaches,
     ) -> Result<Self, ProberError> {
         let events = Events::new(&client, &settings.instance);
+        let ipfs = IpfsClient::new()?;
+        let pings = super::liveness::Pings::new(ipfs.clone(), settings.liveness);
         Ok(Self {
             alerter: crate::alerts::Alerter::new(settings.alerts.clone()),
             backoff: ErrorBackoff::new(settings.error_backoff_base, settings.error_backoff_cap),
@@ -152,7 +160,8 @@ impl Context {
             events,
             settings,
             metrics,
-            ipfs: IpfsClient::new()?,
+            pings,
+            ipfs,
             rounds: super::pacing::Rounds::default(),
             histories: Mutex::new(HashMap::new()),
             caches,
@@ -195,6 +204,7 @@ impl Context {
         self.applied.forget(cluster);
         self.written.forget(cluster);
         self.rounds.forget(cluster);
+        self.pings.forget(cluster);
         let key = history_key(cluster);
         self.latest.forget(&key);
         self.settings.history.forget(&key);

@@ -9,7 +9,8 @@
 //! - [`heal`]: the health engine's actions on pods, and their Events;
 //! - [`status`]: the status, written when it changed, with what [`kubelet`] says of the pods.
 //!
-//! Around it: [`context`] (what reconciles share), [`dns`] (the cluster domain), [`watches`]
+//! Around it: [`context`] (what reconciles share), [`liveness`] (the pings between rounds), [`dns`]
+//! (the cluster domain), [`watches`]
 //! (triggers and caches), [`backoff`], [`lease`] (leader election) and [`pin`] (the IpfsPin
 //! reconciler).
 
@@ -24,6 +25,7 @@ pub mod dns;
 pub mod heal;
 pub mod kubelet;
 pub mod lease;
+pub mod liveness;
 pub mod observe;
 pub mod pacing;
 pub mod pin;

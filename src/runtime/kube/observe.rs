@@ -15,6 +15,7 @@ use super::context::{Context, KubeCallError, kube_err};
 use super::pacing;
 use crate::api::IpfsCluster;
 use crate::api::cluster::{CLUSTER_REST_PORT, KUBO_RPC_PORT};
+use crate::probe::liveness;
 use crate::probe::report::{FailureKind, PeerReport, ProbeFailure, ProcessState};
 use crate::probe::{Endpoint, PeerTarget};
 use crate::reconcile::HealthPolicy;
@@ -87,36 +88,108 @@ pub async fn peers(
     // Once per probe interval (see `pacing`), unless a request asks for a probe now.
     let key = ObjectRef::from_obj(cluster);
     let started = Instant::now();
+    let pinged = targets.clone();
+    let last = ctx.rounds.last(&key);
+    let (hung, changes) = ctx.pings.hung(&key);
     let pacing::Plan {
         probe,
         mut reused,
         full,
     } = pacing::plan(
-        ctx.rounds.last(&key).as_ref(),
+        last.as_ref(),
         targets,
         policy.probe_interval,
         started,
         force,
     );
+    // A hung daemon is judged on the pings' word (its last answers, marked as not answering),
+    // not probed again: its probes would only time out.
+    let (probe, judged) = pacing::judge_hung(last.as_ref(), probe, &hung);
     let prober = ctx
         .ipfs
         .prober(policy.probe_timeout)
         .timed(ctx.metrics.probe_durations.clone());
-    // Owned per-target futures (rather than `Prober::round`, which borrows), so that the
-    // reconcile future is provably `Send`.
-    let probed: Vec<(String, PeerReport)> = futures::stream::iter(probe)
+    let probing = probe_all(prober, probe.clone(), ctx.settings.probe_concurrency);
+    // A daemon found hung while the round waits on it cuts the round short.
+    let probed = match changes {
+        Some(mut changes) => tokio::select! {
+            probed = probing => Some(probed),
+            () = liveness::newly_hung(&mut changes, &hung) => None,
+        },
+        None => Some(probing.await),
+    };
+    let (probed, judged) = match probed {
+        Some(probed) => {
+            for r in &mut reused {
+                liveness::overlay(r, &hung);
+            }
+            (probed, judged)
+        }
+        None => {
+            let (hung, _) = ctx.pings.hung(&key);
+            (
+                Vec::new(),
+                cut_short(last.as_ref(), probe, &mut reused, &hung),
+            )
+        }
+    };
+    let mut recorded = probed;
+    if full {
+        recorded.extend(judged.iter().cloned());
+    }
+    ctx.rounds.record(key.clone(), full, &recorded, started);
+    reports.extend(recorded.into_iter().map(|(_, report)| report));
+    if !full {
+        reports.extend(judged.into_iter().map(|(_, report)| report));
+    }
+    reports.append(&mut reused);
+    ctx.pings
+        .watch(&key, liveness::targets_of(&pinged, &reports));
+    reports.sort_by_key(|r| ordinal(&r.peer));
+    Ok(Observation { pods, reports })
+}
+
+/// Probes `targets`, at most `concurrency` at once; each report with the address probed. Owned
+/// per-target futures (rather than `Prober::round`, which borrows), so that the reconcile future is
+/// provably `Send`.
+async fn probe_all(
+    prober: crate::probe::Prober,
+    targets: Vec<PeerTarget>,
+    concurrency: usize,
+) -> Vec<(String, PeerReport)> {
+    futures::stream::iter(targets)
         .map(|target| {
             let prober = prober.clone();
             async move { (target.kubo.base.clone(), prober.peer(&target).await) }
         })
-        .buffered(ctx.settings.probe_concurrency.max(1))
+        .buffered(concurrency.max(1))
         .collect()
-        .await;
-    ctx.rounds.record(key, full, &probed, started);
-    reports.extend(probed.into_iter().map(|(_, report)| report));
-    reports.append(&mut reused);
-    reports.sort_by_key(|r| ordinal(&r.peer));
-    Ok(Observation { pods, reports })
+        .await
+}
+
+/// The reports of a round cut short by a daemon found hung: the reused ones and those of the
+/// peers that were being probed judged on their last answers with the daemons hung now; a peer
+/// with no earlier answer counts as starting (no failure is counted; the next round probes it).
+fn cut_short(
+    last: Option<&pacing::LastRound>,
+    probe: Vec<PeerTarget>,
+    reused: &mut [PeerReport],
+    hung: &liveness::HungSet,
+) -> Vec<(String, PeerReport)> {
+    for r in reused.iter_mut() {
+        liveness::overlay(r, hung);
+    }
+    let (rest, mut judged) = pacing::judge_hung(last, probe, hung);
+    judged.extend(rest.iter().map(|target| {
+        let mut report = unprobed(
+            &target.peer,
+            "not probed: the round was cut short by a hung daemon".into(),
+        );
+        report.kubo_process = ProcessState::Starting;
+        report.cluster_process = ProcessState::Starting;
+        (target.kubo.base.clone(), report)
+    }));
+    judged
 }
 
 fn ordinal(peer: &str) -> i64 {

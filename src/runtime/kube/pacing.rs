@@ -14,6 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::IpfsCluster;
 use crate::probe::PeerTarget;
+use crate::probe::liveness::{HungSet, is_hung, overlay};
 use crate::probe::report::PeerReport;
 
 /// Rounds a little early (requeue jitter) count as due.
@@ -82,6 +83,36 @@ pub fn plan(
         reused,
         full: false,
     }
+}
+
+/// Splits the targets to probe: those with a hung daemon and an earlier report are not probed but
+/// judged on that report, the hung daemons marked as not answering (each with the address
+/// probed); the others are probed.
+pub fn judge_hung(
+    last: Option<&LastRound>,
+    probe: Vec<PeerTarget>,
+    hung: &HungSet,
+) -> (Vec<PeerTarget>, Vec<(String, PeerReport)>) {
+    let mut rest = Vec::new();
+    let mut judged = Vec::new();
+    for target in probe {
+        let earlier = last
+            .filter(|_| is_hung(hung, &target.peer))
+            .and_then(|l| l.reports.iter().find(|(_, r)| r.peer == target.peer));
+        match earlier {
+            Some((_, report)) => {
+                let mut report = PeerReport {
+                    kubo_process: target.kubo_process,
+                    cluster_process: target.cluster_process,
+                    ..report.clone()
+                };
+                overlay(&mut report, hung);
+                judged.push((target.kubo.base.clone(), report));
+            }
+            None => rest.push(target),
+        }
+    }
+    (rest, judged)
 }
 
 impl Rounds {
@@ -234,6 +265,35 @@ mod tests {
         );
         assert_eq!(p.reused[0].kubo_process, ProcessState::Restarting);
         assert!(p.reused[0].kubo.is_ok(), "the answer of the last round");
+    }
+
+    /// A peer with a hung daemon and an earlier answer is judged on it, not probed again; the
+    /// others (and a hung peer never heard from) are probed.
+    #[test]
+    fn a_hung_peer_is_judged_on_its_last_answers_without_a_probe() {
+        use crate::probe::liveness::{DaemonApi, HungSet};
+        let mut hung = HungSet::new();
+        let why = ProbeFailure {
+            kind: FailureKind::Timeout,
+            message: "hung: no answer to 3 liveness pings in a row".into(),
+        };
+        hung.insert(("p-0".into(), DaemonApi::Kubo), why.clone());
+        hung.insert(("p-2".into(), DaemonApi::Kubo), why.clone());
+        let l = last(Instant::now());
+        let targets = vec![
+            target("p-0", "10.0.0.1"),
+            target("p-1", "10.0.0.2"),
+            target("p-2", "10.0.0.3"),
+        ];
+        let (probe, judged) = judge_hung(Some(&l), targets, &hung);
+        assert_eq!(peers(&probe), ["p-1", "p-2"], "p-2 has no earlier answer");
+        assert_eq!(judged.len(), 1);
+        let (base, report) = &judged[0];
+        assert_eq!(base, "http://10.0.0.1:5001");
+        assert_eq!(report.kubo.as_ref().err(), Some(&why));
+        assert!(report.cluster.is_ok(), "IPFS Cluster still answers");
+        let (probe, judged) = judge_hung(None, vec![target("p-0", "10.0.0.1")], &hung);
+        assert_eq!((probe.len(), judged.len()), (1, 0), "no round yet: probed");
     }
 
     #[test]

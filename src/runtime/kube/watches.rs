@@ -245,8 +245,15 @@ pub async fn run(
         settings.concurrency,
         shutdown.clone(),
     ));
+    // A daemon that turns hung (or answers again) has its cluster reconciled at once.
+    let hung = ctx
+        .pings
+        .take_triggers()
+        .map(StreamExt::boxed)
+        .unwrap_or_else(|| futures::stream::empty().boxed());
     Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .reconcile_on(hung)
         .trigger_backoff(EachWatchBacksOffAlone)
         .owns_stream(owned.statefulsets)
         .owns_stream(owned.services)

@@ -30,6 +30,8 @@ use super::{Binaries, LocalError};
 use crate::api::{Consensus, IpfsCluster, IpfsClusterSpec, swarm_key_text};
 use crate::metrics::{Exporter, Metrics};
 use crate::probe::Prober;
+use crate::probe::liveness::monitor::Settings as MonitorSettings;
+use crate::probe::liveness::{HungSet, Monitor};
 use crate::probe::report::ProcessState;
 
 /// How long a starting daemon has to answer its API.
@@ -219,7 +221,17 @@ impl Supervisor {
         let metrics = Metrics::new(Exporter::Local);
         let prober = Prober::new(policy.probe_timeout)?.timed(metrics.probe_durations.clone());
         let (daemons, rx) = Daemons::new(paths.clone(), binaries, stop_grace);
+        let liveness = Monitor::spawn(
+            state.name.clone(),
+            prober.client().clone(),
+            MonitorSettings::default(),
+            || {},
+        );
         let sup = Supervisor {
+            hung_changes: liveness.changes(),
+            liveness,
+            hung_seen: HungSet::new(),
+            last_reports: Vec::new(),
             paths,
             state,
             secret: secret.trim().to_owned(),

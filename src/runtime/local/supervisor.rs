@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::daemons::{Daemons, Event};
@@ -21,7 +21,8 @@ use crate::alerts::{AlertOptions, Alerter, Facts, rules};
 use crate::api::IpfsClusterStatus;
 use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
 use crate::metrics::{ClusterKey, ClusterReport, Metrics, healing_budgets, healing_labels};
-use crate::probe::report::{PeerReport, ProcessState};
+use crate::probe::liveness::{self, HungSet, Monitor};
+use crate::probe::report::{FailureKind, PeerReport, ProbeFailure, ProcessState};
 use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
 use crate::reconcile::{RestartScope, RestartUnit, SwarmTarget};
 use crate::runtime::PeerRuntime;
@@ -55,6 +56,14 @@ pub struct Supervisor {
     pub(super) gc: GcRuns,
     /// The alert engine of this cluster, and the webhook sender.
     pub(super) alerter: Alerter,
+    /// The liveness pings of the daemons that answer, between rounds.
+    pub(super) liveness: Monitor,
+    /// Sees every change of the hung daemons.
+    pub(super) hung_changes: watch::Receiver<HungSet>,
+    /// The hung daemons the last round judged.
+    pub(super) hung_seen: HungSet,
+    /// The last round's reports, for a round run at once when a daemon is found hung.
+    pub(super) last_reports: Vec<PeerReport>,
 }
 
 /// The supervisor carries out the health engine's actions on the processes it started: one
@@ -100,6 +109,21 @@ impl PeerRuntime for Supervisor {
     }
 }
 
+/// The report of a peer no round has probed yet.
+fn not_probed_yet(peer: &str) -> PeerReport {
+    let failure = ProbeFailure {
+        kind: FailureKind::Unreachable,
+        message: "not probed yet".into(),
+    };
+    PeerReport {
+        peer: peer.to_owned(),
+        kubo_process: ProcessState::Unknown,
+        cluster_process: ProcessState::Unknown,
+        kubo: Err(failure.clone()),
+        cluster: Err(failure),
+    }
+}
+
 /// The size of the filesystem holding `path`, in bytes.
 fn filesystem_size(path: &std::path::Path) -> Option<u64> {
     let fs = nix::sys::statvfs::statvfs(path).ok()?;
@@ -127,12 +151,66 @@ impl Supervisor {
         }
     }
 
-    /// One probe round: probe, assess, carry out the actions, publish the status.
+    /// One probe round: probe, assess, carry out the actions, publish the status. A daemon found
+    /// hung while the round waits on it (its probes time out only after `probeTimeout`) cuts the
+    /// round short: it is judged at once on the last answers ([`Supervisor::hung_round`]).
     pub(super) async fn round(&mut self) {
+        let targets = targets(&self.state, &|p, k| self.process_state(p, k));
+        let seen = self.hung_seen.clone();
+        let probed = tokio::select! {
+            reports = self.prober.round(&targets, DEFAULT_CONCURRENCY) => Some(reports),
+            () = liveness::newly_hung(&mut self.hung_changes, &seen) => None,
+        };
+        match probed {
+            Some(reports) => {
+                let now_hung = self.liveness.hung();
+                self.hung_seen.retain(|k, _| now_hung.contains_key(k));
+                self.settle(&targets, reports).await;
+            }
+            None => self.hung_round().await,
+        }
+    }
+
+    /// The hung daemons changed: a daemon newly hung is judged at once, without probing (the
+    /// other peers keep their last answers); one that answers again is probed with the others.
+    async fn liveness_changed(&mut self) {
+        let now = self.hung_changes.borrow_and_update().clone();
+        if now.keys().any(|k| !self.hung_seen.contains_key(k)) {
+            self.hung_round().await;
+        } else {
+            self.hung_seen = now;
+            self.round().await;
+        }
+    }
+
+    /// A round on the last answers, the hung daemons marked as not answering and the process
+    /// states as they are now.
+    async fn hung_round(&mut self) {
+        let targets = targets(&self.state, &|p, k| self.process_state(p, k));
+        let hung = self.liveness.hung();
+        let reports = targets
+            .iter()
+            .map(|t| {
+                let mut r = self
+                    .last_reports
+                    .iter()
+                    .find(|r| r.peer == t.peer)
+                    .cloned()
+                    .unwrap_or_else(|| not_probed_yet(&t.peer));
+                r.kubo_process = t.kubo_process;
+                r.cluster_process = t.cluster_process;
+                liveness::overlay(&mut r, &hung);
+                r
+            })
+            .collect();
+        self.hung_seen = hung;
+        self.settle(&targets, reports).await;
+    }
+
+    /// Assesses a round's reports, carries out the actions and publishes the status.
+    async fn settle(&mut self, targets: &[PeerTarget], reports: Vec<PeerReport>) {
         let started = std::time::Instant::now();
         self.metrics.reconciles.inc();
-        let targets = targets(&self.state, &|p, k| self.process_state(p, k));
-        let reports: Vec<PeerReport> = self.prober.round(&targets, DEFAULT_CONCURRENCY).await;
         let now = now_millis();
         let before = self.healer.history().clone();
         let assessment = self.healer.assess(&reports, now);
@@ -148,7 +226,7 @@ impl Supervisor {
         for action in &assessment.decision.actions {
             crate::runtime::carry_out(self, action).await;
         }
-        self.collect_garbage(&targets, &reports);
+        self.collect_garbage(targets, &reports);
         // Published after the actions, so that it shows the new PIDs and restart counts.
         let previous = self.last_status.take();
         let mut snapshot = self.snapshot(&reports, &assessment, previous.as_ref(), now);
@@ -157,6 +235,8 @@ impl Supervisor {
         self.report_metrics(&snapshot.status, now);
         self.metrics.reconciled(started.elapsed(), true);
         self.last_status = Some(snapshot.status);
+        self.liveness.watch(liveness::targets_of(targets, &reports));
+        self.last_reports = reports;
     }
 
     /// Hands the round's status to the metrics, with each peer's repository filesystem size and
@@ -444,6 +524,7 @@ impl Supervisor {
                         None => std::future::pending().await,
                     }
                 } => self.carry_out_request(request).await,
+                Ok(()) = self.hung_changes.changed() => self.liveness_changed().await,
                 _ = interval.tick() => {
                     self.rotate_logs();
                     self.round().await;

@@ -1,0 +1,94 @@
+//! The liveness pings of every cluster's daemons ([`crate::probe::liveness`]): one ping task per
+//! cluster, started by its first probe round and fed by each later one with the pods' IPs the
+//! round probed (no API-server call per ping). When a daemon turns hung (or answers again) the
+//! cluster is reconciled at once (`Controller::reconcile_on`), and the round judges the hung daemon
+//! on the pings' word instead of waiting for its probes to time out.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::Stream;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::IpfsCluster;
+use crate::probe::IpfsClient;
+use crate::probe::liveness::monitor::Settings;
+use crate::probe::liveness::{HungSet, Monitor, PingTarget};
+
+type Key = ObjectRef<IpfsCluster>;
+
+/// The ping tasks of the clusters, and the stream of clusters to reconcile because a daemon of
+/// theirs turned hung or answers again.
+pub struct Pings {
+    client: IpfsClient,
+    settings: Settings,
+    monitors: Mutex<HashMap<Key, Monitor>>,
+    trigger: mpsc::UnboundedSender<Key>,
+    triggers: Mutex<Option<mpsc::UnboundedReceiver<Key>>>,
+}
+
+impl Pings {
+    pub fn new(client: IpfsClient, settings: Settings) -> Pings {
+        let (trigger, triggers) = mpsc::unbounded_channel();
+        Pings {
+            client,
+            settings,
+            monitors: Mutex::new(HashMap::new()),
+            trigger,
+            triggers: Mutex::new(Some(triggers)),
+        }
+    }
+
+    /// The clusters to reconcile at once (for `Controller::reconcile_on`); `None` once taken.
+    pub fn take_triggers(&self) -> Option<impl Stream<Item = Key> + Send + 'static> {
+        let rx = self
+            .triggers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|key| (key, rx))
+        }))
+    }
+
+    /// The daemons of `cluster` hung now, and a receiver of the changes (none before its first
+    /// round).
+    pub fn hung(&self, cluster: &Key) -> (HungSet, Option<watch::Receiver<HungSet>>) {
+        let monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        match monitors.get(cluster) {
+            Some(m) => (m.hung(), Some(m.changes())),
+            None => (HungSet::new(), None),
+        }
+    }
+
+    /// Pings `targets` of `cluster` from now on (its task started on the first call).
+    pub fn watch(&self, cluster: &Key, targets: Vec<PingTarget>) {
+        let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        let monitor = monitors.entry(cluster.clone()).or_insert_with(|| {
+            let trigger = self.trigger.clone();
+            let key = cluster.clone();
+            Monitor::spawn(
+                format!(
+                    "{}/{}",
+                    key.namespace.as_deref().unwrap_or_default(),
+                    key.name
+                ),
+                self.client.clone(),
+                self.settings,
+                move || {
+                    let _ = trigger.send(key.clone());
+                },
+            )
+        });
+        monitor.watch(targets);
+    }
+
+    /// Stops pinging a deleted cluster.
+    pub fn forget(&self, cluster: &Key) {
+        self.monitors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(cluster);
+    }
+}

@@ -1,0 +1,178 @@
+//! Real daemons behind kwok pods (see [`crate::real_peers`]) with the default health settings:
+//! steady traffic (blocks added and pinned through the real Kubo and IPFS Cluster APIs) changes
+//! bandwidth, repository size and pin counts every probe round, yet the IpfsCluster is written at
+//! most once a minute while health stays the same; and a SIGSTOPped Kubo or IPFS Cluster daemon is
+//! shown not healthy within 5 s (liveness pings), back to healthy after SIGCONT.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ipfs_kit_operator::api::{IpfsCluster, PeerState};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::controller::start_controller;
+use crate::support::clusters::{
+    apply_cluster, cluster_json, provide_volumes, running_pods, wait_status_within,
+};
+use crate::support::control_plane::control_plane;
+use crate::support::forward::forward;
+use crate::support::ipfs::IpfsWorld;
+
+const TRAFFIC: Duration = Duration::from_secs(45);
+
+fn addr(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// Waits until the peer's state satisfies `want`; returns how long it took.
+async fn time_until(api: &Api<IpfsCluster>, what: &str, want: fn(PeerState) -> bool) -> Duration {
+    let started = Instant::now();
+    wait_status_within(api, "quiet", what, Duration::from_secs(60), |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.peers.first())
+            .is_some_and(|p| want(p.state))
+    })
+    .await;
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_alone_writes_no_status_and_a_stopped_daemon_shows_within_five_seconds() {
+    let world = IpfsWorld::start(1).await;
+    let cp = control_plane();
+    cp.install_crds().await;
+    let ns = cp.namespace("quiet").await;
+    let client = cp.admin_client().await;
+    let class = provide_volumes(&client, &ns, 2).await;
+    let (stop, _controller) = start_controller(client.clone(), &ns);
+    let mut cluster = cluster_json("quiet", &class, 1);
+    // The default probe interval, timeout and threshold; pod IPs must stay put for the
+    // forwarders: report only, never delete a pod.
+    cluster["spec"]["health"] = json!({"autoHeal": false});
+    apply_cluster(&client, &ns, &cluster).await;
+    let mut forwarders = Vec::new();
+    let pod = running_pods(&client, &ns, "quiet", 1).await.remove(0);
+    let ip = pod
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("kwok gave the pod an IP");
+    let peer = &world.peers[0];
+    for (port, to) in [(5001, &peer.kubo_api), (9094, &peer.cluster_api)] {
+        let listen: SocketAddr = format!("{ip}:{port}").parse().expect("address");
+        forwarders.push(forward(listen, addr(to)).await);
+    }
+    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
+    let healthy = |s: PeerState| s == PeerState::Healthy;
+    time_until(&api, "the peer Healthy", healthy).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Every write of the IpfsCluster while blocks are added and pinned.
+    let (writes, added) = count_writes(&api, &world, TRAFFIC).await;
+    let last = api.get("quiet").await.expect("get");
+    let status = last.status.expect("status");
+    let p = &status.peers[0];
+    println!(
+        "{added} blocks added and pinned in {}s: {} status writes ({writes:?}); peer {:?}, \
+         repoSize {:?}, bytesIn {:?}, pinsPinned {:?} as last written",
+        TRAFFIC.as_secs(),
+        writes.len(),
+        p.state,
+        p.repo_size,
+        p.bytes_in,
+        p.pins_pinned
+    );
+    assert_eq!(p.state, PeerState::Healthy, "{p:?}");
+    assert!(added >= 50, "traffic: {added} blocks");
+    // The figures did move under the traffic (every probe round saw new ones).
+    let repo = world.kubo(0, "repo/stat", &[("size-only", "true")]).await;
+    let now = repo["RepoSize"].as_i64().expect("RepoSize");
+    println!("Kubo's repository now {now} bytes");
+    assert!(p.repo_size.is_some_and(|s| s < now), "{p:?} vs {now}");
+    assert!(
+        writes.len() <= 1,
+        "at most the minute's refresh: {writes:?}"
+    );
+
+    for (daemon, which) in [("Kubo", 0), ("IPFS Cluster", 1)] {
+        let signal = |s: Signal| match which {
+            0 => peer.kubo.signal(s),
+            _ => peer.cluster.as_ref().expect("cluster daemon").signal(s),
+        };
+        signal(Signal::SIGSTOP);
+        let seen = time_until(&api, &format!("not healthy after {daemon} stopped"), |s| {
+            s != PeerState::Healthy
+        })
+        .await;
+        println!(
+            "{daemon} stopped: shown not healthy after {:.1} s",
+            seen.as_secs_f64()
+        );
+        let c = api.get("quiet").await.expect("get");
+        let p = c.status.expect("status").peers.remove(0);
+        signal(Signal::SIGCONT);
+        assert!(
+            p.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("hung: no answer to 3 liveness pings")),
+            "{p:?}"
+        );
+        assert!(seen <= Duration::from_secs(5), "{daemon}: {seen:?}");
+        let back = time_until(&api, &format!("healthy after SIGCONT of {daemon}"), healthy).await;
+        println!(
+            "{daemon} continued: healthy again after {:.1} s",
+            back.as_secs_f64()
+        );
+    }
+    let _ = stop.send(());
+    for f in forwarders {
+        f.abort();
+    }
+}
+
+/// The resourceVersions the IpfsCluster took while `world` got blocks added and pinned for
+/// `duration` (the initial listing not counted).
+async fn count_writes(
+    api: &Api<IpfsCluster>,
+    world: &IpfsWorld,
+    duration: Duration,
+) -> (BTreeSet<String>, u32) {
+    let start = api.get("quiet").await.expect("get");
+    let from = start.metadata.resource_version.clone().unwrap_or_default();
+    let watch = watcher(
+        api.clone(),
+        watcher::Config::default().fields("metadata.name=quiet"),
+    )
+    .applied_objects();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(watch);
+        while let Some(Ok(c)) = watch.next().await {
+            let _ = tx.send(c.metadata.resource_version.unwrap_or_default());
+        }
+    });
+    let started = Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < duration {
+        let data = format!("more traffic {n} {:?}", Instant::now()).repeat(64);
+        let cid = world.put_block(0, data.as_bytes()).await;
+        world.pin(0, &cid).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+    let mut versions = BTreeSet::new();
+    while let Ok(v) = rx.try_recv() {
+        if v != from {
+            versions.insert(v);
+        }
+    }
+    (versions, n)
+}
