@@ -47,7 +47,7 @@ async fn serve(auth_reads: bool) -> Server {
     Server {
         base,
         publisher,
-        actions,
+        actions: actions.receiver,
         round: 0,
         history,
     }
@@ -87,6 +87,7 @@ impl Server {
                 replicas: 3,
                 paused: false,
                 status,
+                uid: None,
             }],
             pins: Vec::new(),
             updated_at: Some(format!("2026-11-27T21:{:02}:00Z", self.round)),

@@ -58,7 +58,7 @@ async fn serve_with(token: Option<&str>, setup: impl FnOnce(Dashboard) -> Dashbo
     Server {
         base,
         publisher,
-        actions,
+        actions: actions.receiver,
         http,
     }
 }
@@ -85,6 +85,7 @@ fn snapshot(score: i32) -> Snapshot {
             replicas: 3,
             paused: false,
             status,
+            uid: None,
         }],
         pins: Vec::new(),
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),

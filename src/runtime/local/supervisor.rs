@@ -18,7 +18,8 @@ use super::state::{ClusterPaths, ClusterState, DaemonKind, PeerPaths, save_state
 use super::status::{LocalStatus, compute_status, local_peers, targets};
 use super::{LocalError, now_millis};
 use crate::api::IpfsClusterStatus;
-use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
+use crate::dashboard::Requests;
+use crate::dashboard::{HOST_SAMPLE_INTERVAL, Publisher};
 use crate::metrics::{ClusterKey, ClusterReport, Metrics, healing_budgets, healing_labels};
 use crate::probe::report::{PeerReport, ProcessState};
 use crate::probe::{DEFAULT_CONCURRENCY, Endpoint, PeerTarget, Prober};
@@ -72,7 +73,7 @@ impl PeerRuntime for Supervisor {
             RestartScope::Cluster => (false, true),
             RestartScope::Both => (true, true),
         };
-        self.restart_peer(peer, kubo, cluster).await;
+        let _ = self.restart_peer(peer, kubo, cluster).await;
     }
 
     async fn reconnect(&mut self, peer: &str, targets: &[SwarmTarget], reason: &str) {
@@ -263,7 +264,7 @@ impl Supervisor {
         &mut self,
         listener: std::net::TcpListener,
         prometheus_url: Option<&str>,
-    ) -> Result<mpsc::Receiver<ActionRequest>, LocalError> {
+    ) -> Result<Requests, LocalError> {
         let token = super::dashboard::token(&self.paths.root)?;
         let (dashboard, publisher, requests) = crate::dashboard::Dashboard::new(Some(token), false);
         let dashboard = dashboard
@@ -316,39 +317,6 @@ impl Supervisor {
         Ok(requests)
     }
 
-    /// Carries out a request from the dashboard, then probes so that its status shows the result.
-    async fn carry_out_request(&mut self, request: ActionRequest) {
-        info!(
-            id = request.id,
-            action = ?request.action,
-            peer = request.peer.as_deref().unwrap_or("<all>"),
-            "dashboard request"
-        );
-        match request.action {
-            ActionKind::Probe => {}
-            ActionKind::Restart => {
-                let names: Vec<String> = match &request.peer {
-                    Some(peer) => vec![peer.clone()],
-                    None => self.peer_names(),
-                };
-                let (kubo, cluster) = match request.daemon {
-                    Some(Daemon::Ipfs) => (true, false),
-                    Some(Daemon::Cluster) => (false, true),
-                    None => (true, true),
-                };
-                // One peer at a time, like every restart of this supervisor.
-                for name in names {
-                    if self.state.peers.iter().all(|p| p.name != name) {
-                        warn!(id = request.id, peer = %name, "no such peer: request ignored");
-                        continue;
-                    }
-                    self.restart_peer(&name, kubo, cluster).await;
-                }
-            }
-        }
-        self.round().await;
-    }
-
     /// Rotates the daemons' log files that grew too large.
     fn rotate_logs(&self) {
         for p in &self.state.peers {
@@ -381,7 +349,7 @@ impl Supervisor {
     pub(super) async fn supervise(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Event>,
-        requests: &mut Option<mpsc::Receiver<ActionRequest>>,
+        requests: &mut Option<Requests>,
         sigterm: &mut tokio::signal::unix::Signal,
     ) -> Result<(), LocalError> {
         let mut interval = tokio::time::interval(self.healer.policy.probe_interval);
@@ -396,7 +364,10 @@ impl Supervisor {
                         Some(r) => r.recv().await,
                         None => std::future::pending().await,
                     }
-                } => self.carry_out_request(request).await,
+                } => {
+                    let board = requests.as_ref().map(|r| r.board.clone()).unwrap_or_default();
+                    self.carry_out_request(request, &board).await;
+                }
                 _ = interval.tick() => {
                     self.rotate_logs();
                     self.round().await;
