@@ -13,3 +13,4 @@ mod metrics;
 mod pin;
 mod reach;
 mod real_peers;
+mod requests;
