@@ -25,6 +25,7 @@ use crate::support::wait_for;
 mod history;
 mod parity;
 mod prometheus;
+mod requests;
 mod split;
 mod storage;
 
