@@ -438,4 +438,42 @@ mod tests {
             "2026-11-27T21:00:08Z"
         );
     }
+
+    /// A request the reconciler cannot take is answered 503 and not kept as queued.
+    #[tokio::test]
+    async fn a_request_that_cannot_be_recorded_is_answered_503_not_202() {
+        let (dashboard, publisher, requests) = Dashboard::new(Token::new(TOKEN), false);
+        publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+        drop(requests);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = crate::dashboard::router(dashboard);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        crate::tls::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let resp = http
+            .post(format!(
+                "{base}/api/dashboard/backends/prod/demo/demo-0/ipfs/restart"
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("restart");
+        assert_eq!(resp.status().as_u16(), 503);
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "request_not_recorded", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nothing will be done"), "{message}");
+        let resp = http
+            .get(format!("{base}/api/dashboard/requests/1"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status().as_u16(), 404, "not kept as queued");
+    }
 }
