@@ -567,7 +567,7 @@ pub fn logs(
 pub fn accepted(request: ActionRequest) -> Accepted {
     Accepted {
         watch: format!("/api/dashboard/requests/{}", request.id),
-        message: "recorded; the reconciler carries it out: follow `watch` for the outcome".into(),
+        message: "recorded; the reconciler carries it out and the watch URL tells its state".into(),
         requested: request,
     }
 }

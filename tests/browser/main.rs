@@ -393,8 +393,8 @@ async fn page_shows_live_status_and_restarts_a_daemon_with_the_token() {
     assert_eq!(
         answer.as_str().unwrap_or_default(),
         format!(
-            "Restart of demo/demo-1/ipfs accepted as request {}: requested; the reconciler \
-             carries it out and status shows the result.",
+            "Restart of demo/demo-1/ipfs accepted as request {}: recorded; the reconciler \
+             carries it out and the watch URL tells its state.",
             request.id
         )
     );

@@ -292,7 +292,11 @@ async fn mutations_need_the_token_and_become_requests() {
         )
         .await;
     assert_eq!(code, 202, "{body}");
-    assert_eq!(body["data"]["watch"], "/api/dashboard/events");
+    let id = body["data"]["requested"]["id"].as_u64().expect("id");
+    assert_eq!(
+        body["data"]["watch"],
+        json!(format!("/api/dashboard/requests/{id}"))
+    );
     let request = s
         .actions
         .try_recv()
@@ -695,6 +699,8 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
             s.base,
             path.replace("{backend}", "demo/demo-0/ipfs")
                 .replace("{name}", "demo")
+                // The restart above (paths in order) was request 1.
+                .replace("{id}", "1")
                 .replace("{asset}", "app.js")
         );
         for method in methods.as_object().expect("methods").keys() {

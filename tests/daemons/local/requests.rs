@@ -35,7 +35,11 @@ async fn twenty_concurrent_restart_requests_are_each_carried_out_exactly_once() 
 
     // Request i: peer i % 3, Kubo for i / 3 even, IPFS Cluster otherwise.
     let target = |i: usize| {
-        let daemon = if (i / 3) % 2 == 0 { "ipfs" } else { "cluster" };
+        let daemon = if (i / 3).is_multiple_of(2) {
+            "ipfs"
+        } else {
+            "cluster"
+        };
         (peers[i % 3].clone(), daemon)
     };
     let sends = (0..REQUESTS).map(|i| {
