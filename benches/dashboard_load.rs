@@ -185,6 +185,7 @@ fn snapshot(clusters: usize, peers: usize) -> Snapshot {
                 replicas: peers as i32,
                 paused: false,
                 status,
+                uid: None,
             }
         })
         .collect();

@@ -13,9 +13,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use cluster::{
-    ACTION_REQUEST_ANNOTATION, AlertSeverity, AlertState, ClusterAlert, ClusterPhase, ClusterSpec,
-    Consensus, Exposure, GatewaySpec, HealingAction, HealingRecord, HealingResult, HealthSpec,
-    IpfsCluster, IpfsClusterSpec, IpfsClusterStatus, KuboProfile, KuboSpec, MANAGED_KUBO_KEYS,
+    AlertSeverity, AlertState, ClusterAlert, ClusterPhase, ClusterSpec, Consensus, Exposure,
+    GatewaySpec, HealingAction, HealingRecord, HealingResult, HealthSpec, IpfsCluster,
+    IpfsClusterSpec, IpfsClusterStatus, KuboProfile, KuboSpec, MANAGED_KUBO_KEYS,
     MAX_CLUSTER_NAME_LENGTH, MetricsSpec, NetworkingSpec, P2pSpec, PeerState, PeerStatus,
     PodSecurityContextSpec, SecretKeyReference, SwarmKeyReference, check_cluster_name,
     check_kubo_config, check_swarm_key, swarm_key_text,
@@ -24,7 +24,7 @@ pub use common::{LocalObjectReference, ResourceRequirements, StorageSpec};
 pub use pin::{
     IpfsPin, IpfsPinSpec, IpfsPinStatus, PeerPinState, PeerPinStatus, PinMode, PinPhase,
 };
-pub use request::{ActionKind, ActionRequest, Daemon};
+pub use request::{ActionKind, ActionRequest, Daemon, RequestRecord, RequestState};
 pub use validation::{FieldError, ValidationErrors};
 
 /// API group of the custom resources.

@@ -1,39 +1,29 @@
 //! The dashboard as a sidecar in Kubernetes: status comes from a watch cache of IpfsCluster
-//! objects; action requests are recorded on the IpfsCluster (an annotation) for the controller
-//! to carry out, so that the controller stays the one writer of pods and status. The controller
-//! writes traffic figures (bandwidth totals, repository size, pin counts) into the status at most
-//! once a minute when health is unchanged, so here they are up to a minute old (its `/metrics`
-//! has them from every round).
+//! objects; each action request is recorded as a ConfigMap of its own next to its IpfsCluster
+//! (created before the request is answered) for the controller to carry out, so that the
+//! controller stays the one writer of pods and status; a watch of those ConfigMaps tells the
+//! sidecar what became of each.
+//! The controller writes traffic figures (bandwidth totals, repository size, pin counts) into the
+//! status at most once a minute when health is unchanged, so here they are up to a minute old
+//! (its `/metrics` has them from every round).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kube::api::{Api, Patch, PatchParams};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use serde_json::json;
-use tokio::sync::mpsc;
 
+use super::requests::{self, RecordError, RequestBoard, RequestRecorder};
 use super::{ActionRequest, ClusterEntry, PinEntry, Publisher, Snapshot};
-use crate::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster, IpfsPin};
+use crate::api::request::{REQUEST_LABEL, request_config_map, request_record};
+use crate::api::{IpfsCluster, IpfsPin};
 
-/// The field manager of the dashboard's annotation patches.
+/// The field manager of the dashboard's request ConfigMaps.
 pub const FIELD_MANAGER: &str = "ipfs-kit-operator-dashboard";
-
-/// Errors of the Kubernetes dashboard source.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("recording action request {id} on IpfsCluster {cluster}: {source}")]
-    Record {
-        id: u64,
-        cluster: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("action request {id} names {cluster:?}, which is not <namespace>/<name>")]
-    BadCluster { id: u64, cluster: String },
-}
 
 fn snapshot(clusters: &Store<IpfsCluster>, pins: &Store<IpfsPin>) -> Snapshot {
     let mut cluster_entries: Vec<ClusterEntry> = clusters
@@ -45,6 +35,7 @@ fn snapshot(clusters: &Store<IpfsCluster>, pins: &Store<IpfsPin>) -> Snapshot {
             replicas: c.spec.replicas,
             paused: c.spec.paused,
             status: c.status.clone().unwrap_or_default(),
+            uid: c.uid(),
         })
         .collect();
     cluster_entries.sort_by_key(ClusterEntry::key);
@@ -120,60 +111,123 @@ pub async fn follow_clusters(client: Client, namespace: Option<&str>, publisher:
     }
 }
 
-/// Records one action request on its IpfsCluster.
-pub async fn record(client: &Client, request: &ActionRequest) -> Result<(), SourceError> {
-    let (namespace, name) =
-        request
-            .cluster
-            .split_once('/')
-            .ok_or_else(|| SourceError::BadCluster {
-                id: request.id,
-                cluster: request.cluster.clone(),
-            })?;
-    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), namespace);
-    // The annotation sits on the cluster: it does not repeat it.
-    let recorded = ActionRequest {
-        cluster: String::new(),
-        requested_at: Some(now_rfc3339()),
-        ..request.clone()
-    };
-    let value = serde_json::to_string(&recorded).unwrap_or_default();
-    let patch = json!({"metadata": {"annotations": {ACTION_REQUEST_ANNOTATION: value}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|source| SourceError::Record {
-            id: request.id,
-            cluster: request.cluster.clone(),
-            source,
-        })?;
-    tracing::info!(id = request.id, cluster = %request.cluster, action = ?request.action, "recorded action request");
-    Ok(())
+/// Records each request as a ConfigMap of its own in its cluster's namespace.
+pub struct KubeRecorder {
+    client: Client,
 }
 
-/// Records every request the dashboard receives, until the channel closes.
-pub async fn record_requests(client: Client, mut requests: mpsc::Receiver<ActionRequest>) {
-    while let Some(request) = requests.recv().await {
-        if let Err(e) = record(&client, &request).await {
-            tracing::warn!(error = %e, "action request not recorded");
+impl KubeRecorder {
+    pub fn new(client: Client) -> KubeRecorder {
+        KubeRecorder { client }
+    }
+}
+
+impl RequestRecorder for KubeRecorder {
+    fn record(
+        &self,
+        request: &ActionRequest,
+        cluster: &ClusterEntry,
+    ) -> BoxFuture<'static, Result<(), RecordError>> {
+        let client = self.client.clone();
+        let request = request.clone();
+        let cluster = cluster.clone();
+        Box::pin(async move { record(&client, &request, &cluster).await })
+    }
+
+    fn needs_unique_ids(&self) -> bool {
+        true
+    }
+}
+
+/// Creates the ConfigMap of `request` (a create never replaces another request's).
+async fn record(
+    client: &Client,
+    request: &ActionRequest,
+    cluster: &ClusterEntry,
+) -> Result<(), RecordError> {
+    let Some(namespace) = &cluster.namespace else {
+        return Err(RecordError::Refused(format!(
+            "cluster {} has no namespace",
+            cluster.name
+        )));
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let object = request_config_map(
+        request,
+        &cluster.name,
+        cluster.uid.as_deref(),
+        &requests::now_rfc3339(),
+    );
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(RecordError::Taken(request.id)),
+        Err(kube::Error::Api(s)) if s.code < 500 && s.code != 429 => {
+            Err(RecordError::Refused(format!(
+                "creating ConfigMap {namespace}/{name}: {} ({}); the dashboard's \
+                 ServiceAccount needs `create` on configmaps (deploy/rbac.yaml)",
+                s.message, s.code
+            )))
+        }
+        Err(e) => Err(RecordError::Unavailable(format!(
+            "creating ConfigMap {namespace}/{name}: {e}; try again shortly"
+        ))),
+    }
+}
+
+/// Copies the states of the request ConfigMaps (in `namespace`, or all) onto `board`, until the
+/// watch ends.
+pub async fn follow_requests(client: Client, namespace: Option<String>, board: RequestBoard) {
+    let api: Api<ConfigMap> = match &namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let config = watcher::Config::default().labels(REQUEST_LABEL);
+    let events = watcher(api, config).default_backoff();
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
+                match request_record(&cm) {
+                    Ok(record) => board.set(record),
+                    Err(e) => tracing::debug!("not a request: {e}"),
+                }
+            }
+            Ok(watcher::Event::Delete(cm)) => {
+                if let Ok(record) = request_record(&cm) {
+                    board.remove(record.request.id);
+                }
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Err(e) => tracing::warn!(error = %e, "watching the request ConfigMaps"),
         }
     }
 }
 
-/// The sidecar's dashboard: daemon logs come from the pod container logs through the API; with
-/// `kube_auth`, Kubernetes bearer tokens are accepted with the rights RBAC gives them.
+/// The sidecar's dashboard: daemon logs come from the pod container logs through the API;
+/// requests are recorded as ConfigMaps (follow their states onto the returned board with
+/// [`follow_requests`]); with `kube_auth`, Kubernetes bearer tokens are accepted with the rights
+/// RBAC gives them.
 pub fn dashboard(
     client: &Client,
     token: Option<super::Token>,
     auth_reads: bool,
     kube_auth: bool,
-) -> (super::Dashboard, Publisher, mpsc::Receiver<ActionRequest>) {
-    let (dashboard, publisher, requests) = super::Dashboard::new(token, auth_reads);
-    let mut dashboard = dashboard.with_logs(Arc::new(super::logs::PodLogs::new(client.clone())));
+) -> (super::Dashboard, Publisher, RequestBoard) {
+    let (dashboard, publisher, local) = super::Dashboard::new(token, auth_reads);
+    let board = local.board.clone();
+    let mut dashboard = dashboard
+        .with_logs(Arc::new(super::logs::PodLogs::new(client.clone())))
+        .with_requests(Arc::new(KubeRecorder::new(client.clone())), board.clone());
     if kube_auth {
         dashboard =
             dashboard.with_access_review(Arc::new(super::KubeAccessReview::new(client.clone())));
     }
-    (dashboard, publisher, requests)
+    (dashboard, publisher, board)
 }
 
 /// Errors that stop the sidecar.
@@ -220,7 +274,7 @@ pub async fn serve_sidecar(
         _ => {}
     }
     let client = Client::try_default().await.map_err(SidecarError::Client)?;
-    let (mut dashboard, publisher, requests) = dashboard(&client, None, auth_reads, kube_auth);
+    let (mut dashboard, publisher, board) = dashboard(&client, None, auth_reads, kube_auth);
     if let Some(path) = token_file {
         dashboard = dashboard.with_token_file(path);
     }
@@ -239,12 +293,12 @@ pub async fn serve_sidecar(
             source,
         })?;
     tracing::info!(%listen, namespace = namespace.as_deref().unwrap_or("<all>"), "dashboard listening");
+    tokio::spawn(follow_requests(client.clone(), namespace.clone(), board));
     let follow = {
         let client = client.clone();
         async move { follow_clusters(client, namespace.as_deref(), Arc::new(publisher)).await }
     };
     tokio::spawn(follow);
-    tokio::spawn(record_requests(client, requests));
     axum::serve(listener, super::router(dashboard))
         .with_graceful_shutdown(shutdown_signal())
         .await

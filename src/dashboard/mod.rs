@@ -20,6 +20,7 @@ pub mod kube;
 pub mod logs;
 pub mod openapi;
 mod page;
+pub mod requests;
 mod routes;
 pub mod views;
 
@@ -42,6 +43,7 @@ pub use history::{
 };
 pub use host::HostSampler;
 pub use logs::{LogError, LogSource};
+pub use requests::{RecordError, RequestBoard, RequestRecorder};
 pub use routes::router;
 
 /// Largest request body accepted, in bytes.
@@ -63,6 +65,9 @@ pub struct ClusterEntry {
     pub replicas: i32,
     pub paused: bool,
     pub status: IpfsClusterStatus,
+    /// The object's uid in Kubernetes (its requests name it as their owner).
+    #[serde(skip)]
+    pub uid: Option<String>,
 }
 
 impl ClusterEntry {
@@ -132,19 +137,20 @@ pub struct Snapshot {
     pub updated_at: Option<String>,
 }
 
-pub use crate::api::request::{ActionKind, ActionRequest};
+pub use crate::api::request::{ActionKind, ActionRequest, RequestRecord, RequestState};
 
 pub use crate::history::HealthSample;
 
-/// The dashboard's shared state: the latest snapshot, where the history comes from, and the
-/// channel to the reconciler.
+/// The dashboard's shared state: the latest snapshot, where the history comes from, where
+/// requests are recorded and what became of them.
 #[derive(Clone)]
 pub struct Dashboard {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     history: HistorySource,
     /// Where ranges older than the history are read (`--prometheus-url`).
     prometheus: Option<Arc<crate::history::prometheus::PrometheusRange>>,
-    actions: mpsc::Sender<ActionRequest>,
+    recorder: Arc<dyn RequestRecorder>,
+    requests: RequestBoard,
     next_id: Arc<std::sync::atomic::AtomicU64>,
     token: Option<TokenSource>,
     auth_reads: bool,
@@ -160,7 +166,21 @@ pub struct Dashboard {
 /// serialized once per published snapshot rather than once per request.
 type StatusCache = Arc<Mutex<Option<(Arc<Snapshot>, Bytes)>>>;
 
-/// The reconciler's side: publishes snapshots, receives action requests.
+/// The local reconciler's side of the requests: the channel they arrive on and the board on
+/// which it tells what became of each.
+pub struct Requests {
+    pub receiver: mpsc::Receiver<ActionRequest>,
+    pub board: RequestBoard,
+}
+
+impl Requests {
+    /// The next request, `None` once every dashboard is gone.
+    pub async fn recv(&mut self) -> Option<ActionRequest> {
+        self.receiver.recv().await
+    }
+}
+
+/// The reconciler's side: publishes snapshots.
 pub struct Publisher {
     snapshot: watch::Sender<Arc<Snapshot>>,
     host: Arc<RwLock<Option<HostMetrics>>>,
@@ -223,14 +243,12 @@ impl Publisher {
 }
 
 impl Dashboard {
-    /// A dashboard and the publisher/receiver the reconciler keeps. Mutations need `token`; with
-    /// `auth_reads` reads need it too.
-    pub fn new(
-        token: Option<Token>,
-        auth_reads: bool,
-    ) -> (Dashboard, Publisher, mpsc::Receiver<ActionRequest>) {
+    /// A dashboard and the publisher and requests the (local) reconciler keeps. Mutations need
+    /// `token`; with `auth_reads` reads need it too.
+    pub fn new(token: Option<Token>, auth_reads: bool) -> (Dashboard, Publisher, Requests) {
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (actions_tx, actions_rx) = mpsc::channel(64);
+        let board = RequestBoard::default();
         let metrics = Metrics::new(Exporter::Dashboard);
         let host = Arc::new(RwLock::new(None));
         let bandwidth = Arc::new(Mutex::new(Bandwidth::default()));
@@ -238,7 +256,8 @@ impl Dashboard {
             snapshot: snapshot_rx,
             history: HistorySource::default(),
             prometheus: None,
-            actions: actions_tx,
+            recorder: Arc::new(requests::ChannelRecorder(actions_tx)),
+            requests: board.clone(),
             next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             token: token.map(TokenSource::from),
             auth_reads,
@@ -254,7 +273,23 @@ impl Dashboard {
             host,
             bandwidth,
         };
-        (dashboard, publisher, actions_rx)
+        let requests = Requests {
+            receiver: actions_rx,
+            board,
+        };
+        (dashboard, publisher, requests)
+    }
+
+    /// Records requests with `recorder` instead of the channel [`Dashboard::new`] returns;
+    /// `board` is where what becomes of them shows.
+    pub fn with_requests(
+        mut self,
+        recorder: Arc<dyn RequestRecorder>,
+        board: RequestBoard,
+    ) -> Dashboard {
+        self.recorder = recorder;
+        self.requests = board;
+        self
     }
 
     /// Serves `metrics` on `/metrics` (and counts its requests there) instead of a dashboard's

@@ -273,8 +273,21 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
         s.answer::<RealtimeView>(),
         Vec::new(),
     );
+    let mut request = read_path(
+        "What became of a request answered 202 (its `watch` URL): queued, running, done or \
+         failed with the reason. Finished requests are kept 15 minutes (at most 200)",
+        s.answer::<crate::api::RequestRecord>(),
+        vec![
+            ("400", error("The id is not a number")),
+            ("404", error("No such request (or it finished long ago)")),
+        ],
+    );
+    request["get"]["parameters"] = json!([{"name": "id", "in": "path", "required": true,
+        "description": "The request's id, from the 202 answer",
+        "schema": {"type": "integer", "minimum": 0}}]);
     let api = |path: &str| format!("/api/dashboard{path}");
     Map::from_iter([
+        (api("/requests/{id}"), request),
         (api("/status"), status),
         (api("/metrics/realtime"), realtime),
         (api("/backends/{backend}/status"), backend),
@@ -285,7 +298,7 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
 }
 
 /// The refusals of a request for a change.
-fn refusals() -> [(&'static str, Value); 8] {
+fn refusals() -> [(&'static str, Value); 9] {
     [
         ("400", error("Malformed JSON")),
         ("401", error("Missing or wrong bearer token")),
@@ -304,8 +317,18 @@ fn refusals() -> [(&'static str, Value); 8] {
         ("415", error("Body not sent as application/json")),
         ("422", error("Unknown field, wrong type, or unknown action")),
         (
+            "500",
+            error(
+                "The request was not recorded: the Kubernetes API refused to record it (the \
+                 dashboard's RBAC); nothing will be done",
+            ),
+        ),
+        (
             "503",
-            error("The reconciler is not running, or the Kubernetes API cannot review the token"),
+            error(
+                "The request was not recorded (the reconciler is not running, the Kubernetes \
+                 API is unreachable), or the Kubernetes API cannot review the token",
+            ),
         ),
     ]
 }
@@ -313,7 +336,8 @@ fn refusals() -> [(&'static str, Value); 8] {
 /// The POST routes under `/api/dashboard`: requests for changes (and the old toolkit's reads).
 fn api_actions(s: &mut Schemas) -> Map<String, Value> {
     let accepted = ok(
-        "Requested: the reconciler carries it out; watch /api/dashboard/events or the status",
+        "Recorded: the reconciler carries it out; `watch` (GET /api/dashboard/requests/{id}) \
+         tells what became of it",
         s.answer::<Accepted>(),
     );
     let refusals = refusals();
@@ -352,16 +376,23 @@ fn api_actions(s: &mut Schemas) -> Map<String, Value> {
     );
     let check = action(
         format!(
-            "Ask the reconciler for an immediate probe round and answer with its results \
-             (waits up to {} s)",
+            "Ask the reconciler for an immediate probe round and answer with its results once \
+             it has finished (waits up to {} s)",
             HEALTH_CHECK_WAIT.as_secs()
         ),
         Some(s.body::<HealthCheck>(false)),
         vec![
             ("200", ok("OK", s.answer::<HealthCheckView>())),
             (
+                "409",
+                error("The probe request failed (e.g. the cluster is paused); the reason says why"),
+            ),
+            (
                 "504",
-                error("No probe round finished in time; the request stays queued"),
+                error(
+                    "The requested probe round did not finish in time; the message says where \
+                     it is and its watch URL",
+                ),
             ),
         ],
     );

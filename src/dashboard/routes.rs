@@ -42,6 +42,7 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/daemon/action", post(actions::daemon_action))
         .route("/cluster/action", post(actions::cluster_action))
         .route("/health/check", post(actions::health_check))
+        .route("/requests/{id}", get(status::request))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method);
     Router::new()

@@ -292,7 +292,8 @@ pub struct HistoryView {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Accepted {
     pub requested: ActionRequest,
-    /// Where to follow the outcome: `/api/dashboard/events`.
+    /// Where to follow the outcome: `GET /api/dashboard/requests/{id}` answers queued, running,
+    /// done or failed with the reason.
     pub watch: String,
     pub message: String,
 }
@@ -554,9 +555,9 @@ pub fn logs(
 
 pub fn accepted(request: ActionRequest) -> Accepted {
     Accepted {
+        watch: format!("/api/dashboard/requests/{}", request.id),
+        message: "recorded; the reconciler carries it out and the watch URL tells its state".into(),
         requested: request,
-        watch: "/api/dashboard/events".into(),
-        message: "requested; the reconciler carries it out and status shows the result".into(),
     }
 }
 
@@ -583,6 +584,7 @@ mod tests {
             name: name.into(),
             replicas: 1,
             paused: false,
+            uid: None,
             status: IpfsClusterStatus {
                 health_score: score,
                 peers: peers

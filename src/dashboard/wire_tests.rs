@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::access::{AccessReview, AccessTarget, ReviewedUser};
 use super::logs::{LogError, LogSource, LogTarget};
-use super::{ActionKind, ActionRequest, ClusterEntry, Dashboard, PinEntry, Snapshot, Token};
+use super::{
+    ActionKind, ActionRequest, ClusterEntry, Dashboard, PinEntry, RequestRecord, RequestState,
+    Snapshot, Token,
+};
 use crate::api::{IpfsClusterStatus, IpfsPinStatus};
 
 const TOKEN: &str = "wire-token-0123456789";
@@ -72,6 +74,7 @@ fn local_snapshot(score: i32) -> Snapshot {
             replicas: 3,
             paused: false,
             status: status(score, &["demo-0", "demo-1", "demo-2"]),
+            uid: None,
         }],
         pins: Vec::new(),
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
@@ -118,6 +121,7 @@ fn kube_snapshot() -> Snapshot {
                 replicas: 1,
                 paused: true,
                 status: IpfsClusterStatus::default(),
+                uid: None,
             },
             ClusterEntry {
                 namespace: Some("prod".into()),
@@ -125,6 +129,7 @@ fn kube_snapshot() -> Snapshot {
                 replicas: 2,
                 paused: false,
                 status: status(80, &["store-0", "store-1"]),
+                uid: None,
             },
         ],
         pins: vec![
@@ -440,6 +445,10 @@ fn calls_local() -> Vec<Call> {
             t,
             json!({"backend_name": "demo/demo-1/ipfs", "force_check": true}),
         ),
+        // Answered after the health checks: every request before them is done.
+        ("GET", p("/requests/1"), None, n.clone()),
+        ("GET", p("/requests/999"), None, n.clone()),
+        ("GET", p("/requests/first"), None, n.clone()),
         ("GET", p("/history/demo"), None, n.clone()),
     ]
 }
@@ -518,18 +527,27 @@ fn probed_again(mut snapshot: Snapshot) -> Snapshot {
     snapshot
 }
 
-/// Carries out what the reconciler would: records each request, and answers a probe request
-/// with a fresh round.
+/// Carries out what the reconciler would: records each request, answers a probe request with
+/// a fresh round, and tells the board it is done (at a fixed time).
 fn reconciler(
-    mut actions: mpsc::Receiver<ActionRequest>,
+    mut actions: super::Requests,
     publisher: super::Publisher,
     seen: Arc<Mutex<Vec<ActionRequest>>>,
 ) {
     tokio::spawn(async move {
         while let Some(request) = actions.recv().await {
-            if request.action == ActionKind::Probe {
+            let reason = if request.action == ActionKind::Probe {
                 publisher.publish(probed_again(local_snapshot(70)));
-            }
+                "probed every peer; health score 70"
+            } else {
+                "restarted"
+            };
+            actions.board.set(RequestRecord {
+                request: request.clone(),
+                state: RequestState::Done,
+                reason: Some(reason.into()),
+                updated_at: "2026-11-27T21:00:10Z".into(),
+            });
             if let Ok(mut seen) = seen.lock() {
                 seen.push(request);
             }

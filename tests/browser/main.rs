@@ -47,7 +47,7 @@ async fn serve(auth_reads: bool) -> Server {
     Server {
         base,
         publisher,
-        actions,
+        actions: actions.receiver,
         round: 0,
         history,
     }
@@ -87,6 +87,7 @@ impl Server {
                 replicas: 3,
                 paused: false,
                 status,
+                uid: None,
             }],
             pins: Vec::new(),
             updated_at: Some(format!("2026-11-27T21:{:02}:00Z", self.round)),
@@ -392,8 +393,8 @@ async fn page_shows_live_status_and_restarts_a_daemon_with_the_token() {
     assert_eq!(
         answer.as_str().unwrap_or_default(),
         format!(
-            "Restart of demo/demo-1/ipfs accepted as request {}: requested; the reconciler \
-             carries it out and status shows the result.",
+            "Restart of demo/demo-1/ipfs accepted as request {}: recorded; the reconciler \
+             carries it out and the watch URL tells its state.",
             request.id
         )
     );

@@ -27,6 +27,7 @@ mod hang;
 mod history;
 mod parity;
 mod prometheus;
+mod requests;
 mod split;
 mod storage;
 

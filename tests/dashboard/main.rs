@@ -58,7 +58,7 @@ async fn serve_with(token: Option<&str>, setup: impl FnOnce(Dashboard) -> Dashbo
     Server {
         base,
         publisher,
-        actions,
+        actions: actions.receiver,
         http,
     }
 }
@@ -85,6 +85,7 @@ fn snapshot(score: i32) -> Snapshot {
             replicas: 3,
             paused: false,
             status,
+            uid: None,
         }],
         pins: Vec::new(),
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
@@ -291,7 +292,11 @@ async fn mutations_need_the_token_and_become_requests() {
         )
         .await;
     assert_eq!(code, 202, "{body}");
-    assert_eq!(body["data"]["watch"], "/api/dashboard/events");
+    let id = body["data"]["requested"]["id"].as_u64().expect("id");
+    assert_eq!(
+        body["data"]["watch"],
+        json!(format!("/api/dashboard/requests/{id}"))
+    );
     let request = s
         .actions
         .try_recv()
@@ -694,6 +699,8 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
             s.base,
             path.replace("{backend}", "demo/demo-0/ipfs")
                 .replace("{name}", "demo")
+                // The restart above (paths in order) was request 1.
+                .replace("{id}", "1")
                 .replace("{asset}", "app.js")
         );
         for method in methods.as_object().expect("methods").keys() {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipfs_kit_operator::api::request::REQUEST_LABEL;
 use ipfs_kit_operator::api::{ClusterPhase, IpfsCluster};
 use ipfs_kit_operator::runtime::kube::{Metrics, Settings, run};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -1057,61 +1058,70 @@ async fn a_dashboard_restart_request_is_carried_out_once_by_the_controller() {
     apply_cluster(&client, &ns, &cluster_json("req", &class, 1)).await;
     let before = running_pods(&client, &ns, "req", 1).await[0].uid();
 
-    let api: Api<IpfsCluster> = Api::namespaced(client.clone(), &ns);
-    let request = |body: Value| json!({"metadata": {"annotations": {"ipfskit.io/requested-action": body.to_string()}}});
-    api.patch(
-        "req",
-        &PatchParams::default(),
-        &Patch::Merge(&request(
-            json!({"id": 7, "action": "restart", "peer": "req-0"}),
-        )),
-    )
-    .await
-    .expect("record the request");
+    // A request as a client records it: a ConfigMap of its own, labelled for the cluster.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let record = |id: u64, raw: Value| {
+        let config_maps = config_maps.clone();
+        async move {
+            let object: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": format!("req-request-{id}"),
+                             "labels": {REQUEST_LABEL: "req"}},
+                "data": {"request": raw.to_string(), "state": "queued"}}))
+            .expect("ConfigMap");
+            config_maps
+                .create(&PostParams::default(), &object)
+                .await
+                .expect("record the request");
+        }
+    };
+    let state_of = |id: u64| {
+        let config_maps = config_maps.clone();
+        async move {
+            let cm = config_maps.get(&format!("req-request-{id}")).await.ok()?;
+            let data = cm.data.unwrap_or_default();
+            Some((
+                data.get("state")?.clone(),
+                data.get("reason").cloned().unwrap_or_default(),
+            ))
+        }
+    };
+    record(7, json!({"id": 7, "action": "restart", "peer": "req-0"})).await;
     let before = before.expect("pod uid");
     wait_restart_carried_out(&client, &ns, "req", "req-0", &before).await;
     assert!(has_event(&client, &ns, "RestartRequested").await);
 
     // A request naming Kubo restarts Kubo only (its RPC `shutdown`, then kubelet restarts the
-    // container), never the pod: here nothing listens at the kwok pod's IP, and the Event says
-    // so in the client's own words while the pod stays.
+    // container), never the pod: here nothing listens at the kwok pod's IP, and the request
+    // ends failed saying so in the client's own words while the pod stays.
     let pod = running_pods(&client, &ns, "req", 1).await[0].uid();
-    api.patch(
-        "req",
-        &PatchParams::default(),
-        &Patch::Merge(&request(
-            json!({"id": 9, "action": "restart", "peer": "req-0", "daemon": "ipfs"}),
-        )),
+    record(
+        9,
+        json!({"id": 9, "action": "restart", "peer": "req-0", "daemon": "ipfs"}),
     )
-    .await
-    .expect("record the request");
+    .await;
     let note = event_note(&client, &ns, "RestartFailed", "request 9").await;
     assert!(
         note.contains("restarting Kubo of req-0: POST /api/v0/shutdown"),
         "{note}"
     );
+    let (state, reason) = state_of(9).await.expect("request 9");
+    assert_eq!((state.as_str(), reason), ("failed", note));
     assert_eq!(running_pods(&client, &ns, "req", 1).await[0].uid(), pod);
 
-    api.patch(
-        "req",
-        &PatchParams::default(),
-        &Patch::Merge(&request(
-            json!({"id": 8, "action": "stop", "peer": "req-0"}),
-        )),
-    )
-    .await
-    .expect("record the request");
-    wait_for(
-        "a refusal Event for `stop`",
+    // What is not a request ends failed with the reason, and is never carried out.
+    record(8, json!({"id": 8, "action": "stop", "peer": "req-0"})).await;
+    let (state, reason) = wait_for(
+        "request 8 refused",
         Duration::from_secs(30),
         Duration::from_millis(300),
-        || async {
-            has_event(&client, &ns, "ActionRequestRefused")
-                .await
-                .then_some(())
-        },
+        || async { state_of(8).await.filter(|(s, _)| s == "failed") },
     )
     .await;
+    assert!(
+        reason.contains("is not an action request"),
+        "{state}: {reason}"
+    );
+    assert_eq!(running_pods(&client, &ns, "req", 1).await[0].uid(), pod);
     let _ = stop.send(());
 }
 

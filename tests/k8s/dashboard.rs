@@ -1,13 +1,15 @@
 //! The dashboard sidecar against the real apiserver: it serves IpfsCluster status from its watch
-//! cache and records action requests on the object, with only the RBAC rights it documents.
+//! cache and records each action request as a ConfigMap of its own, with only the RBAC rights it
+//! documents; without the right to record, a request is answered 500, never 202.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipfs_kit_operator::api::{ACTION_REQUEST_ANNOTATION, IpfsCluster, IpfsPin};
+use ipfs_kit_operator::api::request::{REQUEST_LABEL, request_record};
+use ipfs_kit_operator::api::{IpfsCluster, IpfsPin, RequestRecord, RequestState};
 use ipfs_kit_operator::dashboard::{Token, kube as sidecar, router};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::support::control_plane::control_plane;
@@ -22,13 +24,22 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     let ns = cp.namespace("dashboard").await;
     let admin = cp.admin_client().await;
 
-    // The rights the sidecar needs: read IpfsClusters (and their pins), annotate them with
-    // requests, read the peers' logs.
-    let sidecar_rules = json!([
-        {"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"], "verbs": ["get", "list", "watch", "patch"]},
+    // The rights the sidecar needs: read IpfsClusters (and their pins), record requests as
+    // ConfigMaps and follow them, read the peers' logs.
+    let read_rules = json!([
+        {"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"], "verbs": ["list", "watch"]},
         {"apiGroups": ["ipfskit.io"], "resources": ["ipfspins"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]);
+    let mut sidecar_rules = read_rules.clone();
+    sidecar_rules
+        .as_array_mut()
+        .expect("rules")
+        .push(json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}));
     cp.grant(&ns, "dashboard", "dashboard", sidecar_rules, false)
+        .await;
+    // A sidecar whose ServiceAccount may not create ConfigMaps cannot record a request.
+    cp.grant(&ns, "no-record", "no-record", read_rules, false)
         .await;
     // --kube-auth: the sidecar reviews other callers' tokens with the API server.
     let review_rules = json!([
@@ -48,6 +59,7 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     let writer_token = cp.service_account_token(&ns, "writer").await;
     let reader_token = cp.service_account_token(&ns, "reader").await;
     let sidecar_client = cp.service_account_client(&ns, "dashboard").await;
+    let no_record_client = cp.service_account_client(&ns, "no-record").await;
 
     // An IpfsCluster whose status says what a controller saw.
     let clusters: Api<IpfsCluster> = Api::namespaced(admin.clone(), &ns);
@@ -83,20 +95,8 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         .await
         .expect("pin status");
 
-    let (dashboard, publisher, requests) =
-        sidecar::dashboard(&sidecar_client, Token::new(TOKEN), false, true);
-    let publisher = Arc::new(publisher);
-    let watch_ns = ns.clone();
-    let watch_client = sidecar_client.clone();
-    tokio::spawn(async move {
-        sidecar::follow_clusters(watch_client, Some(&watch_ns), publisher).await
-    });
-    tokio::spawn(sidecar::record_requests(sidecar_client, requests));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router(dashboard)).await });
+    let base = serve_sidecar(&sidecar_client, &ns).await;
+    let no_record = serve_sidecar(&no_record_client, &ns).await;
     ipfs_kit_operator::tls::ensure_crypto_provider();
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
 
@@ -130,14 +130,8 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         .expect("json");
     assert_eq!(peer["data"]["restarts"], 1);
     // Reads record nothing.
-    let fresh = clusters.get("store").await.expect("get");
-    assert!(
-        !fresh
-            .metadata
-            .annotations
-            .unwrap_or_default()
-            .contains_key(ACTION_REQUEST_ANNOTATION)
-    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
+    assert!(recorded(&config_maps).await.is_empty());
 
     every_route_answers_from_the_kubernetes_status(&base, &ns, &admin).await;
 
@@ -146,16 +140,13 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
     let failures = crate::support::bad_requests::check_all(&base, TOKEN, &table).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let fresh = clusters.get("store").await.expect("get");
     assert!(
-        !fresh
-            .metadata
-            .annotations
-            .unwrap_or_default()
-            .contains_key(ACTION_REQUEST_ANNOTATION),
+        recorded(&config_maps).await.is_empty(),
         "a refused request was recorded"
     );
 
+    // Recorded before the answer: the ConfigMap exists when 202 comes, and the watch URL says
+    // queued (no controller runs here).
     let resp = http
         .post(format!("{backend}/restart"))
         .bearer_auth(TOKEN)
@@ -163,23 +154,65 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         .await
         .expect("POST");
     assert_eq!(resp.status().as_u16(), 202);
-    let recorded = wait_for(
-        "the request annotation on the IpfsCluster",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let obj = clusters.get("store").await.ok()?;
-            obj.metadata
-                .annotations?
-                .get(ACTION_REQUEST_ANNOTATION)
-                .cloned()
-        },
-    )
-    .await;
-    let recorded: Value = serde_json::from_str(&recorded).expect("annotation json");
-    assert_eq!(recorded["action"], "restart");
-    assert_eq!(recorded["peer"], "store-0");
-    assert_eq!(recorded["daemon"], "ipfs");
+    let accepted: Value = resp.json().await.expect("json");
+    let id = accepted["data"]["requested"]["id"].as_u64().expect("id");
+    let now = recorded(&config_maps).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    let request = &now[0].request;
+    assert_eq!((request.id, request.peer.as_deref()), (id, Some("store-0")));
+    assert_eq!(request.daemon, Some(ipfs_kit_operator::api::Daemon::Ipfs));
+    assert_eq!(now[0].state, RequestState::Queued);
+    let owner = config_maps
+        .get(&format!("store-request-{id}"))
+        .await
+        .expect("the request's ConfigMap")
+        .metadata
+        .owner_references
+        .unwrap_or_default();
+    assert_eq!(
+        owner[0].uid,
+        clusters
+            .get("store")
+            .await
+            .expect("get")
+            .metadata
+            .uid
+            .expect("uid")
+    );
+    let watch = accepted["data"]["watch"].as_str().expect("watch URL");
+    let state: Value = http
+        .get(format!("{base}{watch}"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["data"]["state"], "queued", "{state}");
+
+    // A sidecar that may not create ConfigMaps answers 500 saying why; nothing is recorded.
+    let refused = dashboard_status_until(&no_record, "the second sidecar's status", |b| {
+        (b["data"]["clusters"][0]["cluster"] == json!(key)).then_some(())
+    });
+    refused.await;
+    let resp = http
+        .post(format!(
+            "{no_record}/api/dashboard/backends/{ns}/store/store-1/ipfs/restart"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    let code = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(body["error"]["code"], "request_not_recorded", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("configmaps") && message.contains("forbidden"),
+        "{message}"
+    );
+    assert_eq!(recorded(&config_maps).await.len(), 1);
 
     // A ServiceAccount that may only read IpfsClusters is refused, naming who and what.
     let other = format!("{base}/api/dashboard/backends/{ns}/store/store-1/cluster/restart");
@@ -221,23 +254,51 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         },
     )
     .await;
-    let recorded = wait_for(
-        "the writer's request on the IpfsCluster",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let obj = clusters.get("store").await.ok()?;
-            let text = obj
-                .metadata
-                .annotations?
-                .get(ACTION_REQUEST_ANNOTATION)
-                .cloned()?;
-            let value: Value = serde_json::from_str(&text).ok()?;
-            (value["peer"] == "store-1").then_some(value)
-        },
-    )
-    .await;
-    assert_eq!(recorded["daemon"], "cluster");
+    let all = recorded(&config_maps).await;
+    let writer = all
+        .iter()
+        .find(|r| r.request.peer.as_deref() == Some("store-1"))
+        .expect("the writer's request recorded");
+    assert_eq!(
+        writer.request.daemon,
+        Some(ipfs_kit_operator::api::Daemon::Cluster)
+    );
+}
+
+/// A sidecar for namespace `ns` acting with `client`, served on a free port: its base URL.
+async fn serve_sidecar(client: &kube::Client, ns: &str) -> String {
+    let (dashboard, publisher, board) = sidecar::dashboard(client, Token::new(TOKEN), false, true);
+    let publisher = Arc::new(publisher);
+    let (watch_ns, watch_client) = (ns.to_owned(), client.clone());
+    tokio::spawn(async move {
+        sidecar::follow_clusters(watch_client, Some(&watch_ns), publisher).await
+    });
+    tokio::spawn(sidecar::follow_requests(
+        client.clone(),
+        Some(ns.to_owned()),
+        board,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router(dashboard)).await });
+    base
+}
+
+/// The requests recorded in `config_maps`' namespace, oldest first.
+async fn recorded(config_maps: &Api<ConfigMap>) -> Vec<RequestRecord> {
+    let list = config_maps
+        .list(&ListParams::default().labels(REQUEST_LABEL))
+        .await
+        .expect("list request ConfigMaps");
+    let mut records: Vec<RequestRecord> = list
+        .items
+        .iter()
+        .map(|cm| request_record(cm).expect("a request"))
+        .collect();
+    records.sort_by_key(|r| r.request.id);
+    records
 }
 
 /// The read routes on a status that came from the apiserver; logs through the pods/log API.

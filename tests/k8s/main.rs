@@ -15,3 +15,4 @@ mod pin;
 mod quiet;
 mod reach;
 mod real_peers;
+mod requests;

@@ -283,8 +283,8 @@ pub async fn event_note(client: &Client, ns: &str, reason: &str, about: &str) ->
 }
 
 /// Waits until the controller carried out a restart request of peer `peer` of IpfsCluster
-/// `cluster`: the pod was replaced (a new uid than `before`), then the request annotation was
-/// cleared.
+/// `cluster`: the pod was replaced (a new uid than `before`), and every request ConfigMap of the
+/// cluster is done.
 pub async fn wait_restart_carried_out(
     client: &Client,
     ns: &str,
@@ -304,16 +304,31 @@ pub async fn wait_restart_carried_out(
         },
     )
     .await;
-    let clusters: Api<IpfsCluster> = Api::namespaced(client.clone(), ns);
+    let requests: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+    let selector = format!(
+        "{}={cluster}",
+        ipfs_kit_operator::api::request::REQUEST_LABEL
+    );
     wait_for(
-        "the request annotation cleared by the controller",
+        "the request recorded done by the controller",
         Duration::from_secs(30),
         Duration::from_millis(300),
         || async {
-            let c = clusters.get(cluster).await.ok()?;
-            let annotations = c.metadata.annotations.unwrap_or_default();
-            (!annotations.contains_key(ipfs_kit_operator::api::ACTION_REQUEST_ANNOTATION))
-                .then_some(())
+            let list = requests
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            let states: Vec<_> = list
+                .items
+                .iter()
+                .map(ipfs_kit_operator::api::request::request_record)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            (!states.is_empty()
+                && states
+                    .iter()
+                    .all(|r| r.state == ipfs_kit_operator::api::RequestState::Done))
+            .then_some(())
         },
     )
     .await;

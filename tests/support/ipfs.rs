@@ -1,6 +1,7 @@
 //! N real Kubo + ipfs-cluster-service peers on free loopback ports, offline-safe, joined into one
 //! CRDT cluster. Every config is checked to name only loopback addresses before a daemon starts.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -450,4 +451,44 @@ impl IpfsWorld {
         )
         .await
     }
+}
+
+/// One real Kubo daemon alone (offline-safe, on loopback) in `dir`: the daemon and its RPC API
+/// address, once it answers.
+pub async fn start_kubo(dir: &Path) -> (Daemon, SocketAddr) {
+    let ipfs_path = dir.join("ipfs");
+    std::fs::create_dir_all(dir).expect("kubo dir");
+    let mut init = kubo_command(&ipfs_path);
+    init.args(["init", "--profile=test", "--empty-repo"]);
+    run(init, "ipfs init").await;
+    let (api, swarm) = (free_port(), free_port());
+    let mut config = read_json(&ipfs_path.join("config"));
+    offline_loopback_kubo(&mut config, api, swarm);
+    write_checked(&ipfs_path.join("config"), &config, &[]);
+    let mut daemon = std::process::Command::new(binary("kubo", "ipfs"));
+    daemon
+        .env("IPFS_PATH", &ipfs_path)
+        .env("IPFS_TELEMETRY", "off")
+        .args(["daemon", "--migrate=false"]);
+    let mut kubo = Daemon::spawn("kubo", daemon, &dir.join("logs")).expect("spawn kubo");
+    let addr: SocketAddr = format!("127.0.0.1:{api}").parse().expect("address");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    let url = format!("http://{addr}/api/v0/id");
+    for _ in 0..450 {
+        if let Ok(r) = http.post(&url).send().await
+            && r.status().is_success()
+        {
+            return (kubo, addr);
+        }
+        kubo.assert_running();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "Kubo at {addr} did not answer within 90 s:\n{}",
+        kubo.log_tail(40)
+    );
 }

@@ -82,10 +82,6 @@ pub const CLUSTER_NAME_MESSAGE: &str = "metadata.name must be at most 52 charact
      operator derives from it the StatefulSet's pod label `controller-revision-hash: \
      <name>-<10-character hash>` (at most 63 characters) and Services such as `<name>-gateway` \
      and `<name>-<ordinal>-p2p` (DNS-1035 labels)";
-/// Annotation through which the dashboard asks the controller (the one writer) for an action:
-/// a JSON [`ActionRequest`](super::ActionRequest)
-/// `{"id", "action": restart|probe, "peer"?, "daemon"?: ipfs|cluster, "requestedAt"?}`.
-pub const ACTION_REQUEST_ANNOTATION: &str = "ipfskit.io/requested-action";
 
 /// An IPFS Cluster: `replicas` peers, each running Kubo (the IPFS daemon) and IPFS Cluster (pin
 /// orchestration), with their storage, exposure and health policy. The operator creates and

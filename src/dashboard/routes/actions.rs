@@ -17,17 +17,21 @@ use tokio::sync::watch;
 use super::{ApiError, backend_route, find_backend, find_cluster, pick_cluster};
 use crate::dashboard::auth::{Reader, Writer};
 use crate::dashboard::error::Body;
+use crate::dashboard::requests::{self, RecordError};
 use crate::dashboard::views::{
     self, Accepted, ClusterAction, ClusterRead, DaemonAction, Envelope, HealthCheck,
     HealthCheckView,
 };
-use crate::dashboard::{ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, Snapshot};
+use crate::dashboard::{
+    ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, RequestState, Snapshot,
+};
 
 /// How long `POST /health/check` waits for the probe round it asked for.
 pub const HEALTH_CHECK_WAIT: Duration = Duration::from_secs(20);
 
 impl Dashboard {
-    /// Passes a request on to the reconciler, if `writer` may change `cluster`.
+    /// Records a request for the reconciler, if `writer` may change `cluster`: answered only
+    /// once it is recorded (5xx when it cannot be).
     async fn request(
         &self,
         writer: &Writer,
@@ -37,23 +41,64 @@ impl Dashboard {
         daemon: Option<Daemon>,
     ) -> Result<ActionRequest, ApiError> {
         writer.permit(self, cluster).await?;
-        let request = ActionRequest {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            action,
-            cluster: cluster.key(),
-            peer: peer.map(str::to_string),
-            daemon,
-            requested_at: None,
-        };
-        self.actions.send(request.clone()).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "reconciler_unavailable",
-                "the reconciler is not running; try again shortly",
-            )
-        })?;
-        Ok(request)
+        let mut attempts = 0;
+        loop {
+            let request = ActionRequest {
+                id: self.new_request_id(),
+                action,
+                cluster: cluster.key(),
+                peer: peer.map(str::to_string),
+                daemon,
+                requested_at: None,
+            };
+            // On the board first: the reconciler may report on it before the recorder returns.
+            self.requests.set(requests::queued(&request));
+            match self.recorder.record(&request, cluster).await {
+                Ok(()) => {
+                    tracing::info!(id = request.id, cluster = %request.cluster, action = ?request.action, "recorded action request");
+                    return Ok(request);
+                }
+                Err(e) => {
+                    self.requests.remove(request.id);
+                    attempts += 1;
+                    if matches!(e, RecordError::Taken(_)) && attempts < 5 {
+                        continue;
+                    }
+                    tracing::warn!(id = request.id, cluster = %request.cluster, "action request not recorded: {e}");
+                    return Err(not_recorded(&e));
+                }
+            }
+        }
     }
+
+    /// A new request id: counted from 1 locally, unique across dashboards in Kubernetes.
+    fn new_request_id(&self) -> u64 {
+        if !self.recorder.needs_unique_ids() {
+            return self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = u64::try_from(k8s_openapi::jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
+        let previous = self
+            .next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(requests::next_unique_id(last, now))
+            })
+            .unwrap_or(0);
+        requests::next_unique_id(previous, now)
+    }
+}
+
+/// The answer to a request that could not be recorded: 503 when the reconciler cannot take it
+/// now, 500 when the API server refused it (a deployment problem, not the client's).
+fn not_recorded(e: &RecordError) -> ApiError {
+    let status = match e {
+        RecordError::Refused(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        RecordError::Unavailable(_) | RecordError::Taken(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(
+        status,
+        "request_not_recorded",
+        format!("the request was not recorded, nothing will be done: {e}"),
+    )
 }
 
 /// The answer to a request passed on: 202 with what was requested.
@@ -185,8 +230,8 @@ pub async fn cluster_action(
     Ok(ReadOrAccepted::Read(view(cluster)))
 }
 
-/// `POST /api/dashboard/health/check`: asks for a probe round and answers with its results.
-/// The body is checked before the caller.
+/// `POST /api/dashboard/health/check`: asks for a probe round and answers with its results once
+/// it has finished. The body is checked before the caller.
 pub async fn health_check(
     State(d): State<Dashboard>,
     headers: HeaderMap,
@@ -198,13 +243,45 @@ pub async fn health_check(
     let before = last_probed(cluster, peer);
     let mut rounds = d.snapshot.clone();
     rounds.borrow_and_update();
+    let started = tokio::time::Instant::now();
     let request = d
         .request(&writer, ActionKind::Probe, cluster, peer, None)
         .await?;
-    probe_round(rounds, &request, before).await?;
+    let record = d.requests.finished(request.id, HEALTH_CHECK_WAIT).await;
+    match record {
+        Some(r) if r.state == RequestState::Done => {}
+        Some(r) if r.state == RequestState::Failed => {
+            let why = r.reason.unwrap_or_default();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_failed",
+                format!("probe request {} failed: {why}", request.id),
+            ));
+        }
+        other => {
+            let state = other.map_or("unknown (no longer kept)", |r| r.state.as_str());
+            return Err(probe_timeout(&request, state));
+        }
+    }
+    // The round is over; the status it wrote may reach this dashboard a moment later.
+    let left = HEALTH_CHECK_WAIT.saturating_sub(started.elapsed());
+    probe_round(rounds, &request, before, left).await?;
     let fresh = d.current();
     let cluster = find_cluster(&fresh, &request.cluster)?;
     Ok(Json(Envelope::new(views::health_check(request, cluster))))
+}
+
+/// 504: the probe round of `request` did not finish in time; it is `state` now.
+fn probe_timeout(request: &ActionRequest, state: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "probe_timeout",
+        format!(
+            "the probe round of request {id} did not finish within {HEALTH_CHECK_WAIT:?}; it \
+             is {state}: follow /api/dashboard/requests/{id}",
+            id = request.id
+        ),
+    )
 }
 
 /// The cluster a health check probes, and the peer when it names a backend.
@@ -248,13 +325,17 @@ fn probed_after(before: Option<&Time>, fresh: &Snapshot, request: &ActionRequest
     last_probed(cluster, request.peer.as_deref()).is_some_and(|t| &t > before)
 }
 
-/// Waits until a round that probed after `request` is published: 504 when none comes within
-/// [`HEALTH_CHECK_WAIT`].
+/// Waits until the status of a round that probed after `request` is published: 504 when none
+/// comes within `wait`.
 async fn probe_round(
     mut rounds: watch::Receiver<Arc<Snapshot>>,
     request: &ActionRequest,
     before: Option<Time>,
+    wait: Duration,
 ) -> Result<(), ApiError> {
+    if probed_after(before.as_ref(), &rounds.borrow_and_update(), request) {
+        return Ok(());
+    }
     let probed = async {
         // A closed channel (the runtime stopped) answers with the last snapshot.
         while rounds.changed().await.is_ok() {
@@ -264,19 +345,12 @@ async fn probe_round(
             }
         }
     };
-    tokio::time::timeout(HEALTH_CHECK_WAIT, probed)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "probe_timeout",
-                format!(
-                    "no probe round finished within {HEALTH_CHECK_WAIT:?}; request {} stays \
-                     queued",
-                    request.id
-                ),
-            )
-        })
+    tokio::time::timeout(wait, probed).await.map_err(|_| {
+        probe_timeout(
+            request,
+            "done, but its status has not reached this dashboard",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -285,7 +359,7 @@ mod tests {
     use serde_json::Value;
 
     use crate::api::{IpfsClusterStatus, PeerStatus};
-    use crate::dashboard::{ActionKind, ClusterEntry, Dashboard, Snapshot, Token};
+    use crate::dashboard::{ActionKind, ClusterEntry, Dashboard, RequestState, Snapshot, Token};
 
     const TOKEN: &str = "check-token-0123456789";
 
@@ -309,26 +383,33 @@ mod tests {
                 replicas: 1,
                 paused: false,
                 status,
+                uid: None,
             }],
             pins: Vec::new(),
             updated_at: Some("2026-11-27T21:00:00Z".into()),
         }
     }
 
-    /// In Kubernetes the sidecar publishes a snapshot on every watch event, the first of them
-    /// its own annotation that records the request, before the controller probed anything: the
-    /// answer must come from the round that probed after the request.
+    /// The sidecar publishes a snapshot on every watch event, some before the controller
+    /// probed anything, and a periodic round may finish while the requested one runs: the answer
+    /// comes once the requested round is done, with its status.
     #[tokio::test]
-    async fn a_health_check_answers_with_the_round_that_probed_after_it() {
+    async fn a_health_check_answers_once_the_round_it_asked_for_is_done() {
         let (dashboard, publisher, mut actions) = Dashboard::new(Token::new(TOKEN), false);
         publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+        let board = actions.board.clone();
         tokio::spawn(async move {
             while let Some(request) = actions.recv().await {
                 assert_eq!(request.action, ActionKind::Probe);
-                // The annotation event: the status is the one from before.
+                board.update(request.id, RequestState::Running, "probing");
+                // An event that is not a round: the status is the one from before.
                 publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // A periodic round that started before the request.
                 publisher.publish(snapshot(40, "2026-11-27T21:00:07Z"));
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                publisher.publish(snapshot(30, "2026-11-27T21:00:08Z"));
+                board.update(request.id, RequestState::Done, "probed");
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -351,10 +432,48 @@ mod tests {
             .expect("health check");
         assert_eq!(resp.status().as_u16(), 200);
         let body: Value = resp.json().await.expect("json");
-        assert_eq!(body["data"]["healthScore"], 40, "{body}");
+        assert_eq!(body["data"]["healthScore"], 30, "{body}");
         assert_eq!(
             body["data"]["peers"][0]["lastProbe"],
-            "2026-11-27T21:00:07Z"
+            "2026-11-27T21:00:08Z"
         );
+    }
+
+    /// A request the reconciler cannot take is answered 503 and not kept as queued.
+    #[tokio::test]
+    async fn a_request_that_cannot_be_recorded_is_answered_503_not_202() {
+        let (dashboard, publisher, requests) = Dashboard::new(Token::new(TOKEN), false);
+        publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+        drop(requests);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = crate::dashboard::router(dashboard);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        crate::tls::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let resp = http
+            .post(format!(
+                "{base}/api/dashboard/backends/prod/demo/demo-0/ipfs/restart"
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("restart");
+        assert_eq!(resp.status().as_u16(), 503);
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "request_not_recorded", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nothing will be done"), "{message}");
+        let resp = http
+            .get(format!("{base}/api/dashboard/requests/1"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status().as_u16(), 404, "not kept as queued");
     }
 }

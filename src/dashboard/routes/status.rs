@@ -7,9 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, backend_route, find_backend};
-use crate::dashboard::Dashboard;
 use crate::dashboard::auth::Reader;
+use crate::dashboard::requests::{KEEP_FINISHED, KEEP_FINISHED_COUNT};
 use crate::dashboard::views::{self, BackendView, Envelope};
+use crate::dashboard::{Dashboard, RequestRecord};
 
 /// `GET /api/dashboard/status`, serialized once per published snapshot.
 pub async fn status(State(d): State<Dashboard>, _: Reader) -> Response {
@@ -45,6 +46,31 @@ pub async fn history(
 ) -> Result<Response, ApiError> {
     crate::dashboard::history::answer(&d.history, d.prometheus.as_deref(), &name, query.as_deref())
         .await
+}
+
+/// `GET /api/dashboard/requests/{id}`: what became of a request answered 202.
+pub async fn request(
+    State(d): State<Dashboard>,
+    Path(id): Path<String>,
+    _: Reader,
+) -> Result<Json<Envelope<RequestRecord>>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            format!("request id {id:?} is not a number"),
+        )
+    })?;
+    d.requests
+        .get(id)
+        .map(|r| Json(Envelope::new(r)))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no request {id}: unknown, or finished more than {} minutes (or {} requests) ago",
+                KEEP_FINISHED.as_secs() / 60,
+                KEEP_FINISHED_COUNT
+            ))
+        })
 }
 
 /// `GET /readyz`: ready once the first reconciled status arrived.

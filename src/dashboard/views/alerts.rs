@@ -119,6 +119,7 @@ mod tests {
             clusters: vec![ClusterEntry {
                 namespace: Some("prod".into()),
                 name: "web".into(),
+                uid: None,
                 replicas: 2,
                 paused: false,
                 status,

@@ -260,6 +260,8 @@ pub struct OwnedCaches {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    /// The dashboard's request ConfigMaps (label `ipfskit.io/request-for`), whole.
+    pub requests: Store<ConfigMap>,
 }
 
 /// How long a reconcile waits for the owned objects' watch caches to fill.
@@ -278,6 +280,7 @@ impl OwnedCaches {
             let _ = self.config_maps.wait_until_ready().await;
             let _ = self.pdbs.wait_until_ready().await;
             let _ = self.network_policies.wait_until_ready().await;
+            let _ = self.requests.wait_until_ready().await;
         };
         if tokio::time::timeout(CACHE_FILL_WAIT, all).await.is_err() {
             warn!(

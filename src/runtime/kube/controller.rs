@@ -54,8 +54,6 @@ pub enum Error {
     #[error(transparent)]
     Apply(apply::ApplyError),
     #[error(transparent)]
-    Request(requests::RequestError),
-    #[error(transparent)]
     Observe(observe::ObserveError),
     #[error(transparent)]
     Upgrade(apply::ApplyError),
@@ -74,7 +72,6 @@ impl Error {
             Self::Build(_) => "build",
             Self::Secret(_) => "secret",
             Self::Apply(_) => "apply",
-            Self::Request(_) => "request",
             Self::Observe(_) => "observe",
             Self::Upgrade(_) => "upgrade",
             Self::Status(_) => "status",
@@ -147,10 +144,8 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         problems.extend(unreached);
         (Some(applied), problems)
     };
-    let requested = requests::carry_out(cluster, &names, ns, ctx)
-        .await
-        .map_err(Error::Request)?;
-    let mut observed = observe::peers(cluster, &names, ns, &policy, ctx, requested)
+    let taken = requests::carry_out(cluster, &names, ns, ctx).await;
+    let mut observed = observe::peers(cluster, &names, ns, &policy, ctx, taken.probe_now)
         .await
         .map_err(Error::Observe)?;
     upgrade::leave_to_rollout(
@@ -197,10 +192,12 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         upgrade: upgrade::step::for_status(cluster, &rollout),
         max_restarts_per_hour: policy.max_restarts_per_hour,
         now,
+        requested: taken.probe_now,
     };
-    status::report(cluster, round, ns, ctx)
+    let score = status::report(cluster, round, ns, ctx)
         .await
         .map_err(Error::Status)?;
+    requests::finish_probes(taken, score, ns, ctx).await;
     Ok(Action::requeue(policy.probe_interval))
 }
 

@@ -1,34 +1,52 @@
-//! Step `requests`: carries out what a dashboard client asked for through the
-//! [`ACTION_REQUEST_ANNOTATION`] (the controller stays the one writer), reports it as an Event,
-//! then removes the annotation.
+//! Step `requests`: carries out what dashboard clients asked for, each recorded as a ConfigMap of
+//! its own (label `ipfskit.io/request-for: <cluster>`, see [`crate::api::request`]); the
+//! controller stays the one writer. Each request is taken up once: its move from queued to
+//! running is a patch conditional on the resourceVersion the cache saw, so a stale cache or a
+//! second controller cannot take it up again. It ends done or failed with what was done, as an
+//! Event too, and its ConfigMap is deleted by this step after [`KEEP_FINISHED`] (at most
+//! [`KEEP_FINISHED_COUNT`] kept per cluster).
 //!
 //! - `restart` of one peer deletes its pod (the StatefulSet recreates it);
 //! - `restart` of one daemon: Kubo is asked to shut down (RPC `shutdown`) and kubelet restarts
 //!   its container, nothing else; IPFS Cluster has no such call, so its pod is deleted;
 //! - `restart` of every peer rolls the StatefulSet one pod at a time;
-//! - `probe` is answered by the next round (peers are probed every `probeInterval`).
+//! - `probe` makes this reconcile probe at once; it is done once the round's status is written
+//!   ([`finish_probes`]); one interrupted before that is probed again by the next reconcile.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
-use serde_json::{Value, json};
+use serde_json::json;
+use tracing::{debug, warn};
 
 use super::build::Names;
-use super::context::{CALL_TIMEOUT, Context, KubeCallError, kube_err};
+use super::context::{CALL_TIMEOUT, Context};
 use crate::api::cluster::KUBO_RPC_PORT;
-use crate::api::{ACTION_REQUEST_ANNOTATION, ActionKind, ActionRequest, Daemon, IpfsCluster};
+use crate::api::request::{
+    KEEP_FINISHED, KEEP_FINISHED_COUNT, REASON_KEY, REQUEST_LABEL, STATE_KEY, UPDATED_KEY,
+    request_record,
+};
+use crate::api::{ActionKind, ActionRequest, Daemon, IpfsCluster, RequestState};
 use crate::probe::Endpoint;
 
-/// The annotation could not be removed.
-pub type RequestError = KubeCallError;
-
-/// What became of a request: an Event.
+/// What became of a request: an Event, and its state.
 struct Outcome {
     type_: EventType,
     reason: &'static str,
     note: String,
+}
+
+impl Outcome {
+    fn state(&self) -> RequestState {
+        match self.type_ {
+            EventType::Normal => RequestState::Done,
+            EventType::Warning => RequestState::Failed,
+        }
+    }
 }
 
 fn normal(reason: &'static str, note: String) -> Outcome {
@@ -47,76 +65,195 @@ fn warning(reason: &'static str, note: String) -> Outcome {
     }
 }
 
-/// Carries out the request recorded on `cluster`, if there is one; whether there was one (then
-/// the peers are probed at once, whatever the probe interval).
-pub async fn carry_out(
+/// The requests a reconcile took up: whether to probe at once, and the probe requests to finish
+/// once the round's status is written.
+#[derive(Default)]
+pub struct Taken {
+    pub probe_now: bool,
+    probes: Vec<Held>,
+}
+
+/// A request this reconcile holds (running): its ConfigMap and the resourceVersion written.
+struct Held {
+    name: String,
+    id: u64,
+    resource_version: String,
+}
+
+/// Carries out the queued requests of `cluster`, oldest first; fails the restarts an earlier
+/// controller took up and never finished; deletes the finished ones past keeping.
+pub async fn carry_out(cluster: &IpfsCluster, names: &Names, ns: &str, ctx: &Context) -> Taken {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let mut taken = Taken::default();
+    let mut finished = Vec::new();
+    for cm in requests_of(cluster, ns, ctx) {
+        let name = cm.name_any();
+        let seen = cm.resource_version();
+        let record = match request_record(&cm) {
+            Ok(record) => record,
+            Err(e) => {
+                mark(&api, &name, seen, RequestState::Failed, e).await;
+                continue;
+            }
+        };
+        let (id, action) = (record.request.id, record.request.action);
+        match record.state {
+            RequestState::Queued => {
+                let by = format!("taken up by {}", ctx.settings.instance);
+                let Some(rv) = mark(&api, &name, seen, RequestState::Running, by).await else {
+                    continue;
+                };
+                if action == ActionKind::Probe && !cluster.spec.paused {
+                    taken.hold(name, id, rv);
+                    continue;
+                }
+                let outcome = outcome_of(cluster, &record.request, names, ns, ctx).await;
+                ctx.event(cluster, outcome.type_, outcome.reason, outcome.note.clone())
+                    .await;
+                mark(&api, &name, Some(rv), outcome.state(), outcome.note).await;
+            }
+            RequestState::Running if action == ActionKind::Probe => {
+                taken.hold(name, id, seen.unwrap_or_default());
+            }
+            RequestState::Running => {
+                let why = format!(
+                    "request {id}: interrupted: a controller took it up and stopped before \
+                     recording its outcome (it may have been carried out; see the Events)"
+                );
+                mark(&api, &name, seen, RequestState::Failed, why).await;
+            }
+            RequestState::Done | RequestState::Failed => finished.push((record.updated_at, name)),
+        }
+    }
+    forget_old(&api, finished).await;
+    taken
+}
+
+impl Taken {
+    fn hold(&mut self, name: String, id: u64, resource_version: String) {
+        self.probe_now = true;
+        self.probes.push(Held {
+            name,
+            id,
+            resource_version,
+        });
+    }
+}
+
+/// The probe requests of this reconcile are done: its round's status (health score `score`) is
+/// written.
+pub async fn finish_probes(taken: Taken, score: Option<i32>, ns: &str, ctx: &Context) {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let score = score.map_or_else(|| "none".to_owned(), |s| s.to_string());
+    for held in taken.probes {
+        let note = format!(
+            "request {}: probed every peer; health score {score}",
+            held.id
+        );
+        let rv = Some(held.resource_version).filter(|rv| !rv.is_empty());
+        mark(&api, &held.name, rv, RequestState::Done, note).await;
+    }
+}
+
+/// The request ConfigMaps of `cluster` in the cache, oldest (lowest id) first.
+fn requests_of(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Vec<Arc<ConfigMap>> {
+    let name = cluster.name_any();
+    let mut found: Vec<(u64, Arc<ConfigMap>)> = ctx
+        .caches
+        .requests
+        .state()
+        .into_iter()
+        .filter(|cm| cm.namespace().as_deref() == Some(ns))
+        .filter(|cm| cm.labels().get(REQUEST_LABEL) == Some(&name))
+        .map(|cm| {
+            let id = request_record(&cm).map_or(0, |r| r.request.id);
+            (id, cm)
+        })
+        .collect();
+    found.sort_by_key(|(id, _)| *id);
+    found.into_iter().map(|(_, cm)| cm).collect()
+}
+
+/// Moves request ConfigMap `name` to `state` with `reason`, if it still is at resourceVersion
+/// `seen` (when given): its new resourceVersion, or `None` when it changed meanwhile (a stale
+/// cache: another reconcile has it) or could not be written (the next reconcile tries again).
+async fn mark(
+    api: &Api<ConfigMap>,
+    name: &str,
+    seen: Option<String>,
+    state: RequestState,
+    reason: String,
+) -> Option<String> {
+    let mut patch = json!({"data": {
+        STATE_KEY: state.as_str(),
+        REASON_KEY: reason,
+        UPDATED_KEY: k8s_openapi::jiff::Timestamp::now().to_string(),
+    }});
+    if let Some(rv) = seen {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(cm) => Some(cm.resource_version().unwrap_or_default()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            debug!(request = name, "changed since the cache saw it: left alone");
+            None
+        }
+        Err(e) => {
+            warn!(
+                request = name,
+                "recording the request as {}: {e}",
+                state.as_str()
+            );
+            None
+        }
+    }
+}
+
+/// Deletes the finished request ConfigMaps older than [`KEEP_FINISHED`], and the oldest beyond
+/// [`KEEP_FINISHED_COUNT`]; `finished` holds (updatedAt, name), oldest id first.
+async fn forget_old(api: &Api<ConfigMap>, finished: Vec<(String, String)>) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let excess = finished.len().saturating_sub(KEEP_FINISHED_COUNT);
+    for (i, (updated, name)) in finished.into_iter().enumerate() {
+        let old = updated
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .map_or(true, |t| {
+                now.duration_since(t).as_secs() >= KEEP_FINISHED.as_secs() as i64
+            });
+        if (i < excess || old)
+            && let Err(e) = api.delete(&name, &DeleteParams::default()).await
+            && !matches!(&e, kube::Error::Api(s) if s.code == 404)
+        {
+            warn!(request = name, "deleting a finished request: {e}");
+        }
+    }
+}
+
+/// Carries out one request that is not a probe of a running cluster.
+async fn outcome_of(
     cluster: &IpfsCluster,
+    r: &ActionRequest,
     names: &Names,
     ns: &str,
     ctx: &Context,
-) -> Result<bool, RequestError> {
-    let Some(raw) = cluster.annotations().get(ACTION_REQUEST_ANNOTATION) else {
-        return Ok(false);
-    };
-    let outcome = match parse(raw) {
-        Err(outcome) => outcome,
-        Ok(r) if cluster.spec.paused => warning(
+) -> Outcome {
+    if cluster.spec.paused {
+        return warning(
             "ActionRequestRefused",
             format!(
                 "request {}: {:?} refused: spec.paused is true",
                 r.id, r.action
             ),
-        ),
-        Ok(r) => match (r.action, &r.peer) {
-            (ActionKind::Probe, _) => normal(
-                "ProbeRequested",
-                format!(
-                    "request {}: the peers are probed every spec.health.probeInterval",
-                    r.id
-                ),
-            ),
-            (ActionKind::Restart, None) => restart_all(&r, names, ns, ctx).await,
-            (ActionKind::Restart, Some(peer)) => {
-                restart_one(cluster, &r, peer, names, ns, ctx).await
-            }
-        },
-    };
-    ctx.event(cluster, outcome.type_, outcome.reason, outcome.note)
-        .await;
-    let name = cluster.name_any();
-    let api: Api<IpfsCluster> = Api::namespaced(ctx.client.clone(), ns);
-    let clear = json!({"metadata": {"annotations": {ACTION_REQUEST_ANNOTATION: null}}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&clear))
-        .await
-        .map_err(kube_err(
-            &name,
-            "clearing the action request of",
-            "IpfsCluster",
-            &name,
-        ))?;
-    Ok(true)
-}
-
-/// The request in the annotation, or the Event saying why it is not one.
-fn parse(raw: &str) -> Result<ActionRequest, Outcome> {
-    serde_json::from_str::<ActionRequest>(raw).map_err(|e| {
-        let action = serde_json::from_str::<Value>(raw)
-            .ok()
-            .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_owned));
-        match action.as_deref() {
-            Some(other @ ("start" | "stop")) => warning(
-                "ActionRequestRefused",
-                format!(
-                    "`{other}` is not available in Kubernetes: the operator keeps the declared \
-                     peers running; use spec.paused or spec.replicas"
-                ),
-            ),
-            _ => warning(
-                "ActionRequestInvalid",
-                format!("annotation {ACTION_REQUEST_ANNOTATION} is not an action request: {e}"),
-            ),
-        }
-    })
+        );
+    }
+    match (r.action, &r.peer) {
+        (ActionKind::Probe, _) => normal("ProbeRequested", format!("request {}: probed", r.id)),
+        (ActionKind::Restart, None) => restart_all(r, names, ns, ctx).await,
+        (ActionKind::Restart, Some(peer)) => restart_one(cluster, r, peer, names, ns, ctx).await,
+    }
 }
 
 /// Restarts every peer: a template annotation owned by a separate field manager (the operator's
@@ -215,28 +352,5 @@ async fn restart_kubo(r: &ActionRequest, peer: &str, pods: &Api<Pod>, ctx: &Cont
             "RestartFailed",
             format!("request {}: restarting Kubo of {peer}: {}", r.id, f.message),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_name_their_daemon_and_unknown_actions_are_refused_with_a_reason() {
-        let r = parse(r#"{"id": 3, "action": "restart", "peer": "web-1", "daemon": "ipfs"}"#)
-            .ok()
-            .expect("a request");
-        assert_eq!(r.daemon, Some(Daemon::Ipfs));
-        assert_eq!(r.peer.as_deref(), Some("web-1"));
-        let stop = parse(r#"{"id": 4, "action": "stop"}"#).expect_err("refused");
-        assert_eq!(stop.reason, "ActionRequestRefused");
-        assert!(
-            stop.note.contains("use spec.paused or spec.replicas"),
-            "{}",
-            stop.note
-        );
-        let junk = parse("{").expect_err("invalid");
-        assert_eq!(junk.reason, "ActionRequestInvalid");
     }
 }

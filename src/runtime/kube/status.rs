@@ -63,15 +63,19 @@ pub struct Round<'a> {
     /// The health policy's restart budget per peer and hour.
     pub max_restarts_per_hour: u32,
     pub now: UnixMillis,
+    /// A client asked for this round (`POST /health/check`): its probe times are written even
+    /// when nothing else changed, so that the client sees the round.
+    pub requested: bool,
 }
 
-/// Computes the status of the round, exports it as metrics and writes it when it changed.
+/// Computes the status of the round, exports it as metrics and writes it when it changed (or
+/// the round was requested); the health score.
 pub async fn report(
     cluster: &IpfsCluster,
     round: Round<'_>,
     ns: &str,
     ctx: &Context,
-) -> Result<(), StatusError> {
+) -> Result<Option<i32>, StatusError> {
     let name = cluster.name_any();
     let pods = round.observed.alive();
     let mut status = compute(&Observed {
@@ -103,7 +107,7 @@ pub async fn report(
     ctx.latest
         .observe(&format!("{ns}/{name}"), interval, &status);
     let refresh = ctx.settings.status_refresh;
-    if needs_write(cluster.status.as_ref(), &status, round.now, refresh) {
+    if round.requested || needs_write(cluster.status.as_ref(), &status, round.now, refresh) {
         write(cluster, &status, ns, ctx).await?;
     }
     for t in transitions {
@@ -114,7 +118,7 @@ pub async fn report(
         };
         ctx.event(cluster, type_, reason, t.summary).await;
     }
-    Ok(())
+    Ok(status.health_score)
 }
 
 /// What the metrics export of this round: the status, the claims' size (the spec's

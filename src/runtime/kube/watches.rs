@@ -1,6 +1,7 @@
 //! The watches of the IpfsCluster controller: IpfsClusters trigger reconciles (on generation,
-//! finalizer and annotation changes only: status writes do not re-trigger), and the owned
-//! objects' watches both trigger their owner and fill the caches reconciles read. [`run`] wires
+//! finalizer and annotation changes only: status writes do not re-trigger), the owned
+//! objects' watches both trigger their owner and fill the caches reconciles read, and a queued
+//! dashboard request (a ConfigMap labelled `ipfskit.io/request-for`) triggers its cluster. [`run`] wires
 //! them into a kube-rs `Controller` next to the IpfsPin reconciler.
 
 use std::future::Future;
@@ -24,7 +25,8 @@ use tracing::{debug, info};
 use super::build::{CLUSTER_LABEL, MANAGED_BY};
 use super::context::{Context, OwnedCaches, Settings};
 use super::controller::{error_policy, reconcile};
-use crate::api::IpfsCluster;
+use crate::api::request::{REQUEST_LABEL, STATE_KEY};
+use crate::api::{IpfsCluster, RequestState};
 use crate::metrics::Metrics;
 use crate::probe::ProberError;
 
@@ -125,6 +127,7 @@ struct OwnedWatches {
     config_maps: Changes<PartialObjectMeta<ConfigMap>>,
     pdbs: Changes<PartialObjectMeta<PodDisruptionBudget>>,
     network_policies: Changes<PartialObjectMeta<NetworkPolicy>>,
+    requests: Changes<ConfigMap>,
 }
 
 /// Watches of what the operator labelled as managed; metadata only (an `Api` of
@@ -140,6 +143,9 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
     let (cm_cache, config_maps) = cached(api::<Meta<ConfigMap>>(client, ns), owned.clone());
     let (pdb_cache, pdbs) = cached(api::<Meta<PodDisruptionBudget>>(client, ns), owned.clone());
     let (np_cache, network_policies) = cached(api::<Meta<NetworkPolicy>>(client, ns), owned);
+    // The dashboard's requests, created by the sidecar (not managed-by labelled).
+    let for_cluster = watcher::Config::default().labels(REQUEST_LABEL);
+    let (requests_cache, requests) = cached(api::<ConfigMap>(client, ns), for_cluster);
     OwnedWatches {
         caches: OwnedCaches {
             statefulsets: statefulsets_cache,
@@ -149,6 +155,7 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
             config_maps: cm_cache,
             pdbs: pdb_cache,
             network_policies: np_cache,
+            requests: requests_cache,
         },
         statefulsets,
         pods,
@@ -157,6 +164,7 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
         config_maps,
         pdbs,
         network_policies,
+        requests,
     }
 }
 
@@ -195,7 +203,6 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     // Status writes change neither the generation nor the finalizers: they do not re-trigger a
     // reconcile (no self-inflicted hot loop); periodic requeues pick up probe results.
-    // Annotations carry the dashboard's action requests.
     let trigger = watcher(
         api::<IpfsCluster>(&client, &ns),
         watcher::Config::default().any_semantic(),
@@ -263,6 +270,18 @@ pub async fn run(
         // A node's address changes only what NodePort peers announce; the periodic reconcile
         // picks it up. The stream is driven here only to keep the cache filled.
         .watches_stream(owned.nodes, |_: Node| None::<ObjectRef<IpfsCluster>>)
+        // A request still queued triggers its cluster; the controller's own updates of the
+        // request do not.
+        .watches_stream(owned.requests, |cm: ConfigMap| {
+            let queued = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(STATE_KEY))
+                .is_none_or(|s| s == RequestState::Queued.as_str());
+            let cluster = cm.labels().get(REQUEST_LABEL)?.clone();
+            let ns = cm.namespace()?;
+            queued.then(|| ObjectRef::<IpfsCluster>::new(&cluster).within(&ns))
+        })
         .watches_stream(owned.pods, |pod: Pod| {
             let cluster = pod.labels().get(CLUSTER_LABEL)?.clone();
             let ns = pod.namespace()?;

@@ -24,6 +24,7 @@ pub fn snapshot(status: &LocalStatus, spec: &crate::api::IpfsClusterSpec) -> Sna
             replicas: spec.replicas,
             paused: spec.paused,
             status: status.status.clone(),
+            uid: None,
         }],
         pins: Vec::new(),
         updated_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),

@@ -331,19 +331,19 @@ impl Supervisor {
             }
         }
         for (name, _, _) in missing.iter().filter(|(_, kubo, _)| *kubo) {
-            self.start_peer(name, true, false).await;
+            let _ = self.start_peer(name, true, false).await;
         }
         for (name, _, _) in missing.iter().filter(|(_, _, cluster)| *cluster) {
             if self.daemons.is_running(name, DaemonKind::Kubo) {
-                self.start_peer(name, false, true).await;
+                let _ = self.start_peer(name, false, true).await;
             }
         }
         for (name, kubo, cluster) in changed {
             info!(peer = %name, "configuration changed: restarting the peer");
             if kubo {
-                self.restart_peer(&name, true, true).await;
+                let _ = self.restart_peer(&name, true, true).await;
             } else if cluster {
-                self.restart_peer(&name, false, true).await;
+                let _ = self.restart_peer(&name, false, true).await;
             }
         }
         Ok(())
@@ -373,33 +373,47 @@ impl Supervisor {
     }
 
     /// Stops the given daemons of a peer (IPFS Cluster before Kubo) and starts them again.
-    pub(super) async fn restart_peer(&mut self, peer: &str, kubo: bool, cluster: bool) {
+    pub(super) async fn restart_peer(
+        &mut self,
+        peer: &str,
+        kubo: bool,
+        cluster: bool,
+    ) -> Result<(), String> {
         if cluster {
             self.daemons.stop(peer, DaemonKind::Cluster).await;
         }
         if kubo {
             self.daemons.stop(peer, DaemonKind::Kubo).await;
         }
-        self.start_peer(peer, kubo, cluster).await;
+        self.start_peer(peer, kubo, cluster).await
     }
 
     /// Starts the given daemons of a peer (Kubo first, waiting for its API; then IPFS Cluster).
-    /// A daemon that fails to start is logged and left to the health engine.
-    async fn start_peer(&mut self, peer: &str, kubo: bool, cluster: bool) {
-        if let Err(e) = self.prepare(peer) {
-            error!(peer, "{e}");
-            self.last_exit.insert(peer.to_owned(), e.to_string());
-            return;
-        }
-        if kubo && let Err(e) = self.start(peer, DaemonKind::Kubo).await {
-            error!(peer, "{e}");
-            self.last_exit.insert(peer.to_owned(), e.to_string());
-            return;
-        }
-        if cluster && let Err(e) = self.start(peer, DaemonKind::Cluster).await {
+    /// A daemon that fails to start is logged and left to the health engine; the error is
+    /// returned too.
+    async fn start_peer(&mut self, peer: &str, kubo: bool, cluster: bool) -> Result<(), String> {
+        let result = self.start_daemons(peer, kubo, cluster).await;
+        if let Err(e) = &result {
             error!(peer, "{e}");
             self.last_exit.insert(peer.to_owned(), e.to_string());
         }
+        result.map_err(|e| e.to_string())
+    }
+
+    async fn start_daemons(
+        &mut self,
+        peer: &str,
+        kubo: bool,
+        cluster: bool,
+    ) -> Result<(), LocalError> {
+        self.prepare(peer)?;
+        if kubo {
+            self.start(peer, DaemonKind::Kubo).await?;
+        }
+        if cluster {
+            self.start(peer, DaemonKind::Cluster).await?;
+        }
+        Ok(())
     }
 
     /// Spawns one daemon and waits until its API answers, failing early if it exits. A raft

@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: `up` and `down`, converging to the spec, starting and removing peers;
 //! - [`lock`]: the supervisor lock, held while a supervisor runs the cluster;
 //! - [`supervisor`]: the foreground loop: probe rounds, healing actions, dashboard requests;
+//! - `requests`: the dashboard's requests carried out, with their states on its board;
 //! - [`logs`]: the daemons' log files (rotation, tails);
 //! - [`heal`]: the seam to the health engine (spec -> policy, reports -> actions);
 //! - [`status`]: the status snapshot, its table and JSON;
@@ -31,6 +32,7 @@ mod membership;
 pub mod ports;
 pub mod process;
 pub mod provision;
+mod requests;
 pub mod state;
 pub mod status;
 pub mod supervisor;

@@ -19,7 +19,8 @@ use super::status::{LocalStatus, compute_status, local_peers, targets};
 use super::{LocalError, now_millis};
 use crate::alerts::{AlertOptions, Alerter, Facts, rules};
 use crate::api::IpfsClusterStatus;
-use crate::dashboard::{ActionKind, ActionRequest, Daemon, HOST_SAMPLE_INTERVAL, Publisher};
+use crate::dashboard::Requests;
+use crate::dashboard::{HOST_SAMPLE_INTERVAL, Publisher};
 use crate::metrics::{ClusterKey, ClusterReport, Metrics, healing_budgets, healing_labels};
 use crate::probe::liveness::{self, HungSet, Monitor};
 use crate::probe::report::{FailureKind, PeerReport, ProbeFailure, ProcessState};
@@ -84,7 +85,7 @@ impl PeerRuntime for Supervisor {
             RestartScope::Cluster => (false, true),
             RestartScope::Both => (true, true),
         };
-        self.restart_peer(peer, kubo, cluster).await;
+        let _ = self.restart_peer(peer, kubo, cluster).await;
     }
 
     async fn reconnect(&mut self, peer: &str, targets: &[SwarmTarget], reason: &str) {
@@ -390,7 +391,7 @@ impl Supervisor {
         &mut self,
         listener: std::net::TcpListener,
         prometheus_url: Option<&str>,
-    ) -> Result<mpsc::Receiver<ActionRequest>, LocalError> {
+    ) -> Result<Requests, LocalError> {
         let token = super::dashboard::token(&self.paths.root)?;
         let (dashboard, publisher, requests) = crate::dashboard::Dashboard::new(Some(token), false);
         let dashboard = dashboard
@@ -443,39 +444,6 @@ impl Supervisor {
         Ok(requests)
     }
 
-    /// Carries out a request from the dashboard, then probes so that its status shows the result.
-    async fn carry_out_request(&mut self, request: ActionRequest) {
-        info!(
-            id = request.id,
-            action = ?request.action,
-            peer = request.peer.as_deref().unwrap_or("<all>"),
-            "dashboard request"
-        );
-        match request.action {
-            ActionKind::Probe => {}
-            ActionKind::Restart => {
-                let names: Vec<String> = match &request.peer {
-                    Some(peer) => vec![peer.clone()],
-                    None => self.peer_names(),
-                };
-                let (kubo, cluster) = match request.daemon {
-                    Some(Daemon::Ipfs) => (true, false),
-                    Some(Daemon::Cluster) => (false, true),
-                    None => (true, true),
-                };
-                // One peer at a time, like every restart of this supervisor.
-                for name in names {
-                    if self.state.peers.iter().all(|p| p.name != name) {
-                        warn!(id = request.id, peer = %name, "no such peer: request ignored");
-                        continue;
-                    }
-                    self.restart_peer(&name, kubo, cluster).await;
-                }
-            }
-        }
-        self.round().await;
-    }
-
     /// Rotates the daemons' log files that grew too large.
     fn rotate_logs(&self) {
         for p in &self.state.peers {
@@ -508,7 +476,7 @@ impl Supervisor {
     pub(super) async fn supervise(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Event>,
-        requests: &mut Option<mpsc::Receiver<ActionRequest>>,
+        requests: &mut Option<Requests>,
         sigterm: &mut tokio::signal::unix::Signal,
     ) -> Result<(), LocalError> {
         let mut interval = tokio::time::interval(self.healer.policy.probe_interval);
@@ -523,7 +491,10 @@ impl Supervisor {
                         Some(r) => r.recv().await,
                         None => std::future::pending().await,
                     }
-                } => self.carry_out_request(request).await,
+                } => {
+                    let board = requests.as_ref().map(|r| r.board.clone()).unwrap_or_default();
+                    self.carry_out_request(request, &board).await;
+                }
                 Ok(()) = self.hung_changes.changed() => self.liveness_changed().await,
                 _ = interval.tick() => {
                     self.rotate_logs();
