@@ -14,22 +14,6 @@ use crate::support::process::log_tail;
 use crate::support::webhook::Receiver;
 use crate::support::{restart_with_token, wait_for};
 
-/// The in-process dashboard's base URL, from the supervisor's log.
-async fn dashboard_base(local: &Local) -> String {
-    wait_for(
-        "the dashboard address in the supervisor's log",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || async {
-            let log = local.supervisor_output();
-            let at = log.find("dashboard on http://")? + "dashboard on ".len();
-            let end = log[at..].find(char::is_whitespace)?;
-            Some(log[at..at + end].trim_end_matches('/').to_string())
-        },
-    )
-    .await
-}
-
 /// The dashboard's `alerts` once one satisfies `check`.
 async fn dashboard_alert(base: &str, what: &str, check: impl Fn(&Value) -> bool) -> Vec<Value> {
     let http = http();
@@ -63,7 +47,7 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
     let hook = receiver.url().replace("http://", "http://alice:pa55word@");
     local.up_foreground_with(&["--alert-webhook", &hook, "--alert-for", "all=4s"]);
     let before = local.wait_converged(1).await;
-    let base = dashboard_base(&local).await;
+    let base = local.dashboard_base().await;
     assert!(
         receiver.alerts().is_empty(),
         "a healthy cluster alerts nothing: {:?}",
@@ -171,7 +155,7 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
     local.stop_supervisor().await;
     local.up_foreground_with(&["--alert-webhook", &hook, "--alert-for", "all=4s"]);
     local.wait_converged(1).await;
-    let base = dashboard_base(&local).await;
+    let base = local.dashboard_base().await;
     let alerts = dashboard_alert(&base, "the earlier healing step after a restart", |a| {
         a["type"] == "healing" && a["state"] == "skipped"
     })

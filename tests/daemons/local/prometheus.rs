@@ -1,7 +1,8 @@
 //! The test world's real Prometheus scraping a running `local up` (real Kubo and IPFS Cluster
 //! daemons, the in-process dashboard's `/metrics`) with the repository's alerting rules loaded
 //! (their `for:` shortened to seconds): a killed Kubo that stays down makes `IpfsKitPeerDown`
-//! fire in Prometheus's own `/api/v1/alerts`, and bringing it back resolves it. And every query
+//! fire in Prometheus's own `/api/v1/alerts` and reach a webhook receiver from the operator's own
+//! alerting (`--alert-webhook`), and bringing it back resolves it in both. And every query
 //! of the Grafana dashboard returns data against that Prometheus.
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::support::prometheus::{
     Config, Prometheus, ScrapeJob, dashboard_queries, repository_dashboard, substitute,
 };
 use crate::support::wait_for;
+use crate::support::webhook::Receiver;
 
 const RULES: &str = "charts/ipfs-kit-operator/files/prometheus-rules.yaml";
 
@@ -52,10 +54,17 @@ async fn peers_up(prometheus: &Prometheus, cluster: &str) -> Vec<(String, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubo_kept_down_fires_ipfs_kit_peer_down_in_prometheus_and_resolves_when_back() {
+    // The operator's own alerts go to a webhook receiver at the same time (same 5 s wait).
+    let receiver = Receiver::start().await;
     let mut local = Local::new("alerting", 2).await;
     // Healing off: the killed Kubo stays down until the test brings it back.
     local.write_spec_with(2, "    autoHeal: false\n");
-    local.up_foreground();
+    local.up_foreground_with(&[
+        "--alert-webhook",
+        &receiver.url(),
+        "--alert-for",
+        "IpfsKitPeerDown=5s",
+    ]);
     let before = local.wait_converged(2).await;
     let dashboard = local.dashboard_base().await;
     let prometheus = prometheus_scraping(&dashboard).await;
@@ -111,6 +120,22 @@ async fn a_kubo_kept_down_fires_ipfs_kit_peer_down_in_prometheus_and_resolves_wh
             .is_some_and(|u| u.ends_with("docs/runbooks.md#ipfskitpeerdown")),
         "{alert}"
     );
+    // Delivered to the webhook too, in Alertmanager's format, by the operator itself.
+    let log = || local.supervisor_output();
+    let minute = Duration::from_secs(60);
+    let (_, delivered) = receiver
+        .wait_for("IpfsKitPeerDown", "peer-1", "firing", minute, log)
+        .await;
+    for label in ["alertname", "severity", "cluster", "peer"] {
+        assert_eq!(
+            delivered["labels"][label], alert["labels"][label],
+            "the same alert in Prometheus and at the webhook: {label}"
+        );
+    }
+    assert_eq!(
+        delivered["annotations"]["runbook_url"], alert["annotations"]["runbook_url"],
+        "the same runbook"
+    );
     let others = prometheus
         .alerts_named("IpfsKitPeerDown", &[("peer", "peer-0")])
         .await;
@@ -138,6 +163,9 @@ async fn a_kubo_kept_down_fires_ipfs_kit_peer_down_in_prometheus_and_resolves_wh
         back.elapsed().as_secs_f64()
     );
     assert_eq!(peers_up(&prometheus, "alerting").await, up("1"));
+    receiver
+        .wait_for("IpfsKitPeerDown", "peer-1", "resolved", minute, log)
+        .await;
     local.stop_supervisor().await;
 }
 
