@@ -11,6 +11,7 @@
 
 pub mod clusters;
 pub mod http;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -87,6 +88,8 @@ pub struct Metrics {
     pub probe_durations: ProbeDurations,
     pub leader: Gauge,
     pub dashboard: DashboardHttp,
+    /// The `--alert-webhook` sender's counts (the reconciling process only).
+    pub webhook: webhook::WebhookCounts,
     clusters: Arc<clusters::ClusterSeries>,
 }
 
@@ -111,6 +114,7 @@ impl Metrics {
             probe_durations: Family::new_with_constructor(latency_histogram),
             leader: Gauge::default(),
             dashboard: DashboardHttp::default(),
+            webhook: webhook::WebhookCounts::default(),
             clusters: Arc::default(),
         };
         let mut registry = Registry::with_prefix("ipfs_kit");
@@ -128,6 +132,7 @@ impl Metrics {
         if exporter != Exporter::Dashboard {
             m.register_reconciler(&mut registry);
             registry.register_collector(Box::new(m.clusters.clone()));
+            registry.register_collector(Box::new(m.webhook.clone()));
         }
         if exporter != Exporter::Controller {
             m.dashboard.register(&mut registry);

@@ -140,6 +140,9 @@ pub async fn run_operator(args: &RunArgs) -> Result<(), OperatorError> {
         ..Settings::default()
     };
     let metrics = Arc::new(Metrics::default());
+    if let Some(webhook) = &settings.alerts.webhook {
+        metrics.webhook.watch(webhook.clone());
+    }
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|source| OperatorError::Listen {

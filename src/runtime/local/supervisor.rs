@@ -273,6 +273,9 @@ impl Supervisor {
         let settings = options
             .start(dashboard.map(|a| format!("http://{a}/")))
             .map_err(LocalError::Alerts)?;
+        if let Some(webhook) = &settings.webhook {
+            self.metrics.webhook.watch(webhook.clone());
+        }
         self.alerter = Alerter::new(settings);
         if let Some(earlier) = earlier {
             self.healer.take_over_log(&earlier.healing);

@@ -89,6 +89,32 @@ async fn a_kubo_kept_down_fires_peer_down_at_the_webhook_and_its_return_resolves
     );
     let (headers, _) = receiver.notifications()[0].clone();
     assert_eq!(headers["authorization"], "Basic YWxpY2U6cGE1NXdvcmQ=");
+    // Counted on /metrics once delivered.
+    let delivered = wait_for(
+        "the delivery counted on /metrics",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async {
+            let text = http()
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let line = text.lines().find(|l| {
+                l.starts_with("ipfs_kit_alert_notifications_total{outcome=\"delivered\"}")
+            })?;
+            let count: f64 = line.rsplit(' ').next()?.parse().ok()?;
+            (count >= 1.0).then_some(text)
+        },
+    )
+    .await;
+    assert!(
+        delivered.contains("ipfs_kit_alert_notifications_total{outcome=\"dropped\"} 0"),
+        "{delivered}"
+    );
 
     // The dashboard lists it, beside the restart the engine declined (autoHeal off).
     let alerts = dashboard_alert(&base, "IpfsKitPeerDown in the dashboard", |a| {
