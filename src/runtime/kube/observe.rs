@@ -53,6 +53,20 @@ impl Observation {
     }
 }
 
+/// The cluster's pods: from the cache once it is filled, else listed.
+async fn cluster_pods(name: &str, ns: &str, ctx: &Context) -> Result<Vec<Pod>, ObserveError> {
+    if ctx.caches.pods_ready() {
+        return Ok(ctx.caches.pods_of(ns, name));
+    }
+    let selector = build::selector_string(name);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_err(name, "listing", "Pods", &selector))?
+        .items)
+}
+
 /// Reads the cluster's pods and probes its peers with the policy's timeout: all of them once per
 /// probe interval or when `force`, in between only those whose pod is new or moved or that did
 /// not answer (see [`pacing`]).
@@ -64,17 +78,7 @@ pub async fn peers(
     ctx: &Context,
     force: bool,
 ) -> Result<Observation, ObserveError> {
-    let name = cluster.name_any();
-    let pods = if ctx.caches.pods_ready() {
-        ctx.caches.pods_of(ns, &name)
-    } else {
-        let selector = build::selector_string(&name);
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        api.list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(kube_err(&name, "listing", "Pods", &selector))?
-            .items
-    };
+    let pods = cluster_pods(&cluster.name_any(), ns, ctx).await?;
     let now = k8s_openapi::jiff::Timestamp::now();
     let (targets, mut reports) = probe_targets(
         names,
@@ -91,17 +95,14 @@ pub async fn peers(
     let pinged = targets.clone();
     let last = ctx.rounds.last(&key);
     let (hung, changes) = ctx.pings.hung(&key);
-    let pacing::Plan {
-        probe,
-        mut reused,
-        full,
-    } = pacing::plan(
+    let plan = pacing::plan(
         last.as_ref(),
         targets,
         policy.probe_interval,
         started,
         force,
     );
+    let (probe, mut reused, full) = (plan.probe, plan.reused, plan.full);
     // A hung daemon is judged on the pings' word (its last answers, marked as not answering),
     // not probed again: its probes would only time out.
     let (probe, judged) = pacing::judge_hung(last.as_ref(), probe, &hung);

@@ -191,6 +191,69 @@ fn node_watch(client: &Client, cluster_wide: bool) -> (Store<Node>, Changes<Node
     (store, changes)
 }
 
+/// This process reconciles from now on: it exports the cluster and peer series (of the
+/// clusters its cache holds) and samples the history; returns the sampler.
+fn start_leading(
+    metrics: &Metrics,
+    reader: &reflector::Store<IpfsCluster>,
+    settings: &Settings,
+    ctx: &Context,
+) -> tokio::task::JoinHandle<()> {
+    metrics.set_leader(true);
+    metrics.track_clusters(reader.clone());
+    info!(
+        namespace = settings.namespace.as_deref().unwrap_or("<all>"),
+        concurrency = settings.concurrency,
+        "watching IpfsClusters"
+    );
+    tokio::spawn(crate::history::sampler::run(
+        settings.history.clone(),
+        ctx.latest.clone(),
+    ))
+}
+
+/// The IpfsPin reconciler, running until `shutdown`.
+fn spawn_pins(
+    client: Client,
+    settings: &Settings,
+    ctx: &Context,
+    metrics: &Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let pins = super::pin::PinContext::new(
+        client,
+        &settings.instance,
+        ctx.ipfs.clone(),
+        metrics.clone(),
+    );
+    tokio::spawn(super::pin::run_pins(
+        pins,
+        settings.namespace.clone(),
+        settings.concurrency,
+        shutdown,
+    ))
+}
+
+/// The cluster of a request ConfigMap still queued: a request triggers its cluster, the
+/// controller's own updates of the request do not.
+fn queued_request_cluster(cm: ConfigMap) -> Option<ObjectRef<IpfsCluster>> {
+    let queued = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(STATE_KEY))
+        .is_none_or(|s| s == RequestState::Queued.as_str());
+    let cluster = cm.labels().get(REQUEST_LABEL)?.clone();
+    let ns = cm.namespace()?;
+    queued.then(|| ObjectRef::<IpfsCluster>::new(&cluster).within(&ns))
+}
+
+/// The cluster of a peer pod, by its label.
+fn pod_cluster(pod: Pod) -> Option<ObjectRef<IpfsCluster>> {
+    let cluster = pod.labels().get(CLUSTER_LABEL)?.clone();
+    let ns = pod.namespace()?;
+    Some(ObjectRef::<IpfsCluster>::new(&cluster).within(&ns))
+}
+
 /// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
 pub async fn run(
     client: Client,
@@ -223,41 +286,16 @@ pub async fn run(
         metrics.clone(),
         owned.caches,
     )?);
-    // This process reconciles from now on: it exports the cluster and peer series, of the
-    // clusters its cache holds.
-    metrics.set_leader(true);
-    metrics.track_clusters(reader.clone());
-    info!(
-        namespace = ns.as_deref().unwrap_or("<all>"),
-        concurrency = settings.concurrency,
-        "watching IpfsClusters"
-    );
-    // The history is sampled while this instance reconciles (leads).
+    let sampler = start_leading(&metrics, &reader, &settings, &ctx);
     let latest = ctx.latest.clone();
-    let sampler = tokio::spawn(crate::history::sampler::run(
-        settings.history.clone(),
-        latest.clone(),
-    ));
     // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
     let shutdown = futures::FutureExt::shared(shutdown);
-    let pins = super::pin::PinContext::new(
-        client,
-        &settings.instance,
-        ctx.ipfs.clone(),
-        metrics.clone(),
-    );
-    let pins = tokio::spawn(super::pin::run_pins(
-        pins,
-        ns.clone(),
-        settings.concurrency,
-        shutdown.clone(),
-    ));
+    let pins = spawn_pins(client, &settings, &ctx, &metrics, shutdown.clone());
     // A daemon that turns hung (or answers again) has its cluster reconciled at once.
     let hung = ctx
         .pings
         .take_triggers()
-        .map(StreamExt::boxed)
-        .unwrap_or_else(|| futures::stream::empty().boxed());
+        .map_or_else(|| futures::stream::empty().boxed(), StreamExt::boxed);
     Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .reconcile_on(hung)
@@ -270,23 +308,8 @@ pub async fn run(
         // A node's address changes only what NodePort peers announce; the periodic reconcile
         // picks it up. The stream is driven here only to keep the cache filled.
         .watches_stream(owned.nodes, |_: Node| None::<ObjectRef<IpfsCluster>>)
-        // A request still queued triggers its cluster; the controller's own updates of the
-        // request do not.
-        .watches_stream(owned.requests, |cm: ConfigMap| {
-            let queued = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(STATE_KEY))
-                .is_none_or(|s| s == RequestState::Queued.as_str());
-            let cluster = cm.labels().get(REQUEST_LABEL)?.clone();
-            let ns = cm.namespace()?;
-            queued.then(|| ObjectRef::<IpfsCluster>::new(&cluster).within(&ns))
-        })
-        .watches_stream(owned.pods, |pod: Pod| {
-            let cluster = pod.labels().get(CLUSTER_LABEL)?.clone();
-            let ns = pod.namespace()?;
-            Some(ObjectRef::<IpfsCluster>::new(&cluster).within(&ns))
-        })
+        .watches_stream(owned.requests, queued_request_cluster)
+        .watches_stream(owned.pods, pod_cluster)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
