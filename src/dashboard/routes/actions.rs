@@ -412,17 +412,7 @@ mod tests {
                 board.update(request.id, RequestState::Done, "probed");
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = crate::dashboard::router(dashboard);
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        crate::tls::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
+        let (base, http) = serve(dashboard).await;
         let resp = http
             .post(format!("{base}/api/dashboard/health/check"))
             .bearer_auth(TOKEN)
@@ -439,12 +429,8 @@ mod tests {
         );
     }
 
-    /// A request the reconciler cannot take is answered 503 and not kept as queued.
-    #[tokio::test]
-    async fn a_request_that_cannot_be_recorded_is_answered_503_not_202() {
-        let (dashboard, publisher, requests) = Dashboard::new(Token::new(TOKEN), false);
-        publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
-        drop(requests);
+    /// Serves `dashboard` on a free loopback port: its base URL and a client.
+    async fn serve(dashboard: Dashboard) -> (String, reqwest::Client) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -456,6 +442,16 @@ mod tests {
             .no_proxy()
             .build()
             .expect("client");
+        (base, http)
+    }
+
+    /// A request the reconciler cannot take is answered 503 and not kept as queued.
+    #[tokio::test]
+    async fn a_request_that_cannot_be_recorded_is_answered_503_not_202() {
+        let (dashboard, publisher, requests) = Dashboard::new(Token::new(TOKEN), false);
+        publisher.publish(snapshot(90, "2026-11-27T21:00:00Z"));
+        drop(requests);
+        let (base, http) = serve(dashboard).await;
         let resp = http
             .post(format!(
                 "{base}/api/dashboard/backends/prod/demo/demo-0/ipfs/restart"
