@@ -71,14 +71,7 @@ pub fn budget_left(
     if max_per_hour == 0 {
         return BTreeMap::new();
     }
-    status
-        .peers
-        .iter()
-        .map(|p| {
-            let used = history.restarts_in_window(&p.name, now);
-            (p.name.clone(), max_per_hour.saturating_sub(used))
-        })
-        .collect()
+    crate::metrics::healing_budgets(status, history, max_per_hour, now)
 }
 
 /// Whether both of the peer's daemons answered the last probe (`ipfs_kit_peer_up`).

@@ -191,7 +191,8 @@ impl ClusterFigures {
             .iter()
             .map(|p| PeerFigures {
                 name: p.name.clone(),
-                up: matches!(p.state, PeerState::Healthy | PeerState::Degraded),
+                // The alert engine's IpfsKitPeerDown reads the same definition.
+                up: crate::alerts::rules::peer_up(p),
                 score: i64::from(p.score.unwrap_or(0)),
                 state: p.state,
                 peer_id: p.peer_id.clone().unwrap_or_default(),

@@ -11,7 +11,10 @@ fn status(peers: &[&str]) -> IpfsClusterStatus {
         .iter()
         .enumerate()
         .map(|(i, name)| {
+            // Peer 0 answered on both APIs; the others' IPFS Cluster did not.
+            let cluster_id = (i == 0).then(|| format!("12D3KooWcluster{name}"));
             json!({"name": name, "state": if i == 0 { "Healthy" } else { "Unhealthy" },
+                   "clusterPeerId": cluster_id,
                    "score": 90 - i as i64 * 50, "restarts": 2, "swarmPeers": 4,
                    "clusterPeersSeen": 3, "peerId": format!("12D3KooW{name}"),
                    "kuboVersion": "0.42.0", "clusterVersion": "1.1.6",
