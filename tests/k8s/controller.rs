@@ -216,6 +216,20 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
         },
     )
     .await;
+    // Once the StatefulSet controller reports the first rollout settled, the upgrade gate parks
+    // the partition at `replicas` (the one spec change of its own): wait for it.
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the StatefulSet's partition parked at 2",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            let sts = sts_api.get("web").await.ok()?;
+            let partition = sts.spec.update_strategy?.rolling_update?.partition?;
+            (partition == 2).then_some(())
+        },
+    )
+    .await;
 
     let versions = |client: Client, ns: String| async move {
         let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -260,7 +274,6 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
     // A few reconciles (probe rounds every 2 s) later, nothing was rewritten.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = versions(client.clone(), ns.clone()).await;
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     assert_eq!(
         before, idle,
         "periodic reconciles must not rewrite unchanged objects"
