@@ -49,17 +49,27 @@ fn cluster_ids(status: &LocalStatus) -> BTreeSet<String> {
         .collect()
 }
 
-/// The peerset peer `index` reports (`GET /id` `cluster_peers`).
+/// The peerset peer `index` reports (`GET /id` `cluster_peers`). A busy machine may leave a
+/// just-restarted daemon's API a moment behind the status that saw it answer: asked again for up
+/// to 30 s (a second restart would show in the log counts the tests check).
 async fn peerset_of(status: &LocalStatus, index: usize) -> BTreeSet<String> {
     let rest = status.peers[index].ports.expect("ports").cluster_rest;
-    let id: Value = http()
-        .get(format!("http://127.0.0.1:{rest}/id"))
-        .send()
-        .await
-        .expect("GET /id")
-        .json()
-        .await
-        .expect("/id JSON");
+    let id: Value = wait_for(
+        &format!("GET /id of peer {index} (port {rest})"),
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            http()
+                .get(format!("http://127.0.0.1:{rest}/id"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        },
+    )
+    .await;
     id["cluster_peers"]
         .as_array()
         .expect("cluster_peers")
