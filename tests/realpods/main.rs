@@ -230,6 +230,20 @@ pub async fn helm_dashboard_token(client: &Client) -> String {
 }
 
 /// The IP of a Ready pod of the chart's operator (its dashboard sidecar answers there).
+/// The pod IPs of the chart's operator replicas.
+pub async fn helm_operator_ips(client: &Client) -> Vec<String> {
+    ready_pods(
+        client,
+        HELM_NAMESPACE,
+        &format!("app.kubernetes.io/instance={RELEASE}"),
+        2,
+    )
+    .await
+    .iter()
+    .filter_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
+    .collect()
+}
+
 pub async fn helm_operator_ip(client: &Client) -> String {
     let pods = ready_pods(
         client,

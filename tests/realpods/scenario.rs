@@ -553,7 +553,14 @@ async fn dashboard_shows_the_real_peers(c: &Cluster, ids: &[String]) {
             && !sidecar.contains("ipfs_kit_peer_"),
         "{sidecar}"
     );
-    let metrics = get_text(format!("http://{ip}:9090/metrics")).await;
+    // The leader's controller: the replica that says `ipfs_kit_leader 1`.
+    let mut metrics = String::new();
+    for operator in crate::helm_operator_ips(&c.client).await {
+        let text = get_text(format!("http://{operator}:9090/metrics")).await;
+        if text.lines().any(|l| l == "ipfs_kit_leader 1") {
+            metrics = text;
+        }
+    }
     let labels = format!(
         "{{namespace=\"{}\",cluster=\"{}\",peer=\"{}\"}} ",
         c.ns,
