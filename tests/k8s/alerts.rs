@@ -33,26 +33,10 @@ fn operator(
     hook: &str,
     log: &Path,
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"))
-        .args([
-            "run",
-            "--namespace",
-            ns,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--lease-namespace",
-            ns,
-            "--instance",
-            instance,
-            "--alert-for",
-            "all=2s",
-        ])
+    crate::support::clusters::operator_command(cp, ns, instance, "127.0.0.1:0", log)
+        .args(["--alert-for", "all=2s"])
         .env("IPFS_KIT_ALERT_WEBHOOK", hook)
-        .env("KUBECONFIG", &cp.kubeconfig)
         .env("RUST_LOG", "info")
-        .env_remove("POD_NAME")
-        .env_remove("POD_NAMESPACE")
-        .stderr(std::fs::File::create(log).expect("operator log file"))
         .spawn()
         .expect("start ipfs-kit-operator run")
 }

@@ -202,9 +202,36 @@ pub async fn wait_status_within(
     }
 }
 
-/// Starts `ipfs-kit-operator run` (the binary under test) against `cp` for namespace `ns`, with
-/// leader election on a Lease in `ns`, metrics on 127.0.0.1:`metrics_port`, standard error to
-/// `log`.
+/// `ipfs-kit-operator run` (the binary under test) against `cp` for namespace `ns`, with leader
+/// election on a Lease in `ns`, metrics on `metrics_addr`, standard error to `log`: ready to
+/// spawn, or to add arguments to.
+pub fn operator_command(
+    cp: &ControlPlane,
+    ns: &str,
+    instance: &str,
+    metrics_addr: &str,
+    log: &Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"));
+    cmd.args([
+        "run",
+        "--namespace",
+        ns,
+        "--metrics-addr",
+        metrics_addr,
+        "--lease-namespace",
+        ns,
+        "--instance",
+        instance,
+    ])
+    .env("KUBECONFIG", &cp.kubeconfig)
+    .env_remove("POD_NAME")
+    .env_remove("POD_NAMESPACE")
+    .stderr(std::fs::File::create(log).expect("operator log file"));
+    cmd
+}
+
+/// Starts [`operator_command`] with metrics on 127.0.0.1:`metrics_port`.
 pub fn spawn_operator(
     cp: &ControlPlane,
     ns: &str,
@@ -212,22 +239,7 @@ pub fn spawn_operator(
     metrics_port: u16,
     log: &Path,
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"))
-        .args([
-            "run",
-            "--namespace",
-            ns,
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--lease-namespace",
-            ns,
-            "--instance",
-            instance,
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env_remove("POD_NAME")
-        .env_remove("POD_NAMESPACE")
-        .stderr(std::fs::File::create(log).expect("operator log file"))
+    operator_command(cp, ns, instance, &format!("127.0.0.1:{metrics_port}"), log)
         .spawn()
         .expect("start ipfs-kit-operator run")
 }
