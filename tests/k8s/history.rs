@@ -32,23 +32,13 @@ fn spawn_sidecar(
     controller_port: u16,
     port: u16,
 ) -> Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"))
-        .args([
-            "dashboard",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--namespace",
-            ns,
-        ])
+    let log = log_file(ns, &format!("sidecar-{instance}"));
+    crate::support::clusters::sidecar_command(cp, ns, port, &log)
         .args([
             "--controller-url",
             &format!("http://127.0.0.1:{controller_port}"),
         ])
         .args(["--lease-namespace", ns, "--instance", instance])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env_remove("POD_NAME")
-        .env_remove("POD_NAMESPACE")
-        .stderr(std::fs::File::create(log_file(ns, &format!("sidecar-{instance}"))).expect("log"))
         .spawn()
         .expect("start ipfs-kit-operator dashboard")
 }

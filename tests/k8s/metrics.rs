@@ -20,16 +20,7 @@ use crate::support::wait_for;
 
 /// `ipfs-kit-operator dashboard` (the sidecar) for namespace `ns` on 127.0.0.1:`port`.
 fn spawn_sidecar(cp: &ControlPlane, ns: &str, port: u16, log: &Path) -> Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"))
-        .args([
-            "dashboard",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--namespace",
-            ns,
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .stderr(std::fs::File::create(log).expect("sidecar log file"))
+    crate::support::clusters::sidecar_command(cp, ns, port, log)
         .spawn()
         .expect("start ipfs-kit-operator dashboard")
 }

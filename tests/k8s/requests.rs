@@ -49,14 +49,10 @@ fn log_file(ns: &str, what: &str) -> std::path::PathBuf {
 
 /// `ipfs-kit-operator dashboard` for `ns` with the token in `token_file`, on `port`.
 fn spawn_sidecar(cp: &ControlPlane, ns: &str, token_file: &std::path::Path, port: u16) -> Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"))
-        .args(["dashboard", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--namespace", ns, "--token-file"])
+    let log = log_file(ns, &format!("sidecar-{port}"));
+    crate::support::clusters::sidecar_command(cp, ns, port, &log)
+        .arg("--token-file")
         .arg(token_file)
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env_remove("POD_NAME")
-        .env_remove("POD_NAMESPACE")
-        .stderr(std::fs::File::create(log_file(ns, &format!("sidecar-{port}"))).expect("log"))
         .spawn()
         .expect("start ipfs-kit-operator dashboard")
 }

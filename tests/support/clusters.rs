@@ -244,6 +244,24 @@ pub fn spawn_operator(
         .expect("start ipfs-kit-operator run")
 }
 
+/// `ipfs-kit-operator dashboard` (the sidecar) against `cp` for namespace `ns`, listening on
+/// 127.0.0.1:`port`, standard error to `log`: ready to spawn, or to add arguments to.
+pub fn sidecar_command(
+    cp: &ControlPlane,
+    ns: &str,
+    port: u16,
+    log: &Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"));
+    cmd.args(["dashboard", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--namespace", ns])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .stderr(std::fs::File::create(log).expect("sidecar log file"));
+    cmd
+}
+
 /// Sends SIGTERM to the operator and waits up to 30 s for it to exit; returns its exit status.
 pub async fn stop_operator(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
