@@ -80,6 +80,8 @@ pub async fn peers(
 ) -> Result<Observation, ObserveError> {
     let pods = cluster_pods(&cluster.name_any(), ns, ctx).await?;
     let now = k8s_openapi::jiff::Timestamp::now();
+    let key = ObjectRef::from_obj(cluster);
+    let answered = ctx.rounds.answered(&key);
     let (targets, mut reports) = probe_targets(
         names,
         cluster.spec.replicas,
@@ -87,10 +89,10 @@ pub async fn peers(
         Containers {
             now,
             grace: policy.restart_timeout,
+            answered: &answered,
         },
     );
     // Once per probe interval (see `pacing`), unless a request asks for a probe now.
-    let key = ObjectRef::from_obj(cluster);
     let started = Instant::now();
     let pinged = targets.clone();
     let last = ctx.rounds.last(&key);
@@ -134,6 +136,7 @@ pub async fn peers(
             )
         }
     };
+    ctx.rounds.heard(&key, &probed, now);
     let mut recorded = probed;
     if full {
         recorded.extend(judged.iter().cloned());
@@ -220,15 +223,31 @@ fn unprobed(peer: &str, why: String) -> PeerReport {
 
 /// How containers are judged: kubelet restarts exited containers itself (the peer pods'
 /// restart policy is Always), and a container (re)started less than `grace` ago that has not come
-/// up yet (its startup probe, or without one its readiness probe, does not pass) is still
-/// starting.
+/// up yet (its startup probe, or without one its readiness probe, does not pass, and its daemon
+/// has not answered the operator's probes since) is still starting.
 #[derive(Clone, Copy, Debug)]
-pub struct Containers {
+pub struct Containers<'a> {
     pub now: k8s_openapi::jiff::Timestamp,
     pub grace: std::time::Duration,
+    /// When each peer's daemons last answered the operator's probes.
+    pub answered: &'a pacing::AnsweredBy,
 }
 
-impl Containers {
+impl Containers<'_> {
+    /// Whether the daemon of container `name` of `pod` answered a probe after `started`.
+    fn answered_since(self, pod: &Pod, name: &str, started: k8s_openapi::jiff::Timestamp) -> bool {
+        let Some(a) = pod
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|peer| self.answered.get(peer))
+        else {
+            return false;
+        };
+        let at = if name == "kubo" { a.kubo } else { a.cluster };
+        at.is_some_and(|at| at > started)
+    }
+
     /// What kubelet says of container `name` of `pod`.
     fn state(self, pod: &Pod, name: &str) -> ProcessState {
         let Some(c) = pod
@@ -247,7 +266,12 @@ impl Containers {
                 let age = self.now.duration_since(t.0);
                 age.is_negative() || age.unsigned_abs() < self.grace
             });
-            return if young && !has_started(pod, c) {
+            let came_up = has_started(pod, c)
+                || running
+                    .started_at
+                    .as_ref()
+                    .is_some_and(|t| self.answered_since(pod, name, t.0));
+            return if young && !came_up {
                 ProcessState::Starting
             } else {
                 ProcessState::Running
@@ -295,7 +319,7 @@ pub fn probe_targets(
     names: &Names,
     replicas: i32,
     pods: &[Pod],
-    containers: Containers,
+    containers: Containers<'_>,
 ) -> (Vec<PeerTarget>, Vec<PeerReport>) {
     let mut targets = Vec::new();
     let mut reports = Vec::new();
@@ -355,10 +379,13 @@ mod tests {
         }
     }
 
-    fn containers() -> Containers {
+    static NOT_ANSWERED: pacing::AnsweredBy = pacing::AnsweredBy::new();
+
+    fn containers() -> Containers<'static> {
         Containers {
             now: "2026-11-30T10:00:00Z".parse().expect("timestamp"),
             grace: std::time::Duration::from_secs(300),
+            answered: &NOT_ANSWERED,
         }
     }
 
@@ -423,6 +450,41 @@ mod tests {
             p
         };
         assert_eq!(state(&probed(false, false)), ProcessState::Starting);
+        // Kubo answered the operator after the container's start (kubelet's startup probe has
+        // not run since): it came up, and not answering now is a failure, not a slow start.
+        let at = |t: &str| Some(t.parse().expect("timestamp"));
+        let mut answered = pacing::AnsweredBy::new();
+        answered.insert(
+            "web-0".into(),
+            pacing::Answered {
+                kubo: at("2026-11-30T09:59:40Z"),
+                cluster: None,
+            },
+        );
+        let heard = Containers {
+            answered: &answered,
+            ..c
+        };
+        assert_eq!(
+            heard.state(&probed(false, false), "kubo"),
+            ProcessState::Running
+        );
+        answered.insert(
+            "web-0".into(),
+            pacing::Answered {
+                kubo: at("2026-11-30T09:59:00Z"),
+                cluster: None,
+            },
+        );
+        let before = Containers {
+            answered: &answered,
+            ..c
+        };
+        assert_eq!(
+            before.state(&probed(false, false), "kubo"),
+            ProcessState::Starting,
+            "an answer from before this start says nothing of it"
+        );
         assert_eq!(
             state(&probed(true, false)),
             ProcessState::Running,

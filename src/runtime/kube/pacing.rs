@@ -6,10 +6,11 @@
 //! policy counts a failure once per interval however often it is probed). A dashboard "health
 //! check now" request probes every peer at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::IpfsCluster;
@@ -28,9 +29,24 @@ pub struct LastRound {
     pub reports: Vec<(String, PeerReport)>,
 }
 
-/// The last rounds of every cluster.
+/// When each daemon of a peer last answered a probe (wall clock): a container that answered
+/// since its start has come up, whatever kubelet's startup probe (run every 2 s, on its own
+/// schedule) says yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Answered {
+    pub kubo: Option<Timestamp>,
+    pub cluster: Option<Timestamp>,
+}
+
+/// The daemons' last answers of a cluster's peers, by peer.
+pub type AnsweredBy = BTreeMap<String, Answered>;
+
+/// The last rounds of every cluster, and when each daemon last answered.
 #[derive(Debug, Default)]
-pub struct Rounds(Mutex<HashMap<ObjectRef<IpfsCluster>, LastRound>>);
+pub struct Rounds {
+    last: Mutex<HashMap<ObjectRef<IpfsCluster>, LastRound>>,
+    answered: Mutex<HashMap<ObjectRef<IpfsCluster>, AnsweredBy>>,
+}
 
 /// What a reconcile probes now, and what it takes from the last round.
 #[derive(Debug)]
@@ -117,7 +133,38 @@ pub fn judge_hung(
 
 impl Rounds {
     pub fn last(&self, cluster: &ObjectRef<IpfsCluster>) -> Option<LastRound> {
-        self.0.lock().ok()?.get(cluster).cloned()
+        self.last.lock().ok()?.get(cluster).cloned()
+    }
+
+    /// When each daemon of `cluster`'s peers last answered.
+    pub fn answered(&self, cluster: &ObjectRef<IpfsCluster>) -> AnsweredBy {
+        self.answered
+            .lock()
+            .ok()
+            .and_then(|a| a.get(cluster).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Notes the daemons that answered in `probed`, a round that started at `at`.
+    pub fn heard(
+        &self,
+        cluster: &ObjectRef<IpfsCluster>,
+        probed: &[(String, PeerReport)],
+        at: Timestamp,
+    ) {
+        let Ok(mut answered) = self.answered.lock() else {
+            return;
+        };
+        let peers = answered.entry(cluster.clone()).or_default();
+        for (_, report) in probed {
+            let a = peers.entry(report.peer.clone()).or_default();
+            if report.kubo.is_ok() {
+                a.kubo = Some(at);
+            }
+            if report.cluster.is_ok() {
+                a.cluster = Some(at);
+            }
+        }
     }
 
     /// Records a round: a full one replaces the last round; a partial one adds its reports to it
@@ -129,7 +176,7 @@ impl Rounds {
         probed: &[(String, PeerReport)],
         now: Instant,
     ) {
-        let Ok(mut rounds) = self.0.lock() else {
+        let Ok(mut rounds) = self.last.lock() else {
             return;
         };
         if full {
@@ -149,8 +196,11 @@ impl Rounds {
     }
 
     pub fn forget(&self, cluster: &ObjectRef<IpfsCluster>) {
-        if let Ok(mut rounds) = self.0.lock() {
+        if let Ok(mut rounds) = self.last.lock() {
             rounds.remove(cluster);
+        }
+        if let Ok(mut answered) = self.answered.lock() {
+            answered.remove(cluster);
         }
     }
 }
@@ -315,7 +365,13 @@ mod tests {
                 "http://10.0.0.9:5001"
             ]
         );
+        let at: Timestamp = "2026-11-30T10:00:00Z".parse().expect("timestamp");
+        rounds.heard(&key, &last(t0).reports, at);
+        let answered = rounds.answered(&key);
+        assert_eq!(answered["p-0"].kubo, Some(at));
+        assert_eq!(answered["p-3"], Answered::default(), "p-3 did not answer");
         rounds.forget(&key);
         assert!(rounds.last(&key).is_none());
+        assert!(rounds.answered(&key).is_empty());
     }
 }
