@@ -15,9 +15,10 @@ test-world:
 	scripts/test-world.sh build
 
 # Benchmarks (they print figures) in a loopback-only namespace. dashboard_load needs Debian's
-# nginx and wrk (`apt-get install nginx wrk`).
+# nginx and wrk (`apt-get install nginx wrk`); controller_scale runs 10 and 100 IpfsClusters
+# (`IPFS_KIT_BENCH_SIZES=1000 scripts/run-bench.sh --bench controller_scale` for 1000).
 bench:
-	scripts/run-bench.sh --bench probe_fanout --bench dashboard_load
+	scripts/run-bench.sh --bench probe_fanout --bench dashboard_load --bench controller_scale
 
 # Formatting and lints as CI checks them.
 lint:

@@ -20,11 +20,16 @@ pub const STALE_AFTER: u32 = 3;
 pub const STALE_FLOOR: Duration = Duration::from_secs(30);
 /// Longest wait between two looks at the clusters (a new cluster is sampled within it).
 const MAX_WAIT: Duration = Duration::from_secs(1);
+/// Shortest wait between two looks: clusters due within it are sampled together (each sample at
+/// most this late), so that a thousand clusters due at a thousand moments are not a thousand
+/// looks at all of them per interval.
+const MIN_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 struct Observed {
     interval: Duration,
-    status: IpfsClusterStatus,
+    /// Shared: every look at the clusters copies the list, not the statuses.
+    status: Arc<IpfsClusterStatus>,
     at: Instant,
 }
 
@@ -49,7 +54,7 @@ impl Latest {
     pub fn observe(&self, key: &str, interval: Duration, status: &IpfsClusterStatus) {
         let observed = Observed {
             interval: interval.max(Duration::from_millis(100)),
-            status: status.clone(),
+            status: Arc::new(status.clone()),
             at: Instant::now(),
         };
         self.lock().insert(key.to_owned(), observed);
@@ -65,6 +70,7 @@ impl Latest {
         self.lock().clear();
     }
 
+    /// Every cluster, in key order.
     fn all(&self) -> Vec<(String, Observed)> {
         self.lock()
             .iter()
@@ -81,13 +87,15 @@ pub struct Schedule {
 
 impl Schedule {
     /// The clusters due at `now` (each then due one interval later), and how long until the
-    /// next one is due. A cluster seen for the first time is due at once.
+    /// next one is due. A cluster seen for the first time is due at once. `clusters` are in key
+    /// order (as [`Latest::all`] lists them).
     fn due(
         &mut self,
         clusters: &[(String, Observed)],
         now: Instant,
     ) -> (Vec<(String, Observed)>, Duration) {
-        self.due.retain(|k, _| clusters.iter().any(|(c, _)| c == k));
+        self.due
+            .retain(|k, _| clusters.binary_search_by(|(c, _)| c.cmp(k)).is_ok());
         let mut ready = Vec::new();
         let mut wait = MAX_WAIT;
         for (key, observed) in clusters {
@@ -130,7 +138,7 @@ pub async fn run(history: History, latest: Latest) {
             })
             .await;
         }
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(wait.max(MIN_WAIT)).await;
     }
 }
 
@@ -141,7 +149,7 @@ mod tests {
     fn observed(interval_ms: u64) -> Observed {
         Observed {
             interval: Duration::from_millis(interval_ms),
-            status: IpfsClusterStatus::default(),
+            status: Arc::default(),
             at: Instant::now(),
         }
     }

@@ -65,19 +65,19 @@ impl IpfsClient {
         api: &Endpoint,
         timeout: Duration,
     ) -> (ProbeResult<ClusterStatus>, bool) {
-        let health = async {
-            let req = self.request(Method::GET, api, "/health", timeout);
-            Self::send("GET /health", req, &[]).await.map(drop)
-        };
-        let (health, rest) = tokio::join!(health, async {
-            tokio::try_join!(
-                self.cluster_id(api, timeout),
-                self.peers_seen(api, timeout),
-                self.pin_counts(api, timeout)
-            )
-        });
-        let alive = health.is_ok();
-        let result = health.and(rest).and_then(|(id, peers_seen, pins)| {
+        // `/health` first: the report of a daemon that does not answer it is that failure
+        // whatever the other calls say, so they are not made (one connection attempt per round
+        // to a peer that is down, not four).
+        let req = self.request(Method::GET, api, "/health", timeout);
+        if let Err(down) = Self::send("GET /health", req, &[]).await {
+            return (Err(down), false);
+        }
+        let rest = tokio::try_join!(
+            self.cluster_id(api, timeout),
+            self.peers_seen(api, timeout),
+            self.pin_counts(api, timeout)
+        );
+        let result = rest.and_then(|(id, peers_seen, pins)| {
             if !id.error.is_empty() {
                 return Err(ProbeFailure {
                     kind: FailureKind::HttpStatus,
@@ -94,7 +94,7 @@ impl IpfsClient {
                 pins,
             })
         });
-        (result, alive)
+        (result, true)
     }
 
     async fn cluster_id(&self, api: &Endpoint, timeout: Duration) -> ProbeResult<ClusterId> {

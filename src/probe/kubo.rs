@@ -63,8 +63,10 @@ impl IpfsClient {
             total_in: u64,
             total_out: u64,
         }
-        let (id, version, swarm, repo, bw) = tokio::try_join!(
-            self.kubo_call::<Id>(api, "id", &[], timeout),
+        // `id` first: a daemon that does not answer it is reported with that failure, and is
+        // not asked the rest (one connection attempt per round to a Kubo that is down, not five).
+        let id = self.kubo_call::<Id>(api, "id", &[], timeout).await?;
+        let (version, swarm, repo, bw) = tokio::try_join!(
             self.kubo_call::<Version>(api, "version", &[], timeout),
             self.kubo_call::<SwarmPeers>(api, "swarm/peers", &[], timeout),
             self.kubo_call::<RepoStat>(api, "repo/stat", &[("size-only", "true")], timeout),

@@ -212,7 +212,27 @@ pub fn operator_command(
     metrics_addr: &str,
     log: &Path,
 ) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ipfs-kit-operator"));
+    let mut cmd = operator_command_of(
+        Path::new(env!("CARGO_BIN_EXE_ipfs-kit-operator")),
+        cp,
+        ns,
+        instance,
+        metrics_addr,
+    );
+    cmd.stderr(std::fs::File::create(log).expect("operator log file"));
+    cmd
+}
+
+/// [`operator_command`] of the binary at `binary` (say, a release build), its output not yet
+/// directed anywhere.
+pub fn operator_command_of(
+    binary: &Path,
+    cp: &ControlPlane,
+    ns: &str,
+    instance: &str,
+    metrics_addr: &str,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary);
     cmd.args([
         "run",
         "--namespace",
@@ -226,8 +246,7 @@ pub fn operator_command(
     ])
     .env("KUBECONFIG", &cp.kubeconfig)
     .env_remove("POD_NAME")
-    .env_remove("POD_NAMESPACE")
-    .stderr(std::fs::File::create(log).expect("operator log file"));
+    .env_remove("POD_NAMESPACE");
     cmd
 }
 

@@ -61,8 +61,11 @@ pub struct Written(
 
 impl Written {
     fn record(&self, owner: &ObjectRef<IpfsCluster>, sts: &StatefulSet) {
+        // Kept as the watch cache keeps StatefulSets (no managed fields: most of the object).
+        let mut kept = sts.clone();
+        super::slim::statefulset(&mut kept);
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(owner.clone(), sts.clone());
+        map.insert(owner.clone(), kept);
     }
 
     /// `live`, or the operator's last write of the same object when `live` is older.

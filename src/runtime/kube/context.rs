@@ -13,7 +13,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use tracing::warn;
 
 use super::applied::{AppliedObjects, Seen};
@@ -133,6 +133,8 @@ pub struct Context {
     pub gc: crate::runtime::gc::GcRuns,
     /// The StatefulSet per cluster as the operator last wrote it.
     pub written: super::apply::Written,
+    /// When each cluster's generated Secret was last found in order.
+    pub secrets_checked: super::secret::Checked,
     /// The latest status of each cluster, which the history's sampler reads every probe interval.
     pub latest: crate::history::Latest,
     /// The alert engine's state per cluster (this leadership term's; a new leader takes the
@@ -168,6 +170,7 @@ impl Context {
             applied: AppliedObjects::default(),
             gc: crate::runtime::gc::GcRuns::default(),
             written: super::apply::Written::default(),
+            secrets_checked: super::secret::Checked::default(),
             latest: crate::history::Latest::default(),
             announce_restarts: Mutex::new(HashMap::new()),
         })
@@ -203,6 +206,7 @@ impl Context {
             .remove(cluster);
         self.applied.forget(cluster);
         self.written.forget(cluster);
+        self.secrets_checked.forget(cluster);
         self.rounds.forget(cluster);
         self.pings.forget(cluster);
         let key = history_key(cluster);
@@ -251,6 +255,8 @@ impl Context {
 pub struct OwnedCaches {
     pub statefulsets: Store<StatefulSet>,
     pub pods: Store<Pod>,
+    /// Which cached pods are whose (kept by the pod watch).
+    pub pod_index: Arc<super::pod_index::PodIndex>,
     /// Whole Services: the per-peer ones' node ports and load balancer addresses are announced.
     pub services: Store<Service>,
     /// The nodes, without their image lists: a NodePort peer announces its node's ExternalIP.
@@ -298,17 +304,11 @@ impl OwnedCaches {
 
     /// The pods of IpfsCluster `cluster` in namespace `ns`.
     pub fn pods_of(&self, ns: &str, cluster: &str) -> Vec<Pod> {
-        let selector = build::selector_labels(cluster);
-        self.pods
-            .state()
+        self.pod_index
+            .pods_of(ns, cluster)
             .iter()
-            .filter(|p| {
-                p.metadata.namespace.as_deref() == Some(ns)
-                    && selector
-                        .iter()
-                        .all(|(k, v)| p.labels().get(k).is_some_and(|l| l == v))
-            })
-            .map(|p| Pod::clone(p))
+            .filter_map(|name| self.pods.get(&ObjectRef::new(name).within(ns)))
+            .map(|p| Pod::clone(&p))
             .collect()
     }
 }

@@ -3,9 +3,14 @@
 //! hex) owned by the IpfsCluster. The swarm key's Secret (`spec.swarmKeyRef`) is checked too: the
 //! peers' Kubo do not start without it. No value is ever logged or quoted.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
@@ -172,13 +177,55 @@ async fn remove_generated(
     Ok(())
 }
 
-/// Creates the generated Secret when missing; checks the one that exists.
+/// How long a generated Secret found in order is not looked at again (unless the spec changes):
+/// one read per cluster per half minute instead of one per reconcile. A Secret deleted by hand
+/// is recreated within it.
+pub const GENERATED_RECHECK: Duration = Duration::from_secs(30);
+
+/// When each cluster's generated Secret was last found in order (or created), at which
+/// generation of the cluster.
+#[derive(Debug, Default)]
+pub struct Checked(Mutex<HashMap<ObjectRef<IpfsCluster>, (Option<i64>, Instant)>>);
+
+impl Checked {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<IpfsCluster>, (Option<i64>, Instant)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `cluster`'s generated Secret was found in order less than
+    /// [`GENERATED_RECHECK`] ago, at the cluster's current generation.
+    fn recent(&self, cluster: &IpfsCluster) -> bool {
+        let key = ObjectRef::from_obj(cluster);
+        self.lock().get(&key).is_some_and(|(generation, at)| {
+            *generation == cluster.metadata.generation && at.elapsed() < GENERATED_RECHECK
+        })
+    }
+
+    fn found(&self, cluster: &IpfsCluster) {
+        let key = ObjectRef::from_obj(cluster);
+        self.lock()
+            .insert(key, (cluster.metadata.generation, Instant::now()));
+    }
+
+    /// Forgets a deleted cluster.
+    pub fn forget(&self, cluster: &ObjectRef<IpfsCluster>) {
+        self.lock().remove(cluster);
+    }
+}
+
+/// Creates the generated Secret when missing; checks the one that exists (at most every
+/// [`GENERATED_RECHECK`] while the spec does not change).
 async fn ensure_generated(
     cluster: &IpfsCluster,
     names: &Names,
     api: &Api<Secret>,
     ctx: &Context,
 ) -> Result<(), SecretError> {
+    if ctx.secrets_checked.recent(cluster) {
+        return Ok(());
+    }
     let name = cluster.name_any();
     let generated = &names.generated_secret;
     let existing = api
@@ -192,6 +239,7 @@ async fn ensure_generated(
             .and_then(|d| d.get(build::SECRET_KEY))
             .is_some_and(|v| build::is_valid_cluster_secret(&v.0));
         if valid {
+            ctx.secrets_checked.found(cluster);
             return Ok(());
         }
         return Err(SecretError::Invalid {
@@ -206,6 +254,7 @@ async fn ensure_generated(
     let secret = build::generated_secret(cluster, names, &random_secret()?)?;
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {
+            ctx.secrets_checked.found(cluster);
             info!(cluster = %name, secret = %generated, "generated the cluster secret");
             let note = format!(
                 "generated Secret {generated} holding the cluster secret (32 random bytes)"

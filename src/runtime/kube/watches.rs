@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -25,6 +25,8 @@ use tracing::{debug, info};
 use super::build::{CLUSTER_LABEL, MANAGED_BY};
 use super::context::{Context, OwnedCaches, Settings};
 use super::controller::{error_policy, reconcile};
+use super::pod_index::PodIndex;
+use super::slim;
 use crate::api::request::{REQUEST_LABEL, STATE_KEY};
 use crate::api::{IpfsCluster, RequestState};
 use crate::metrics::Metrics;
@@ -86,8 +88,9 @@ impl kube::runtime::utils::Backoff for EachWatchBacksOffAlone {
 
 type Changes<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
 
-/// A watch of `api` that keeps a cache of its objects, and the stream of their changes.
-fn cached<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, Changes<K>)
+/// A watch of `api` that keeps a cache of its objects, each stripped by `slim` to what
+/// reconciles read (see [`super::slim`]), and the stream of their changes.
+fn cached<K>(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> (Store<K>, Changes<K>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -100,6 +103,7 @@ where
     let (store, writer) = reflector::store();
     let changes = watcher(api, config)
         .default_backoff()
+        .modify(slim)
         .reflect(writer)
         .touched_objects()
         .boxed();
@@ -136,20 +140,36 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     type Meta<K> = PartialObjectMeta<K>;
-    let (statefulsets_cache, statefulsets) = cached(api::<StatefulSet>(client, ns), owned.clone());
-    let (pods_cache, pods) = cached(api::<Pod>(client, ns), owned.clone());
-    let (services_cache, services) = cached(api::<Service>(client, ns), owned.clone());
+    let (statefulsets_cache, statefulsets) = cached(
+        api::<StatefulSet>(client, ns),
+        owned.clone(),
+        slim::statefulset,
+    );
+    let (pods_cache, pod_index, pods) = pod_watch(api::<Pod>(client, ns), owned.clone());
+    let (services_cache, services) =
+        cached(api::<Service>(client, ns), owned.clone(), slim::object);
     let (nodes_cache, nodes) = node_watch(client, ns.is_none());
-    let (cm_cache, config_maps) = cached(api::<Meta<ConfigMap>>(client, ns), owned.clone());
-    let (pdb_cache, pdbs) = cached(api::<Meta<PodDisruptionBudget>>(client, ns), owned.clone());
-    let (np_cache, network_policies) = cached(api::<Meta<NetworkPolicy>>(client, ns), owned);
+    let (cm_cache, config_maps) = cached(
+        api::<Meta<ConfigMap>>(client, ns),
+        owned.clone(),
+        slim::object,
+    );
+    let (pdb_cache, pdbs) = cached(
+        api::<Meta<PodDisruptionBudget>>(client, ns),
+        owned.clone(),
+        slim::object,
+    );
+    let (np_cache, network_policies) =
+        cached(api::<Meta<NetworkPolicy>>(client, ns), owned, slim::object);
     // The dashboard's requests, created by the sidecar (not managed-by labelled).
     let for_cluster = watcher::Config::default().labels(REQUEST_LABEL);
-    let (requests_cache, requests) = cached(api::<ConfigMap>(client, ns), for_cluster);
+    let (requests_cache, requests) =
+        cached(api::<ConfigMap>(client, ns), for_cluster, slim::object);
     OwnedWatches {
         caches: OwnedCaches {
             statefulsets: statefulsets_cache,
             pods: pods_cache,
+            pod_index,
             services: services_cache,
             nodes: nodes_cache,
             config_maps: cm_cache,
@@ -166,6 +186,22 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
         network_policies,
         requests,
     }
+}
+
+/// The watch of the peer pods: a cache of them (stripped, see [`slim::pod`]), the index of
+/// whose they are, and the stream of their changes.
+fn pod_watch(api: Api<Pod>, config: watcher::Config) -> (Store<Pod>, Arc<PodIndex>, Changes<Pod>) {
+    let (store, writer) = reflector::store();
+    let index = Arc::new(PodIndex::default());
+    let follows = index.clone();
+    let changes = watcher(api, config)
+        .default_backoff()
+        .modify(slim::pod)
+        .reflect(writer)
+        .inspect_ok(move |event| follows.apply(event))
+        .touched_objects()
+        .boxed();
+    (store, index, changes)
 }
 
 /// A watch of the nodes, whose ExternalIP a NodePort peer announces. Their image lists and
@@ -271,6 +307,7 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    .modify(slim::object)
     .reflect(writer)
     .applied_objects()
     .predicate_filter(
