@@ -115,6 +115,9 @@ impl Options {
 #[derive(Clone, Copy, Debug, Default)]
 struct ProcSample {
     rss_kib: u64,
+    /// Of which anonymous (heap, stacks) and file-backed (mostly the binary's code).
+    anon_kib: u64,
+    file_kib: u64,
     hwm_kib: u64,
     cpu_ticks: u64,
 }
@@ -136,6 +139,8 @@ impl ProcSample {
         let ticks = |i: usize| -> u64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0) };
         ProcSample {
             rss_kib: kib("VmRSS:"),
+            anon_kib: kib("RssAnon:"),
+            file_kib: kib("RssFile:"),
             hwm_kib: kib("VmHWM:"),
             cpu_ticks: ticks(11) + ticks(12),
         }
@@ -173,6 +178,9 @@ struct Figures {
     rss_converged_mib: f64,
     /// At the end of the idle period.
     rss_idle_mib: f64,
+    /// Of which anonymous memory (heap, stacks) and file-backed pages (the binary's code).
+    rss_idle_anon_mib: f64,
+    rss_idle_file_mib: f64,
     peak_rss_mib: f64,
     idle_secs: f64,
     idle_cpu_secs: f64,
@@ -425,6 +433,8 @@ async fn idle_period(pid: u32, port: u16, pods: &Store<Pod>, idle: Duration) -> 
     let cpu = after.cpu_since(before);
     let figures = Figures {
         rss_idle_mib: after.rss_mib(),
+        rss_idle_anon_mib: after.anon_kib as f64 / 1024.0,
+        rss_idle_file_mib: after.file_kib as f64 / 1024.0,
         peak_rss_mib: after.hwm_mib(),
         idle_secs: secs,
         idle_cpu_secs: cpu,
@@ -522,19 +532,22 @@ async fn baseline_run(cp: &ControlPlane, client: &Client, size: usize, opts: &Op
 
 fn print_table(all: &[Figures]) {
     println!(
-        "\n| IpfsClusters | converged | baseline | ratio | RSS converged | RSS idle | peak RSS | \
-         idle CPU-s/min | % of a core |"
+        "\n| IpfsClusters | converged | baseline | ratio | RSS converged | RSS idle (anon + file) | \
+         peak RSS | idle CPU-s/min | % of a core |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in all {
         println!(
-            "| {} | {:.1} s | {:.1} s | {:.2} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.2} | {:.2} % |",
+            "| {} | {:.1} s | {:.1} s | {:.2} | {:.1} MiB | {:.1} MiB ({:.1} + {:.1}) | {:.1} MiB | \
+             {:.2} | {:.2} % |",
             f.clusters,
             f.converged_secs,
             f.baseline_secs,
             f.ratio,
             f.rss_converged_mib,
             f.rss_idle_mib,
+            f.rss_idle_anon_mib,
+            f.rss_idle_file_mib,
             f.peak_rss_mib,
             f.idle_cpu_secs_per_min,
             f.idle_core_percent

@@ -68,9 +68,10 @@ impl Written {
         map.insert(owner.clone(), kept);
     }
 
-    /// `live`, or the operator's last write of the same object when `live` is older.
+    /// `live`, or the operator's last write of the same object when `live` is older. Once the
+    /// cache shows that write (or a later object), the write is forgotten: it is needed no more.
     pub fn freshest(&self, owner: &ObjectRef<IpfsCluster>, live: StatefulSet) -> StatefulSet {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(owner) {
             Some(ours)
                 if ours.metadata.uid == live.metadata.uid
@@ -78,7 +79,11 @@ impl Written {
             {
                 ours.clone()
             }
-            _ => live,
+            Some(_) => {
+                map.remove(owner);
+                live
+            }
+            None => live,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
@@ -331,12 +331,20 @@ where
 pub struct Events {
     client: Client,
     reporter: Reporter,
-    /// Per object and reason: the last note published and the recorder that holds its Event.
-    last: tokio::sync::Mutex<HashMap<(String, String), (String, Recorder)>>,
+    /// Per object and reason: the last note published, the recorder that holds its Event and
+    /// when it was last published.
+    last: tokio::sync::Mutex<HashMap<(String, String), (String, Recorder, Instant)>>,
+    /// When [`Events::sweep`] next forgets old Events.
+    next_sweep: Mutex<Instant>,
 }
 
 /// Objects x reasons remembered before the memory is dropped (then every next Event is new).
 const EVENT_KEYS_MAX: usize = 10_000;
+/// How long kube's `Recorder` folds a repeat into an Event's series (its cache's time to live):
+/// an Event published longer ago is not remembered (a repeat is a new Event either way).
+const EVENT_SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+/// How often [`Events::sweep`] looks for such Events.
+const EVENT_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl Events {
     pub fn new(client: &Client, instance: &str) -> Events {
@@ -347,6 +355,25 @@ impl Events {
                 instance: Some(instance.to_string()),
             },
             last: tokio::sync::Mutex::new(HashMap::new()),
+            next_sweep: Mutex::new(Instant::now() + EVENT_SWEEP_EVERY),
+        }
+    }
+
+    /// Forgets the Events published longer than [`EVENT_SERIES_WINDOW`] ago (at most once per
+    /// [`EVENT_SWEEP_EVERY`]; cheap otherwise), so that idle clusters hold no Event memory.
+    pub fn sweep(&self) {
+        {
+            let mut next = self.next_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if now < *next {
+                return;
+            }
+            *next = now + EVENT_SWEEP_EVERY;
+        }
+        // A publish in progress holds the map: the next sweep gets it.
+        if let Ok(mut last) = self.last.try_lock() {
+            last.retain(|_, (_, _, at)| at.elapsed() < EVENT_SERIES_WINDOW);
+            last.shrink_to_fit();
         }
     }
 
@@ -368,14 +395,17 @@ impl Events {
         );
         let recorder = {
             let mut last = self.last.lock().await;
-            match last.get(&key) {
-                Some((previous, recorder)) if *previous == note => recorder.clone(),
+            match last.get_mut(&key) {
+                Some((previous, recorder, at)) if *previous == note => {
+                    *at = Instant::now();
+                    recorder.clone()
+                }
                 _ => {
                     if last.len() >= EVENT_KEYS_MAX {
                         last.clear();
                     }
                     let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-                    last.insert(key, (note.clone(), recorder.clone()));
+                    last.insert(key, (note.clone(), recorder.clone(), Instant::now()));
                     recorder
                 }
             }

@@ -101,6 +101,7 @@ pub fn policy_for(cluster: &IpfsCluster, settings: &Settings) -> Result<HealthPo
 /// Reconciles one IpfsCluster (the function given to the `Controller`).
 pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
+    ctx.events.sweep();
     let started = std::time::Instant::now();
     let ns = cluster
         .namespace()
