@@ -333,10 +333,13 @@ pub struct Events {
     reporter: Reporter,
     /// Per object and reason: the last note published, the recorder that holds its Event and
     /// when it was last published.
-    last: tokio::sync::Mutex<HashMap<(String, String), (String, Recorder, Instant)>>,
+    last: tokio::sync::Mutex<HashMap<EventKey, (String, Recorder, Instant)>>,
     /// When [`Events::sweep`] next forgets old Events.
     next_sweep: Mutex<Instant>,
 }
+
+/// An object (`kind/namespace/uid`) and an Event reason.
+type EventKey = (String, String);
 
 /// Objects x reasons remembered before the memory is dropped (then every next Event is new).
 const EVENT_KEYS_MAX: usize = 10_000;

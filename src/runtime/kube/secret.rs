@@ -185,12 +185,13 @@ pub const GENERATED_RECHECK: Duration = Duration::from_secs(30);
 /// When each cluster's generated Secret was last found in order (or created), at which
 /// generation of the cluster.
 #[derive(Debug, Default)]
-pub struct Checked(Mutex<HashMap<ObjectRef<IpfsCluster>, (Option<i64>, Instant)>>);
+pub struct Checked(Mutex<CheckedAt>);
+
+/// Per cluster: its generation and the moment its generated Secret was found in order.
+type CheckedAt = HashMap<ObjectRef<IpfsCluster>, (Option<i64>, Instant)>;
 
 impl Checked {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<IpfsCluster>, (Option<i64>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CheckedAt> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
