@@ -11,7 +11,7 @@
 //!
 //! Around it: [`context`] (what reconciles share), [`liveness`] (the pings between rounds), [`dns`]
 //! (the cluster domain), [`watches`]
-//! (triggers and caches), [`backoff`], [`lease`] (leader election) and [`pin`] (the IpfsPin
+//! (triggers and caches; [`slim`]: what the caches keep; [`pod_index`]: whose pods), [`backoff`], [`lease`] (leader election) and [`pin`] (the IpfsPin
 //! reconciler).
 
 pub mod applied;
