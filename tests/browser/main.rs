@@ -1,11 +1,12 @@
 //! The dashboard's web page in a real headless Chromium (Debian's `chromium`), driven over the
-//! DevTools protocol, against the dashboard served in-process on loopback and fed with published
-//! snapshots.
+//! DevTools protocol: here against the dashboard served in-process on loopback and fed with
+//! published snapshots (exact states on demand); in `local` against `local up` with real daemons.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod cdp;
+mod local;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -118,7 +119,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// The peer tables as a person reads them: one object per row, keyed by column header.
-const ROWS: &str = r##"[...document.querySelectorAll("#clusters table")].flatMap((t) => {
+const ROWS: &str = r##"[...document.querySelectorAll("#clusters table.peers")].flatMap((t) => {
     const heads = [...t.querySelectorAll("thead th")].map((h) => h.textContent.trim());
     return [...t.querySelectorAll("tbody tr")].map((r) => {
         const row = {};
@@ -327,11 +328,22 @@ async fn page_shows_live_status_and_restarts_a_daemon_with_the_token() {
         sparkline,
         "Score history of demo-1: 6 samples, lowest 20, latest 20"
     );
-    assert_eq!(
-        text(&page, "alerts").await,
-        "2026-11-27T21:06:00Z demo/demo-1: RestartPeer (Pending): Kubo RPC unresponsive for 3 probes",
-        "recent healing"
+    // The healing timeline: when (relative, the absolute time on hover), what, why, result.
+    let step = page
+        .eval(
+            "(() => { const s = document.querySelector('#cluster-demo ol.timeline li'); \
+             const t = s.querySelector('time'); return [s.textContent, t.getAttribute('title')]; })()",
+        )
+        .await;
+    let words = step[0].as_str().unwrap_or_default();
+    assert!(
+        words.ends_with(
+            " demo-1: restarted it (RestartPeer) because Kubo RPC unresponsive for 3 probes; \
+             result: Pending"
+        ) && words.contains(" ago "),
+        "recent healing: {step}"
     );
+    assert_eq!(step[1], "2026-11-27 21:06:00 UTC");
     assert_eq!(
         page.problems(),
         Vec::<String>::new(),
@@ -339,7 +351,7 @@ async fn page_shows_live_status_and_restarts_a_daemon_with_the_token() {
     );
 
     // Restart without the token: the API's 401 is shown, nothing is requested.
-    let restart_kubo = "tr[data-peer=\"demo-1\"] button[data-backend=\"demo/demo-1/ipfs\"]";
+    let restart_kubo = "tr[data-peer=\"demo-1\"] button.restart[data-backend=\"demo/demo-1/ipfs\"]";
     page.click(restart_kubo).await;
     let answer = page
         .wait_until(

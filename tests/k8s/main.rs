@@ -3,6 +3,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[path = "../browser/cdp.rs"]
+mod cdp;
+
 mod alerts;
 mod controller;
 mod crd;
@@ -11,6 +14,7 @@ mod harness;
 mod helm;
 mod history;
 mod metrics;
+mod page;
 mod pin;
 mod quiet;
 mod reach;
