@@ -118,8 +118,8 @@ impl LocalUp {
 
     /// The persisted state (`state.json`): the spec applied and its generation.
     fn state(&self) -> Value {
-        let text = std::fs::read_to_string(self.cluster_dir().join("state.json"))
-            .expect("state.json");
+        let text =
+            std::fs::read_to_string(self.cluster_dir().join("state.json")).expect("state.json");
         serde_json::from_str(&text).expect("state JSON")
     }
 
@@ -203,7 +203,10 @@ async fn pin_block(status: &LocalStatus, index: usize, data: &[u8]) -> String {
         .expect("block/put json");
     let cid = added["Key"].as_str().expect("Key").to_owned();
     let resp = http()
-        .post(format!("http://127.0.0.1:{}/pins/{cid}", ports.cluster_rest))
+        .post(format!(
+            "http://127.0.0.1:{}/pins/{cid}",
+            ports.cluster_rest
+        ))
         .send()
         .await
         .expect("POST /pins");
@@ -244,7 +247,10 @@ async fn overview(page: &Page<'_>, local: &LocalUp) {
         page.wait_until(
             &format!("{peer} Healthy in the peer table"),
             WAIT,
-            &format!("(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()", peer_row("web", peer)),
+            &format!(
+                "(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()",
+                peer_row("web", peer)
+            ),
         )
         .await;
     }
@@ -267,10 +273,24 @@ async fn overview(page: &Page<'_>, local: &LocalUp) {
                  .map((s) => s.getAttribute('aria-label')); })()",
         )
         .await;
-    let labels: Vec<&str> = charts.as_array().expect("labels").iter().filter_map(Value::as_str).collect();
-    assert!(labels[0].starts_with("Health score from ") && labels[0].contains("Cluster score "), "{labels:?}");
-    assert!(labels[1].contains("In ") && labels[1].contains("B/s now"), "{labels:?}");
-    assert!(labels[2].contains("peer-0 ") && labels[2].contains("peer-1 "), "{labels:?}");
+    let labels: Vec<&str> = charts
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        labels[0].starts_with("Health score from ") && labels[0].contains("Cluster score "),
+        "{labels:?}"
+    );
+    assert!(
+        labels[1].contains("In ") && labels[1].contains("B/s now"),
+        "{labels:?}"
+    );
+    assert!(
+        labels[2].contains("peer-0 ") && labels[2].contains("peer-1 "),
+        "{labels:?}"
+    );
     // The figures as a table too (for screen readers).
     let rows = page
         .eval("document.querySelectorAll('#cluster-web-repo details table tbody tr').length")
@@ -288,7 +308,10 @@ async fn overview(page: &Page<'_>, local: &LocalUp) {
     )
     .await;
     let ipfs_pins = text_of(page, "#cluster-web .ipfs-pins").await;
-    assert!(ipfs_pins.contains("exist only in Kubernetes"), "{ipfs_pins}");
+    assert!(
+        ipfs_pins.contains("exist only in Kubernetes"),
+        "{ipfs_pins}"
+    );
 
     // Times read "12 s ago", with the absolute time on hover.
     let times = page
@@ -298,19 +321,35 @@ async fn overview(page: &Page<'_>, local: &LocalUp) {
         )
         .await;
     let times = times.as_array().expect("times");
-    assert!(times.len() >= 3, "the overall round and each peer's last probe: {times:?}");
+    assert!(
+        times.len() >= 3,
+        "the overall round and each peer's last probe: {times:?}"
+    );
     for t in times {
-        let (text, title) = (t[0].as_str().unwrap_or_default(), t[1].as_str().unwrap_or_default());
-        assert!(text == "just now" || text.ends_with(" s ago") || text.ends_with(" min ago"), "{t}");
-        assert!(title.len() == 23 && title.ends_with(" UTC") && title.starts_with("20"), "{t}");
+        let (text, title) = (
+            t[0].as_str().unwrap_or_default(),
+            t[1].as_str().unwrap_or_default(),
+        );
+        assert!(
+            text == "just now" || text.ends_with(" s ago") || text.ends_with(" min ago"),
+            "{t}"
+        );
+        assert!(
+            title.len() == 23 && title.ends_with(" UTC") && title.starts_with("20"),
+            "{t}"
+        );
     }
     let overall = text_of(page, "#overall").await;
-    assert!(overall.contains("1 cluster, 2 peers, 0 alerts firing; last probe round"), "{overall}");
+    assert!(
+        overall.contains("1 cluster, 2 peers, 0 alerts firing; last probe round"),
+        "{overall}"
+    );
 }
 
 /// A peer row's Logs button opens that daemon's log; Follow shows new lines without a click.
 async fn follow_a_log(page: &Page<'_>, local: &LocalUp) {
-    page.click("button.logs[data-backend=\"web/peer-0/ipfs\"]").await;
+    page.click("button.logs[data-backend=\"web/peer-0/ipfs\"]")
+        .await;
     page.wait_until(
         "Kubo's log of peer-0",
         WAIT,
@@ -323,7 +362,11 @@ async fn follow_a_log(page: &Page<'_>, local: &LocalUp) {
         "the log gets the focus"
     );
     assert_eq!(
-        text_of(page, "#log-state").await.split(':').next().unwrap_or_default(),
+        text_of(page, "#log-state")
+            .await
+            .split(':')
+            .next()
+            .unwrap_or_default(),
         "Showing the log of web/peer-0/ipfs"
     );
     page.click("#log-follow").await;
@@ -344,7 +387,11 @@ async fn follow_a_log(page: &Page<'_>, local: &LocalUp) {
         ),
     )
     .await;
-    assert!(text_of(page, "#log-state").await.starts_with("Following the log of web/peer-0/ipfs"));
+    assert!(
+        text_of(page, "#log-state")
+            .await
+            .starts_with("Following the log of web/peer-0/ipfs")
+    );
     page.click("#log-follow").await;
 }
 
@@ -381,7 +428,10 @@ async fn configuration(page: &Page<'_>, local: &LocalUp, base: &str, token: &str
     )
     .await;
     let spec = text_of(page, "#cluster-web-config pre.spec").await;
-    assert!(spec.contains("\"image\": \"ipfs/kubo:") && spec.contains("\"consensus\": \"crdt\""), "{spec}");
+    assert!(
+        spec.contains("\"image\": \"ipfs/kubo:") && spec.contains("\"consensus\": \"crdt\""),
+        "{spec}"
+    );
     let editable = page
         .eval("document.querySelectorAll('#cluster-web-config form input').length")
         .await;
@@ -399,16 +449,30 @@ async fn configuration(page: &Page<'_>, local: &LocalUp, base: &str, token: &str
     page.click("#token-form button[type=submit]").await;
     page.click("#cluster-web-config button[type=submit]").await;
     let saved = config_result(page, "the change saved", "Saved").await;
-    assert_eq!(saved, "Saved as generation 2: spec.health.autoHeal true → false.");
+    assert_eq!(
+        saved,
+        "Saved as generation 2: spec.health.autoHeal true → false."
+    );
     let state = local.state();
-    assert_eq!((&state["generation"], &state["spec"]["health"]["autoHeal"]), (&json!(2), &json!(false)));
+    assert_eq!(
+        (&state["generation"], &state["spec"]["health"]["autoHeal"]),
+        (&json!(2), &json!(false))
+    );
 
     // A value the rules refuse: the field is named, marked and focused.
-    page.eval(&format!("document.querySelector({}).value = ''", json!(config_input("spec.health.probeTimeout")))).await;
-    page.type_into(&config_input("spec.health.probeTimeout"), "5s").await;
+    page.eval(&format!(
+        "document.querySelector({}).value = ''",
+        json!(config_input("spec.health.probeTimeout"))
+    ))
+    .await;
+    page.type_into(&config_input("spec.health.probeTimeout"), "5s")
+        .await;
     page.click("#cluster-web-config button[type=submit]").await;
     let refused = config_result(page, "the refused timeout", "Not saved: 422").await;
-    assert!(refused.contains("spec.health.probeTimeout") && refused.contains("shorter than"), "{refused}");
+    assert!(
+        refused.contains("spec.health.probeTimeout") && refused.contains("shorter than"),
+        "{refused}"
+    );
     let marked = page
         .eval(&format!(
             "(() => {{ const i = document.querySelector({}); return [i.getAttribute('aria-invalid'), document.activeElement === i]; }})()",
@@ -418,7 +482,11 @@ async fn configuration(page: &Page<'_>, local: &LocalUp, base: &str, token: &str
     assert_eq!(marked, json!(["true", true]));
     page.click("#cluster-web-config button[type=button]").await;
     config_result(page, "the form reloaded", "Reloaded").await;
-    assert_eq!(local.state()["generation"], 2, "a refused change is not saved");
+    assert_eq!(
+        local.state()["generation"],
+        2,
+        "a refused change is not saved"
+    );
     every_other_field_is_refused(base, token).await;
 }
 
@@ -429,9 +497,21 @@ async fn every_other_field_is_refused(base: &str, token: &str) {
     let resp = http.get(&url).send().await.expect("GET spec");
     assert_eq!(resp.headers()["etag"], "\"2\"");
     for (body, code, field) in [
-        (json!({"kubo": {"image": "ipfs/kubo:v0.43.0"}}), "read_only_field", "spec.kubo.image"),
-        (json!({"networking": {"gateway": {"enabled": true}}}), "read_only_field", "spec.networking.gateway.enabled"),
-        (json!({"replicas": 2, "storage": "1Gi"}), "unknown_field", "spec.storage"),
+        (
+            json!({"kubo": {"image": "ipfs/kubo:v0.43.0"}}),
+            "read_only_field",
+            "spec.kubo.image",
+        ),
+        (
+            json!({"networking": {"gateway": {"enabled": true}}}),
+            "read_only_field",
+            "spec.networking.gateway.enabled",
+        ),
+        (
+            json!({"replicas": 2, "storage": "1Gi"}),
+            "unknown_field",
+            "spec.storage",
+        ),
     ] {
         let resp = http
             .patch(&url)
@@ -442,7 +522,11 @@ async fn every_other_field_is_refused(base: &str, token: &str) {
             .expect("PATCH");
         let status = resp.status().as_u16();
         let answer: Value = resp.json().await.expect("json");
-        assert_eq!((status, &answer["error"]["code"]), (422, &json!(code)), "{body}: {answer}");
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (422, &json!(code)),
+            "{body}: {answer}"
+        );
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with(&format!("{field}: ")), "{message}");
     }
@@ -455,7 +539,12 @@ async fn every_other_field_is_refused(base: &str, token: &str) {
         .await
         .expect("PATCH");
     assert_eq!(stale.status().as_u16(), 412);
-    let anonymous = http.patch(&url).json(&json!({"paused": true})).send().await.expect("PATCH");
+    let anonymous = http
+        .patch(&url)
+        .json(&json!({"paused": true}))
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(anonymous.status().as_u16(), 401);
 }
 
@@ -475,7 +564,10 @@ async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
             ),
         )
         .await;
-    assert!(row["Last error"].as_str().is_some_and(|e| e != "none"), "{row}");
+    assert!(
+        row["Last error"].as_str().is_some_and(|e| e != "none"),
+        "{row}"
+    );
     page.wait_until(
         "the status line to count the peer in trouble",
         WAIT,
@@ -483,19 +575,28 @@ async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let still = page.eval(&format!("{}.State", peer_row("web", "peer-1"))).await;
+    let still = page
+        .eval(&format!("{}.State", peer_row("web", "peer-1")))
+        .await;
     assert_ne!(still, "Healthy", "healed although autoHeal is off");
-    page.eval("document.getElementById('cluster-web').scrollIntoView()").await;
+    page.eval("document.getElementById('cluster-web').scrollIntoView()")
+        .await;
     page.screenshot(&out.join("trouble.png")).await;
 
     page.click(&config_input("spec.health.autoHeal")).await;
     page.click("#cluster-web-config button[type=submit]").await;
     let saved = config_result(page, "healing switched back on", "Saved").await;
-    assert_eq!(saved, "Saved as generation 3: spec.health.autoHeal false → true.");
+    assert_eq!(
+        saved,
+        "Saved as generation 3: spec.health.autoHeal false → true."
+    );
     page.wait_until(
         "peer-1 healed",
         WAIT,
-        &format!("(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()", peer_row("web", "peer-1")),
+        &format!(
+            "(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()",
+            peer_row("web", "peer-1")
+        ),
     )
     .await;
     let step = page
@@ -507,14 +608,25 @@ async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
         )
         .await;
     let step = step.as_str().unwrap_or_default();
-    assert!(step.contains("peer-1: restarted it (RestartPeer) because "), "{step}");
+    assert!(
+        step.contains("peer-1: restarted it (RestartPeer) because "),
+        "{step}"
+    );
     let new_pid = local.status().and_then(|s| s.peers[1].kubo_pid);
-    assert!(new_pid.is_some_and(|p| p != kubo), "Kubo of peer-1 runs again: {new_pid:?}\n{}", local.output());
+    assert!(
+        new_pid.is_some_and(|p| p != kubo),
+        "Kubo of peer-1 runs again: {new_pid:?}\n{}",
+        local.output()
+    );
 }
 
 /// replicas 2 -> 3 from the page: the supervisor brings up the third peer as `local up -f` would.
 async fn scale_up(page: &Page<'_>, local: &LocalUp) {
-    page.eval(&format!("document.querySelector({}).value = ''", json!(config_input("spec.replicas")))).await;
+    page.eval(&format!(
+        "document.querySelector({}).value = ''",
+        json!(config_input("spec.replicas"))
+    ))
+    .await;
     page.type_into(&config_input("spec.replicas"), "3").await;
     page.click("#cluster-web-config button[type=submit]").await;
     let saved = config_result(page, "the scale saved", "Saved").await;
@@ -522,11 +634,20 @@ async fn scale_up(page: &Page<'_>, local: &LocalUp) {
     page.wait_until(
         "peer-2 started and Healthy",
         Duration::from_secs(180),
-        &format!("(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()", peer_row("web", "peer-2")),
+        &format!(
+            "(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()",
+            peer_row("web", "peer-2")
+        ),
     )
     .await;
     let state = local.state();
-    assert_eq!((&state["spec"]["replicas"], state["peers"].as_array().map(Vec::len)), (&json!(3), Some(3)));
+    assert_eq!(
+        (
+            &state["spec"]["replicas"],
+            state["peers"].as_array().map(Vec::len)
+        ),
+        (&json!(3), Some(3))
+    );
     page.wait_until(
         "the operator to say it applied the generation",
         WAIT,
@@ -556,15 +677,33 @@ async fn keyboard_and_plain_page(page: &Page<'_>, base: &str, out: &Path) {
     let mut order = Vec::new();
     for _ in 0..3 {
         page.press("Tab").await;
-        order.push(page.eval("document.activeElement.textContent.trim() || document.activeElement.id").await);
+        order.push(
+            page.eval("document.activeElement.textContent.trim() || document.activeElement.id")
+                .await,
+        );
     }
-    assert_eq!(order, [json!("Use token"), json!("Forget token"), json!("Restart")]);
+    assert_eq!(
+        order,
+        [json!("Use token"), json!("Forget token"), json!("Restart")]
+    );
     let paused = config_input("spec.paused");
-    page.eval(&format!("document.querySelector({}).focus()", json!(paused))).await;
+    page.eval(&format!(
+        "document.querySelector({}).focus()",
+        json!(paused)
+    ))
+    .await;
     page.press("Space").await;
-    assert_eq!(page.eval(&format!("document.querySelector({}).checked", json!(paused))).await, true);
+    assert_eq!(
+        page.eval(&format!(
+            "document.querySelector({}).checked",
+            json!(paused)
+        ))
+        .await,
+        true
+    );
 
-    page.eval("document.querySelector('link[rel=stylesheet]').disabled = true").await;
+    page.eval("document.querySelector('link[rel=stylesheet]').disabled = true")
+        .await;
     let plain = page
         .eval(
             "(() => { const svgs = [...document.querySelectorAll('#cluster-web figure svg.chart-svg')]; \
@@ -575,7 +714,8 @@ async fn keyboard_and_plain_page(page: &Page<'_>, base: &str, out: &Path) {
         .await;
     assert_eq!(plain, true, "the page without its style sheet");
     page.screenshot(&out.join("unstyled.png")).await;
-    page.eval("document.querySelector('link[rel=stylesheet]').disabled = false").await;
+    page.eval("document.querySelector('link[rel=stylesheet]').disabled = false")
+        .await;
 
     let elsewhere: Vec<String> = page
         .requested_urls()
@@ -591,5 +731,9 @@ async fn keyboard_and_plain_page(page: &Page<'_>, base: &str, out: &Path) {
         // A peer's history before its first sample: the page shows "No samples yet".
         .filter(|p| !(p.contains("/api/dashboard/history/") && p.contains("404")))
         .collect();
-    assert_eq!(unexpected, Vec::<String>::new(), "problems seen by the browser");
+    assert_eq!(
+        unexpected,
+        Vec::<String>::new(),
+        "problems seen by the browser"
+    );
 }

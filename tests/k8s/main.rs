@@ -3,7 +3,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// The page tests drive Chromium with the client of tests/browser (not all of it used here).
 #[path = "../browser/cdp.rs"]
+#[allow(dead_code)]
 mod cdp;
 
 mod alerts;

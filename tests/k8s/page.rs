@@ -36,7 +36,11 @@ async fn serve(client: &kube::Client, ns: &str) -> String {
     tokio::spawn(async move {
         sidecar::follow_clusters(watch_client, Some(&watch_ns), publisher).await
     });
-    tokio::spawn(sidecar::follow_requests(client.clone(), Some(ns.to_owned()), board));
+    tokio::spawn(sidecar::follow_requests(
+        client.clone(),
+        Some(ns.to_owned()),
+        board,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -100,7 +104,10 @@ async fn the_configuration_view_patches_the_ipfs_cluster_with_the_callers_rights
         {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]);
     cp.grant(&ns, "dashboard", "dashboard-review", review_rules, true)
         .await;
-    for (who, verbs) in [("writer", json!(["get", "patch"])), ("reader", json!(["get", "list"]))] {
+    for (who, verbs) in [
+        ("writer", json!(["get", "patch"])),
+        ("reader", json!(["get", "list"])),
+    ] {
         let rules =
             json!([{"apiGroups": ["ipfskit.io"], "resources": ["ipfsclusters"], "verbs": verbs}]);
         cp.grant(&ns, who, who, rules, false).await;
@@ -119,7 +126,13 @@ async fn the_configuration_view_patches_the_ipfs_cluster_with_the_callers_rights
     in_the_page(&base, &ns, &clusters).await;
 }
 
-async fn patch(base: &str, key: &str, bearer: &str, body: Value, if_match: Option<&str>) -> (u16, Value) {
+async fn patch(
+    base: &str,
+    key: &str,
+    bearer: &str,
+    body: Value,
+    if_match: Option<&str>,
+) -> (u16, Value) {
     ipfs_kit_operator::tls::ensure_crypto_provider();
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
     let mut req = http
@@ -152,35 +165,87 @@ async fn through_the_api(
     assert_eq!(resp.headers()["etag"], "\"1\"");
     let view: Value = resp.json().await.expect("json");
     assert_eq!(view["data"]["spec"]["replicas"], 3, "{view}");
-    assert_eq!(view["data"]["spec"]["cluster"]["replicationFactorMin"], 2, "{view}");
+    assert_eq!(
+        view["data"]["spec"]["cluster"]["replicationFactorMin"], 2,
+        "{view}"
+    );
 
     // A ServiceAccount that may only read is refused, naming it; nothing changes.
-    let (code, body) = wait_for("the reader's refusal", WAIT, Duration::from_millis(300), || async {
-        let (code, body) = patch(base, key, reader, json!({"paused": true}), None).await;
-        (code == 403).then_some((code, body))
-    })
+    let (code, body) = wait_for(
+        "the reader's refusal",
+        WAIT,
+        Duration::from_millis(300),
+        || async {
+            let (code, body) = patch(base, key, reader, json!({"paused": true}), None).await;
+            (code == 403).then_some((code, body))
+        },
+    )
     .await;
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(code == 403 && message.contains(&format!("system:serviceaccount:{ns}:reader")), "{body}");
+    assert!(
+        code == 403 && message.contains(&format!("system:serviceaccount:{ns}:reader")),
+        "{body}"
+    );
     assert!(!clusters.get("store").await.expect("get").spec.paused);
 
     // Every other field is refused, naming it, whoever asks.
-    let (code, body) = patch(base, key, TOKEN, json!({"cluster": {"consensus": "raft"}}), None).await;
-    assert_eq!((code, &body["error"]["code"]), (422, &json!("read_only_field")), "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with("spec.cluster.consensus: ")), "{body}");
+    let (code, body) = patch(
+        base,
+        key,
+        TOKEN,
+        json!({"cluster": {"consensus": "raft"}}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, &body["error"]["code"]),
+        (422, &json!("read_only_field")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("spec.cluster.consensus: ")),
+        "{body}"
+    );
     // The rules across fields: fewer peers than replicationFactorMin.
     let (code, body) = patch(base, key, TOKEN, json!({"replicas": 1}), None).await;
-    assert_eq!((code, &body["error"]["code"]), (422, &json!("invalid_spec")), "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("spec.cluster.replicationFactorMin")), "{body}");
+    assert_eq!(
+        (code, &body["error"]["code"]),
+        (422, &json!("invalid_spec")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.cluster.replicationFactorMin")),
+        "{body}"
+    );
 
     // A ServiceAccount that may patch it changes it with its own token: a merge patch of the
     // IpfsCluster, by the dashboard's field manager.
-    let (code, body) = wait_for("the writer's change", WAIT, Duration::from_millis(300), || async {
-        let (code, body) = patch(base, key, writer, json!({"health": {"autoHeal": false}}), Some("\"1\"")).await;
-        (code == 200).then_some((code, body))
-    })
+    let (code, body) = wait_for(
+        "the writer's change",
+        WAIT,
+        Duration::from_millis(300),
+        || async {
+            let (code, body) = patch(
+                base,
+                key,
+                writer,
+                json!({"health": {"autoHeal": false}}),
+                Some("\"1\""),
+            )
+            .await;
+            (code == 200).then_some((code, body))
+        },
+    )
     .await;
-    assert_eq!(body["data"]["changed"], json!(["spec.health.autoHeal"]), "{code} {body}");
+    assert_eq!(
+        body["data"]["changed"],
+        json!(["spec.health.autoHeal"]),
+        "{code} {body}"
+    );
     assert_eq!(body["data"]["generation"], 2);
     let object = clusters.get("store").await.expect("get");
     assert!(!object.spec.health.auto_heal);
@@ -192,10 +257,17 @@ async fn through_the_api(
         .into_iter()
         .filter_map(|m| Some(format!("{}/{}", m.manager?, m.operation?)))
         .collect();
-    assert!(managers.contains(&"ipfs-kit-operator-dashboard/Update".to_owned()), "{managers:?}");
+    assert!(
+        managers.contains(&"ipfs-kit-operator-dashboard/Update".to_owned()),
+        "{managers:?}"
+    );
     // A change made on a generation that is gone.
     let (code, body) = patch(base, key, TOKEN, json!({"paused": true}), Some("\"1\"")).await;
-    assert_eq!((code, &body["error"]["code"]), (412, &json!("spec_changed")), "{body}");
+    assert_eq!(
+        (code, &body["error"]["code"]),
+        (412, &json!("spec_changed")),
+        "{body}"
+    );
 }
 
 async fn in_the_page(base: &str, ns: &str, clusters: &Api<IpfsCluster>) {
@@ -214,7 +286,13 @@ async fn in_the_page(base: &str, ns: &str, clusters: &Api<IpfsCluster>) {
             ),
         )
         .await;
-    assert_eq!(pins, json!(["store-0: Pinned", "store-1: Error (context deadline exceeded)"]));
+    assert_eq!(
+        pins,
+        json!([
+            "store-0: Pinned",
+            "store-1: Error (context deadline exceeded)"
+        ])
+    );
     // This sidecar keeps no history (no controller runs here): the page says so.
     let note = page
         .wait_until(
@@ -223,7 +301,11 @@ async fn in_the_page(base: &str, ns: &str, clusters: &Api<IpfsCluster>) {
             &format!("document.querySelector('{section}-score .chart-note').textContent"),
         )
         .await;
-    assert!(note.as_str().is_some_and(|n| n.starts_with("No samples yet")), "{note}");
+    assert!(
+        note.as_str()
+            .is_some_and(|n| n.starts_with("No samples yet")),
+        "{note}"
+    );
 
     page.click(&format!("{section}-config > summary")).await;
     let replicas = format!("{section}-config input[data-field=\"spec.replicas\"]");
@@ -235,9 +317,11 @@ async fn in_the_page(base: &str, ns: &str, clusters: &Api<IpfsCluster>) {
     .await;
     page.type_into("#token", TOKEN).await;
     page.click("#token-form button[type=submit]").await;
-    page.eval(&format!("document.querySelector('{replicas}').value = ''")).await;
+    page.eval(&format!("document.querySelector('{replicas}').value = ''"))
+        .await;
     page.type_into(&replicas, "5").await;
-    page.click(&format!("{section}-config button[type=submit]")).await;
+    page.click(&format!("{section}-config button[type=submit]"))
+        .await;
     let saved = page
         .wait_until(
             "the change saved",

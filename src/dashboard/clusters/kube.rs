@@ -32,10 +32,14 @@ impl KubeSpecs {
 }
 
 /// The namespace and name of `cluster`'s object, and its API.
-fn target(client: &Client, cluster: &ClusterEntry) -> Result<(Api<IpfsCluster>, String), SpecError> {
-    let namespace = cluster.namespace.as_deref().ok_or_else(|| {
-        SpecError::NotFound(format!("cluster {} has no namespace", cluster.name))
-    })?;
+fn target(
+    client: &Client,
+    cluster: &ClusterEntry,
+) -> Result<(Api<IpfsCluster>, String), SpecError> {
+    let namespace = cluster
+        .namespace
+        .as_deref()
+        .ok_or_else(|| SpecError::NotFound(format!("cluster {} has no namespace", cluster.name)))?;
     Ok((
         Api::namespaced(client.clone(), namespace),
         format!("IpfsCluster {namespace}/{}", cluster.name),

@@ -17,28 +17,59 @@ fn only_the_safe_fields_may_be_changed_and_a_refusal_names_the_field() {
     );
     let refused = |v: Value| check_patch(&patch(v)).expect_err("refused");
     let r = refused(json!({"kubo": {"image": "ipfs/kubo:v0.43.0"}}));
-    assert_eq!((r.code, r.field.as_str()), ("read_only_field", "spec.kubo.image"));
-    assert!(r.message.contains("spec.replicas") && r.message.contains("kubectl apply"), "{r}");
+    assert_eq!(
+        (r.code, r.field.as_str()),
+        ("read_only_field", "spec.kubo.image")
+    );
+    assert!(
+        r.message.contains("spec.replicas") && r.message.contains("kubectl apply"),
+        "{r}"
+    );
     let r = refused(json!({"cluster": {"consensus": "raft"}}));
     assert_eq!(r.field, "spec.cluster.consensus");
     let r = refused(json!({"replicas": 2, "swarmKeyRef": {"name": "k"}}));
-    assert_eq!((r.code, r.field.as_str()), ("read_only_field", "spec.swarmKeyRef.name"));
+    assert_eq!(
+        (r.code, r.field.as_str()),
+        ("read_only_field", "spec.swarmKeyRef.name")
+    );
     let r = refused(json!({"replicaz": 2}));
-    assert_eq!((r.code, r.field.as_str()), ("unknown_field", "spec.replicaz"));
+    assert_eq!(
+        (r.code, r.field.as_str()),
+        ("unknown_field", "spec.replicaz")
+    );
     let r = refused(json!({"health": {"autoHeel": true}}));
-    assert_eq!((r.code, r.field.as_str()), ("unknown_field", "spec.health.autoHeel"));
+    assert_eq!(
+        (r.code, r.field.as_str()),
+        ("unknown_field", "spec.health.autoHeel")
+    );
     for (value, field, what) in [
         (json!({"replicas": 0}), "spec.replicas", "between 1 and 100"),
         (json!({"replicas": "3"}), "spec.replicas", "a whole number"),
         (json!({"replicas": 2.5}), "spec.replicas", "a whole number"),
         (json!({"paused": "yes"}), "spec.paused", "true or false"),
-        (json!({"replicas": null}), "spec.replicas", "null is refused"),
-        (json!({"health": {"probeInterval": "soon"}}), "spec.health.probeInterval", "not a duration"),
-        (json!({"health": {"maxRestartsPerHour": 61}}), "spec.health.maxRestartsPerHour", "between 0 and 60"),
+        (
+            json!({"replicas": null}),
+            "spec.replicas",
+            "null is refused",
+        ),
+        (
+            json!({"health": {"probeInterval": "soon"}}),
+            "spec.health.probeInterval",
+            "not a duration",
+        ),
+        (
+            json!({"health": {"maxRestartsPerHour": 61}}),
+            "spec.health.maxRestartsPerHour",
+            "between 0 and 60",
+        ),
         (json!({"health": 3}), "spec.health", "an object"),
     ] {
         let r = refused(value.clone());
-        assert_eq!((r.code, r.field.as_str()), ("invalid_value", field), "{value}");
+        assert_eq!(
+            (r.code, r.field.as_str()),
+            ("invalid_value", field),
+            "{value}"
+        );
         assert!(r.message.contains(what), "{value}: {r}");
     }
 }
@@ -46,8 +77,11 @@ fn only_the_safe_fields_may_be_changed_and_a_refusal_names_the_field() {
 #[test]
 fn a_merged_spec_is_validated_as_an_update_and_tells_what_changed() {
     let spec = IpfsClusterSpec::default();
-    let (new, changed) = merged(&spec, &patch(json!({"replicas": 5, "health": {"autoHeal": false}})))
-        .expect("valid");
+    let (new, changed) = merged(
+        &spec,
+        &patch(json!({"replicas": 5, "health": {"autoHeal": false}})),
+    )
+    .expect("valid");
     assert_eq!((new.replicas, new.health.auto_heal), (5, false));
     assert_eq!(new.kubo, spec.kubo, "the other fields are kept");
     assert_eq!(changed, ["spec.replicas", "spec.health.autoHeal"]);
@@ -69,7 +103,10 @@ fn a_merged_spec_is_validated_as_an_update_and_tells_what_changed() {
     let err = merged(&raft, &patch(json!({"replicas": 4})))
         .expect_err("raft with 4")
         .to_string();
-    assert!(err.contains("spec.replicas") && err.contains("odd"), "{err}");
+    assert!(
+        err.contains("spec.replicas") && err.contains("odd"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -89,7 +126,10 @@ fn the_view_lists_the_editable_fields_with_their_values() {
     let view = serde_json::to_value(spec_view(&cluster, &stored, "a patch")).expect("json");
     assert_eq!(view["cluster"], "prod/web");
     assert_eq!(view["generation"], 7);
-    assert_eq!(view["spec"]["kubo"]["image"], crate::api::cluster::DEFAULT_KUBO_IMAGE);
+    assert_eq!(
+        view["spec"]["kubo"]["image"],
+        crate::api::cluster::DEFAULT_KUBO_IMAGE
+    );
     let fields: Vec<&str> = view["editable"]
         .as_array()
         .expect("editable")
@@ -121,11 +161,21 @@ fn credentials_in_the_kubo_config_are_not_shown() {
             "Endpoint": "https://api.pinata.cloud/psa", "Key": "s3cr3t-value"}}}},
         "Swarm": {"ConnMgr": {"HighWater": 200}}}))
     .into();
-    let view = spec_view(&cluster, &StoredSpec { spec, generation: 1 }, "memory");
+    let view = spec_view(
+        &cluster,
+        &StoredSpec {
+            spec,
+            generation: 1,
+        },
+        "memory",
+    );
     let text = serde_json::to_string(&view).expect("json");
     assert!(!text.contains("s3cr3t-value"), "{text}");
     let api = &view.spec["kubo"]["config"]["Pinning"]["RemoteServices"]["pinata"]["API"];
     assert_eq!(api["Key"], REDACTED);
     assert_eq!(api["Endpoint"], "https://api.pinata.cloud/psa");
-    assert_eq!(view.spec["kubo"]["config"]["Swarm"]["ConnMgr"]["HighWater"], 200);
+    assert_eq!(
+        view.spec["kubo"]["config"]["Swarm"]["ConnMgr"]["HighWater"],
+        200
+    );
 }

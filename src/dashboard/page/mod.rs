@@ -43,9 +43,18 @@ impl Asset {
 const INDEX: Asset = Asset::new(include_bytes!("index.html"), "text/html; charset=utf-8");
 const APP_JS: Asset = Asset::new(include_bytes!("app.js"), "text/javascript; charset=utf-8");
 const LIB_JS: Asset = Asset::new(include_bytes!("lib.js"), "text/javascript; charset=utf-8");
-const CHARTS_JS: Asset = Asset::new(include_bytes!("charts.js"), "text/javascript; charset=utf-8");
-const CLUSTER_JS: Asset = Asset::new(include_bytes!("cluster.js"), "text/javascript; charset=utf-8");
-const CONFIG_JS: Asset = Asset::new(include_bytes!("config.js"), "text/javascript; charset=utf-8");
+const CHARTS_JS: Asset = Asset::new(
+    include_bytes!("charts.js"),
+    "text/javascript; charset=utf-8",
+);
+const CLUSTER_JS: Asset = Asset::new(
+    include_bytes!("cluster.js"),
+    "text/javascript; charset=utf-8",
+);
+const CONFIG_JS: Asset = Asset::new(
+    include_bytes!("config.js"),
+    "text/javascript; charset=utf-8",
+);
 const LOGS_JS: Asset = Asset::new(include_bytes!("logs.js"), "text/javascript; charset=utf-8");
 const APP_CSS: Asset = Asset::new(include_bytes!("app.css"), "text/css; charset=utf-8");
 const ICON: Asset = Asset::new(include_bytes!("icon.svg"), "image/svg+xml");

@@ -36,7 +36,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClusterPath {
             return Ok(ClusterPath::Spec(name.to_owned()));
         }
         match rest.strip_suffix("/pins") {
-            Some(name) if method == axum::http::Method::GET => Ok(ClusterPath::Pins(name.to_owned())),
+            Some(name) if method == axum::http::Method::GET => {
+                Ok(ClusterPath::Pins(name.to_owned()))
+            }
             _ => Err(ApiError::not_found(format!(
                 "no route {method} /clusters/{rest}; see /openapi.json"
             ))
