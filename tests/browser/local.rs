@@ -53,13 +53,22 @@ impl LocalUp {
         let log = dir.path().join("supervisor.log");
         let out = std::fs::File::create(&log).expect("supervisor log");
         let err = out.try_clone().expect("log");
-        let child = Self::command(dir.path())
-            .args(["local", "up", "--dashboard-listen", "127.0.0.1:0", "-f"])
-            .arg(&spec)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start local up");
+        let spec = spec.to_str().expect("utf-8 path");
+        let child = Self::command(
+            dir.path(),
+            &[
+                "local",
+                "up",
+                "--dashboard-listen",
+                "127.0.0.1:0",
+                "-f",
+                spec,
+            ],
+        )
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start local up");
         LocalUp {
             dir,
             name,
@@ -68,9 +77,11 @@ impl LocalUp {
         }
     }
 
-    fn command(dir: &Path) -> std::process::Command {
+    /// The operator with `args` (a `local` subcommand) on this test's state directory.
+    fn command(dir: &Path, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(OPERATOR);
-        cmd.arg("--state-dir")
+        cmd.args(args)
+            .arg("--state-dir")
             .arg(dir.join("state"))
             .env("IPFS_KIT_IPFS_BIN", binary("kubo", "ipfs"))
             .env(
@@ -141,9 +152,7 @@ impl Drop for LocalUp {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Self::command(self.dir.path())
-            .args(["local", "down", self.name])
-            .output();
+        let _ = Self::command(self.dir.path(), &["local", "down", self.name]).output();
     }
 }
 
@@ -395,6 +404,29 @@ async fn follow_a_log(page: &Page<'_>, local: &LocalUp) {
     page.click("#log-follow").await;
 }
 
+/// Evaluates `expression` (a string) until `found` finds what it waits for in it; fails naming
+/// `what` and the last text.
+async fn wait_text<T>(
+    page: &Page<'_>,
+    what: &str,
+    expression: &str,
+    found: impl Fn(&str) -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let value = page.eval(expression).await;
+        let text = value.as_str().unwrap_or_default();
+        if let Some(hit) = found(text) {
+            return hit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last text:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The value of the configuration input of `field`.
 fn config_input(field: &str) -> String {
     format!("#cluster-web-config input[data-field=\"{field}\"]")
@@ -548,12 +580,33 @@ async fn every_other_field_is_refused(base: &str, token: &str) {
     assert_eq!(anonymous.status().as_u16(), 401);
 }
 
-/// A daemon stopped while healing is off: the peer is shown in trouble and stays so; healing
-/// switched back on from the page restarts it, and the healing timeline tells what, why and how.
-async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
+/// The healing timeline, one `action|text` line per step, newest first.
+const TIMELINE: &str = "[...document.querySelectorAll('#cluster-web ol.timeline li')].map((l) => \
+     `${l.getAttribute('data-action')}|${l.textContent}`).join('\\n')";
+
+/// The newest step of `action` whose text has `result`, without the action.
+fn step_of(timeline: &str, action: &str, result: &str) -> Option<String> {
+    let prefix = format!("{action}|");
+    timeline
+        .lines()
+        .find(|l| l.starts_with(&prefix) && l.contains(result))
+        .map(|l| l[prefix.len()..].to_owned())
+}
+
+/// Kills peer-1's Kubo; returns its PID.
+fn kill_kubo_of_peer_1(local: &LocalUp) -> i32 {
     let status = local.status().expect("status.json");
     let kubo = status.peers[1].kubo_pid.expect("peer-1's Kubo runs");
     kill(Pid::from_raw(kubo), Signal::SIGKILL).expect("kill Kubo of peer-1");
+    kubo
+}
+
+/// A daemon stopped while healing is off: the peer is shown in trouble and stays so, the
+/// timeline says what would be done and why not; healing switched back on from the page brings
+/// it back (as `local up -f` would), and a daemon that exits then is healed: the timeline tells
+/// what was done, why, and the result.
+async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
+    let kubo = kill_kubo_of_peer_1(local);
     let row = page
         .wait_until(
             "peer-1 shown in trouble",
@@ -574,6 +627,15 @@ async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
         "document.getElementById('status').textContent.includes('1 of 2 peers healthy')",
     )
     .await;
+    let held = wait_text(page, "the restart held back", TIMELINE, |t| {
+        step_of(t, "RestartPeer", "result: Skipped")
+    })
+    .await;
+    assert!(
+        held.contains("peer-1: would restart it (RestartPeer) because ")
+            && held.contains("spec.health.autoHeal is false"),
+        "{held}"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let still = page
         .eval(&format!("{}.State", peer_row("web", "peer-1")))
@@ -590,32 +652,26 @@ async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
         saved,
         "Saved as generation 3: spec.health.autoHeal false → true."
     );
-    page.wait_until(
-        "peer-1 healed",
-        WAIT,
-        &format!(
-            "(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()",
-            peer_row("web", "peer-1")
-        ),
-    )
+    let healthy = format!(
+        "(() => {{ const r = {}; return r && r.State === 'Healthy'; }})()",
+        peer_row("web", "peer-1")
+    );
+    page.wait_until("peer-1 brought back", WAIT, &healthy).await;
+    let again = kill_kubo_of_peer_1(local);
+    assert_ne!(again, kubo, "a new Kubo ran");
+    let step = wait_text(page, "the restart in the healing timeline", TIMELINE, |t| {
+        step_of(t, "RestartPeer", "result: Succeeded")
+    })
     .await;
-    let step = page
-        .wait_until(
-            "the restart in the healing timeline",
-            WAIT,
-            "(() => { const s = document.querySelector('#cluster-web ol.timeline li[data-action=\"RestartPeer\"]'); \
-             return s && s.textContent.includes('result: Succeeded') && s.textContent; })()",
-        )
-        .await;
-    let step = step.as_str().unwrap_or_default();
     assert!(
-        step.contains("peer-1: restarted it (RestartPeer) because "),
+        step.contains("peer-1: restarted it (RestartPeer) because ") && step.contains("Kubo"),
         "{step}"
     );
-    let new_pid = local.status().and_then(|s| s.peers[1].kubo_pid);
+    page.wait_until("peer-1 healed", WAIT, &healthy).await;
+    let now = local.status().and_then(|s| s.peers[1].kubo_pid);
     assert!(
-        new_pid.is_some_and(|p| p != kubo),
-        "Kubo of peer-1 runs again: {new_pid:?}\n{}",
+        now.is_some_and(|p| p != again),
+        "Kubo of peer-1 runs again: {now:?}\n{}",
         local.output()
     );
 }

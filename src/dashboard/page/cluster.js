@@ -12,11 +12,12 @@ const RANGE_SECONDS = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400 };
 // About this many points per chart: the history is asked for in steps of range / POINTS.
 const POINTS = 180;
 
+// What a healing step did, and what a step held back (result Skipped) would have done.
 const ACTIONS = {
-  SwarmConnect: "reconnected it to the other peers",
-  RestartPeer: "restarted it",
-  Backoff: "waited before restarting it again",
-  GiveUp: "stopped restarting it (restart budget spent)",
+  SwarmConnect: ["reconnected it to the other peers", "would reconnect it to the other peers"],
+  RestartPeer: ["restarted it", "would restart it"],
+  Backoff: ["waited before restarting it again", "would wait before restarting it again"],
+  GiveUp: ["stopped restarting it (restart budget spent)", "would stop restarting it"],
 };
 
 function section(id, title, ...content) {
@@ -219,8 +220,9 @@ export class ClusterSection {
     const items = steps.slice().reverse().map((a) => {
       const e = a.entry;
       const result = String(e.result);
+      const words = (ACTIONS[e.action] || [e.action, e.action])[result === "Skipped" ? 1 : 0];
       return el("li", { class: "step " + result.toLowerCase(), "data-action": e.action },
-        timeEl(e.time), " ", el("strong", {}, e.peer), `: ${ACTIONS[e.action] || e.action} (${e.action}) `,
+        timeEl(e.time), " ", el("strong", {}, e.peer), `: ${words} (${e.action}) `,
         el("span", { class: "why" }, "because " + e.reason), "; result: ",
         el("span", { class: "result " + result.toLowerCase() }, result));
     });
