@@ -4,7 +4,7 @@
 //! configuration changed with the token (refusals named, a scale applied as `local up -f`
 //! would), a peer in trouble (a daemon stopped while healing is off) and healed once healing is
 //! switched back on, the healing timeline, keyboard use and the page without its style sheet.
-//! Screenshots: `<target>/browser/{overview,trouble,config,unstyled}.png`.
+//! Screenshots: `<target>/browser/{overview,trouble,config,config-refused,unstyled}.png`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -241,9 +241,7 @@ async fn an_operator_on_call_uses_the_page_over_a_local_cluster() {
     page.screenshot(&out.join("overview.png")).await;
     follow_a_log(&page, &local).await;
     let token = local.token();
-    configuration(&page, &local, &base, &token).await;
-    page.screenshot_of("#cluster-web-config", &out.join("config.png"))
-        .await;
+    configuration(&page, &local, &base, &token, &out).await;
     trouble_and_healing(&page, &local, &out).await;
     scale_up(&page, &local).await;
     keyboard_and_plain_page(&page, &base, &out).await;
@@ -293,7 +291,7 @@ async fn overview(page: &Page<'_>, local: &LocalUp) {
         "{labels:?}"
     );
     assert!(
-        labels[1].contains("In ") && labels[1].contains("B/s now"),
+        labels[1].contains("In ") && labels[1].contains("B/s latest"),
         "{labels:?}"
     );
     assert!(
@@ -446,7 +444,7 @@ async fn config_result(page: &Page<'_>, what: &str, starts: &str) -> String {
 }
 
 /// The spec shown whole; its safe fields changed with the token; refusals named.
-async fn configuration(page: &Page<'_>, local: &LocalUp, base: &str, token: &str) {
+async fn configuration(page: &Page<'_>, local: &LocalUp, base: &str, token: &str, out: &Path) {
     page.click("#cluster-web-config > summary").await;
     page.wait_until(
         "the configuration form with the spec's values",
@@ -490,6 +488,8 @@ async fn configuration(page: &Page<'_>, local: &LocalUp, base: &str, token: &str
         (&state["generation"], &state["spec"]["health"]["autoHeal"]),
         (&json!(2), &json!(false))
     );
+    page.screenshot_of("#cluster-web-config", &out.join("config.png"))
+        .await;
 
     // A value the rules refuse: the field is named, marked and focused.
     page.eval(&format!(
@@ -512,6 +512,8 @@ async fn configuration(page: &Page<'_>, local: &LocalUp, base: &str, token: &str
         ))
         .await;
     assert_eq!(marked, json!(["true", true]));
+    page.screenshot_of("#cluster-web-config", &out.join("config-refused.png"))
+        .await;
     page.click("#cluster-web-config button[type=button]").await;
     config_result(page, "the form reloaded", "Reloaded").await;
     assert_eq!(

@@ -15,8 +15,9 @@ const COLORS = ["#0b62c4", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989"
 const DASHES = ["", "6 3", "2 2", "8 3 2 3", "1 3", "10 4"];
 const TABLE_ROWS = 30;
 
-function clock(ms) {
-  return new Date(ms).toISOString().slice(11, 16) + " UTC";
+// A time on the x axis: hours and minutes, with seconds when the range is short.
+function clock(ms, span) {
+  return new Date(ms).toISOString().slice(11, span < 600000 ? 19 : 16) + " UTC";
 }
 
 export class Chart {
@@ -90,8 +91,8 @@ export class Chart {
       stroke: "currentColor", "stroke-opacity": 0.5 }));
     svg.append(text(LEFT - 4, TOP + 4, "end", this.format(top)));
     svg.append(text(LEFT - 4, H - BOTTOM, "end", this.format(0)));
-    svg.append(text(LEFT, H - 6, "start", clock(t0)));
-    svg.append(text(W - RIGHT, H - 6, "end", clock(times[times.length - 1])));
+    svg.append(text(LEFT, H - 6, "start", clock(t0, span)));
+    svg.append(text(W - RIGHT, H - 6, "end", clock(times[times.length - 1], span)));
     for (const g of this.guides) {
       svg.append(svgEl("line", { x1: LEFT, x2: W - RIGHT, y1: y(g.value), y2: y(g.value),
         stroke: "currentColor", "stroke-opacity": 0.35, "stroke-dasharray": "3 3" }));
@@ -127,7 +128,7 @@ export class Chart {
     const swatch = svgEl("svg", { width: 22, height: 10, "aria-hidden": "true" });
     swatch.append(svgEl("line", { x1: 1, x2: 21, y1: 5, y2: 5, stroke: COLORS[i % COLORS.length],
       "stroke-width": 3, "stroke-dasharray": DASHES[i % DASHES.length] || "none" }));
-    return el("li", {}, swatch, ` ${s.name}: ${this.format(latest(s.values))} now`);
+    return el("li", {}, swatch, ` ${s.name}: ${this.format(latest(s.values))} latest`);
   }
 
   // What the chart shows, in words: each series' latest value and its range.
@@ -135,7 +136,7 @@ export class Chart {
     const parts = series.map((s) => {
       const known = s.values.filter((v) => v !== null && v !== undefined);
       if (!known.length) return `${s.name}: no values`;
-      return `${s.name} ${this.format(latest(s.values))} now, between ` +
+      return `${s.name} ${this.format(latest(s.values))} latest, between ` +
         `${this.format(Math.min(...known))} and ${this.format(Math.max(...known))}`;
     });
     return `${this.title} from ${absolute(times[0])} to ${absolute(times[times.length - 1])} ` +
