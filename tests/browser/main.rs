@@ -510,3 +510,98 @@ async fn page_asks_for_the_token_when_reads_are_authenticated() {
         .collect();
     assert_eq!(unexpected, Vec::<String>::new());
 }
+
+/// Before anything is known, and for parts that have nothing to show or cannot be read, the
+/// page says so in words instead of showing blanks.
+#[tokio::test]
+async fn page_says_what_is_empty_and_what_cannot_be_read() {
+    let s = serve(false).await;
+    let out = target_dir().join("browser");
+    let browser = Browser::launch("chromium-empty", &out);
+    let page = browser.new_page(1024, 768).await;
+    page.navigate(&format!("{}/", s.base)).await;
+    page.wait_until(
+        "the empty state of the clusters",
+        WAIT,
+        "(() => { const p = document.getElementById('no-clusters'); return !p.hidden && p.offsetHeight > 0; })()",
+    )
+    .await;
+
+    // A cluster without peers, history, healing steps or alerts (no sample recorded).
+    let status: IpfsClusterStatus =
+        serde_json::from_value(json!({"phase": "Pending"})).expect("status");
+    s.publisher.publish(Snapshot {
+        clusters: vec![ClusterEntry {
+            namespace: None,
+            name: "fresh".into(),
+            replicas: 3,
+            paused: false,
+            status,
+            uid: None,
+        }],
+        pins: Vec::new(),
+        updated_at: Some("2026-11-27T21:00:00Z".into()),
+    });
+    let texts = page
+        .wait_until(
+            "the empty states of a new cluster",
+            WAIT,
+            "(() => { const c = document.getElementById('cluster-fresh'); if (!c) return false; \
+             const t = (q) => (c.querySelector(q) || {}).textContent; \
+             const note = t('#cluster-fresh-score .chart-note'); if (!note) return false; \
+             return [t('table.peers tbody'), note, t('ol.timeline'), t('ul.alerts'), \
+                     t('section[aria-labelledby=cluster-fresh-pins] p'), document.getElementById('no-clusters').hidden]; })()",
+        )
+        .await;
+    assert_eq!(
+        texts,
+        json!([
+            "No peers yet: the operator has not started any (see the phase above).",
+            "No samples yet: the first is taken one probe interval after the cluster is reconciled.",
+            "No healing steps yet: nothing has needed fixing.",
+            "No alerts.",
+            "No pin counts yet: IPFS Cluster has not answered a probe.",
+            true
+        ])
+    );
+
+    // This dashboard has no log source: choosing a daemon says so.
+    s.publisher.publish(Snapshot {
+        clusters: vec![ClusterEntry {
+            namespace: None,
+            name: "fresh".into(),
+            replicas: 1,
+            paused: false,
+            status: serde_json::from_value(json!({"phase": "Progressing",
+                "peers": [peer(("fresh-0", "Starting", 0, None))]}))
+            .expect("status"),
+            uid: None,
+        }],
+        pins: Vec::new(),
+        updated_at: Some("2026-11-27T21:01:00Z".into()),
+    });
+    page.wait_until(
+        "the Logs button of fresh-0",
+        WAIT,
+        "!!document.querySelector('button.logs[data-backend=\"fresh/fresh-0/ipfs\"]')",
+    )
+    .await;
+    page.click("button.logs[data-backend=\"fresh/fresh-0/ipfs\"]")
+        .await;
+    page.wait_until(
+        "the logs' error state",
+        WAIT,
+        "document.getElementById('log-state').textContent === \
+         'This dashboard has no access to daemon logs.'",
+    )
+    .await;
+    let unexpected: Vec<String> = page
+        .problems()
+        .into_iter()
+        .filter(|p| {
+            !((p.contains("/api/dashboard/history/") && p.contains("404"))
+                || (p.contains("/api/dashboard/logs/") && p.contains("501")))
+        })
+        .collect();
+    assert_eq!(unexpected, Vec::<String>::new());
+}
