@@ -1,8 +1,9 @@
 //! The HTTP routes, one file per concern: status reads (`status`), host and peer figures and the
 //! Prometheus text (`metrics`), daemon logs (`logs`), the event stream (`events`), requests for
-//! changes (`actions`) and a cluster's spec and IpfsPins (`clusters`). GETs read the published snapshot and never act; changes are made by a
+//! changes (`actions`) and a cluster's spec and IpfsPins (`clusters`). GETs read the published
+//! snapshot (or, for a spec, the store it lives in) and never act; changes are made by a
 //! [`Writer`](super::auth::Writer) and become [`ActionRequest`](super::ActionRequest)s for the
-//! reconciler.
+//! reconciler, or (a spec's safe fields) a change of the spec its one writer applies.
 
 mod actions;
 mod clusters;

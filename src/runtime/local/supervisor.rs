@@ -1,8 +1,8 @@
 //! The supervise loop of `local up`: after the peers have started it stays in the foreground,
 //! sees each daemon's exit at once (a watch task reports it), probes every `probeInterval`, lets
 //! the health engine ([`super::heal`]) decide what to restart (one peer at a time, within budget),
-//! carries out the dashboard's requests and spec changes (`spec`), rotates the log files and publishes the status after
-//! every round. SIGINT/SIGTERM stop every daemon gracefully; SIGKILL leaves them running, and the
+//! carries out the dashboard's requests and spec changes ([`super::spec`]), rotates the log files
+//! and publishes the status after every round. SIGINT/SIGTERM stop every daemon gracefully; SIGKILL leaves them running, and the
 //! next `local up` adopts them.
 
 use std::collections::BTreeMap;
