@@ -8,11 +8,13 @@
 //! `auth` the token and the [`Reader`]/[`Writer`] extractors; `views` the typed answers and
 //! request bodies with their pure mappings from a snapshot; `error` the error answer and JSON
 //! body extractor; `routes/` the handlers, one file per concern; `openapi` the document built
-//! from the views; `kube`, `access`, `logs`, `host`, `history` the sources a runtime plugs in.
+//! from the views; `kube`, `access`, `logs`, `host`, `history` the sources a runtime plugs in;
+//! `clusters` a cluster's spec (shown, and its safe fields changed) and IpfsPins.
 
 pub mod access;
 pub mod auth;
 mod backend;
+pub mod clusters;
 mod error;
 mod history;
 pub mod host;
@@ -159,6 +161,8 @@ pub struct Dashboard {
     bandwidth: Arc<Mutex<Bandwidth>>,
     logs: Option<Arc<dyn LogSource>>,
     review: Option<Arc<dyn AccessReview>>,
+    /// Where the clusters' specs are read and changed (`/clusters/{name}/spec`).
+    specs: Option<Arc<dyn clusters::SpecStore>>,
     status_cache: StatusCache,
 }
 
@@ -266,6 +270,7 @@ impl Dashboard {
             bandwidth: bandwidth.clone(),
             logs: None,
             review: None,
+            specs: None,
             status_cache: StatusCache::default(),
         };
         let publisher = Publisher {
@@ -331,6 +336,12 @@ impl Dashboard {
     /// gives them on ipfsclusters.
     pub fn with_access_review(mut self, review: Arc<dyn AccessReview>) -> Dashboard {
         self.review = Some(review);
+        self
+    }
+
+    /// Serves `/clusters/{name}/spec` from `store` (without one, that route answers 501).
+    pub fn with_specs(mut self, store: Arc<dyn clusters::SpecStore>) -> Dashboard {
+        self.specs = Some(store);
         self
     }
 

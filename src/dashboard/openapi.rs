@@ -4,6 +4,8 @@
 //! `openapi.json` (served as is); a unit test fails when it is stale. Regenerate it with
 //! `scripts/gen-openapi.sh`.
 
+mod clusters;
+
 use schemars::JsonSchema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
@@ -75,6 +77,7 @@ pub fn document() -> Value {
     let mut schemas = Schemas::new();
     let mut paths = api_reads(&mut schemas);
     paths.extend(api_actions(&mut schemas));
+    paths.extend(clusters::paths(&mut schemas));
     paths.extend(other_routes());
     json!({
         "openapi": "3.1.0",
@@ -434,9 +437,10 @@ fn other_routes() -> Map<String, Value> {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }}}});
     let assets = json!({"get": {
-        "summary": "The page's script, style sheet and icon",
+        "summary": "The page's scripts (JavaScript modules), style sheet and icon",
         "parameters": [{"name": "asset", "in": "path", "required": true,
-            "schema": {"enum": ["app.js", "app.css", "icon.svg"]}}],
+            "schema": {"enum": ["app.js", "lib.js", "charts.js", "cluster.js", "config.js",
+                "logs.js", "app.css", "icon.svg"]}}],
         "responses": {
             "200": {"description": "The asset"},
             "304": {"description": "Unchanged (If-None-Match)"},
@@ -444,8 +448,9 @@ fn other_routes() -> Map<String, Value> {
         },
     }});
     let page = text(
-        "The web page: live status, peer table with sparklines, restart buttons (embedded; no \
-         other host is contacted)",
+        "The web page: live status; per cluster its peers (restart and log buttons), health \
+         over time, pins, healing timeline, alerts and configuration; daemon logs with follow \
+         (embedded; no other host is contacted)",
         "HTML",
         "text/html",
     );

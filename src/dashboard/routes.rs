@@ -1,10 +1,12 @@
 //! The HTTP routes, one file per concern: status reads (`status`), host and peer figures and the
-//! Prometheus text (`metrics`), daemon logs (`logs`), the event stream (`events`) and requests for
-//! changes (`actions`). GETs read the published snapshot and never act; changes are made by a
+//! Prometheus text (`metrics`), daemon logs (`logs`), the event stream (`events`), requests for
+//! changes (`actions`) and a cluster's spec and IpfsPins (`clusters`). GETs read the published
+//! snapshot (or, for a spec, the store it lives in) and never act; changes are made by a
 //! [`Writer`](super::auth::Writer) and become [`ActionRequest`](super::ActionRequest)s for the
-//! reconciler.
+//! reconciler, or (a spec's safe fields) a change of the spec its one writer applies.
 
 mod actions;
+mod clusters;
 mod events;
 mod logs;
 mod metrics;
@@ -37,6 +39,10 @@ pub fn router(dashboard: Dashboard) -> Router {
             get(status::backend).post(actions::restart_backend),
         )
         .route("/history/{*name}", get(status::history))
+        .route(
+            "/clusters/{*rest}",
+            get(clusters::read).patch(clusters::patch),
+        )
         .route("/logs/{*backend}", get(logs::logs))
         .route("/events", get(events::events))
         .route("/daemon/action", post(actions::daemon_action))
