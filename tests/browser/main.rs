@@ -88,6 +88,7 @@ impl Server {
                 paused: false,
                 status,
                 uid: None,
+                processes: Vec::new(),
             }],
             pins: Vec::new(),
             updated_at: Some(format!("2026-11-27T21:{:02}:00Z", self.round)),

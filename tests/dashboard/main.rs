@@ -86,6 +86,7 @@ fn snapshot(score: i32) -> Snapshot {
             paused: false,
             status,
             uid: None,
+            processes: Vec::new(),
         }],
         pins: Vec::new(),
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
@@ -662,6 +663,7 @@ async fn realtime_serves_sampled_host_figures_and_bandwidth_rates() {
 
 #[tokio::test]
 async fn openapi_describes_every_route_and_every_described_route_exists() {
+    // Every JSON answer is also checked against its schema in the document.
     // One recorded sample of `demo`, so that its history answers.
     let snap = snapshot(90);
     let source = recorded_once(&snap);
@@ -740,6 +742,10 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
                 resp.0,
                 resp.1
             );
+            if !resp.1.is_null() {
+                let at = url.trim_start_matches(&s.base);
+                support::openapi::check(&method.to_uppercase(), at, resp.0, &resp.1);
+            }
         }
     }
 }
