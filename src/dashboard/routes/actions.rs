@@ -105,11 +105,11 @@ fn not_recorded(e: &RecordError) -> ApiError {
 }
 
 /// The answer to a request passed on: 202 with what was requested.
-type AcceptedAnswer = (StatusCode, Json<Envelope<Accepted>>);
+type AcceptedAnswer = (StatusCode, Json<Envelope<Box<Accepted>>>);
 
 fn accepted(request: ActionRequest, daemon_name: Option<String>) -> AcceptedAnswer {
     let view = views::accepted(request, daemon_name, &now());
-    (StatusCode::ACCEPTED, Json(Envelope::new(view)))
+    (StatusCode::ACCEPTED, Json(Envelope::new(Box::new(view))))
 }
 
 /// Answered by a read (200) or by a request passed on (202).
