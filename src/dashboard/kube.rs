@@ -36,6 +36,7 @@ fn snapshot(clusters: &Store<IpfsCluster>, pins: &Store<IpfsPin>) -> Snapshot {
             paused: c.spec.paused,
             status: c.status.clone().unwrap_or_default(),
             uid: c.uid(),
+            processes: Vec::new(),
         })
         .collect();
     cluster_entries.sort_by_key(ClusterEntry::key);

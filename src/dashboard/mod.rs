@@ -70,6 +70,43 @@ pub struct ClusterEntry {
     /// The object's uid in Kubernetes (its requests name it as their owner).
     #[serde(skip)]
     pub uid: Option<String>,
+    /// What the local supervisor knows of each peer's processes (empty in Kubernetes, where
+    /// daemons run in pods).
+    pub processes: Vec<PeerProcesses>,
+}
+
+/// A peer's daemon processes as the local supervisor knows them: their PIDs (when they run)
+/// and the ports it gave them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerProcesses {
+    pub peer: String,
+    /// PID of the Kubo daemon the supervisor started, while it runs.
+    pub kubo_pid: Option<i32>,
+    /// PID of the ipfs-cluster-service daemon the supervisor started, while it runs.
+    pub cluster_pid: Option<i32>,
+    /// The ports the supervisor gave its daemons (`null` when not known).
+    pub ports: Option<ProcessPorts>,
+}
+
+/// The ports of a local peer's daemons.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessPorts {
+    /// Kubo RPC API.
+    pub kubo_api: u16,
+    /// Kubo gateway.
+    pub kubo_gateway: u16,
+    /// Kubo libp2p swarm.
+    pub kubo_swarm: u16,
+    /// IPFS Cluster REST API.
+    pub cluster_api: u16,
+    /// IPFS Cluster IPFS-proxy API.
+    pub cluster_proxy: u16,
+    /// IPFS Cluster libp2p.
+    pub cluster_swarm: u16,
+    /// IPFS Cluster pinning-service API.
+    pub cluster_pinsvc: u16,
 }
 
 impl ClusterEntry {

@@ -89,6 +89,7 @@ impl Server {
                 paused: false,
                 status,
                 uid: None,
+                processes: Vec::new(),
             }],
             pins: Vec::new(),
             updated_at: Some(format!("2026-11-27T21:{:02}:00Z", self.round)),
@@ -538,6 +539,7 @@ async fn page_says_what_is_empty_and_what_cannot_be_read() {
             paused: false,
             status,
             uid: None,
+            processes: Vec::new(),
         }],
         pins: Vec::new(),
         updated_at: Some("2026-11-27T21:00:00Z".into()),
@@ -576,6 +578,7 @@ async fn page_says_what_is_empty_and_what_cannot_be_read() {
                 "peers": [peer(("fresh-0", "Starting", 0, None))]}))
             .expect("status"),
             uid: None,
+            processes: Vec::new(),
         }],
         pins: Vec::new(),
         updated_at: Some("2026-11-27T21:01:00Z".into()),

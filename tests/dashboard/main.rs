@@ -87,6 +87,7 @@ fn snapshot(score: i32) -> Snapshot {
             paused: false,
             status,
             uid: None,
+            processes: Vec::new(),
         }],
         pins: Vec::new(),
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
@@ -698,6 +699,7 @@ impl SpecStore for MemorySpecs {
 
 #[tokio::test]
 async fn openapi_describes_every_route_and_every_described_route_exists() {
+    // Every JSON answer is also checked against its schema in the document.
     // One recorded sample of `demo`, so that its history answers.
     let snap = snapshot(90);
     let source = recorded_once(&snap);
@@ -781,6 +783,10 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
                 resp.0,
                 resp.1
             );
+            if !resp.1.is_null() {
+                let at = url.trim_start_matches(&s.base);
+                support::openapi::check(&method.to_uppercase(), at, resp.0, &resp.1);
+            }
         }
     }
 }
