@@ -288,6 +288,23 @@ async fn pins_applied(c: &Cluster) -> [String; 2] {
         ),
     )
     .expect("write everywhere.yaml");
+    // IPFS Cluster allocates a pin only to peers whose free-space metric it holds (each peer
+    // sends it every few seconds once it runs): wait until every peer holds all three, or the
+    // docs pin may go to two peers only (replicationMin 2) and stay there.
+    let ips = c.ips(3).await;
+    wait_for(
+        "every IPFS Cluster peer to hold the free-space metric of all three",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            for ip in &ips {
+                let metrics = c.rest(ip, "monitor/metrics/freespace").await?;
+                (metrics.as_array()?.len() >= 3).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
     let started = Instant::now();
     for f in [&file, &everywhere] {
         kubectl(
