@@ -329,7 +329,7 @@ async fn restart_one(
 /// stay.
 async fn restart_cluster(r: &ActionRequest, peer: &str, pods: &Api<Pod>) -> Outcome {
     let patch = json!({"metadata": {"annotations": {
-        RESTART_CLUSTER_ANNOTATION: r.id,
+        RESTART_CLUSTER_ANNOTATION: r.id.to_string(),
     }}});
     match pods
         .patch(peer, &PatchParams::default(), &Patch::Merge(&patch))
