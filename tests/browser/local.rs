@@ -142,15 +142,7 @@ impl LocalUp {
 impl Drop for LocalUp {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            for _ in 0..600 {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::support::process::terminate(&mut child, Duration::from_secs(60));
         }
         let _ = Self::command(self.dir.path(), &["local", "down", self.name]).output();
     }

@@ -269,7 +269,12 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
 
 /// A sidecar for namespace `ns` acting with `client`, served on a free port: its base URL.
 async fn serve_sidecar(client: &kube::Client, ns: &str) -> String {
-    let (dashboard, publisher, board) = sidecar::dashboard(client, Token::new(TOKEN), false, true);
+    serve_sidecar_with(client, ns, TOKEN).await
+}
+
+/// [`serve_sidecar`] with its write token `token`.
+pub(crate) async fn serve_sidecar_with(client: &kube::Client, ns: &str, token: &str) -> String {
+    let (dashboard, publisher, board) = sidecar::dashboard(client, Token::new(token), false, true);
     let publisher = Arc::new(publisher);
     let (watch_ns, watch_client) = (ns.to_owned(), client.clone());
     tokio::spawn(async move {

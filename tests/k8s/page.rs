@@ -5,11 +5,9 @@
 //! the page shows the IpfsPins with their state on each peer and saves a change in Chromium.
 //! Screenshot: `<target>/browser/k8s-config.png`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipfs_kit_operator::api::{IpfsCluster, IpfsPin};
-use ipfs_kit_operator::dashboard::{Token, kube as sidecar, router};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -30,23 +28,7 @@ fn target_dir() -> std::path::PathBuf {
 }
 
 async fn serve(client: &kube::Client, ns: &str) -> String {
-    let (dashboard, publisher, board) = sidecar::dashboard(client, Token::new(TOKEN), false, true);
-    let publisher = Arc::new(publisher);
-    let (watch_ns, watch_client) = (ns.to_owned(), client.clone());
-    tokio::spawn(async move {
-        sidecar::follow_clusters(watch_client, Some(&watch_ns), publisher).await
-    });
-    tokio::spawn(sidecar::follow_requests(
-        client.clone(),
-        Some(ns.to_owned()),
-        board,
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router(dashboard)).await });
-    base
+    crate::dashboard::serve_sidecar_with(client, ns, TOKEN).await
 }
 
 /// A cluster `store` of 3 peers with a status, and an IpfsPin `docs` pinned on one peer, in
