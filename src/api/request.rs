@@ -54,7 +54,25 @@ pub enum Daemon {
     Cluster,
 }
 
+impl ActionKind {
+    /// The lower-case name, as recorded and answered.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Restart => "restart",
+            ActionKind::Probe => "probe",
+        }
+    }
+}
+
 impl Daemon {
+    /// The name in backend names: `ipfs` or `cluster`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Daemon::Ipfs => "ipfs",
+            Daemon::Cluster => "cluster",
+        }
+    }
+
     /// The daemon a client names: `ipfs`/`kubo`, or `cluster`/`ipfs-cluster`/
     /// `ipfs_cluster_service`.
     pub fn parse(s: &str) -> Option<Daemon> {

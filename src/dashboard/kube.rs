@@ -36,6 +36,7 @@ fn snapshot(clusters: &Store<IpfsCluster>, pins: &Store<IpfsPin>) -> Snapshot {
             paused: c.spec.paused,
             status: c.status.clone().unwrap_or_default(),
             uid: c.uid(),
+            processes: Vec::new(),
         })
         .collect();
     cluster_entries.sort_by_key(ClusterEntry::key);
@@ -222,7 +223,10 @@ pub fn dashboard(
     let board = local.board.clone();
     let mut dashboard = dashboard
         .with_logs(Arc::new(super::logs::PodLogs::new(client.clone())))
-        .with_requests(Arc::new(KubeRecorder::new(client.clone())), board.clone());
+        .with_requests(Arc::new(KubeRecorder::new(client.clone())), board.clone())
+        .with_specs(Arc::new(super::clusters::kube::KubeSpecs::new(
+            client.clone(),
+        )));
     if kube_auth {
         dashboard =
             dashboard.with_access_review(Arc::new(super::KubeAccessReview::new(client.clone())));

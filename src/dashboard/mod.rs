@@ -8,11 +8,13 @@
 //! `auth` the token and the [`Reader`]/[`Writer`] extractors; `views` the typed answers and
 //! request bodies with their pure mappings from a snapshot; `error` the error answer and JSON
 //! body extractor; `routes/` the handlers, one file per concern; `openapi` the document built
-//! from the views; `kube`, `access`, `logs`, `host`, `history` the sources a runtime plugs in.
+//! from the views; `kube`, `access`, `logs`, `host`, `history` the sources a runtime plugs in;
+//! `clusters` a cluster's spec (shown, and its safe fields changed) and IpfsPins.
 
 pub mod access;
 pub mod auth;
 mod backend;
+pub mod clusters;
 mod error;
 mod history;
 pub mod host;
@@ -68,6 +70,43 @@ pub struct ClusterEntry {
     /// The object's uid in Kubernetes (its requests name it as their owner).
     #[serde(skip)]
     pub uid: Option<String>,
+    /// What the local supervisor knows of each peer's processes (empty in Kubernetes, where
+    /// daemons run in pods).
+    pub processes: Vec<PeerProcesses>,
+}
+
+/// A peer's daemon processes as the local supervisor knows them: their PIDs (when they run)
+/// and the ports it gave them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerProcesses {
+    pub peer: String,
+    /// PID of the Kubo daemon the supervisor started, while it runs.
+    pub kubo_pid: Option<i32>,
+    /// PID of the ipfs-cluster-service daemon the supervisor started, while it runs.
+    pub cluster_pid: Option<i32>,
+    /// The ports the supervisor gave its daemons (`null` when not known).
+    pub ports: Option<ProcessPorts>,
+}
+
+/// The ports of a local peer's daemons.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessPorts {
+    /// Kubo RPC API.
+    pub kubo_api: u16,
+    /// Kubo gateway.
+    pub kubo_gateway: u16,
+    /// Kubo libp2p swarm.
+    pub kubo_swarm: u16,
+    /// IPFS Cluster REST API.
+    pub cluster_api: u16,
+    /// IPFS Cluster IPFS-proxy API.
+    pub cluster_proxy: u16,
+    /// IPFS Cluster libp2p.
+    pub cluster_swarm: u16,
+    /// IPFS Cluster pinning-service API.
+    pub cluster_pinsvc: u16,
 }
 
 impl ClusterEntry {
@@ -159,6 +198,8 @@ pub struct Dashboard {
     bandwidth: Arc<Mutex<Bandwidth>>,
     logs: Option<Arc<dyn LogSource>>,
     review: Option<Arc<dyn AccessReview>>,
+    /// Where the clusters' specs are read and changed (`/clusters/{name}/spec`).
+    specs: Option<Arc<dyn clusters::SpecStore>>,
     status_cache: StatusCache,
 }
 
@@ -266,6 +307,7 @@ impl Dashboard {
             bandwidth: bandwidth.clone(),
             logs: None,
             review: None,
+            specs: None,
             status_cache: StatusCache::default(),
         };
         let publisher = Publisher {
@@ -331,6 +373,12 @@ impl Dashboard {
     /// gives them on ipfsclusters.
     pub fn with_access_review(mut self, review: Arc<dyn AccessReview>) -> Dashboard {
         self.review = Some(review);
+        self
+    }
+
+    /// Serves `/clusters/{name}/spec` from `store` (without one, that route answers 501).
+    pub fn with_specs(mut self, store: Arc<dyn clusters::SpecStore>) -> Dashboard {
+        self.specs = Some(store);
         self
     }
 

@@ -4,17 +4,24 @@
 //! `openapi.json` (served as is); a unit test fails when it is stale. Regenerate it with
 //! `scripts/gen-openapi.sh`.
 
+mod clusters;
+
 use schemars::JsonSchema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use super::routes::{DEFAULT_LOG_LINES, HEALTH_CHECK_WAIT};
 use super::views::{
-    Accepted, BackendView, ClusterAction, ClusterRead, DaemonAction, ErrorBody, HealthCheck,
-    HealthCheckView, HistoryView, LogsView, RealtimeView, StatusEvent, StatusView,
+    Accepted, BackendStatus, ClusterAction, ClusterActionRead, DaemonAction, DaemonStatusRead,
+    ErrorBody, HealthCheck, HealthCheckView, HistoryView, LogsView, RealtimeView, StatusEvent,
+    StatusView,
 };
 use super::{BODY_LIMIT, MAX_LOG_LINES};
 use crate::history::{DEFAULT_POINTS, MAX_POINTS};
+
+mod check;
+
+pub use check::{answer_schema, undeclared_fields};
 
 /// The checked-in document, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -75,6 +82,7 @@ pub fn document() -> Value {
     let mut schemas = Schemas::new();
     let mut paths = api_reads(&mut schemas);
     paths.extend(api_actions(&mut schemas));
+    paths.extend(clusters::paths(&mut schemas));
     paths.extend(other_routes());
     json!({
         "openapi": "3.1.0",
@@ -123,6 +131,15 @@ fn responses(answers: impl IntoIterator<Item = (&'static str, Value)>) -> Value 
     Value::Object(answers.into_iter().map(|(k, v)| (k.into(), v)).collect())
 }
 
+const AMBIGUOUS: &str = "A toolkit short name (`ipfs`, `ipfs_cluster`) that stands for several \
+     daemons: the message lists their full names, name one";
+
+const READ_403: &str = "--auth-reads with --kube-auth: RBAC does not let the Kubernetes \
+     identity list ipfsclusters (the message names it)";
+
+const READ_503: &str = "--auth-reads with --kube-auth: the Kubernetes API could not review the \
+     token";
+
 const READ_401: &str =
     "Reads are authenticated (--auth-reads) and the bearer token is missing or wrong";
 
@@ -135,7 +152,10 @@ fn backend_parameter() -> Value {
         "description": "`<cluster>/<peer>/<daemon>` locally, `<namespace>/<cluster>/<peer>/<daemon>` \
             in Kubernetes; daemon is `ipfs` (also `kubo`) or `cluster`. Contains slashes; every \
             other part is a DNS-1123 label. Looked up in the reconciled status, never used as a \
-            path.",
+            path. The old toolkit's short names `ipfs` and `ipfs_cluster` (or `ipfs-cluster`) \
+            name the Kubo / IPFS Cluster daemon when there is one cluster of one peer; else all \
+            of them: a status answers for them together, a restart or a log is refused with 409 \
+            listing their full names.",
         "schema": {"type": "string", "example": "demo/peer-0/ipfs"},
     })
 }
@@ -144,6 +164,10 @@ fn backend_parameter() -> Value {
 fn read_path(summary: &str, data: Value, mut more: Vec<(&'static str, Value)>) -> Value {
     more.insert(0, ("200", ok("OK", data)));
     more.push(("401", error(READ_401)));
+    more.push(("403", error(READ_403)));
+    if !more.iter().any(|(code, _)| *code == "503") {
+        more.push(("503", error(READ_503)));
+    }
     json!({"get": {"summary": summary, "responses": responses(more)}})
 }
 
@@ -169,6 +193,7 @@ fn logs_path(s: &mut Schemas) -> Value {
                 "404",
                 error("Unknown backend, or the daemon has no log yet"),
             ),
+            ("409", error(AMBIGUOUS)),
             ("422", error("lines out of range")),
             ("501", error("This dashboard has no access to logs")),
             (
@@ -240,8 +265,9 @@ fn history_path(s: &mut Schemas) -> Value {
 /// The GET routes under `/api/dashboard`.
 fn api_reads(s: &mut Schemas) -> Map<String, Value> {
     let mut backend = read_path(
-        "One daemon of one peer",
-        s.answer::<BackendView>(),
+        "One daemon of one peer (with the old toolkit's backend fields), or the daemons a short \
+         name stands for",
+        s.answer::<BackendStatus>(),
         vec![("404", error("Unknown or malformed backend name"))],
     );
     backend["get"]["parameters"] = json!([backend_parameter()]);
@@ -263,13 +289,15 @@ fn api_reads(s: &mut Schemas) -> Map<String, Value> {
         ]),
     }});
     let status = read_path(
-        "Overall health, clusters with their peers, libp2p view, alerts",
+        "Overall health, clusters with their peers, libp2p view, alerts; and the old toolkit's \
+         fields (timestamp, overall_health, backends, cluster, libp2p, metrics)",
         s.answer::<StatusView>(),
         Vec::new(),
     );
     let realtime = read_path(
         "Host figures (cpu, memory, disk, load) and per-peer bandwidth, repo size and swarm \
-         peers from the latest samples",
+         peers from the latest samples; and the old toolkit's fields (timestamp, system, \
+         backends, network, performance)",
         s.answer::<RealtimeView>(),
         Vec::new(),
     );
@@ -355,22 +383,26 @@ fn api_actions(s: &mut Schemas) -> Map<String, Value> {
     let mut restart = action(
         "Ask the reconciler to restart one daemon".into(),
         None,
-        vec![("202", accepted.clone())],
+        vec![("202", accepted.clone()), ("409", error(AMBIGUOUS))],
     );
     restart["post"]["parameters"] = json!([backend_parameter()]);
     let daemon = action(
         "restart | status of one daemon (status is a read)".into(),
         Some(s.body::<DaemonAction>(true)),
         vec![
-            ("200", ok("status", s.answer::<BackendView>())),
+            ("200", ok("status", s.answer::<DaemonStatusRead>())),
             ("202", accepted.clone()),
+            ("409", error(AMBIGUOUS)),
         ],
     );
     let cluster = action(
         "restart | status | peers of a cluster (status and peers are reads)".into(),
         Some(s.body::<ClusterAction>(true)),
         vec![
-            ("200", ok("status or peers", s.answer::<ClusterRead>())),
+            (
+                "200",
+                ok("status or peers", s.answer::<ClusterActionRead>()),
+            ),
             ("202", accepted),
         ],
     );
@@ -385,7 +417,10 @@ fn api_actions(s: &mut Schemas) -> Map<String, Value> {
             ("200", ok("OK", s.answer::<HealthCheckView>())),
             (
                 "409",
-                error("The probe request failed (e.g. the cluster is paused); the reason says why"),
+                error(
+                    "The probe request failed (e.g. the cluster is paused), or a short name \
+                     stands for daemons of several clusters; the message says which",
+                ),
             ),
             (
                 "504",
@@ -434,9 +469,10 @@ fn other_routes() -> Map<String, Value> {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }}}});
     let assets = json!({"get": {
-        "summary": "The page's script, style sheet and icon",
+        "summary": "The page's scripts (JavaScript modules), style sheet and icon",
         "parameters": [{"name": "asset", "in": "path", "required": true,
-            "schema": {"enum": ["app.js", "app.css", "icon.svg"]}}],
+            "schema": {"enum": ["app.js", "lib.js", "charts.js", "cluster.js", "config.js",
+                "logs.js", "app.css", "icon.svg"]}}],
         "responses": {
             "200": {"description": "The asset"},
             "304": {"description": "Unchanged (If-None-Match)"},
@@ -444,8 +480,9 @@ fn other_routes() -> Map<String, Value> {
         },
     }});
     let page = text(
-        "The web page: live status, peer table with sparklines, restart buttons (embedded; no \
-         other host is contacted)",
+        "The web page: live status; per cluster its peers (restart and log buttons), health \
+         over time, pins, healing timeline, alerts and configuration; daemon logs with follow \
+         (embedded; no other host is contacted)",
         "HTML",
         "text/html",
     );

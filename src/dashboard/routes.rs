@@ -1,10 +1,12 @@
 //! The HTTP routes, one file per concern: status reads (`status`), host and peer figures and the
-//! Prometheus text (`metrics`), daemon logs (`logs`), the event stream (`events`) and requests for
-//! changes (`actions`). GETs read the published snapshot and never act; changes are made by a
+//! Prometheus text (`metrics`), daemon logs (`logs`), the event stream (`events`), requests for
+//! changes (`actions`) and a cluster's spec and IpfsPins (`clusters`). GETs read the published
+//! snapshot (or, for a spec, the store it lives in) and never act; changes are made by a
 //! [`Writer`](super::auth::Writer) and become [`ActionRequest`](super::ActionRequest)s for the
-//! reconciler.
+//! reconciler, or (a spec's safe fields) a change of the spec its one writer applies.
 
 mod actions;
+mod clusters;
 mod events;
 mod logs;
 mod metrics;
@@ -23,7 +25,8 @@ pub use logs::DEFAULT_LOG_LINES;
 
 use super::backend::BackendName;
 use super::error::ApiError;
-use super::{BODY_LIMIT, ClusterEntry, Dashboard, Snapshot};
+use super::views::{self, BackendStatus, toolkit};
+use super::{BODY_LIMIT, ClusterEntry, Daemon, Dashboard, Snapshot};
 use crate::api::PeerStatus;
 
 /// The dashboard's router, ready for `axum::serve`.
@@ -37,6 +40,10 @@ pub fn router(dashboard: Dashboard) -> Router {
             get(status::backend).post(actions::restart_backend),
         )
         .route("/history/{*name}", get(status::history))
+        .route(
+            "/clusters/{*rest}",
+            get(clusters::read).patch(clusters::patch),
+        )
         .route("/logs/{*backend}", get(logs::logs))
         .route("/events", get(events::events))
         .route("/daemon/action", post(actions::daemon_action))
@@ -137,4 +144,81 @@ fn find_backend<'a>(
             ))
         })?;
     Ok((cluster, peer, parsed))
+}
+
+/// What a backend name names: one daemon, or several (a toolkit short name, `ipfs` or
+/// `ipfs_cluster`, when there is more than one peer).
+enum Named<'a> {
+    One(&'a ClusterEntry, &'a PeerStatus, Daemon),
+    Group(Daemon, Vec<(&'a ClusterEntry, &'a PeerStatus)>),
+}
+
+/// A full backend name, or a toolkit short name: with one cluster of one peer, that peer's
+/// daemon; else all of them.
+fn resolve<'a>(snapshot: &'a Snapshot, name: &str) -> Result<Named<'a>, ApiError> {
+    let Some(daemon) = toolkit::short_name(name) else {
+        let (cluster, peer, parsed) = find_backend(snapshot, name)?;
+        return Ok(Named::One(cluster, peer, parsed.daemon));
+    };
+    let members: Vec<(&ClusterEntry, &PeerStatus)> = snapshot
+        .clusters
+        .iter()
+        .flat_map(|c| c.status.peers.iter().map(move |p| (c, p)))
+        .collect();
+    match members.as_slice() {
+        [] => Err(ApiError::not_found(format!(
+            "{name:?} names the {} daemons, and no peer is known yet",
+            daemon.as_str()
+        ))),
+        [(cluster, peer)] => Ok(Named::One(cluster, peer, daemon)),
+        _ => Ok(Named::Group(daemon, members)),
+    }
+}
+
+/// 409: `name` stands for several daemons, and a change (or a log) is of one.
+fn ambiguous(name: &str, daemon: Daemon, members: &[(&ClusterEntry, &PeerStatus)]) -> ApiError {
+    let names: Vec<String> = members
+        .iter()
+        .map(|(c, p)| toolkit::full_name(c, p, daemon))
+        .collect();
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "ambiguous_backend",
+        format!(
+            "{name:?} names {} daemons; name one of them: {}",
+            names.len(),
+            names.join(", ")
+        ),
+    )
+}
+
+/// The status of what `name` names: one daemon's, or the group's.
+fn backend_status(snapshot: &Snapshot, name: &str) -> Result<BackendStatus, ApiError> {
+    Ok(match resolve(snapshot, name)? {
+        Named::One(cluster, peer, daemon) => {
+            BackendStatus::One(Box::new(views::backend(cluster, peer, daemon)))
+        }
+        Named::Group(daemon, members) => {
+            BackendStatus::Group(views::backend_group(name, daemon, &members))
+        }
+    })
+}
+
+/// The one daemon `name` names, for a change or a log: 409 for a short name of several.
+fn one_backend<'a>(
+    snapshot: &'a Snapshot,
+    name: &str,
+) -> Result<(&'a ClusterEntry, &'a PeerStatus, Daemon), ApiError> {
+    match resolve(snapshot, name)? {
+        Named::One(cluster, peer, daemon) => Ok((cluster, peer, daemon)),
+        Named::Group(daemon, members) => Err(ambiguous(name, daemon, &members)),
+    }
+}
+
+/// The time of an answer, RFC 3339 to the millisecond.
+fn now() -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_millisecond(now.as_millisecond())
+        .unwrap_or(now)
+        .to_string()
 }

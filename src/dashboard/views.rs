@@ -6,14 +6,28 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
 mod alerts;
+mod backend;
+mod bodies;
+pub mod figures;
+pub mod log_entries;
+pub mod toolkit;
 
 pub use alerts::{Alert, alerts};
+pub use backend::{
+    BackendGroupView, BackendStatus, BackendView, ClusterDaemonView, DaemonStatusRead, DaemonView,
+    KuboView, backend, backend_group,
+};
+pub use bodies::{ClusterAction, DaemonAction, HealthCheck};
+pub use toolkit::{BackendHealth, ClusterService, Health, Libp2pSummary, StatusMetrics};
 
-use super::{ActionRequest, ClusterEntry, Daemon, HealthSample, HostMetrics, PeerRates, Snapshot};
+use super::{
+    ActionRequest, ClusterEntry, Daemon, HealthSample, HostMetrics, PeerProcesses, PeerRates,
+    Snapshot,
+};
+use crate::api::RequestState;
 use crate::api::{ClusterPhase, PeerState, PeerStatus, PinPhase};
 
 /// A successful answer: `{"success": true, "data": ...}`.
@@ -68,7 +82,8 @@ pub struct Overall {
 }
 
 /// `GET /api/dashboard/status`: overall health, clusters with their peers, pins and libp2p view,
-/// and the alerts (the operator's alerts and the healing steps).
+/// and the alerts (the operator's alerts and the healing steps); with the old toolkit's fields
+/// (`timestamp`, `overall_health`, `backends`, `cluster`, `libp2p`, `metrics`).
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct StatusView {
     pub overall: Overall,
@@ -76,6 +91,19 @@ pub struct StatusView {
     /// The alerts of every cluster (firing and recently resolved) and its recent healing steps,
     /// oldest first.
     pub alerts: Vec<Alert>,
+    /// RFC 3339 time of the round this status shows.
+    pub timestamp: String,
+    /// The worst of the clusters' health levels (from their scores); `unknown` while no cluster
+    /// has a score.
+    pub overall_health: Health,
+    /// Every daemon under its full backend name; under `ipfs` and `ipfs_cluster` the one Kubo /
+    /// IPFS Cluster daemon, or all of them taken together (with `members`).
+    pub backends: BTreeMap<String, BackendHealth>,
+    /// The IPFS Cluster daemons, as the toolkit described its one daemon.
+    pub cluster: ClusterService,
+    /// The Kubo peers as libp2p nodes.
+    pub libp2p: Libp2pSummary,
+    pub metrics: StatusMetrics,
 }
 
 /// One cluster in `GET /status`.
@@ -95,6 +123,9 @@ pub struct ClusterView {
     /// The IpfsPins of this cluster (Kubernetes only).
     pub pins: Vec<PinView>,
     pub libp2p: Libp2pView,
+    /// Local clusters: each peer's daemon PIDs and ports, as the supervisor knows them (empty
+    /// in Kubernetes).
+    pub processes: Vec<PeerProcesses>,
 }
 
 /// One IpfsPin of a cluster.
@@ -161,7 +192,8 @@ pub struct ClusterPeers {
     pub peers: Vec<PeerStatus>,
 }
 
-/// `GET /api/dashboard/metrics/realtime`.
+/// `GET /api/dashboard/metrics/realtime`; with the old toolkit's fields (`timestamp`, `system`,
+/// `backends`, `network`, `performance`).
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealtimeView {
@@ -169,6 +201,14 @@ pub struct RealtimeView {
     pub host: Option<HostMetrics>,
     pub peers: Vec<PeerFigures>,
     pub updated_at: Option<String>,
+    /// RFC 3339 time of the answer.
+    pub timestamp: String,
+    /// The host in percent; `null` until it was sampled once.
+    pub system: Option<figures::SystemFigures>,
+    /// The daemons by health.
+    pub backends: figures::BackendCounts,
+    pub network: figures::NetworkFigures,
+    pub performance: figures::Performance,
 }
 
 /// One peer's figures from the latest round.
@@ -199,50 +239,17 @@ pub struct Bandwidth {
     pub rate_out: Option<f64>,
 }
 
-/// One daemon of one peer: `GET /backends/{backend}/status`, `POST /daemon/action` with
-/// `status`.
+/// `POST /cluster/action` with `status` or `peers`, with the toolkit's action fields.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BackendView {
-    pub cluster: String,
-    pub peer: String,
-    pub state: PeerState,
-    pub score: Option<i32>,
-    pub restarts: i32,
-    pub last_probe: Option<Time>,
-    pub last_error: Option<String>,
+pub struct ClusterActionRead {
     #[serde(flatten)]
-    pub daemon: DaemonView,
-}
-
-/// What is particular to the daemon, tagged by `daemon`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-#[serde(tag = "daemon", rename_all = "lowercase")]
-pub enum DaemonView {
-    Ipfs(KuboView),
-    Cluster(ClusterDaemonView),
-}
-
-/// Kubo's figures.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KuboView {
-    pub peer_id: Option<String>,
-    pub version: Option<String>,
-    pub swarm_peers: Option<i32>,
-    pub repo_size: Option<i64>,
-}
-
-/// ipfs-cluster-service's figures.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterDaemonView {
-    pub peer_id: Option<String>,
-    pub version: Option<String>,
-    pub cluster_peers_seen: Option<i32>,
-    pub pins_queued: Option<i64>,
-    pub pins_pinning: Option<i64>,
-    pub pins_error: Option<i64>,
+    pub read: ClusterRead,
+    /// `status` or `peers`.
+    pub action: String,
+    /// RFC 3339 time of the answer.
+    pub timestamp: String,
+    /// The cluster's IPFS Cluster daemons, as the toolkit described its daemon.
+    pub details: ClusterService,
 }
 
 /// `GET /api/dashboard/logs/{backend}`.
@@ -257,6 +264,8 @@ pub struct LogsView {
     pub count: usize,
     /// Oldest first.
     pub lines: Vec<String>,
+    /// The same lines as the old toolkit's log entries, newest first.
+    pub logs: Vec<log_entries::LogEntry>,
 }
 
 /// `GET /api/dashboard/history/{name}?since=&step=`: one sample per probe interval (or per
@@ -296,6 +305,24 @@ pub struct Accepted {
     /// done or failed with the reason.
     pub watch: String,
     pub message: String,
+    /// The backend name as sent (daemon actions and restarts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon_name: Option<String>,
+    /// `restart`.
+    pub action: String,
+    /// RFC 3339 time the request was recorded.
+    pub timestamp: String,
+    pub details: AcceptedDetails,
+}
+
+/// `details` of a 202 answer: the request's id and state.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct AcceptedDetails {
+    pub request_id: u64,
+    /// `queued` when answered.
+    pub state: RequestState,
+    /// As `watch`.
+    pub watch: String,
 }
 
 /// `POST /api/dashboard/health/check`: the request and the cluster after the probe round.
@@ -307,68 +334,12 @@ pub struct HealthCheckView {
     pub phase: Option<ClusterPhase>,
     pub health_score: Option<i32>,
     pub peers: Vec<PeerStatus>,
-}
-
-/// `POST /api/dashboard/daemon/action` body. The other fields are what the old toolkit's clients
-/// send: accepted and ignored.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DaemonAction {
-    /// A backend name.
-    pub daemon_name: String,
-    /// `restart` or `status`; `start` and `stop` are refused with 422 unsupported_action: the
-    /// reconciler keeps every declared peer running.
-    #[schemars(extend("enum" = ["start", "stop", "restart", "status"]))]
-    pub action: String,
-    /// Sent by the old toolkit's clients; accepted and ignored.
-    #[serde(default, rename = "force")]
-    pub _force: Option<Value>,
-    /// Accepted and ignored (healing follows spec.health.autoHeal).
-    #[serde(default, rename = "auto_heal")]
-    pub _auto_heal: Option<Value>,
-    /// Accepted and ignored.
-    #[serde(default, rename = "force_restart")]
-    pub _force_restart: Option<Value>,
-    /// Accepted and ignored (every check is a fresh probe round).
-    #[serde(default, rename = "force_check")]
-    pub _force_check: Option<Value>,
-    /// Accepted and ignored (results always include the peer figures).
-    #[serde(default, rename = "include_metrics")]
-    pub _include_metrics: Option<Value>,
-}
-
-/// `POST /api/dashboard/cluster/action` body.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterAction {
-    /// `restart`, `status` or `peers`; `start` and `stop` are refused with 422
-    /// unsupported_action: the reconciler keeps every declared peer running.
-    #[schemars(extend("enum" = ["start", "stop", "restart", "status", "peers"]))]
-    pub action: String,
-    /// Needed when the dashboard serves more than one cluster.
-    #[serde(default)]
-    pub cluster: Option<String>,
-    /// Sent by the old toolkit's clients; accepted and ignored.
-    #[serde(default, rename = "force")]
-    pub _force: Option<Value>,
-    /// Accepted and ignored.
-    #[serde(default, rename = "force_restart")]
-    pub _force_restart: Option<Value>,
-}
-
-/// `POST /api/dashboard/health/check` body.
-#[derive(Deserialize, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheck {
-    /// One backend to probe; without it, the only cluster.
-    #[serde(default)]
-    pub backend_name: Option<String>,
-    /// Accepted and ignored (every check is a fresh probe round).
-    #[serde(default, rename = "force_check")]
-    pub _force_check: Option<Value>,
-    /// Accepted and ignored (results always include the peer figures).
-    #[serde(default, rename = "include_metrics")]
-    pub _include_metrics: Option<Value>,
+    /// RFC 3339 time of the answer.
+    pub timestamp: String,
+    /// The daemons probed, by full backend name (the one named by `backend_name`, else every
+    /// daemon of the cluster).
+    pub results: BTreeMap<String, BackendHealth>,
+    pub metrics: figures::CheckMetrics,
 }
 
 /// The figures of all clusters at once.
@@ -387,15 +358,30 @@ pub fn overall(snapshot: &Snapshot) -> Overall {
     }
 }
 
-pub fn status(snapshot: &Snapshot) -> StatusView {
+/// `GET /status`; `now` stands for the round's time before the first one.
+pub fn status(snapshot: &Snapshot, now: &str) -> StatusView {
+    let overall = overall(snapshot);
+    let daemons = toolkit::daemons(snapshot);
+    let cluster_service = toolkit::cluster_service(&snapshot.clusters);
+    let libp2p = toolkit::libp2p(snapshot, overall.score);
+    let alerts = alerts(snapshot);
     StatusView {
-        overall: overall(snapshot),
+        timestamp: snapshot
+            .updated_at
+            .clone()
+            .unwrap_or_else(|| now.to_string()),
+        overall_health: toolkit::overall_health(snapshot),
+        backends: toolkit::backends(&daemons),
+        metrics: toolkit::status_metrics(&daemons, &cluster_service, &libp2p, &alerts),
+        cluster: cluster_service,
+        libp2p,
+        overall,
         clusters: snapshot
             .clusters
             .iter()
             .map(|c| cluster(snapshot, c))
             .collect(),
-        alerts: alerts(snapshot),
+        alerts,
     }
 }
 
@@ -433,6 +419,7 @@ fn cluster(snapshot: &Snapshot, c: &ClusterEntry) -> ClusterView {
             swarm_peers: by_peer(|p| p.swarm_peers),
             cluster_peers_seen: by_peer(|p| p.cluster_peers_seen),
         },
+        processes: c.processes.clone(),
     }
 }
 
@@ -467,11 +454,12 @@ pub fn cluster_peers(c: &ClusterEntry) -> ClusterPeers {
     }
 }
 
-/// Each peer's figures; `rates` by `cluster/peer`.
+/// Each peer's figures; `rates` by `cluster/peer`; `now` is the time of the answer.
 pub fn realtime(
     snapshot: &Snapshot,
     host: Option<HostMetrics>,
     rates: &BTreeMap<String, PeerRates>,
+    now: &str,
 ) -> RealtimeView {
     let peers = snapshot.clusters.iter().flat_map(|c| {
         c.status.peers.iter().map(move |p| {
@@ -493,39 +481,19 @@ pub fn realtime(
             }
         })
     });
+    let score = overall(snapshot).score;
+    let daemons = toolkit::daemons(snapshot);
+    let libp2p = toolkit::libp2p(snapshot, score);
+    let system = host.as_ref().map(figures::system);
     RealtimeView {
+        timestamp: now.to_string(),
+        backends: figures::backend_counts(&daemons),
+        network: figures::network(&toolkit::cluster_service(&snapshot.clusters), &libp2p),
+        performance: figures::performance(score, &libp2p, system.as_ref()),
+        system,
         host,
         peers: peers.collect(),
         updated_at: snapshot.updated_at.clone(),
-    }
-}
-
-pub fn backend(cluster: &ClusterEntry, peer: &PeerStatus, daemon: Daemon) -> BackendView {
-    let daemon = match daemon {
-        Daemon::Ipfs => DaemonView::Ipfs(KuboView {
-            peer_id: peer.peer_id.clone(),
-            version: peer.kubo_version.clone(),
-            swarm_peers: peer.swarm_peers,
-            repo_size: peer.repo_size,
-        }),
-        Daemon::Cluster => DaemonView::Cluster(ClusterDaemonView {
-            peer_id: peer.cluster_peer_id.clone(),
-            version: peer.cluster_version.clone(),
-            cluster_peers_seen: peer.cluster_peers_seen,
-            pins_queued: peer.pins_queued,
-            pins_pinning: peer.pins_pinning,
-            pins_error: peer.pins_error,
-        }),
-    };
-    BackendView {
-        cluster: cluster.key(),
-        peer: peer.name.clone(),
-        state: peer.state,
-        score: peer.score,
-        restarts: peer.restarts,
-        last_probe: peer.last_probe.clone(),
-        last_error: peer.last_error.clone(),
-        daemon,
     }
 }
 
@@ -544,6 +512,7 @@ pub fn logs(
         .map(|l| l.to_string())
         .collect();
     LogsView {
+        logs: log_entries::entries(&backend, &kept),
         backend,
         cluster: cluster.key(),
         peer: peer.name.clone(),
@@ -553,21 +522,57 @@ pub fn logs(
     }
 }
 
-pub fn accepted(request: ActionRequest) -> Accepted {
+/// The 202 answer to `request`, recorded at `now`; `daemon_name` as the client sent it.
+pub fn accepted(request: ActionRequest, daemon_name: Option<String>, now: &str) -> Accepted {
+    let watch = format!("/api/dashboard/requests/{}", request.id);
     Accepted {
-        watch: format!("/api/dashboard/requests/{}", request.id),
+        daemon_name,
+        action: request.action.as_str().to_string(),
+        timestamp: now.to_string(),
+        details: AcceptedDetails {
+            request_id: request.id,
+            state: RequestState::Queued,
+            watch: watch.clone(),
+        },
+        watch,
         message: "recorded; the reconciler carries it out and the watch URL tells its state".into(),
         requested: request,
     }
 }
 
-pub fn health_check(request: ActionRequest, cluster: &ClusterEntry) -> HealthCheckView {
+/// The cluster after the probe round of `request`, which took `seconds`; `results` has the
+/// daemon `daemon` of the peer asked for, or every daemon of the cluster.
+pub fn health_check(
+    request: ActionRequest,
+    cluster: &ClusterEntry,
+    daemon: Option<Daemon>,
+    seconds: f64,
+    now: &str,
+) -> HealthCheckView {
+    let kinds = match daemon {
+        Some(d) => vec![d],
+        None => vec![Daemon::Ipfs, Daemon::Cluster],
+    };
+    let results: Vec<BackendHealth> = cluster
+        .status
+        .peers
+        .iter()
+        .filter(|p| request.peer.as_ref().is_none_or(|name| &p.name == name))
+        .flat_map(|p| {
+            kinds
+                .iter()
+                .map(|d| toolkit::backend_health(cluster, p, *d))
+        })
+        .collect();
     HealthCheckView {
-        requested: request,
         cluster: cluster.key(),
         phase: cluster.status.phase,
         health_score: cluster.status.health_score,
         peers: cluster.status.peers.clone(),
+        timestamp: now.to_string(),
+        metrics: figures::check_metrics(&results, seconds),
+        results: results.into_iter().map(|r| (r.name.clone(), r)).collect(),
+        requested: request,
     }
 }
 
@@ -585,6 +590,7 @@ mod tests {
             replicas: 1,
             paused: false,
             uid: None,
+            processes: Vec::new(),
             status: IpfsClusterStatus {
                 health_score: score,
                 peers: peers

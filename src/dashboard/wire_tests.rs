@@ -10,16 +10,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::access::{AccessReview, AccessTarget, ReviewedUser};
-use super::logs::{LogError, LogSource, LogTarget};
-use super::{
-    ActionKind, ActionRequest, ClusterEntry, Dashboard, PinEntry, RequestRecord, RequestState,
-    Snapshot, Token,
+use super::{ActionKind, ActionRequest, Dashboard, RequestRecord, RequestState, Snapshot, Token};
+
+mod fixtures;
+
+use fixtures::{
+    FakeReview, NumberedLines, kube_snapshot, local_snapshot, recorded_history, solo_snapshot,
 };
-use crate::api::{IpfsClusterStatus, IpfsPinStatus};
 
 const TOKEN: &str = "wire-token-0123456789";
 
@@ -27,181 +26,32 @@ fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/dashboard/testdata/wire.json")
 }
 
-fn status(score: i32, peers: &[&str]) -> IpfsClusterStatus {
-    let peers: Vec<Value> = peers
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            json!({
-                "name": name, "state": if i == 2 { "Degraded" } else { "Healthy" },
-                "score": score - i as i32, "restarts": i, "swarmPeers": 2 + i,
-                "peerId": format!("12D3KooW{name}"), "clusterPeerId": format!("12D3KooWc{name}"),
-                "kuboVersion": "0.42.0", "clusterVersion": "1.1.6", "clusterPeersSeen": 3,
-                "repoSize": 1234 * (i + 1), "bytesIn": 1000, "bytesOut": 500,
-                "pinsQueued": 0, "pinsPinning": 1, "pinsError": i,
-                "lastProbe": "2026-11-27T21:00:00Z",
-                "lastError": if i == 2 { Value::from("swarm peers 0 < 1") } else { Value::Null },
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "phase": "Healthy", "healthScore": score, "readyReplicas": 3, "replicas": 3,
-        "observedGeneration": 4,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "AllPeersReady",
-            "message": "3/3 peers ready", "lastTransitionTime": "2026-11-27T20:00:00Z",
-            "observedGeneration": 4}],
-        "peers": peers,
-        "healing": [{"time": "2026-11-27T20:30:00Z", "peer": "demo-2", "action": "SwarmConnect",
-            "reason": "swarm peers 0 < 1", "result": "Succeeded"}],
-        "alerts": [
-            {"name": "IpfsKitPeerDown", "severity": "critical", "peer": peers[0]["name"],
-                "state": "firing", "startsAt": "2026-11-27T20:40:00Z",
-                "summary": format!("Peer {} is down", peers[0]["name"].as_str().unwrap_or_default()),
-                "description": "its Kubo RPC and IPFS Cluster REST APIs do not both answer"},
-            {"name": "IpfsKitClusterDegraded", "severity": "warning", "state": "resolved",
-                "startsAt": "2026-11-27T20:10:00Z", "endsAt": "2026-11-27T20:25:00Z",
-                "summary": "the cluster is degraded", "description": "health score 61"},
-        ],
-    }))
-    .expect("cluster status")
-}
-
-fn local_snapshot(score: i32) -> Snapshot {
-    Snapshot {
-        clusters: vec![ClusterEntry {
-            namespace: None,
-            name: "demo".into(),
-            replicas: 3,
-            paused: false,
-            status: status(score, &["demo-0", "demo-1", "demo-2"]),
-            uid: None,
-        }],
-        pins: Vec::new(),
-        updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
-    }
+fn calls_solo() -> Vec<Call> {
+    let p = |s: &str| format!("/api/dashboard{s}");
+    let n = Value::Null;
+    vec![
+        ("GET", p("/status"), None, n.clone()),
+        ("GET", p("/metrics/realtime"), None, n.clone()),
+        ("GET", p("/backends/ipfs/status"), None, n.clone()),
+        ("GET", p("/backends/ipfs_cluster/status"), None, n.clone()),
+        (
+            "POST",
+            p("/daemon/action"),
+            None,
+            json!({"daemon_name": "ipfs", "action": "status"}),
+        ),
+        (
+            "POST",
+            p("/cluster/action"),
+            None,
+            json!({"action": "status"}),
+        ),
+        ("POST", p("/backends/ipfs/restart"), Some(TOKEN), n.clone()),
+        ("GET", p("/logs/ipfs_cluster?lines=1"), None, n.clone()),
+    ]
 }
 
 /// Six samples of `demo`, 10 s apart from 2026-11-27T21:00:00Z, the score falling from 90 by 10.
-fn recorded_history() -> crate::history::History {
-    let history = crate::history::History::in_memory();
-    let start = 1_795_813_200_000; // 2026-11-27T21:00:00Z
-    for i in 0..6 {
-        let score = 90 - 10 * i;
-        let mut status = status(score, &["demo-0", "demo-1", "demo-2"]);
-        for p in &mut status.peers {
-            p.pins_pinned = Some(4);
-            p.pins_error = Some(i64::from(i / 3));
-        }
-        let t = start + i64::from(i) * 10_000;
-        history.record("demo", Duration::from_secs(10), &status, t);
-    }
-    history
-}
-
-fn kube_snapshot() -> Snapshot {
-    let pin_status: IpfsPinStatus = serde_json::from_value(json!({
-        "phase": "Pinned", "pinned": 2, "allocated": 2, "pinnedSummary": "2/2",
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Pinned",
-            "message": "2/2", "lastTransitionTime": "2026-11-27T20:00:00Z"}],
-        "peers": [{"peer": "store-0", "state": "Pinned"}],
-    }))
-    .expect("pin status");
-    let pin = |namespace: &str, name: &str, cluster: &str| PinEntry {
-        namespace: namespace.into(),
-        name: name.into(),
-        cluster: cluster.into(),
-        cid: format!("bafy{name}"),
-        status: pin_status.clone(),
-    };
-    Snapshot {
-        clusters: vec![
-            ClusterEntry {
-                namespace: Some("prod".into()),
-                name: "other".into(),
-                replicas: 1,
-                paused: true,
-                status: IpfsClusterStatus::default(),
-                uid: None,
-            },
-            ClusterEntry {
-                namespace: Some("prod".into()),
-                name: "store".into(),
-                replicas: 2,
-                paused: false,
-                status: status(80, &["store-0", "store-1"]),
-                uid: None,
-            },
-        ],
-        pins: vec![
-            pin("prod", "data", "store"),
-            pin("prod", "more", "other"),
-            pin("test", "elsewhere", "store"),
-        ],
-        updated_at: Some("2026-11-27T21:00:00Z".into()),
-    }
-}
-
-/// Kubernetes identities by token: `kube-allowed` may do anything, `kube-denied` nothing,
-/// `kube-broken` cannot be reviewed.
-struct FakeReview;
-
-impl AccessReview for FakeReview {
-    fn authenticate(
-        &self,
-        token: String,
-    ) -> BoxFuture<'static, Result<Option<ReviewedUser>, String>> {
-        Box::pin(async move {
-            let user = |name: &str| ReviewedUser {
-                username: name.into(),
-                uid: None,
-                groups: Vec::new(),
-                extra: Default::default(),
-            };
-            match token.as_str() {
-                "kube-allowed" => Ok(Some(user("alice"))),
-                "kube-denied" => Ok(Some(user("bob"))),
-                "kube-broken" => Err("the API server is away".into()),
-                _ => Ok(None),
-            }
-        })
-    }
-
-    fn permits(
-        &self,
-        user: ReviewedUser,
-        _target: AccessTarget,
-    ) -> BoxFuture<'static, Result<Result<(), String>, String>> {
-        Box::pin(async move {
-            if user.username == "alice" {
-                Ok(Ok(()))
-            } else {
-                Ok(Err("RBAC says no".into()))
-            }
-        })
-    }
-}
-
-struct NumberedLines;
-
-impl LogSource for NumberedLines {
-    fn tail(
-        &self,
-        target: LogTarget,
-        lines: usize,
-    ) -> BoxFuture<'static, Result<String, LogError>> {
-        Box::pin(async move {
-            match target.peer.as_str() {
-                "demo-2" => Err(LogError::Unavailable("disk on fire".into())),
-                "demo-1" => Err(LogError::NotFound("no log yet".into())),
-                _ => Ok((1..=lines + 2)
-                    .map(|i| format!("{} line {i}", target.peer))
-                    .collect::<Vec<_>>()
-                    .join("\n")),
-            }
-        })
-    }
-}
-
 async fn serve(dashboard: Dashboard) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -237,7 +87,14 @@ async fn record(http: &reqwest::Client, base: &str, (method, path, token, body):
     let content_type = header("content-type");
     let authenticate = header("www-authenticate");
     let text = resp.text().await.expect("body");
-    let body_seen = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+    let mut body_seen = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+    let problems = schema_problems(method, &path, code, &body_seen);
+    assert!(
+        problems.is_empty(),
+        "{method} {path} answered {code} off its schema in openapi.json:\n{}\n{body_seen:#}",
+        problems.join("\n")
+    );
+    answer_time_masked(&mut body_seen);
     json!({
         "request": format!("{method} {path} token={}", token.unwrap_or("-")),
         "sent": body,
@@ -246,6 +103,58 @@ async fn record(http: &reqwest::Client, base: &str, (method, path, token, body):
         "wwwAuthenticate": authenticate,
         "body": body_seen,
     })
+}
+
+/// How the answer of `method path` with `code` differs from what the OpenAPI document says of
+/// it: fields of the wrong type or missing (JSON Schema), and fields it does not describe.
+/// Answers of routes the document does not have must be errors (404, 405).
+fn schema_problems(method: &str, path: &str, code: u16, body: &Value) -> Vec<String> {
+    let schema = match super::openapi::answer_schema(method, path, code) {
+        Ok(Some(schema)) => schema,
+        Ok(None) => return Vec::new(),
+        Err(e) if [404, 405].contains(&code) && body["success"] == false => {
+            let error = super::openapi::answer_schema("GET", "/api/dashboard/status", 401);
+            match error {
+                Ok(Some(schema)) => schema,
+                _ => return vec![format!("{e}; and no error schema")],
+            }
+        }
+        Err(e) => return vec![e],
+    };
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let mut problems: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    problems.extend(
+        super::openapi::undeclared_fields(&schema, body)
+            .into_iter()
+            .map(|field| format!("{field}: not described")),
+    );
+    problems
+}
+
+/// The fields that hold the time of the answer (and the duration of a health check) differ on
+/// every run: checked, then replaced by a placeholder.
+fn answer_time_masked(body: &mut Value) {
+    let Some(data) = body.get_mut("data").filter(|d| d.is_object()) else {
+        return;
+    };
+    if let Some(at) = data.get("timestamp").and_then(Value::as_str) {
+        let at: k8s_openapi::jiff::Timestamp = at.parse().expect("an RFC 3339 timestamp");
+        let age = k8s_openapi::jiff::Timestamp::now().duration_since(at);
+        // The status answers the time of its round, fixed in the snapshots here.
+        if age.as_secs() < 300 {
+            data["timestamp"] = json!("(the time of the answer)");
+        }
+    }
+    if let Some(seconds) = data["metrics"]
+        .get("check_duration")
+        .and_then(Value::as_f64)
+    {
+        assert!((0.0..20.0).contains(&seconds), "{seconds}");
+        data["metrics"]["check_duration"] = json!("(seconds)");
+    }
 }
 
 /// The first `status` event of the SSE stream, its data parsed.
@@ -328,6 +237,24 @@ fn calls_local() -> Vec<Call> {
         ("GET", p("/logs/demo/demo-0/ipfs?lines=0"), None, n.clone()),
         ("GET", p("/logs/demo/demo-0/ipfs?lines=x"), None, n.clone()),
         ("GET", p("/logs/demo/demo-0/ipfs?file=y"), None, n.clone()),
+        // The old toolkit's short names, with three peers: the status of all of them, a
+        // change or a log refused with their full names.
+        ("GET", p("/backends/ipfs/status"), None, n.clone()),
+        ("GET", p("/backends/ipfs_cluster/status"), None, n.clone()),
+        ("POST", p("/backends/ipfs-cluster/restart"), t, n.clone()),
+        (
+            "POST",
+            p("/daemon/action"),
+            None,
+            json!({"daemon_name": "ipfs", "action": "status"}),
+        ),
+        (
+            "POST",
+            p("/daemon/action"),
+            t,
+            json!({"daemon_name": "ipfs", "action": "restart"}),
+        ),
+        ("GET", p("/logs/ipfs"), None, n.clone()),
         ("GET", p("/nope"), None, n.clone()),
         ("GET", "/nope".into(), None, n.clone()),
         ("GET", p("/daemon/action"), t, n.clone()),
@@ -445,6 +372,12 @@ fn calls_local() -> Vec<Call> {
             t,
             json!({"backend_name": "demo/demo-1/ipfs", "force_check": true}),
         ),
+        (
+            "POST",
+            p("/health/check"),
+            t,
+            json!({"backend_name": "ipfs_cluster"}),
+        ),
         // Answered after the health checks: every request before them is done.
         ("GET", p("/requests/1"), None, n.clone()),
         ("GET", p("/requests/999"), None, n.clone()),
@@ -515,10 +448,11 @@ fn calls_kube() -> Vec<Call> {
     ]
 }
 
-/// The snapshot of a probe round ten seconds after the first.
-fn probed_again(mut snapshot: Snapshot) -> Snapshot {
+/// The snapshot of the `round`th probe round after the first, ten seconds apart.
+fn probed_again(mut snapshot: Snapshot, round: u32) -> Snapshot {
+    let at = format!("2026-11-27T21:00:{:02}Z", 10 * round);
     let later: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
-        serde_json::from_value(json!("2026-11-27T21:00:10Z")).expect("time");
+        serde_json::from_value(json!(at)).expect("time");
     for cluster in &mut snapshot.clusters {
         for peer in &mut cluster.status.peers {
             peer.last_probe = Some(later.clone());
@@ -535,9 +469,11 @@ fn reconciler(
     seen: Arc<Mutex<Vec<ActionRequest>>>,
 ) {
     tokio::spawn(async move {
+        let mut rounds = 0;
         while let Some(request) = actions.recv().await {
             let reason = if request.action == ActionKind::Probe {
-                publisher.publish(probed_again(local_snapshot(70)));
+                rounds += 1;
+                publisher.publish(probed_again(local_snapshot(70), rounds));
                 "probed every peer; health score 70"
             } else {
                 "restarted"
@@ -581,6 +517,13 @@ async fn answers() -> Value {
     publisher.publish(kube_snapshot());
     for call in calls_kube() {
         recorded.push(record(&http, &kube, call).await);
+    }
+
+    let (solo, publisher, _solo_actions) = Dashboard::new(Token::new(TOKEN), false);
+    let solo = serve(solo.with_logs(Arc::new(NumberedLines))).await;
+    publisher.publish(solo_snapshot());
+    for call in calls_solo() {
+        recorded.push(record(&http, &solo, call).await);
     }
 
     let (closed, publisher, _actions) = Dashboard::new(None, false);

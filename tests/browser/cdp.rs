@@ -343,6 +343,24 @@ impl Page<'_> {
         self.call("Input.insertText", json!({"text": text})).await;
     }
 
+    /// Presses one key (`Tab`, `Space`, `Enter`) on the focused element, as a keyboard would.
+    pub async fn press(&self, key: &str) {
+        let (name, code, vk, text) = match key {
+            "Tab" => ("Tab", "Tab", 9, ""),
+            "Space" => (" ", "Space", 32, " "),
+            "Enter" => ("Enter", "Enter", 13, "\r"),
+            other => panic!("no key {other} in this client"),
+        };
+        for kind in ["keyDown", "keyUp"] {
+            let mut event = json!({"type": kind, "key": name, "code": code,
+                "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk});
+            if kind == "keyDown" && !text.is_empty() {
+                event["text"] = json!(text);
+            }
+            self.call("Input.dispatchKeyEvent", event).await;
+        }
+    }
+
     /// Every URL the page requested.
     pub fn requested_urls(&self) -> Vec<String> {
         self.events()
@@ -430,6 +448,35 @@ impl Page<'_> {
                 "Page.captureScreenshot",
                 json!({"format": "png", "captureBeyondViewport": true, "clip": {
                     "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}}),
+            )
+            .await;
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("screenshot directory");
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+impl Page<'_> {
+    /// A PNG of the element `selector` (scrolled into view first), written to `path`.
+    pub async fn screenshot_of(&self, selector: &str, path: &Path) {
+        let sel = serde_json::to_string(selector).expect("selector");
+        let rect = self
+            .eval(&format!(
+                "(() => {{ const e = document.querySelector({sel}); if (!e) return null; \
+                 const r = e.getBoundingClientRect(); return {{x: r.x + window.scrollX, \
+                 y: r.y + window.scrollY, width: r.width, height: r.height}}; }})()"
+            ))
+            .await;
+        assert!(!rect.is_null(), "nothing on the page matches {selector}");
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true, "clip": {
+                    "x": rect["x"], "y": rect["y"], "width": rect["width"],
+                    "height": rect["height"], "scale": 1}}),
             )
             .await;
         let png = base64_decode(shot["data"].as_str().expect("screenshot data"));

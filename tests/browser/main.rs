@@ -1,11 +1,12 @@
 //! The dashboard's web page in a real headless Chromium (Debian's `chromium`), driven over the
-//! DevTools protocol, against the dashboard served in-process on loopback and fed with published
-//! snapshots.
+//! DevTools protocol: here against the dashboard served in-process on loopback and fed with
+//! published snapshots (exact states on demand); in `local` against `local up` with real daemons.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod cdp;
+mod local;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,6 +89,7 @@ impl Server {
                 paused: false,
                 status,
                 uid: None,
+                processes: Vec::new(),
             }],
             pins: Vec::new(),
             updated_at: Some(format!("2026-11-27T21:{:02}:00Z", self.round)),
@@ -118,7 +120,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// The peer tables as a person reads them: one object per row, keyed by column header.
-const ROWS: &str = r##"[...document.querySelectorAll("#clusters table")].flatMap((t) => {
+const ROWS: &str = r##"[...document.querySelectorAll("#clusters table.peers")].flatMap((t) => {
     const heads = [...t.querySelectorAll("thead th")].map((h) => h.textContent.trim());
     return [...t.querySelectorAll("tbody tr")].map((r) => {
         const row = {};
@@ -327,11 +329,22 @@ async fn page_shows_live_status_and_restarts_a_daemon_with_the_token() {
         sparkline,
         "Score history of demo-1: 6 samples, lowest 20, latest 20"
     );
-    assert_eq!(
-        text(&page, "alerts").await,
-        "2026-11-27T21:06:00Z demo/demo-1: RestartPeer (Pending): Kubo RPC unresponsive for 3 probes",
-        "recent healing"
+    // The healing timeline: when (relative, the absolute time on hover), what, why, result.
+    let step = page
+        .eval(
+            "(() => { const s = document.querySelector('#cluster-demo ol.timeline li'); \
+             const t = s.querySelector('time'); return [s.textContent, t.getAttribute('title')]; })()",
+        )
+        .await;
+    let words = step[0].as_str().unwrap_or_default();
+    assert!(
+        words.ends_with(
+            " demo-1: restarted it (RestartPeer) because Kubo RPC unresponsive for 3 probes; \
+             result: Pending"
+        ) && words.contains(" ago "),
+        "recent healing: {step}"
     );
+    assert_eq!(step[1], "2026-11-27 21:06:00 UTC");
     assert_eq!(
         page.problems(),
         Vec::<String>::new(),
@@ -339,7 +352,7 @@ async fn page_shows_live_status_and_restarts_a_daemon_with_the_token() {
     );
 
     // Restart without the token: the API's 401 is shown, nothing is requested.
-    let restart_kubo = "tr[data-peer=\"demo-1\"] button[data-backend=\"demo/demo-1/ipfs\"]";
+    let restart_kubo = "tr[data-peer=\"demo-1\"] button.restart[data-backend=\"demo/demo-1/ipfs\"]";
     page.click(restart_kubo).await;
     let answer = page
         .wait_until(
@@ -494,6 +507,103 @@ async fn page_asks_for_the_token_when_reads_are_authenticated() {
         .filter(|p| {
             !(p.contains("401")
                 && (p.contains("/api/dashboard/status") || p.contains("/api/dashboard/events")))
+        })
+        .collect();
+    assert_eq!(unexpected, Vec::<String>::new());
+}
+
+/// Before anything is known, and for parts that have nothing to show or cannot be read, the
+/// page says so in words instead of showing blanks.
+#[tokio::test]
+async fn page_says_what_is_empty_and_what_cannot_be_read() {
+    let s = serve(false).await;
+    let out = target_dir().join("browser");
+    let browser = Browser::launch("chromium-empty", &out);
+    let page = browser.new_page(1024, 768).await;
+    page.navigate(&format!("{}/", s.base)).await;
+    page.wait_until(
+        "the empty state of the clusters",
+        WAIT,
+        "(() => { const p = document.getElementById('no-clusters'); return !p.hidden && p.offsetHeight > 0; })()",
+    )
+    .await;
+
+    // A cluster without peers, history, healing steps or alerts (no sample recorded).
+    let status: IpfsClusterStatus =
+        serde_json::from_value(json!({"phase": "Pending"})).expect("status");
+    s.publisher.publish(Snapshot {
+        clusters: vec![ClusterEntry {
+            namespace: None,
+            name: "fresh".into(),
+            replicas: 3,
+            paused: false,
+            status,
+            uid: None,
+            processes: Vec::new(),
+        }],
+        pins: Vec::new(),
+        updated_at: Some("2026-11-27T21:00:00Z".into()),
+    });
+    let texts = page
+        .wait_until(
+            "the empty states of a new cluster",
+            WAIT,
+            "(() => { const c = document.getElementById('cluster-fresh'); if (!c) return false; \
+             const t = (q) => (c.querySelector(q) || {}).textContent; \
+             const note = t('#cluster-fresh-score .chart-note'); if (!note) return false; \
+             return [t('table.peers tbody'), note, t('ol.timeline'), t('ul.alerts'), \
+                     t('section[aria-labelledby=cluster-fresh-pins] p'), document.getElementById('no-clusters').hidden]; })()",
+        )
+        .await;
+    assert_eq!(
+        texts,
+        json!([
+            "No peers yet: the operator has not started any (see the phase above).",
+            "No samples yet: the first is taken one probe interval after the cluster is reconciled.",
+            "No healing steps yet: nothing has needed fixing.",
+            "No alerts.",
+            "No pin counts yet: IPFS Cluster has not answered a probe.",
+            true
+        ])
+    );
+
+    // This dashboard has no log source: choosing a daemon says so.
+    s.publisher.publish(Snapshot {
+        clusters: vec![ClusterEntry {
+            namespace: None,
+            name: "fresh".into(),
+            replicas: 1,
+            paused: false,
+            status: serde_json::from_value(json!({"phase": "Progressing",
+                "peers": [peer(("fresh-0", "Starting", 0, None))]}))
+            .expect("status"),
+            uid: None,
+            processes: Vec::new(),
+        }],
+        pins: Vec::new(),
+        updated_at: Some("2026-11-27T21:01:00Z".into()),
+    });
+    page.wait_until(
+        "the Logs button of fresh-0",
+        WAIT,
+        "!!document.querySelector('button.logs[data-backend=\"fresh/fresh-0/ipfs\"]')",
+    )
+    .await;
+    page.click("button.logs[data-backend=\"fresh/fresh-0/ipfs\"]")
+        .await;
+    page.wait_until(
+        "the logs' error state",
+        WAIT,
+        "document.getElementById('log-state').textContent === \
+         'This dashboard has no access to daemon logs.'",
+    )
+    .await;
+    let unexpected: Vec<String> = page
+        .problems()
+        .into_iter()
+        .filter(|p| {
+            !((p.contains("/api/dashboard/history/") && p.contains("404"))
+                || (p.contains("/api/dashboard/logs/") && p.contains("501")))
         })
         .collect();
     assert_eq!(unexpected, Vec::<String>::new());

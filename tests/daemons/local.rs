@@ -30,6 +30,7 @@ mod prometheus;
 mod requests;
 mod split;
 mod storage;
+mod toolkit;
 
 /// One local-runtime test at a time.
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -323,15 +324,7 @@ impl Local {
 impl Drop for Local {
     fn drop(&mut self) {
         if let Some(mut child) = self.supervisor.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            for _ in 0..600 {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::support::process::terminate(&mut child, Duration::from_secs(60));
         }
         if self.cluster_dir().join("state.json").exists() {
             let _ = self.command(&["local", "down", &self.name]).output();
@@ -1090,17 +1083,16 @@ fn local_metrics_are_served_from_one_registry(metrics: &str, peer: &str) {
     );
 }
 
+/// Every answer is checked against the OpenAPI document.
 async fn every_read_route_answers_from_real_status(base: &str, token: &str, before: &LocalStatus) {
     let http = http();
     let get = |path: &str| {
         let http = http.clone();
-        let url = format!("{base}{path}");
+        let path = path.to_string();
         async move {
-            let resp = http.get(&url).send().await.expect("GET");
-            let code = resp.status().as_u16();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            assert_eq!(code, 200, "GET {url}: {body}");
-            assert_eq!(body["success"], true, "GET {url}: {body}");
+            let (code, body) = crate::support::openapi::get(&http, base, &path).await;
+            assert_eq!(code, 200, "GET {path}: {body}");
+            assert_eq!(body["success"], true, "GET {path}: {body}");
             body["data"].clone()
         }
     };
@@ -1227,16 +1219,9 @@ async fn every_read_route_answers_from_real_status(base: &str, token: &str, befo
     // Status and peers actions are reads: answered at once, no token needed.
     let post = |path: &str, body: Value, with_token: bool| {
         let http = http.clone();
-        let url = format!("{base}{path}");
-        async move {
-            let mut req = http.post(&url).json(&body);
-            if with_token {
-                req = req.bearer_auth(token);
-            }
-            let resp = req.send().await.expect("POST");
-            let code = resp.status().as_u16();
-            (code, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
+        let path = path.to_string();
+        let token = with_token.then_some(token);
+        async move { crate::support::openapi::post(&http, base, &path, token, &body).await }
     };
     let (code, body) = post(
         "/api/dashboard/daemon/action",
@@ -1282,4 +1267,112 @@ async fn every_read_route_answers_from_real_status(base: &str, token: &str, befo
         "{body}"
     );
     assert_eq!(body["data"]["requested"]["action"], "probe");
+    // The toolkit's results: the one daemon asked for.
+    let ipfs = format!("dash/{p}/ipfs");
+    assert_eq!(
+        body["data"]["results"][&ipfs]["status"], "running",
+        "{body}"
+    );
+    assert_eq!(body["data"]["metrics"]["backends_checked"], 1);
+    assert_eq!(body["data"]["metrics"]["healthy_count"], 1);
+    assert!(
+        body["data"]["metrics"]["check_duration"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0)
+    );
+
+    toolkit_fields_of_two_real_peers(&get, &post, before).await;
+}
+
+/// The old toolkit's fields from two real peers: every daemon under its full name, the short
+/// names standing for both, the supervisor's PIDs and ports.
+async fn toolkit_fields_of_two_real_peers<G, GF, P, PF>(get: &G, post: &P, before: &LocalStatus)
+where
+    G: Fn(&str) -> GF,
+    GF: std::future::Future<Output = Value>,
+    P: Fn(&str, Value, bool) -> PF,
+    PF: std::future::Future<Output = (u16, Value)>,
+{
+    let status = get("/api/dashboard/status").await;
+    assert_eq!(status["overall_health"], "healthy", "{status:#}");
+    for (i, peer) in before.peers.iter().enumerate() {
+        let ports = peer.ports.expect("ports");
+        let kubo = &status["backends"][format!("dash/{}/ipfs", peer.name)];
+        assert_eq!(
+            (&kubo["status"], &kubo["daemon_pid"], &kubo["port"]),
+            (
+                &Value::from("running"),
+                &Value::from(peer.kubo_pid),
+                &Value::from(ports.kubo_api)
+            ),
+            "{kubo}"
+        );
+        let cluster = &status["backends"][format!("dash/{}/cluster", peer.name)];
+        assert_eq!(
+            cluster["daemon_pid"],
+            Value::from(peer.cluster_pid),
+            "{cluster}"
+        );
+        let processes = &status["clusters"][0]["processes"][i];
+        assert_eq!(processes["ports"]["clusterApi"], ports.cluster_rest);
+    }
+    let both = &status["backends"]["ipfs"];
+    assert_eq!(both["members"].as_array().map(Vec::len), Some(2), "{both}");
+    assert_eq!(
+        (&both["status"], &both["daemon_pid"]),
+        (&Value::from("running"), &Value::Null)
+    );
+    let cluster = &status["cluster"];
+    assert_eq!(
+        (&cluster["daemons"], &cluster["peer_count"]),
+        (&Value::from(2), &Value::from(2))
+    );
+    assert_eq!(cluster["pid"], Value::Null, "two daemons, no one PID");
+    assert_eq!(
+        cluster["port_status"]["api"]["processes"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(status["libp2p"]["connected_peers"], 2);
+    assert_eq!(status["metrics"]["total_backends"], 4);
+    assert_eq!(status["metrics"]["healthy_backends"], 4);
+
+    let realtime = get("/api/dashboard/metrics/realtime").await;
+    assert!(
+        realtime["system"]["memory_percent"]
+            .as_f64()
+            .is_some_and(|m| m > 0.0),
+        "{realtime}"
+    );
+    assert!(
+        realtime["system"]["disk_usage"]
+            .as_f64()
+            .is_some_and(|d| d > 0.0),
+        "{realtime}"
+    );
+    assert_eq!(realtime["backends"]["healthy"], 4);
+    assert_eq!(realtime["network"]["libp2p_connected"], 2);
+    assert!(
+        realtime["performance"]["overall_score"].as_f64().is_some(),
+        "{realtime}"
+    );
+
+    // The short names with two peers: a status of both, a restart refused naming them.
+    let group = get("/api/dashboard/backends/ipfs_cluster/status").await;
+    assert_eq!(group["daemon"], "cluster");
+    assert_eq!(
+        group["backends"].as_object().map(|b| b.len()),
+        Some(2),
+        "{group}"
+    );
+    let (code, refused) = post("/api/dashboard/backends/ipfs/restart", Value::Null, true).await;
+    assert_eq!(code, 409, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    for peer in &before.peers {
+        assert!(
+            message.contains(&format!("dash/{}/ipfs", peer.name)),
+            "{message}"
+        );
+    }
 }

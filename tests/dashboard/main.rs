@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use ipfs_kit_operator::api::{IpfsClusterStatus, PeerStatus};
+use ipfs_kit_operator::dashboard::clusters::{Patched, SpecError, SpecStore, StoredSpec, merged};
 use ipfs_kit_operator::dashboard::logs::LogTarget;
 use ipfs_kit_operator::dashboard::{
     ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, HistorySource, LogError, LogSource,
@@ -86,6 +87,7 @@ fn snapshot(score: i32) -> Snapshot {
             paused: false,
             status,
             uid: None,
+            processes: Vec::new(),
         }],
         pins: Vec::new(),
         updated_at: Some(format!("2026-11-27T21:00:{:02}Z", score % 60)),
@@ -660,13 +662,51 @@ async fn realtime_serves_sampled_host_figures_and_bandwidth_rates() {
     assert_eq!(body["data"]["peers"][0]["bandwidth"]["rateIn"], Value::Null);
 }
 
+/// Specs kept in memory, changed as the runtimes change them (checked, merged, validated).
+#[derive(Default)]
+struct MemorySpecs(Mutex<Option<StoredSpec>>);
+
+impl SpecStore for MemorySpecs {
+    fn read(&self, _: &ClusterEntry) -> BoxFuture<'static, Result<StoredSpec, SpecError>> {
+        let now = self.0.lock().expect("lock").clone().unwrap_or(StoredSpec {
+            spec: Default::default(),
+            generation: 1,
+        });
+        Box::pin(async move { Ok(now) })
+    }
+
+    fn patch(
+        &self,
+        cluster: &ClusterEntry,
+        patch: serde_json::Map<String, Value>,
+        _: Option<i64>,
+    ) -> BoxFuture<'static, Result<Patched, SpecError>> {
+        let read = self.read(cluster);
+        let result = futures::executor::block_on(read).and_then(|now| {
+            let (spec, changed) = merged(&now.spec, &patch)?;
+            let generation = now.generation + i64::from(!changed.is_empty());
+            let stored = StoredSpec { spec, generation };
+            *self.0.lock().expect("lock") = Some(stored.clone());
+            Ok(Patched { stored, changed })
+        });
+        Box::pin(async move { result })
+    }
+
+    fn applied_by(&self) -> &'static str {
+        "memory"
+    }
+}
+
 #[tokio::test]
 async fn openapi_describes_every_route_and_every_described_route_exists() {
+    // Every JSON answer is also checked against its schema in the document.
     // One recorded sample of `demo`, so that its history answers.
     let snap = snapshot(90);
     let source = recorded_once(&snap);
     let s = serve_with(Some(TOKEN), |d| {
-        d.with_logs(Arc::new(Lines::default())).with_history(source)
+        d.with_logs(Arc::new(Lines::default()))
+            .with_history(source)
+            .with_specs(Arc::new(MemorySpecs::default()))
     })
     .await;
     s.publisher.publish(snap);
@@ -685,6 +725,8 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
         "/api/dashboard/daemon/action",
         "/api/dashboard/cluster/action",
         "/api/dashboard/health/check",
+        "/api/dashboard/clusters/{cluster}/spec",
+        "/api/dashboard/clusters/{cluster}/pins",
         "/metrics",
         "/healthz",
         "/readyz",
@@ -699,6 +741,7 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
             s.base,
             path.replace("{backend}", "demo/demo-0/ipfs")
                 .replace("{name}", "demo")
+                .replace("{cluster}", "demo")
                 // The restart above (paths in order) was request 1.
                 .replace("{id}", "1")
                 .replace("{asset}", "app.js")
@@ -713,7 +756,7 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
                 json!({})
             };
             let mut req = http.request(m.clone(), &url).bearer_auth(TOKEN);
-            if m == reqwest::Method::POST {
+            if m == reqwest::Method::POST || m == reqwest::Method::PATCH {
                 req = req.json(&body);
             }
             if path.ends_with("/health/check") {
@@ -740,6 +783,10 @@ async fn openapi_describes_every_route_and_every_described_route_exists() {
                 resp.0,
                 resp.1
             );
+            if !resp.1.is_null() {
+                let at = url.trim_start_matches(&s.base);
+                support::openapi::check(&method.to_uppercase(), at, resp.0, &resp.1);
+            }
         }
     }
 }

@@ -74,7 +74,9 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
         "status": {"phase": "Degraded", "healthScore": 42, "peers": [
             {"name": "store-0", "state": "Unhealthy", "score": 10, "restarts": 1,
              "lastError": "Kubo API unreachable"},
-            {"name": "store-1", "state": "Healthy", "score": 100, "restarts": 0}]}});
+            {"name": "store-1", "state": "Healthy", "score": 100, "restarts": 0,
+             "kuboVersion": "0.42.0", "clusterVersion": "1.1.6", "swarmPeers": 1,
+             "clusterPeersSeen": 1, "lastProbe": "2026-11-30T10:00:00Z"}]}});
     clusters
         .patch_status("store", &ssa, &Patch::Apply(&status))
         .await
@@ -267,7 +269,12 @@ async fn the_sidecar_serves_status_from_its_watch_cache_and_records_requests() {
 
 /// A sidecar for namespace `ns` acting with `client`, served on a free port: its base URL.
 async fn serve_sidecar(client: &kube::Client, ns: &str) -> String {
-    let (dashboard, publisher, board) = sidecar::dashboard(client, Token::new(TOKEN), false, true);
+    serve_sidecar_with(client, ns, TOKEN).await
+}
+
+/// [`serve_sidecar`] with its write token `token`.
+pub(crate) async fn serve_sidecar_with(client: &kube::Client, ns: &str, token: &str) -> String {
+    let (dashboard, publisher, board) = sidecar::dashboard(client, Token::new(token), false, true);
     let publisher = Arc::new(publisher);
     let (watch_ns, watch_client) = (ns.to_owned(), client.clone());
     tokio::spawn(async move {
@@ -302,21 +309,18 @@ async fn recorded(config_maps: &Api<ConfigMap>) -> Vec<RequestRecord> {
 }
 
 /// The read routes on a status that came from the apiserver; logs through the pods/log API.
+/// Every answer is checked against the OpenAPI document.
 async fn every_route_answers_from_the_kubernetes_status(
     base: &str,
     ns: &str,
     admin: &kube::Client,
 ) {
-    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let http = crate::support::openapi::http();
     let get = |path: String| {
         let http = http.clone();
-        let url = format!("{base}{path}");
-        async move {
-            let resp = http.get(&url).send().await.expect("GET");
-            let code = resp.status().as_u16();
-            (code, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
+        async move { crate::support::openapi::get(&http, base, &path).await }
     };
+    toolkit_fields_of_the_kubernetes_status(&http, base, ns).await;
     let (code, body) = get("/api/dashboard/metrics/realtime".into()).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["data"]["peers"][1]["peer"], "store-1");
@@ -383,5 +387,94 @@ async fn every_route_answers_from_the_kubernetes_status(
         body["data"]["lines"],
         json!(["kubo started"]),
         "the kubo container's own log"
+    );
+}
+
+/// The old toolkit's fields from the status the controller wrote: store-0 unhealthy (its Kubo
+/// does not answer), store-1 healthy; the container ports; the short names standing for both
+/// peers' daemons.
+async fn toolkit_fields_of_the_kubernetes_status(http: &reqwest::Client, base: &str, ns: &str) {
+    use crate::support::openapi::{get, post};
+    let (code, body) = get(http, base, "/api/dashboard/status").await;
+    assert_eq!(code, 200, "{body}");
+    let status = &body["data"];
+    assert_eq!(
+        status["overall_health"], "unhealthy",
+        "score 42: {status:#}"
+    );
+    let down = &status["backends"][format!("{ns}/store/store-0/ipfs")];
+    assert_eq!(
+        (
+            &down["status"],
+            &down["health"],
+            &down["port"],
+            &down["daemon_pid"]
+        ),
+        (
+            &json!("unresponsive"),
+            &json!("unhealthy"),
+            &json!(5001),
+            &Value::Null
+        ),
+        "{down}"
+    );
+    assert_eq!(down["errors"][0]["error"], "Kubo API unreachable");
+    let up = &status["backends"][format!("{ns}/store/store-1/cluster")];
+    assert_eq!(
+        (&up["status"], &up["health"], &up["port"]),
+        (&json!("running"), &json!("healthy"), &json!(9094))
+    );
+    let ipfs = &status["backends"]["ipfs"];
+    assert_eq!(
+        (&ipfs["status"], &ipfs["health"]),
+        (&json!("partial"), &json!("degraded")),
+        "{ipfs}"
+    );
+    let cluster = &status["cluster"];
+    assert_eq!(cluster["port_status"]["api"]["port"], 9094);
+    assert_eq!(cluster["port_status"]["proxy"]["port"], 9095);
+    assert_eq!(
+        cluster["port_status"]["api"]["in_use"],
+        Value::Null,
+        "not known in Kubernetes"
+    );
+    assert_eq!(
+        (&cluster["running"], &cluster["responsive"]),
+        (&json!(false), &json!(1))
+    );
+    assert_eq!(status["libp2p"]["peer_count"], 2);
+    assert_eq!(status["metrics"]["healthy_backends"], 2);
+    assert_eq!(status["metrics"]["health_percentage"], 50.0);
+    assert_eq!(
+        status["clusters"][0]["processes"],
+        json!([]),
+        "no processes in Kubernetes"
+    );
+
+    let (code, body) = get(http, base, "/api/dashboard/metrics/realtime").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["backends"]["unhealthy"], 2, "{body}");
+    assert_eq!(body["data"]["network"]["libp2p_peers"], 2);
+
+    let (code, group) = get(http, base, "/api/dashboard/backends/ipfs-cluster/status").await;
+    assert_eq!(code, 200, "{group}");
+    assert_eq!(
+        group["data"]["members"].as_array().map(Vec::len),
+        Some(2),
+        "{group}"
+    );
+    let (code, refused) = post(
+        http,
+        base,
+        "/api/dashboard/backends/ipfs/restart",
+        Some(TOKEN),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(code, 409, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("{ns}/store/store-0/ipfs")),
+        "{message}"
     );
 }

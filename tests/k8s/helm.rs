@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::support::clusters::{
-    provide_volumes, running_pods_matching as running_pods, wait_restart_carried_out,
+    provide_volumes, running_pods_matching as running_pods, wait_requests_done,
 };
 use crate::support::control_plane::{ControlPlane, control_plane};
 use crate::support::dashboard_status_until;
@@ -1039,12 +1039,24 @@ async fn the_operator_as_the_chart_deploys_it_does_its_whole_job_with_the_chart_
         (body["data"]["clusters"][0]["cluster"] == json!(key)).then_some(())
     })
     .await;
-    // IPFS Cluster cannot be restarted alone without exec: the controller deletes the pod.
+    // IPFS Cluster alone: the controller, with the chart's rights, annotates the pod (its
+    // cluster container stops the daemon; kubelet restarts it); the pod stays.
     let restart = format!("{base}/api/dashboard/backends/{ns}/chart/chart-0/cluster/restart");
     let token = dashboard_token(&admin, &ns).await;
     crate::support::restart_with_token(&restart, &token).await;
     let before = peer.uid().expect("pod uid");
-    wait_restart_carried_out(&admin, &ns, "chart", "chart-0", &before).await;
+    wait_requests_done(&admin, &ns, "chart").await;
+    let pod = Api::<Pod>::namespaced(admin.clone(), &ns)
+        .get("chart-0")
+        .await
+        .expect("pod chart-0");
+    assert_eq!(pod.uid().as_deref(), Some(before.as_str()), "the pod stays");
+    assert!(
+        pod.annotations()
+            .contains_key(ipfs_kit_operator::runtime::kube::build::RESTART_CLUSTER_ANNOTATION),
+        "{:?}",
+        pod.metadata.annotations
+    );
 
     // The metrics endpoint on the port the chart declares.
     let metrics = http

@@ -3,6 +3,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// The page tests drive Chromium with the client of tests/browser (not all of it used here).
+#[path = "../browser/cdp.rs"]
+#[allow(dead_code)]
+mod cdp;
+
 mod alerts;
 mod controller;
 mod crd;
@@ -11,6 +16,7 @@ mod harness;
 mod helm;
 mod history;
 mod metrics;
+mod page;
 mod pin;
 mod quiet;
 mod reach;

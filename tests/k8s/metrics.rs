@@ -186,3 +186,90 @@ async fn only_the_leader_exports_cluster_series_and_removed_peers_and_clusters_l
         assert!(status.success(), "operator exit {status:?}");
     }
 }
+
+/// Replicas started at the same instant (a Deployment's first rollout) on a Lease that does not
+/// exist yet: one leads, never two (each takes the Lease under its own field manager, so that a
+/// second taker's apply conflicts instead of silently overwriting the holder).
+#[tokio::test]
+async fn replicas_started_at_once_never_both_lead() {
+    let cp = control_plane();
+    cp.install_crds().await;
+    let ns = cp.namespace("race").await;
+    let dir = std::env::temp_dir();
+    // Three Leases, three replicas each, all started at once.
+    let groups: Vec<Vec<(u16, Child)>> = (0..3)
+        .map(|group| {
+            (0..3)
+                .map(|who| {
+                    let port = free_port();
+                    let log = dir.join(format!("ipfs-kit-operator-{ns}-{group}-{who}.log"));
+                    let child = crate::support::clusters::operator_command(
+                        cp,
+                        &ns,
+                        &format!("race-{group}-{who}"),
+                        &format!("127.0.0.1:{port}"),
+                        &log,
+                    )
+                    .args(["--lease-name", &format!("race-{group}")])
+                    .spawn()
+                    .expect("start ipfs-kit-operator run");
+                    (port, child)
+                })
+                .collect()
+        })
+        .collect();
+    let leaders = |group: &[(u16, Child)]| {
+        group
+            .iter()
+            .filter(|(port, _)| metrics(*port).is_some_and(|t| t.contains("\nipfs_kit_leader 1\n")))
+            .count()
+    };
+    let mut led = [false; 3];
+    // Longer than the Lease (15 s) less its renewal grace (5 s): a replica that wrongly took
+    // the lead has tried to renew and noticed by then.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < until {
+        for (i, group) in groups.iter().enumerate() {
+            let n = leaders(group);
+            assert!(n <= 1, "Lease race-{i}: {n} replicas lead at once");
+            led[i] |= n == 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(led, [true; 3], "each Lease has a leader");
+    // What keeps the second taker out: its apply of the holder, under its own field manager,
+    // conflicts with the first one's.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cp.admin_client().await, &ns);
+    let holder = leases
+        .get("race-0")
+        .await
+        .expect("Lease race-0")
+        .spec
+        .and_then(|s| s.holder_identity)
+        .expect("a holder");
+    let other = if holder == "race-0-0" {
+        "race-0-1"
+    } else {
+        "race-0-0"
+    };
+    let take = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "spec": {"holderIdentity": other}});
+    let manager = ipfs_kit_operator::runtime::kube::lease::field_manager(other);
+    let err = leases
+        .patch(
+            "race-0",
+            &PatchParams::apply(&manager),
+            &Patch::Apply(&take),
+        )
+        .await
+        .expect_err("a second taker conflicts");
+    assert!(
+        matches!(&err, kube::Error::Api(e) if e.code == 409),
+        "{err}"
+    );
+    for (_, child) in &mut groups.into_iter().flatten().collect::<Vec<_>>() {
+        let status = stop_operator(child).await;
+        assert!(status.success(), "operator exit {status:?}");
+    }
+}

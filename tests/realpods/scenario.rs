@@ -288,6 +288,23 @@ async fn pins_applied(c: &Cluster) -> [String; 2] {
         ),
     )
     .expect("write everywhere.yaml");
+    // IPFS Cluster allocates a pin only to peers whose free-space metric it holds (each peer
+    // sends it every few seconds once it runs): wait until every peer holds all three, or the
+    // docs pin may go to two peers only (replicationMin 2) and stay there.
+    let ips = c.ips(3).await;
+    wait_for(
+        "every IPFS Cluster peer to hold the free-space metric of all three",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            for ip in &ips {
+                let metrics = c.rest(ip, "monitor/metrics/freespace").await?;
+                (metrics.as_array()?.len() >= 3).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
     let started = Instant::now();
     for f in [&file, &everywhere] {
         kubectl(
@@ -452,53 +469,54 @@ fn healing_count(cluster: &IpfsCluster, peer: &str) -> usize {
     })
 }
 
-/// A restart of peer 0's `ipfs` daemon through the dashboard sidecar (at its pod IP, with the
-/// chart's token) restarts the kubo container only: same pod, the cluster container untouched.
+/// A restart of peer 0's `ipfs` daemon, then of its `cluster` daemon, through the dashboard
+/// sidecar (at its pod IP, with the chart's token) restarts that daemon's container only: same
+/// pod, the other container untouched.
 async fn dashboard_restarts_one_container(c: &Cluster) {
     let ip = helm_operator_ip(&c.client).await;
     let token = helm_dashboard_token(&c.client).await;
-    let (kubo_before, uid) = c.container_restarts(0, "kubo").await;
-    let (cluster_before, _) = c.container_restarts(0, "cluster").await;
-    let url = format!(
-        "http://{ip}:8080/api/dashboard/backends/{}/{}/{}/ipfs/restart",
-        c.ns,
-        c.name,
-        c.peer(0)
-    );
-    let refused = c.http.post(&url).send().await.expect("POST restart");
-    assert_eq!(refused.status().as_u16(), 401, "no token, no restart");
-    let started = Instant::now();
-    let accepted = c
-        .http
-        .post(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("POST restart");
-    assert_eq!(accepted.status().as_u16(), 202);
-    wait_for(
-        "peer 0's kubo container restarted",
-        Duration::from_secs(90),
-        Duration::from_millis(250),
-        || async { (c.container_restarts(0, "kubo").await.0 > kubo_before).then_some(()) },
-    )
-    .await;
-    report(&format!(
-        "dashboard restart of {}/ipfs -> kubo container restarted {:.1} s",
-        c.peer(0),
-        started.elapsed().as_secs_f64()
-    ));
-    // A probe interval later: still the same pod, the cluster container untouched.
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    let (kubo_after, same_uid) = c.container_restarts(0, "kubo").await;
-    let (cluster_after, _) = c.container_restarts(0, "cluster").await;
-    assert_eq!(same_uid, uid, "the pod was kept");
-    assert_eq!(kubo_after, kubo_before + 1);
-    assert_eq!(
-        cluster_after, cluster_before,
-        "the cluster container untouched"
-    );
-    c.wait_healthy(3, Duration::from_secs(120)).await;
+    for (daemon, container, other) in [("ipfs", "kubo", "cluster"), ("cluster", "cluster", "kubo")]
+    {
+        let (before, uid) = c.container_restarts(0, container).await;
+        let (other_before, _) = c.container_restarts(0, other).await;
+        let url = format!(
+            "http://{ip}:8080/api/dashboard/backends/{}/{}/{}/{daemon}/restart",
+            c.ns,
+            c.name,
+            c.peer(0)
+        );
+        let refused = c.http.post(&url).send().await.expect("POST restart");
+        assert_eq!(refused.status().as_u16(), 401, "no token, no restart");
+        let started = Instant::now();
+        let accepted = c
+            .http
+            .post(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("POST restart");
+        assert_eq!(accepted.status().as_u16(), 202);
+        wait_for(
+            &format!("peer 0's {container} container restarted"),
+            Duration::from_secs(90),
+            Duration::from_millis(250),
+            || async { (c.container_restarts(0, container).await.0 > before).then_some(()) },
+        )
+        .await;
+        report(&format!(
+            "dashboard restart of {}/{daemon} -> {container} container restarted {:.1} s",
+            c.peer(0),
+            started.elapsed().as_secs_f64()
+        ));
+        // A probe interval later: still the same pod, the other container untouched.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let (after, same_uid) = c.container_restarts(0, container).await;
+        let (other_after, _) = c.container_restarts(0, other).await;
+        assert_eq!(same_uid, uid, "the pod was kept");
+        assert_eq!(after, before + 1);
+        assert_eq!(other_after, other_before, "the {other} container untouched");
+        c.wait_healthy(3, Duration::from_secs(120)).await;
+    }
 }
 
 /// The dashboard sidecar at its pod IP: status with the real peer ids, the kubo container's

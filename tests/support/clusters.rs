@@ -353,6 +353,11 @@ pub async fn wait_restart_carried_out(
         },
     )
     .await;
+    wait_requests_done(client, ns, cluster).await;
+}
+
+/// Waits until every request recorded for `cluster` is done.
+pub async fn wait_requests_done(client: &Client, ns: &str, cluster: &str) {
     let requests: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
     let selector = format!(
         "{}={cluster}",

@@ -13,6 +13,7 @@ pub mod clusters;
 pub mod control_plane;
 pub mod forward;
 pub mod ipfs;
+pub mod openapi;
 pub mod process;
 pub mod prometheus;
 pub mod real_node;

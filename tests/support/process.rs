@@ -74,21 +74,27 @@ impl Daemon {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        if !self.is_running() {
+        if self.is_running() {
+            terminate(&mut self.child, grace);
+        }
+    }
+}
+
+/// Stops `child` (continued first, should it be stopped): SIGTERM, then SIGKILL after `grace`;
+/// reaped either way.
+pub fn terminate(child: &mut std::process::Child, grace: Duration) {
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGCONT);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGCONT);
-        self.signal(Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if !self.is_running() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Daemon {

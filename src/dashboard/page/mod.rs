@@ -1,8 +1,10 @@
-//! The dashboard's web page: one HTML file, its script, style sheet and icon, embedded in the
-//! binary (no CDN, nothing fetched from elsewhere, so it works offline).
+//! The dashboard's web page: one HTML file, its script (JavaScript modules: `app.js` imports
+//! the others), style sheet and icon, embedded in the binary (no CDN, nothing fetched from
+//! elsewhere, so it works offline).
 //!
-//! The page itself holds no data: it reads `/api/dashboard/status`, `/history/{name}` and the
-//! `/events` stream like any other client, and sends restarts with the token typed into it. So
+//! The page itself holds no data: it reads `/api/dashboard/status`, `/history/{name}`, `/logs`,
+//! `/clusters/{name}/spec` and `/pins` and the `/events` stream like any other client, and sends
+//! restarts and spec changes with the token typed into it. So
 //! `/` and `/assets/*` are served without the token even when reads need one.
 //!
 //! Every answer carries a strict Content-Security-Policy (scripts, styles and requests only from
@@ -40,8 +42,36 @@ impl Asset {
 
 const INDEX: Asset = Asset::new(include_bytes!("index.html"), "text/html; charset=utf-8");
 const APP_JS: Asset = Asset::new(include_bytes!("app.js"), "text/javascript; charset=utf-8");
+const LIB_JS: Asset = Asset::new(include_bytes!("lib.js"), "text/javascript; charset=utf-8");
+const CHARTS_JS: Asset = Asset::new(
+    include_bytes!("charts.js"),
+    "text/javascript; charset=utf-8",
+);
+const CLUSTER_JS: Asset = Asset::new(
+    include_bytes!("cluster.js"),
+    "text/javascript; charset=utf-8",
+);
+const CONFIG_JS: Asset = Asset::new(
+    include_bytes!("config.js"),
+    "text/javascript; charset=utf-8",
+);
+const LOGS_JS: Asset = Asset::new(include_bytes!("logs.js"), "text/javascript; charset=utf-8");
 const APP_CSS: Asset = Asset::new(include_bytes!("app.css"), "text/css; charset=utf-8");
 const ICON: Asset = Asset::new(include_bytes!("icon.svg"), "image/svg+xml");
+
+/// Every embedded file.
+#[cfg(test)]
+const ALL: [&Asset; 9] = [
+    &INDEX,
+    &APP_JS,
+    &LIB_JS,
+    &CHARTS_JS,
+    &CLUSTER_JS,
+    &CONFIG_JS,
+    &LOGS_JS,
+    &APP_CSS,
+    &ICON,
+];
 
 /// FNV-1a over the file, computed at compile time: the file's `ETag`.
 const fn fnv1a(bytes: &[u8]) -> u64 {
@@ -71,12 +101,19 @@ where
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let asset = match file.as_str() {
         "app.js" => &APP_JS,
+        "lib.js" => &LIB_JS,
+        "charts.js" => &CHARTS_JS,
+        "cluster.js" => &CLUSTER_JS,
+        "config.js" => &CONFIG_JS,
+        "logs.js" => &LOGS_JS,
         "app.css" => &APP_CSS,
         "icon.svg" => &ICON,
         _ => {
             let mut resp = (
                 StatusCode::NOT_FOUND,
-                "no such asset; the page uses /assets/app.js, /assets/app.css and /assets/icon.svg",
+                "no such asset; the page uses /assets/app.js (and the modules it imports: \
+                 lib.js, charts.js, cluster.js, config.js, logs.js), /assets/app.css and \
+                 /assets/icon.svg",
             )
                 .into_response();
             security_headers(resp.headers_mut());
@@ -155,7 +192,7 @@ mod tests {
             "inline style attribute in the page"
         );
         assert!(!html.contains("<style"), "inline style element in the page");
-        for asset in [&INDEX, &APP_JS, &APP_CSS, &ICON] {
+        for asset in ALL {
             let text = std::str::from_utf8(asset.body).expect("utf-8 asset");
             let without_svg_ns = text.replace("http://www.w3.org/2000/svg", "");
             assert!(

@@ -14,13 +14,16 @@ use axum::response::{IntoResponse, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
-use super::{ApiError, backend_route, find_backend, find_cluster, pick_cluster};
+use super::{
+    ApiError, Named, ambiguous, backend_route, backend_status, find_cluster, now, one_backend,
+    pick_cluster, resolve,
+};
 use crate::dashboard::auth::{Reader, Writer};
 use crate::dashboard::error::Body;
 use crate::dashboard::requests::{self, RecordError};
 use crate::dashboard::views::{
-    self, Accepted, ClusterAction, ClusterRead, DaemonAction, Envelope, HealthCheck,
-    HealthCheckView,
+    self, Accepted, BackendStatus, ClusterAction, ClusterActionRead, ClusterRead, DaemonAction,
+    DaemonStatusRead, Envelope, HealthCheck, HealthCheckView, toolkit,
 };
 use crate::dashboard::{
     ActionKind, ActionRequest, ClusterEntry, Daemon, Dashboard, RequestState, Snapshot,
@@ -102,13 +105,11 @@ fn not_recorded(e: &RecordError) -> ApiError {
 }
 
 /// The answer to a request passed on: 202 with what was requested.
-type AcceptedAnswer = (StatusCode, Json<Envelope<Accepted>>);
+type AcceptedAnswer = (StatusCode, Json<Envelope<Box<Accepted>>>);
 
-fn accepted(request: ActionRequest) -> AcceptedAnswer {
-    (
-        StatusCode::ACCEPTED,
-        Json(Envelope::new(views::accepted(request))),
-    )
+fn accepted(request: ActionRequest, daemon_name: Option<String>) -> AcceptedAnswer {
+    let view = views::accepted(request, daemon_name, &now());
+    (StatusCode::ACCEPTED, Json(Envelope::new(Box::new(view))))
 }
 
 /// Answered by a read (200) or by a request passed on (202).
@@ -150,12 +151,12 @@ pub async fn restart_backend(
     writer: Writer,
 ) -> Result<AcceptedAnswer, ApiError> {
     let snapshot = d.current();
-    let (cluster, peer, parsed) = find_backend(&snapshot, &name)?;
-    let (peer, daemon) = (Some(peer.name.as_str()), Some(parsed.daemon));
+    let (cluster, peer, daemon) = one_backend(&snapshot, &name)?;
+    let (peer, daemon) = (Some(peer.name.as_str()), Some(daemon));
     let request = d
         .request(&writer, ActionKind::Restart, cluster, peer, daemon)
         .await?;
-    Ok(accepted(request))
+    Ok(accepted(request, Some(name)))
 }
 
 /// What an `action` of the action routes asks for: a restart, or a read (`None`).
@@ -187,23 +188,32 @@ pub async fn daemon_action(
     State(d): State<Dashboard>,
     headers: HeaderMap,
     Body(body): Body<DaemonAction>,
-) -> Result<ReadOrAccepted<views::BackendView>, ApiError> {
+) -> Result<ReadOrAccepted<DaemonStatusRead>, ApiError> {
     let action = parse_action(&body.action)?;
     let snapshot = d.current();
     let Some(kind) = action else {
         Reader::check(&d, &headers).await?;
-        let (cluster, peer, parsed) = find_backend(&snapshot, &body.daemon_name)?;
-        return Ok(ReadOrAccepted::Read(views::backend(
-            cluster,
-            peer,
-            parsed.daemon,
-        )));
+        let status = backend_status(&snapshot, &body.daemon_name)?;
+        let details = match &status {
+            BackendStatus::One(view) => view.toolkit.clone(),
+            BackendStatus::Group(group) => group.summary.clone(),
+        };
+        return Ok(ReadOrAccepted::Read(DaemonStatusRead {
+            status,
+            daemon_name: body.daemon_name,
+            action: body.action,
+            timestamp: now(),
+            details,
+        }));
     };
     let writer = Writer::check(&d, &headers).await?;
-    let (cluster, peer, parsed) = find_backend(&snapshot, &body.daemon_name)?;
-    let (peer, daemon) = (Some(peer.name.as_str()), Some(parsed.daemon));
+    let (cluster, peer, daemon) = one_backend(&snapshot, &body.daemon_name)?;
+    let (peer, daemon) = (Some(peer.name.as_str()), Some(daemon));
     let request = d.request(&writer, kind, cluster, peer, daemon).await?;
-    Ok(ReadOrAccepted::Accepted(accepted(request)))
+    Ok(ReadOrAccepted::Accepted(accepted(
+        request,
+        Some(body.daemon_name),
+    )))
 }
 
 /// `POST /api/dashboard/cluster/action`: `restart`, `status` or `peers` of a cluster.
@@ -211,7 +221,7 @@ pub async fn cluster_action(
     State(d): State<Dashboard>,
     headers: HeaderMap,
     Body(body): Body<ClusterAction>,
-) -> Result<ReadOrAccepted<ClusterRead>, ApiError> {
+) -> Result<ReadOrAccepted<ClusterActionRead>, ApiError> {
     let snapshot = d.current();
     let view: fn(&ClusterEntry) -> ClusterRead = match body.action.as_str() {
         "peers" => |c| ClusterRead::Peers(views::cluster_peers(c)),
@@ -221,13 +231,18 @@ pub async fn cluster_action(
                 let writer = Writer::check(&d, &headers).await?;
                 let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
                 let request = d.request(&writer, kind, cluster, None, None).await?;
-                return Ok(ReadOrAccepted::Accepted(accepted(request)));
+                return Ok(ReadOrAccepted::Accepted(accepted(request, None)));
             }
         },
     };
     Reader::check(&d, &headers).await?;
     let cluster = pick_cluster(&snapshot, body.cluster.as_deref())?;
-    Ok(ReadOrAccepted::Read(view(cluster)))
+    Ok(ReadOrAccepted::Read(ClusterActionRead {
+        read: view(cluster),
+        action: body.action,
+        timestamp: now(),
+        details: toolkit::cluster_service([cluster]),
+    }))
 }
 
 /// `POST /api/dashboard/health/check`: asks for a probe round and answers with its results once
@@ -238,12 +253,12 @@ pub async fn health_check(
     Body(body): Body<HealthCheck>,
 ) -> Result<Json<Envelope<HealthCheckView>>, ApiError> {
     let writer = Writer::check(&d, &headers).await?;
+    let started = tokio::time::Instant::now();
     let snapshot = d.current();
-    let (cluster, peer) = probe_target(&snapshot, body.backend_name.as_deref())?;
+    let (cluster, peer, daemon) = probe_target(&snapshot, body.backend_name.as_deref())?;
     let before = last_probed(cluster, peer);
     let mut rounds = d.snapshot.clone();
     rounds.borrow_and_update();
-    let started = tokio::time::Instant::now();
     let request = d
         .request(&writer, ActionKind::Probe, cluster, peer, None)
         .await?;
@@ -268,7 +283,9 @@ pub async fn health_check(
     probe_round(rounds, &request, before, left).await?;
     let fresh = d.current();
     let cluster = find_cluster(&fresh, &request.cluster)?;
-    Ok(Json(Envelope::new(views::health_check(request, cluster))))
+    let seconds = started.elapsed().as_secs_f64();
+    let view = views::health_check(request, cluster, daemon, seconds, &now());
+    Ok(Json(Envelope::new(view)))
 }
 
 /// 504: the probe round of `request` did not finish in time; it is `state` now.
@@ -284,17 +301,21 @@ fn probe_timeout(request: &ActionRequest, state: &str) -> ApiError {
     )
 }
 
-/// The cluster a health check probes, and the peer when it names a backend.
+/// The cluster a health check probes, the peer and daemon when it names a backend. A toolkit
+/// short name of several daemons probes their cluster, when they are all of one.
 fn probe_target<'a>(
     snapshot: &'a Snapshot,
     backend_name: Option<&str>,
-) -> Result<(&'a ClusterEntry, Option<&'a str>), ApiError> {
-    match backend_name {
-        Some(name) => {
-            let (cluster, peer, _) = find_backend(snapshot, name)?;
-            Ok((cluster, Some(peer.name.as_str())))
-        }
-        None => Ok((pick_cluster(snapshot, None)?, None)),
+) -> Result<(&'a ClusterEntry, Option<&'a str>, Option<Daemon>), ApiError> {
+    let Some(name) = backend_name else {
+        return Ok((pick_cluster(snapshot, None)?, None, None));
+    };
+    match resolve(snapshot, name)? {
+        Named::One(cluster, peer, daemon) => Ok((cluster, Some(peer.name.as_str()), Some(daemon))),
+        Named::Group(daemon, members) => match snapshot.clusters.as_slice() {
+            [only] => Ok((only, None, Some(daemon))),
+            _ => Err(ambiguous(name, daemon, &members)),
+        },
     }
 }
 
@@ -384,6 +405,7 @@ mod tests {
                 paused: false,
                 status,
                 uid: None,
+                processes: Vec::new(),
             }],
             pins: Vec::new(),
             updated_at: Some("2026-11-27T21:00:00Z".into()),

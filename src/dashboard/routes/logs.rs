@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{ApiError, find_backend};
+use super::{ApiError, one_backend};
 use crate::dashboard::auth::Reader;
 use crate::dashboard::logs::{LogError, LogTarget};
 use crate::dashboard::views::{self, Envelope, LogsView};
@@ -51,7 +51,7 @@ pub async fn logs(
 ) -> Result<Json<Envelope<LogsView>>, ApiError> {
     let lines = lines(query)?;
     let snapshot = d.current();
-    let (cluster, peer, parsed) = find_backend(&snapshot, &name)?;
+    let (cluster, peer, daemon) = one_backend(&snapshot, &name)?;
     let source = d.logs.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -63,10 +63,10 @@ pub async fn logs(
         namespace: cluster.namespace.clone(),
         cluster: cluster.name.clone(),
         peer: peer.name.clone(),
-        daemon: parsed.daemon,
+        daemon,
     };
     let text = source.tail(target, lines).await.map_err(log_error)?;
-    let view = views::logs(name, cluster, peer, parsed.daemon, &text, lines);
+    let view = views::logs(name, cluster, peer, daemon, &text, lines);
     Ok(Json(Envelope::new(view)))
 }
 

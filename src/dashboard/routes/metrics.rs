@@ -18,7 +18,13 @@ pub async fn realtime(State(d): State<Dashboard>, _: Reader) -> Json<Envelope<Re
         .map(|b| b.rates.clone())
         .unwrap_or_default();
     let host = d.host.read().ok().and_then(|h| h.clone());
-    Json(Envelope::new(views::realtime(&d.current(), host, &rates)))
+    let now = super::now();
+    Json(Envelope::new(views::realtime(
+        &d.current(),
+        host,
+        &rates,
+        &now,
+    )))
 }
 
 /// `GET /metrics`: OpenMetrics text when the scraper asks for it, else the Prometheus text

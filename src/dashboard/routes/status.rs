@@ -6,35 +6,31 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, backend_route, find_backend};
+use super::{ApiError, backend_route, backend_status, now};
 use crate::dashboard::auth::Reader;
 use crate::dashboard::requests::{KEEP_FINISHED, KEEP_FINISHED_COUNT};
-use crate::dashboard::views::{self, BackendView, Envelope};
+use crate::dashboard::views::{self, BackendStatus, Envelope};
 use crate::dashboard::{Dashboard, RequestRecord};
 
 /// `GET /api/dashboard/status`, serialized once per published snapshot.
 pub async fn status(State(d): State<Dashboard>, _: Reader) -> Response {
     let body = d.status_body(&d.current(), |s| {
         // These views always serialize (every map key is a string).
-        Bytes::from(serde_json::to_vec(&Envelope::new(views::status(s))).unwrap_or_default())
+        let view = views::status(s, &now());
+        Bytes::from(serde_json::to_vec(&Envelope::new(view)).unwrap_or_default())
     });
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// `GET /api/dashboard/backends/{backend}/status`.
+/// `GET /api/dashboard/backends/{backend}/status`: one daemon, or the daemons a toolkit short
+/// name stands for.
 pub async fn backend(
     State(d): State<Dashboard>,
     Path(rest): Path<String>,
     _: Reader,
-) -> Result<Json<Envelope<BackendView>>, ApiError> {
+) -> Result<Json<Envelope<BackendStatus>>, ApiError> {
     let name = backend_route("GET", &rest, "/status")?;
-    let snapshot = d.current();
-    let (cluster, peer, parsed) = find_backend(&snapshot, name)?;
-    Ok(Json(Envelope::new(views::backend(
-        cluster,
-        peer,
-        parsed.daemon,
-    ))))
+    Ok(Json(Envelope::new(backend_status(&d.current(), name)?)))
 }
 
 /// `GET /api/dashboard/history/{name}?since=&step=`: a cluster's or a peer's health samples.

@@ -386,6 +386,7 @@ impl Events {
     where
         K: Resource<DynamicType = ()>,
     {
+        let note = event_note(note);
         let reference = object.object_ref(&());
         let key = (
             format!(
@@ -462,5 +463,34 @@ pub fn kube_err(
         kind,
         name,
         source: Box::new(source),
+    }
+}
+
+/// The API server refuses an Event whose note is over 1024 bytes (a long error, say): such a
+/// note is cut at a character boundary and ends with "…".
+fn event_note(mut note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note;
+    }
+    let mut end = MAX - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push('…');
+    note
+}
+
+#[cfg(test)]
+mod event_note_tests {
+    #[test]
+    fn long_notes_are_cut_to_what_the_api_server_takes() {
+        assert_eq!(super::event_note("short".into()), "short");
+        let long = "é".repeat(700);
+        let cut = super::event_note(long.clone());
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(long.starts_with(cut.trim_end_matches('…')));
     }
 }

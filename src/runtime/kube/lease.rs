@@ -61,6 +61,16 @@ pub enum LeaseError {
     Start(#[from] StartError),
 }
 
+/// The field manager under which `instance` takes the Lease: one per replica, so that when two
+/// replicas take a free Lease at the same moment the second one's apply of `holderIdentity`
+/// conflicts (409) instead of silently overwriting the first holder (under one shared manager
+/// both would believe they lead until their next renewal).
+/// (A field manager has at most 128 characters: the instance is cut to 100.)
+pub fn field_manager(instance: &str) -> String {
+    let instance: String = instance.chars().take(100).collect();
+    format!("{}-lease-{instance}", super::apply::FIELD_MANAGER)
+}
+
 /// Writes where this leader's history is read ([`LeaseSettings::advertise_url`]) on the Lease.
 /// A failure is only warned about: the sidecars of the other replicas then answer 503 for the
 /// history until the next leader advertises.
@@ -110,7 +120,7 @@ pub async fn run_with_leader_election(
         .with_identity(&settings.instance)
         .with_duration(lease.duration_seconds)
         .with_grace(lease.grace_seconds)
-        .with_field_manager(super::apply::FIELD_MANAGER)
+        .with_field_manager(field_manager(&settings.instance))
         .build()
         .await
         .map_err(lease_err)?;

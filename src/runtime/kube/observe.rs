@@ -82,16 +82,12 @@ pub async fn peers(
     let now = k8s_openapi::jiff::Timestamp::now();
     let key = ObjectRef::from_obj(cluster);
     let answered = ctx.rounds.answered(&key);
-    let (targets, mut reports) = probe_targets(
-        names,
-        cluster.spec.replicas,
-        &pods,
-        Containers {
-            now,
-            grace: policy.restart_timeout,
-            answered: &answered,
-        },
-    );
+    let containers = Containers {
+        now,
+        grace: policy.restart_timeout,
+        answered: &answered,
+    };
+    let (targets, mut reports) = probe_targets(names, cluster.spec.replicas, &pods, containers);
     // Once per probe interval (see `pacing`), unless a request asks for a probe now.
     let started = Instant::now();
     let pinged = targets.clone();
@@ -412,46 +408,37 @@ mod tests {
         }
     }
 
-    /// Exited containers are kubelet's to restart, a container kubelet does not call ready is
-    /// starting for `grace` after its start, then it is judged by the probes like any other;
-    /// only a pod that kubelet does not restart (restartPolicy Never) makes an exit final.
-    #[test]
-    fn container_states_follow_kubelet() {
-        let c = containers();
-        let state = |p: &Pod| c.state(p, "kubo");
-        let fresh = with_container(running_since("2026-11-30T09:59:30Z"), false, 1);
-        assert_eq!(state(&fresh), ProcessState::Starting);
-        let ready = with_container(running_since("2026-11-30T09:59:30Z"), true, 1);
-        assert_eq!(state(&ready), ProcessState::Running);
-        let old = with_container(running_since("2026-11-30T09:00:00Z"), false, 0);
-        assert_eq!(
-            state(&old),
-            ProcessState::Running,
-            "past the grace: probes decide"
-        );
-        // With a startup probe: starting until it passes; then unready means not answering.
-        let probed = |started: bool, ready: bool| {
-            let mut p = with_container(running_since("2026-11-30T09:59:30Z"), ready, 0);
-            p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
-                containers: vec![k8s_openapi::api::core::v1::Container {
-                    name: "kubo".into(),
-                    startup_probe: Some(Default::default()),
-                    ..Default::default()
-                }],
+    /// A Kubo container started at 09:59:30 with a startup probe, which kubelet says passed
+    /// (`started`) or not, and ready or not.
+    fn probed(started: bool, ready: bool) -> Pod {
+        let mut p = with_container(running_since("2026-11-30T09:59:30Z"), ready, 0);
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            containers: vec![k8s_openapi::api::core::v1::Container {
+                name: "kubo".into(),
+                startup_probe: Some(Default::default()),
                 ..Default::default()
-            });
-            if let Some(cs) = p
-                .status
-                .as_mut()
-                .and_then(|s| s.container_statuses.as_mut())
-            {
-                cs[0].started = Some(started);
-            }
-            p
-        };
-        assert_eq!(state(&probed(false, false)), ProcessState::Starting);
-        // Kubo answered the operator after the container's start (kubelet's startup probe has
-        // not run since): it came up, and not answering now is a failure, not a slow start.
+            }],
+            ..Default::default()
+        });
+        if let Some(cs) = p
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
+            cs[0].started = Some(started);
+        }
+        p
+    }
+
+    /// Kubo answered the operator after its container's start, before kubelet's startup probe
+    /// ran again: it came up, and not answering now is a failure, not a slow start.
+    #[test]
+    fn a_daemon_that_answered_since_its_start_has_come_up() {
+        let c = containers();
+        assert_eq!(
+            c.state(&probed(false, false), "kubo"),
+            ProcessState::Starting
+        );
         let at = |t: &str| Some(t.parse().expect("timestamp"));
         let mut answered = pacing::AnsweredBy::new();
         answered.insert(
@@ -485,6 +472,27 @@ mod tests {
             ProcessState::Starting,
             "an answer from before this start says nothing of it"
         );
+    }
+
+    /// Exited containers are kubelet's to restart, a container kubelet does not call ready is
+    /// starting for `grace` after its start, then it is judged by the probes like any other;
+    /// only a pod that kubelet does not restart (restartPolicy Never) makes an exit final.
+    #[test]
+    fn container_states_follow_kubelet() {
+        let c = containers();
+        let state = |p: &Pod| c.state(p, "kubo");
+        let fresh = with_container(running_since("2026-11-30T09:59:30Z"), false, 1);
+        assert_eq!(state(&fresh), ProcessState::Starting);
+        let ready = with_container(running_since("2026-11-30T09:59:30Z"), true, 1);
+        assert_eq!(state(&ready), ProcessState::Running);
+        let old = with_container(running_since("2026-11-30T09:00:00Z"), false, 0);
+        assert_eq!(
+            state(&old),
+            ProcessState::Running,
+            "past the grace: probes decide"
+        );
+        // With a startup probe: starting until it passes; then unready means not answering.
+        assert_eq!(state(&probed(false, false)), ProcessState::Starting);
         assert_eq!(
             state(&probed(true, false)),
             ProcessState::Running,

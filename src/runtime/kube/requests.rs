@@ -8,7 +8,9 @@
 //!
 //! - `restart` of one peer deletes its pod (the StatefulSet recreates it);
 //! - `restart` of one daemon: Kubo is asked to shut down (RPC `shutdown`) and kubelet restarts
-//!   its container, nothing else; IPFS Cluster has no such call, so its pod is deleted;
+//!   its container, nothing else; IPFS Cluster has no such call: the request's id in a pod
+//!   annotation, read by the cluster container's start script through a downward-API file,
+//!   makes it stop the daemon and exit, and kubelet restarts that container alone;
 //! - `restart` of every peer rolls the StatefulSet one pod at a time;
 //! - `probe` makes this reconcile probe at once; it is done once the round's status is written
 //!   ([`finish_probes`]); one interrupted before that is probed again by the next reconcile.
@@ -23,7 +25,7 @@ use kube::runtime::events::EventType;
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::build::Names;
+use super::build::{Names, RESTART_CLUSTER_ANNOTATION};
 use super::context::{CALL_TIMEOUT, Context};
 use crate::api::cluster::KUBO_RPC_PORT;
 use crate::api::request::{
@@ -301,24 +303,49 @@ async fn restart_one(
         return warning("ActionRequestRefused", note);
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    if r.daemon == Some(Daemon::Ipfs) {
-        return restart_kubo(r, peer, &pods, ctx).await;
+    match r.daemon {
+        Some(Daemon::Ipfs) => return restart_kubo(r, peer, &pods, ctx).await,
+        Some(Daemon::Cluster) => return restart_cluster(r, peer, &pods).await,
+        None => {}
     }
-    let why = match r.daemon {
-        Some(_) => " (IPFS Cluster cannot be restarted alone without exec into the pod)",
-        None => "",
-    };
     match pods.delete(peer, &DeleteParams::default()).await {
         Ok(_) => normal(
             "RestartRequested",
             format!(
-                "request {}: deleted pod {peer}, the StatefulSet recreates it{why}",
+                "request {}: deleted pod {peer}, the StatefulSet recreates it",
                 r.id
             ),
         ),
         Err(e) => warning(
             "RestartFailed",
             format!("request {}: deleting pod {peer}: {e}", r.id),
+        ),
+    }
+}
+
+/// Asks `peer`'s IPFS Cluster daemon to restart: the request's id in the pod's
+/// [`RESTART_CLUSTER_ANNOTATION`], which the cluster container reads through a downward-API
+/// file; it stops the daemon and exits, kubelet restarts the container. The pod, its IP and Kubo
+/// stay.
+async fn restart_cluster(r: &ActionRequest, peer: &str, pods: &Api<Pod>) -> Outcome {
+    let patch = json!({"metadata": {"annotations": {
+        RESTART_CLUSTER_ANNOTATION: r.id.to_string(),
+    }}});
+    match pods
+        .patch(peer, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => normal(
+            "RestartRequested",
+            format!(
+                "request {}: asked the IPFS Cluster daemon of {peer} to stop (pod annotation \
+                 {RESTART_CLUSTER_ANNOTATION}); kubelet restarts its container",
+                r.id
+            ),
+        ),
+        Err(e) => warning(
+            "RestartFailed",
+            format!("request {}: annotating pod {peer}: {e}", r.id),
         ),
     }
 }

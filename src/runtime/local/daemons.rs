@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -202,6 +202,8 @@ impl Daemons {
         let record = process::record_for(pid, &pp.marker(kind));
         if let Err(e) = write_pid_file(&pp.pid_file(kind), &record) {
             warn!(peer, pid, "{e}: stopping the {kind} daemon just started");
+            // Its whole process group (its own, see above): a child it forked must not outlive it.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = child.kill().await;
             return Err(e);
         }
@@ -333,11 +335,18 @@ mod tests {
             .expect_err("no PID file, no daemon");
         assert!(err.to_string().contains("kubo.pid"), "{err}");
         assert!(!daemons.is_running("peer-0", DaemonKind::Kubo));
-        let marker = paths.peer("peer-0").marker(DaemonKind::Kubo);
-        assert_eq!(
-            running_with(&marker.display().to_string()),
-            Vec::<i32>::new()
-        );
+        // Neither the stand-in nor a child it had just forked (which shares its command line
+        // until it runs `sleep`) outlives the failed start; SIGKILL takes a moment to land.
+        let marker = paths
+            .peer("peer-0")
+            .marker(DaemonKind::Kubo)
+            .display()
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !running_with(&marker).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(running_with(&marker), Vec::<i32>::new());
     }
 
     /// Live processes whose command line contains `marker`.

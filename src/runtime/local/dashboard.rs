@@ -6,11 +6,13 @@ use std::path::Path;
 use futures::future::BoxFuture;
 
 use crate::dashboard::logs::LogTarget;
-use crate::dashboard::{ClusterEntry, Daemon, LogError, LogSource, Snapshot, Token};
+use crate::dashboard::{
+    ClusterEntry, Daemon, LogError, LogSource, PeerProcesses, ProcessPorts, Snapshot, Token,
+};
 
 use super::LocalError;
 use super::state::{ClusterPaths, DaemonKind};
-use super::status::LocalStatus;
+use super::status::{LocalPeer, LocalStatus};
 
 /// The name of the token file in a cluster's state directory (mode 0600).
 pub const TOKEN_FILE: &str = "dashboard-token";
@@ -25,9 +27,28 @@ pub fn snapshot(status: &LocalStatus, spec: &crate::api::IpfsClusterSpec) -> Sna
             paused: spec.paused,
             status: status.status.clone(),
             uid: None,
+            processes: status.peers.iter().map(processes).collect(),
         }],
         pins: Vec::new(),
         updated_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+    }
+}
+
+/// What the supervisor knows of a peer's processes, for the dashboard.
+fn processes(peer: &LocalPeer) -> PeerProcesses {
+    PeerProcesses {
+        peer: peer.name.clone(),
+        kubo_pid: peer.kubo_pid,
+        cluster_pid: peer.cluster_pid,
+        ports: peer.ports.map(|ports| ProcessPorts {
+            kubo_api: ports.kubo_api,
+            kubo_gateway: ports.kubo_gateway,
+            kubo_swarm: ports.kubo_swarm,
+            cluster_api: ports.cluster_rest,
+            cluster_proxy: ports.cluster_proxy,
+            cluster_swarm: ports.cluster_swarm,
+            cluster_pinsvc: ports.cluster_pinsvc,
+        }),
     }
 }
 

@@ -246,6 +246,8 @@ impl Supervisor {
             latest: None,
             gc: crate::runtime::gc::GcRuns::default(),
             alerter: crate::alerts::Alerter::default(),
+            specs: None,
+            spec_changes: None,
         };
         Ok((sup, rx))
     }

@@ -12,6 +12,7 @@
 //! - [`lock`]: the supervisor lock, held while a supervisor runs the cluster;
 //! - [`supervisor`]: the foreground loop: probe rounds, healing actions, dashboard requests;
 //! - `requests`: the dashboard's requests carried out, with their states on its board;
+//! - [`spec`]: the dashboard's spec changes, applied as `local up -f` applies a changed file;
 //! - [`logs`]: the daemons' log files (rotation, tails);
 //! - [`heal`]: the seam to the health engine (spec -> policy, reports -> actions);
 //! - [`status`]: the status snapshot, its table and JSON;
@@ -33,6 +34,7 @@ pub mod ports;
 pub mod process;
 pub mod provision;
 mod requests;
+pub mod spec;
 pub mod state;
 pub mod status;
 pub mod supervisor;

@@ -1,8 +1,8 @@
 //! The supervise loop of `local up`: after the peers have started it stays in the foreground,
 //! sees each daemon's exit at once (a watch task reports it), probes every `probeInterval`, lets
 //! the health engine ([`super::heal`]) decide what to restart (one peer at a time, within budget),
-//! carries out the dashboard's requests, rotates the log files and publishes the status after
-//! every round. SIGINT/SIGTERM stop every daemon gracefully; SIGKILL leaves them running, and the
+//! carries out the dashboard's requests and spec changes ([`super::spec`]), rotates the log files
+//! and publishes the status after every round. SIGINT/SIGTERM stop every daemon gracefully; SIGKILL leaves them running, and the
 //! next `local up` adopts them.
 
 use std::collections::BTreeMap;
@@ -65,6 +65,10 @@ pub struct Supervisor {
     pub(super) hung_seen: HungSet,
     /// The last round's reports, for a round run at once when a daemon is found hung.
     pub(super) last_reports: Vec<PeerReport>,
+    /// The spec as the dashboard shows it, when the dashboard is served.
+    pub(super) specs: Option<watch::Sender<crate::dashboard::clusters::StoredSpec>>,
+    /// The dashboard's spec changes, taken by the supervise loop.
+    pub(super) spec_changes: Option<mpsc::Receiver<super::spec::SpecChange>>,
 }
 
 /// The supervisor carries out the health engine's actions on the processes it started: one
@@ -129,6 +133,13 @@ fn not_probed_yet(peer: &str) -> PeerReport {
 fn filesystem_size(path: &std::path::Path) -> Option<u64> {
     let fs = nix::sys::statvfs::statvfs(path).ok()?;
     (fs.blocks() as u64).checked_mul(fs.fragment_size() as u64)
+}
+
+/// The supervise loop's probe clock.
+fn probe_ticks(every: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
 }
 
 /// How long one `swarm/connect` may take.
@@ -397,10 +408,17 @@ impl Supervisor {
     ) -> Result<Requests, LocalError> {
         let token = super::dashboard::token(&self.paths.root)?;
         let (dashboard, publisher, requests) = crate::dashboard::Dashboard::new(Some(token), false);
+        let (specs, changes) = super::spec::channel(crate::dashboard::clusters::StoredSpec {
+            spec: self.state.spec.clone(),
+            generation: i64::try_from(self.state.generation).unwrap_or(i64::MAX),
+        });
+        self.specs = Some(changes.current);
+        self.spec_changes = Some(changes.receiver);
         let dashboard = dashboard
             .with_logs(std::sync::Arc::new(super::dashboard::LocalLogs::new(
                 self.paths.clone(),
             )))
+            .with_specs(std::sync::Arc::new(specs))
             .with_metrics(self.metrics.clone());
         // The history lives in the state directory: the next supervisor serves it too.
         let store = self.paths.root.join(crate::history::STORE_FILE);
@@ -482,8 +500,8 @@ impl Supervisor {
         requests: &mut Option<Requests>,
         sigterm: &mut tokio::signal::unix::Signal,
     ) -> Result<(), LocalError> {
-        let mut interval = tokio::time::interval(self.healer.policy.probe_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut interval = probe_ticks(self.healer.policy.probe_interval);
+        let mut spec_changes = self.spec_changes.take();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -497,6 +515,20 @@ impl Supervisor {
                 } => {
                     let board = requests.as_ref().map(|r| r.board.clone()).unwrap_or_default();
                     self.carry_out_request(request, &board).await;
+                }
+                Some(change) = async {
+                    match spec_changes.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let every = self.healer.policy.probe_interval;
+                    if self.take_spec_change(change) {
+                        if self.healer.policy.probe_interval != every {
+                            interval = probe_ticks(self.healer.policy.probe_interval);
+                        }
+                        self.reconverge().await;
+                    }
                 }
                 Ok(()) = self.hung_changes.changed() => self.liveness_changed().await,
                 _ = interval.tick() => {

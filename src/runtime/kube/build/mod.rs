@@ -56,6 +56,13 @@ pub const CLUSTER_LABEL: &str = "ipfskit.io/cluster";
 pub const MANAGED_BY: &str = "ipfs-kit-operator";
 /// Pod-template annotation holding the hash of the rendered configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "ipfskit.io/config-hash";
+/// Pod annotation that asks the pod's IPFS Cluster daemon to restart: the cluster container sees
+/// it through a downward-API file ([`RESTART_FILE`]) and, when its value changes, stops the
+/// daemon and exits; kubelet restarts the container (the pod, its IP and Kubo stay). The value is
+/// the id of the request that asked.
+pub const RESTART_CLUSTER_ANNOTATION: &str = "ipfskit.io/restart-cluster";
+/// Where the cluster container reads [`RESTART_CLUSTER_ANNOTATION`].
+pub const RESTART_FILE: &str = "/podinfo/restart-cluster";
 /// Label of the operator's pods (in the operator's namespace) allowed to reach the peers' APIs:
 /// the operator and its dashboard carry it with value `operator`.
 pub const API_ACCESS_LABEL: &str = "ipfskit.io/api-access";

@@ -7,10 +7,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -20,7 +21,8 @@ use super::reach::{ANNOUNCE_DIR, ANNOUNCE_VOLUME, KUBO_INIT_CONTAINER, exposed};
 use super::{
     BuildError, CLUSTER_HEALTH_PATH, CLUSTER_PATH, CLUSTER_VOLUME, CONFIG_HASH_ANNOTATION,
     GATEWAY_PORT, KUBO_HEALTH_PATH, KUBO_METRICS_CONTAINER, KUBO_PATH, KUBO_VOLUME, Names,
-    SWARM_KEY_DIR, SWARM_KEY_FILE, SWARM_KEY_VOLUME, labels, meta, secret_source, selector_labels,
+    RESTART_CLUSTER_ANNOTATION, RESTART_FILE, SWARM_KEY_DIR, SWARM_KEY_FILE, SWARM_KEY_VOLUME,
+    labels, meta, secret_source, selector_labels,
 };
 use crate::api::cluster::PodIds;
 use crate::api::cluster::{
@@ -77,7 +79,7 @@ fn pod_template(
     let spec = &cluster.spec;
     let cluster_env = cluster_env(cluster, names);
     let exposed = exposed(cluster);
-    let mut volumes = vec![config_volume(names)];
+    let mut volumes = vec![config_volume(names), podinfo_volume()];
     volumes.extend(swarm_key_volume(spec));
     if exposed {
         volumes.push(announce_volume(names));
@@ -201,6 +203,31 @@ fn host_ip_env() -> EnvVar {
                 field_path: "status.hostIP".into(),
                 ..Default::default()
             }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+const PODINFO_VOLUME: &str = "podinfo";
+const PODINFO_DIR: &str = "/podinfo";
+
+/// The pod's [`RESTART_CLUSTER_ANNOTATION`] as a file (kubelet rewrites it when the annotation
+/// changes): how the operator restarts the IPFS Cluster daemon alone without exec.
+fn podinfo_volume() -> Volume {
+    let file = RESTART_FILE.rsplit('/').next().unwrap_or(RESTART_FILE);
+    Volume {
+        name: PODINFO_VOLUME.into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: file.into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.annotations['{RESTART_CLUSTER_ANNOTATION}']"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            default_mode: Some(0o444),
             ..Default::default()
         }),
         ..Default::default()
@@ -362,7 +389,14 @@ fn kubo_container(spec: &IpfsClusterSpec) -> Container {
 /// Container `cluster`: the start script (bootstrap, then `ipfs-cluster-service daemon`), with
 /// the peer's announce addresses when `exposed`.
 fn cluster_container(spec: &IpfsClusterSpec, cluster_env: Vec<EnvVar>, exposed: bool) -> Container {
-    let mut mounts = vec![mount(CLUSTER_VOLUME, CLUSTER_PATH), config_mount()];
+    let mut mounts = vec![
+        mount(CLUSTER_VOLUME, CLUSTER_PATH),
+        config_mount(),
+        VolumeMount {
+            read_only: Some(true),
+            ..mount(PODINFO_VOLUME, PODINFO_DIR)
+        },
+    ];
     if exposed {
         mounts.push(announce_mount());
     }

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::reach::{ANNOUNCE_DIR, HOST_PLACEHOLDER, exposed};
 use super::{
-    CLUSTER_PATH, GATEWAY_PORT, KUBO_PATH, Names, SWARM_KEY_DIR, SWARM_KEY_FILE,
+    CLUSTER_PATH, GATEWAY_PORT, KUBO_PATH, Names, RESTART_FILE, SWARM_KEY_DIR, SWARM_KEY_FILE,
     kubo_config_leaves, meta, sh_quote,
 };
 use crate::api::cluster::{CLUSTER_REST_PORT, CLUSTER_SWARM_PORT, KUBO_RPC_PORT};
@@ -228,16 +228,35 @@ pub fn cluster_start_script(
     if exposed(cluster) {
         lines.extend(cluster_announce_lines());
     }
+    // (The variable is for the script's tests; pods read the downward-API file.)
+    let read = format!("$(cat \"${{IPFS_KIT_RESTART_FILE:-{RESTART_FILE}}}\" 2>/dev/null)");
     lines.extend(
         [
+            &format!("asked={read}"),
             "if [ -n \"$bootstrap\" ]; then",
             "  echo \"bootstrapping to ${bootstrap#,}\"",
-            "  exec ipfs-cluster-service daemon --bootstrap \"${bootstrap#,}\"",
+            "  ipfs-cluster-service daemon --bootstrap \"${bootstrap#,}\" &",
+            "else",
+            "  ipfs-cluster-service daemon &",
             "fi",
-            "exec ipfs-cluster-service daemon",
+            "daemon=$!",
+            "trap 'kill -TERM \"$daemon\" 2>/dev/null' TERM INT",
+            "# A new value of the restart annotation (a request id) stops the daemon; kubelet",
+            "# restarts this container, nothing else of the pod.",
+            "while kill -0 \"$daemon\" 2>/dev/null; do",
+            &format!("  now={read}"),
+            "  if [ \"$now\" != \"$asked\" ]; then",
+            "    echo \"restart requested ($now): stopping ipfs-cluster-service\"",
+            "    kill -TERM \"$daemon\"",
+            "    wait \"$daemon\"",
+            "    exit 0",
+            "  fi",
+            "  sleep 2",
+            "done",
+            "wait \"$daemon\"",
             "",
         ]
-        .map(str::to_owned),
+        .map(|l: &str| l.to_owned()),
     );
     lines.join("\n")
 }

@@ -396,7 +396,7 @@ fn cluster_start_bootstraps_to_every_peer_by_dns_not_only_pod_zero() {
     );
     assert!(script.contains("/dns4/$host/tcp/9096/p2p/$id"), "{script}");
     assert!(
-        script.contains("exec ipfs-cluster-service daemon --bootstrap"),
+        script.contains("  ipfs-cluster-service daemon --bootstrap \"${bootstrap#,}\" &"),
         "{script}"
     );
     let init = cluster_init_script(&cluster(IpfsClusterSpec::default()));
@@ -446,6 +446,64 @@ fn run_start_script(pod: &str, answering: &[&str], after: u32) -> String {
         .output()
         .expect("run sh");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new value in the restart file (the pod annotation, through the downward API) stops the
+/// daemon and ends the script with 0, so that kubelet restarts the container; the value it
+/// started with does not.
+#[test]
+fn a_new_restart_annotation_stops_the_daemon_and_ends_the_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = cluster_start_script(
+        &cluster(IpfsClusterSpec::default()),
+        &Names::of("demo"),
+        "ipfs",
+        "cluster.local",
+    );
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let stub = |name: &str, body: &str| {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write stub");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    stub("nslookup", "exit 1");
+    // A daemon that runs until SIGTERM.
+    stub(
+        "ipfs-cluster-service",
+        "trap 'echo stopped; exit 0' TERM; echo started; while :; do /bin/sleep 0.1; done",
+    );
+    let file = dir.path().join("restart-cluster");
+    std::fs::write(&file, "41").expect("restart file");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("POD_NAME", "demo-0")
+        .env("IPFS_KIT_RESTART_FILE", &file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sh");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the value it started with does not stop it"
+    );
+    std::fs::write(&file, "42").expect("restart file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().expect("output");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(status.success(), "{status:?}: {out}");
+    assert!(out.contains("restart requested (42)"), "{out}");
+    assert!(out.contains("stopped"), "the daemon got SIGTERM: {out}");
 }
 
 #[test]
