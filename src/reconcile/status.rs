@@ -355,17 +355,26 @@ impl Conditions {
     }
 }
 
-/// `status` with what changes every round without saying anything of health cleared: the times
-/// (transition times, probe times) and the volatile figures (bandwidth totals, repository size,
-/// pin counts). The metrics, the dashboard and the history take those from the latest round in
-/// memory; the status carries them as of its last write, at most [`needs_write`]'s refresh old.
-fn without_volatile(status: &IpfsClusterStatus) -> IpfsClusterStatus {
+/// `status` with the times cleared (transition times, probe times): they move every round
+/// without saying anything.
+fn without_times(status: &IpfsClusterStatus) -> IpfsClusterStatus {
     let mut s = status.clone();
     for c in &mut s.conditions {
         c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
     }
     for p in &mut s.peers {
         p.last_probe = None;
+    }
+    s
+}
+
+/// `status` with what changes every round without saying anything of health cleared: the times
+/// and the volatile figures (bandwidth totals, repository size, pin counts). The metrics, the
+/// dashboard and the history take those from the latest round in memory; the status carries them
+/// as of its last write, at most [`needs_write`]'s refresh old.
+fn without_volatile(status: &IpfsClusterStatus) -> IpfsClusterStatus {
+    let mut s = without_times(status);
+    for p in &mut s.peers {
         p.bytes_in = None;
         p.bytes_out = None;
         p.repo_size = None;
@@ -377,9 +386,10 @@ fn without_volatile(status: &IpfsClusterStatus) -> IpfsClusterStatus {
 }
 
 /// Whether `new` must be written over `old`: at once when anything but the times and the
-/// volatile figures differs (health, states, errors, versions, peers, conditions), else when the
-/// probe times written last are older than `refresh` (so `lastProbe` and the volatile figures stay
-/// roughly current with one write per `refresh` at most, however busy the peers are).
+/// volatile figures differs (health, states, errors, versions, peers, conditions); when only the
+/// volatile figures moved, once the probe times written last are older than `refresh` (one write
+/// per `refresh` at most, however busy the peers are); never when only the times moved (unchanged
+/// health writes nothing: `lastProbe` is the probe of the last write).
 pub fn needs_write(
     old: Option<&IpfsClusterStatus>,
     new: &IpfsClusterStatus,
@@ -387,6 +397,10 @@ pub fn needs_write(
     refresh: Duration,
 ) -> bool {
     let Some(old) = old else { return true };
+    let (old_figures, new_figures) = (without_times(old), without_times(new));
+    if old_figures == new_figures {
+        return false;
+    }
     if without_volatile(old) != without_volatile(new) {
         return true;
     }

@@ -278,8 +278,7 @@ async fn spec_changes_rewrite_only_what_they_change_and_deletion_collects_everyt
         before, idle,
         "periodic reconciles must not rewrite unchanged objects"
     );
-    // Nor the status: probe rounds that see the same thing write nothing (the refresh of
-    // `lastProbe` comes once a minute).
+    // Nor the status: probe rounds that see the same thing write nothing.
     let cluster_version = || async {
         api.get("web")
             .await

@@ -98,7 +98,7 @@ async fn traffic_alone_writes_no_status_and_a_stopped_daemon_shows_within_five_s
     assert!(p.repo_size.is_some_and(|s| s < now), "{p:?} vs {now}");
     assert!(
         writes.len() <= 1,
-        "at most the minute's refresh: {writes:?}"
+        "at most the minute's refresh of the traffic figures: {writes:?}"
     );
 
     for (daemon, which) in [("Kubo", 0), ("IPFS Cluster", 1)] {

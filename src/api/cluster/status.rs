@@ -167,7 +167,8 @@ pub struct PeerStatus {
     /// Restarts of this peer's daemons by the operator.
     #[serde(default)]
     pub restarts: i32,
-    /// When the peer was last probed.
+    /// When the peer was probed for the status's last write. Unchanged health writes no status,
+    /// so this stays put while nothing changes; traffic figures refresh it once a minute at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<Time>,
     /// The last probe or daemon error, if any.

@@ -79,7 +79,7 @@ fn pods_without_daemons_are_reported_unhealthy_with_the_probe_errors() {
 }
 
 #[test]
-fn status_is_rewritten_only_when_something_but_time_and_traffic_changed() {
+fn status_is_rewritten_for_health_at_once_for_traffic_once_a_minute_and_never_for_time_alone() {
     let reports: Vec<_> = (0..3).map(|i| unreachable(&format!("demo-{i}"))).collect();
     let first = observe(&reports, None, NOW);
     assert!(needs_write(None, &first, NOW, Duration::from_secs(60)));
@@ -95,16 +95,16 @@ fn status_is_rewritten_only_when_something_but_time_and_traffic_changed() {
     ));
     // Transition times are kept when nothing flips.
     assert_eq!(first.conditions, second.conditions);
-    // After the refresh period, write again so lastProbe stays current.
-    let much_later = NOW + 61_000;
+    // Nor after the refresh period: unchanged health writes nothing, however long.
+    let much_later = NOW + 3_600_000;
     let third = observe(&reports, Some(&first), much_later);
-    assert!(needs_write(
+    assert!(!needs_write(
         Some(&first),
         &third,
         much_later,
         Duration::from_secs(60)
     ));
-    // Traffic alone (bandwidth, repository size, pin counts) waits for the refresh too.
+    // Traffic alone (bandwidth, repository size, pin counts) waits for the refresh period.
     let mut busy = second.clone();
     for p in &mut busy.peers {
         p.bytes_in = Some(1 << 30);
@@ -118,6 +118,17 @@ fn status_is_rewritten_only_when_something_but_time_and_traffic_changed() {
         Some(&first),
         &busy,
         later,
+        Duration::from_secs(60)
+    ));
+    let mut busy_later = third.clone();
+    for (p, b) in busy_later.peers.iter_mut().zip(&busy.peers) {
+        p.bytes_in = b.bytes_in;
+        p.repo_size = b.repo_size;
+    }
+    assert!(needs_write(
+        Some(&first),
+        &busy_later,
+        much_later,
         Duration::from_secs(60)
     ));
     // A real change is written at once: an error, pins in error, a state.

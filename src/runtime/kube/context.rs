@@ -133,6 +133,8 @@ pub struct Context {
     pub gc: crate::runtime::gc::GcRuns,
     /// The StatefulSet per cluster as the operator last wrote it.
     pub written: super::apply::Written,
+    /// Each cluster's last full apply, which an idle reconcile need not repeat.
+    pub settled: super::settled::Settled,
     /// When each cluster's generated Secret was last found in order.
     pub secrets_checked: super::secret::Checked,
     /// The latest status of each cluster, which the history's sampler reads every probe interval.
@@ -170,6 +172,7 @@ impl Context {
             applied: AppliedObjects::default(),
             gc: crate::runtime::gc::GcRuns::default(),
             written: super::apply::Written::default(),
+            settled: super::settled::Settled::default(),
             secrets_checked: super::secret::Checked::default(),
             latest: crate::history::Latest::default(),
             announce_restarts: Mutex::new(HashMap::new()),
@@ -206,6 +209,7 @@ impl Context {
             .remove(cluster);
         self.applied.forget(cluster);
         self.written.forget(cluster);
+        self.settled.forget(cluster);
         self.secrets_checked.forget(cluster);
         self.rounds.forget(cluster);
         self.pings.forget(cluster);

@@ -130,20 +130,38 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
 /// The pipeline for a live IpfsCluster.
 async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result<Action, Error> {
     let policy = policy_for(cluster, &ctx.settings)?;
-    let children = build::children(cluster, &ctx.settings.build_environment())?;
-    let names = children.names.clone();
-    let built_statefulset = children.statefulset.clone();
     ctx.caches.ready().await;
+    // An idle reconcile finds nothing changed since the last full apply: nothing to build.
+    let env = ctx.settings.build_environment();
+    let children = if ctx.settled.unchanged(cluster, ns, &ctx.caches) {
+        None
+    } else {
+        Some(build::children(cluster, &env)?)
+    };
+    let names = build::Names::of(&cluster.name_any());
+    let built_statefulset = children.as_ref().map(|c| c.statefulset.clone());
     let (statefulset, problems) = if cluster.spec.paused {
         let existing = apply::existing_statefulset(cluster, &names, ns, ctx).await;
         (existing.map_err(Error::Apply)?, Vec::new())
     } else {
         let mut problems = secret::ensure(cluster, &names, ns, ctx).await?;
-        let owner = build::owner_reference(cluster)?;
-        let applied = apply::children(cluster, children, &owner, ns, ctx).await;
-        let (applied, unreached) = applied.map_err(Error::Apply)?;
-        problems.extend(unreached);
-        (Some(applied), problems)
+        let applied = match children {
+            None => apply::existing_statefulset(cluster, &names, ns, ctx)
+                .await
+                .map_err(Error::Apply)?,
+            Some(children) => {
+                let services = children.service_names();
+                let owner = build::owner_reference(cluster)?;
+                let applied = apply::children(cluster, children, &owner, ns, ctx).await;
+                let (applied, unreached) = applied.map_err(Error::Apply)?;
+                problems.extend(unreached);
+                let caches = &ctx.caches;
+                let settled = &ctx.settled;
+                settled.record(cluster, services, &applied, ns, caches);
+                Some(applied)
+            }
+        };
+        (applied, problems)
     };
     let taken = requests::carry_out(cluster, &names, ns, ctx).await;
     let mut observed = observe::peers(cluster, &names, ns, &policy, ctx, taken.probe_now)
@@ -178,8 +196,11 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         grace: policy.restart_timeout,
         now,
     };
+    // The StatefulSet as built, for the gate to move the partition (it rarely does).
+    let built =
+        || built_statefulset.or_else(|| Some(build::children(cluster, &env).ok()?.statefulset));
     let (statefulset, rollout) =
-        upgrade::step::carry_out(cluster, built_statefulset, statefulset, gate, ns, ctx)
+        upgrade::step::carry_out(cluster, built, statefulset, gate, ns, ctx)
             .await
             .map_err(Error::Upgrade)?;
 

@@ -34,6 +34,7 @@ pub mod reach;
 pub mod requests;
 pub mod scale;
 pub mod secret;
+pub mod settled;
 pub mod slim;
 pub mod status;
 pub mod upgrade;

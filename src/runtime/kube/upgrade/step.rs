@@ -23,11 +23,11 @@ pub struct Round<'a> {
     pub now: UnixMillis,
 }
 
-/// Decides the partition from the round and applies it when it moves (`built` is the
-/// StatefulSet as built from the spec). Returns the StatefulSet as it now is and the rollout.
+/// Decides the partition from the round and applies it when it moves (`built` gives the
+/// StatefulSet as built from the spec, called only then). Returns the StatefulSet as it now is and the rollout.
 pub async fn carry_out(
     cluster: &IpfsCluster,
-    built: StatefulSet,
+    built: impl FnOnce() -> Option<StatefulSet>,
     live: Option<StatefulSet>,
     round: Round<'_>,
     ns: &str,
@@ -42,6 +42,10 @@ pub async fn carry_out(
     if gate.partition == partition_of(&live) {
         return Ok((Some(live), gate.rollout));
     }
+    // Built from the spec this reconcile read (which built before, so this cannot fail).
+    let Some(built) = built() else {
+        return Ok((Some(live), gate.rollout));
+    };
     let written =
         apply::statefulset_partition(cluster, built, &live, gate.partition, ns, ctx).await?;
     Ok((Some(written), gate.rollout))
