@@ -2,7 +2,8 @@
 //! time and answered by `GET /api/dashboard/history/{name}?since=&step=`.
 //!
 //! - [`History`]: the samples per series (a cluster `name` or `namespace/name`, a peer
-//!   `<cluster>/<peer>`), bounded by [`RETENTION`] and [`MAX_SAMPLES`]; in memory, and with
+//!   `<cluster>/<peer>`), bounded by [`RETENTION`] and [`MAX_SAMPLES`]; in memory as runs of
+//!   equal samples (`series`: an unchanged series costs 4 bytes per sample), and with
 //!   [`History::open`] also in an embedded store on disk (the local supervisor's state directory:
 //!   [`store`]), so that a restarted supervisor serves the earlier samples.
 //! - [`sampler`]: the clock. The process that reconciles hands it the latest status of each
@@ -14,9 +15,10 @@
 pub mod prometheus;
 pub mod query;
 pub mod sampler;
+mod series;
 mod store;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,7 +125,7 @@ struct Totals {
 
 #[derive(Default)]
 struct Inner {
-    series: BTreeMap<String, VecDeque<Point>>,
+    series: BTreeMap<String, series::Series>,
     /// Probe interval per cluster series.
     intervals: BTreeMap<String, Duration>,
     totals: BTreeMap<String, Totals>,
@@ -160,7 +162,10 @@ impl History {
         };
         let mut gone = Vec::new();
         for (key, points) in loaded {
-            let mut kept = VecDeque::from(points);
+            let mut kept = series::Series::default();
+            for point in points {
+                kept.push(point);
+            }
             trim(&key, &mut kept, now, &mut gone);
             if !kept.is_empty() {
                 inner.series.insert(key, kept);
@@ -196,7 +201,7 @@ impl History {
         let mut gone = Vec::new();
         for (series, point) in &added {
             let points = inner.series.entry(series.clone()).or_default();
-            points.push_back(point.clone());
+            points.push(point.clone());
             trim(series, points, now, &mut gone);
         }
         persist(&mut inner, &added, &gone);
@@ -215,7 +220,7 @@ impl History {
         let mut gone = Vec::new();
         for series in doomed {
             if let Some(points) = inner.series.remove(&series) {
-                gone.extend(points.into_iter().map(|p| (series.clone(), p.t)));
+                gone.extend(points.times().map(|t| (series.clone(), t)));
             }
             inner.totals.remove(&series);
         }
@@ -233,12 +238,12 @@ impl History {
             .filter(|c| *c == name || name.starts_with(&format!("{c}/")))
             .max_by_key(|c| c.len());
         let interval = cluster.and_then(|c| inner.intervals.get(c)).copied();
-        Some(query.answer(points, interval, now))
+        Some(query.answer(&points.points(query.start(now)), interval, now))
     }
 
     /// The number of samples kept of `name`.
     pub fn len(&self, name: &str) -> usize {
-        self.lock().series.get(name).map_or(0, VecDeque::len)
+        self.lock().series.get(name).map_or(0, series::Series::len)
     }
 
     /// True when no series has a sample.
@@ -259,16 +264,16 @@ fn persist(inner: &mut Inner, added: &[(String, Point)], gone: &[(String, UnixMi
 /// Drops the samples older than [`RETENTION`] and beyond [`MAX_SAMPLES`], noting them in `gone`.
 fn trim(
     series: &str,
-    points: &mut VecDeque<Point>,
+    points: &mut series::Series,
     now: UnixMillis,
     gone: &mut Vec<(String, UnixMillis)>,
 ) {
     let oldest = now.saturating_sub(RETENTION.as_millis() as i64);
-    while let Some(first) = points.front() {
-        if first.t >= oldest && points.len() <= MAX_SAMPLES {
+    while let Some(first) = points.first_time() {
+        if first >= oldest && points.len() <= MAX_SAMPLES {
             break;
         }
-        gone.push((series.to_owned(), first.t));
+        gone.push((series.to_owned(), first));
         points.pop_front();
     }
 }
