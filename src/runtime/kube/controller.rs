@@ -130,39 +130,13 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
 /// The pipeline for a live IpfsCluster.
 async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result<Action, Error> {
     let policy = policy_for(cluster, &ctx.settings)?;
-    ctx.caches.ready().await;
-    // An idle reconcile finds nothing changed since the last full apply: nothing to build.
     let env = ctx.settings.build_environment();
-    let children = if ctx.settled.unchanged(cluster, ns, &ctx.caches) {
-        None
-    } else {
-        Some(build::children(cluster, &env)?)
-    };
     let names = build::Names::of(&cluster.name_any());
-    let built_statefulset = children.as_ref().map(|c| c.statefulset.clone());
-    let (statefulset, problems) = if cluster.spec.paused {
-        let existing = apply::existing_statefulset(cluster, &names, ns, ctx).await;
-        (existing.map_err(Error::Apply)?, Vec::new())
-    } else {
-        let mut problems = secret::ensure(cluster, &names, ns, ctx).await?;
-        let applied = match children {
-            None => apply::existing_statefulset(cluster, &names, ns, ctx)
-                .await
-                .map_err(Error::Apply)?,
-            Some(children) => {
-                let services = children.service_names();
-                let owner = build::owner_reference(cluster)?;
-                let applied = apply::children(cluster, children, &owner, ns, ctx).await;
-                let (applied, unreached) = applied.map_err(Error::Apply)?;
-                problems.extend(unreached);
-                let caches = &ctx.caches;
-                let settled = &ctx.settled;
-                settled.record(cluster, services, &applied, ns, caches);
-                Some(applied)
-            }
-        };
-        (applied, problems)
-    };
+    let Applied {
+        statefulset,
+        problems,
+        built: built_statefulset,
+    } = apply_owned(cluster, &names, &env, ns, ctx).await?;
     let taken = requests::carry_out(cluster, &names, ns, ctx).await;
     let mut observed = observe::peers(cluster, &names, ns, &policy, ctx, taken.probe_now)
         .await
@@ -221,6 +195,62 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         .map_err(Error::Status)?;
     requests::finish_probes(taken, score, ns, ctx).await;
     Ok(Action::requeue(policy.probe_interval))
+}
+
+/// Step `apply` of [`apply_cluster`]: the owned objects, or only the StatefulSet as it is when
+/// the cluster is paused or nothing changed since the last full apply.
+struct Applied {
+    statefulset: Option<k8s_openapi::api::apps::v1::StatefulSet>,
+    /// The Secret's and the peers' reachability problems.
+    problems: Vec<String>,
+    /// The StatefulSet as built, when this reconcile built it.
+    built: Option<k8s_openapi::api::apps::v1::StatefulSet>,
+}
+
+async fn apply_owned(
+    cluster: &IpfsCluster,
+    names: &build::Names,
+    env: &build::Environment,
+    ns: &str,
+    ctx: &Context,
+) -> Result<Applied, Error> {
+    ctx.caches.ready().await;
+    // An idle reconcile finds nothing changed since the last full apply: nothing to build.
+    let children = if ctx.settled.unchanged(cluster, ns, &ctx.caches) {
+        None
+    } else {
+        Some(build::children(cluster, env)?)
+    };
+    let built = children.as_ref().map(|c| c.statefulset.clone());
+    if cluster.spec.paused {
+        let existing = apply::existing_statefulset(cluster, names, ns, ctx).await;
+        return Ok(Applied {
+            statefulset: existing.map_err(Error::Apply)?,
+            problems: Vec::new(),
+            built,
+        });
+    }
+    let mut problems = secret::ensure(cluster, names, ns, ctx).await?;
+    let statefulset = match children {
+        None => apply::existing_statefulset(cluster, names, ns, ctx)
+            .await
+            .map_err(Error::Apply)?,
+        Some(children) => {
+            let services = children.service_names();
+            let owner = build::owner_reference(cluster)?;
+            let applied = apply::children(cluster, children, &owner, ns, ctx).await;
+            let (applied, unreached) = applied.map_err(Error::Apply)?;
+            problems.extend(unreached);
+            ctx.settled
+                .record(cluster, services, &applied, ns, &ctx.caches);
+            Some(applied)
+        }
+    };
+    Ok(Applied {
+        statefulset,
+        problems,
+        built,
+    })
 }
 
 /// A deleted IpfsCluster: its owned objects go by garbage collection; the operator forgets it.
