@@ -38,10 +38,9 @@ use futures::StreamExt;
 use ipfs_kit_operator::api::{IpfsCluster, IpfsClusterStatus};
 use ipfs_kit_operator::runtime::kube::build;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
@@ -49,7 +48,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
-use support::clusters::{http_get, operator_command_of};
+use support::clusters::{http_get, operator_command_of, provide_volumes};
 use support::control_plane::{ControlPlane, random_hex};
 use support::process::{Daemon, free_port};
 
@@ -225,47 +224,6 @@ async fn until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     true
-}
-
-/// A StorageClass `<ns>-local` (no provisioner, immediate binding) and `count` hostPath volumes
-/// of it, created 16 at a time; the class's name.
-async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
-    let class = format!("{ns}-local");
-    let sc: StorageClass = serde_json::from_value(json!({
-        "metadata": {"name": class},
-        "provisioner": "kubernetes.io/no-provisioner",
-        "volumeBindingMode": "Immediate",
-        "allowVolumeExpansion": true
-    }))
-    .expect("storage class json");
-    Api::<StorageClass>::all(client.clone())
-        .create(&PostParams::default(), &sc)
-        .await
-        .expect("create StorageClass");
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    futures::stream::iter(0..count)
-        .for_each_concurrent(16, |i| {
-            let pvs = pvs.clone();
-            let class = class.clone();
-            async move {
-                let pv: PersistentVolume = serde_json::from_value(json!({
-                    "metadata": {"name": format!("{ns}-pv-{i}")},
-                    "spec": {
-                        "capacity": {"storage": "100Gi"},
-                        "accessModes": ["ReadWriteOnce"],
-                        "storageClassName": class,
-                        "persistentVolumeReclaimPolicy": "Retain",
-                        "hostPath": {"path": format!("/tmp/ipfs-kit-bench-pv/{ns}/{i}")}
-                    }
-                }))
-                .expect("pv json");
-                pvs.create(&PostParams::default(), &pv)
-                    .await
-                    .expect("create PersistentVolume");
-            }
-        })
-        .await;
-    class
 }
 
 /// IpfsCluster `c<i>`: one peer, both volumes in `class`, the default probe settings. Healing

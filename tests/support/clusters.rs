@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::StreamExt;
 use ipfs_kit_operator::api::IpfsCluster;
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -22,7 +23,8 @@ use super::wait_for;
 
 pub const TEST_MANAGER: &str = "ipfs-kit-operator-controller-tests";
 
-/// A StorageClass named after the namespace and `count` hostPath volumes of 100Gi in it.
+/// A StorageClass named after the namespace and `count` hostPath volumes of 100Gi in it, created
+/// 16 at a time.
 pub async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String {
     let class = format!("{ns}-local");
     let classes: Api<StorageClass> = Api::all(client.clone());
@@ -38,22 +40,27 @@ pub async fn provide_volumes(client: &Client, ns: &str, count: usize) -> String 
         .await
         .expect("create StorageClass");
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    for i in 0..count {
-        let pv: PersistentVolume = serde_json::from_value(json!({
-            "metadata": {"name": format!("{ns}-pv-{i}")},
-            "spec": {
-                "capacity": {"storage": "100Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": class,
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": format!("/tmp/ipfs-kit-test-pv/{ns}/{i}")}
+    futures::stream::iter(0..count)
+        .for_each_concurrent(16, |i| {
+            let (pvs, class) = (pvs.clone(), class.clone());
+            async move {
+                let pv: PersistentVolume = serde_json::from_value(json!({
+                    "metadata": {"name": format!("{ns}-pv-{i}")},
+                    "spec": {
+                        "capacity": {"storage": "100Gi"},
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": class,
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": format!("/tmp/ipfs-kit-test-pv/{ns}/{i}")}
+                    }
+                }))
+                .expect("pv json");
+                pvs.create(&PostParams::default(), &pv)
+                    .await
+                    .expect("create PersistentVolume");
             }
-        }))
-        .expect("pv json");
-        pvs.create(&PostParams::default(), &pv)
-            .await
-            .expect("create PersistentVolume");
-    }
+        })
+        .await;
     class
 }
 
