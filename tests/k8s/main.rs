@@ -12,6 +12,7 @@ mod alerts;
 mod controller;
 mod crd;
 mod dashboard;
+mod drift;
 mod harness;
 mod helm;
 mod history;
