@@ -13,6 +13,7 @@ mod controller;
 mod crd;
 mod dashboard;
 mod drift;
+mod events;
 mod harness;
 mod helm;
 mod history;

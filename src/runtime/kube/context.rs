@@ -4,14 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tracing::warn;
@@ -19,6 +18,7 @@ use tracing::warn;
 use super::applied::{AppliedObjects, Seen};
 use super::backoff::ErrorBackoff;
 use super::build;
+pub use super::events::{EventType, Events};
 use crate::api::IpfsCluster;
 use crate::metrics::Metrics;
 use crate::probe::{IpfsClient, ProberError};
@@ -327,110 +327,6 @@ where
         .and_then(|o| Seen::of(o.meta()))
 }
 
-/// Publishes Events. kube's `Recorder` folds a repeat of the same reason about the same object
-/// into the first Event's series and keeps that Event's note, so `kubectl describe` would show
-/// `Applied (x3) ... generation 1` after generation 2 was applied. Here a repeat of the same
-/// note is folded into one Event's series; a new note starts a new Event, so the latest message
-/// is the one shown.
-pub struct Events {
-    client: Client,
-    reporter: Reporter,
-    /// Per object and reason: the last note published, the recorder that holds its Event and
-    /// when it was last published.
-    last: tokio::sync::Mutex<HashMap<EventKey, (String, Recorder, Instant)>>,
-    /// When [`Events::sweep`] next forgets old Events.
-    next_sweep: Mutex<Instant>,
-}
-
-/// An object (`kind/namespace/uid`) and an Event reason.
-type EventKey = (String, String);
-
-/// Objects x reasons remembered before the memory is dropped (then every next Event is new).
-const EVENT_KEYS_MAX: usize = 10_000;
-/// How long kube's `Recorder` folds a repeat into an Event's series (its cache's time to live):
-/// an Event published longer ago is not remembered (a repeat is a new Event either way).
-const EVENT_SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
-/// How often [`Events::sweep`] looks for such Events.
-const EVENT_SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-impl Events {
-    pub fn new(client: &Client, instance: &str) -> Events {
-        Events {
-            client: client.clone(),
-            reporter: Reporter {
-                controller: "ipfs-kit-operator".into(),
-                instance: Some(instance.to_string()),
-            },
-            last: tokio::sync::Mutex::new(HashMap::new()),
-            next_sweep: Mutex::new(Instant::now() + EVENT_SWEEP_EVERY),
-        }
-    }
-
-    /// Forgets the Events published longer than [`EVENT_SERIES_WINDOW`] ago (at most once per
-    /// [`EVENT_SWEEP_EVERY`]; cheap otherwise), so that idle clusters hold no Event memory.
-    pub fn sweep(&self) {
-        {
-            let mut next = self.next_sweep.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            if now < *next {
-                return;
-            }
-            *next = now + EVENT_SWEEP_EVERY;
-        }
-        // A publish in progress holds the map: the next sweep gets it.
-        if let Ok(mut last) = self.last.try_lock() {
-            last.retain(|_, (_, _, at)| at.elapsed() < EVENT_SERIES_WINDOW);
-            last.shrink_to_fit();
-        }
-    }
-
-    /// Publishes an Event about `object` (its `action` is its `reason`); a failure is only
-    /// logged.
-    pub async fn publish<K>(&self, object: &K, type_: EventType, reason: &str, note: String)
-    where
-        K: Resource<DynamicType = ()>,
-    {
-        let note = event_note(note);
-        let reference = object.object_ref(&());
-        let key = (
-            format!(
-                "{}/{}/{}",
-                reference.kind.as_deref().unwrap_or_default(),
-                reference.namespace.as_deref().unwrap_or_default(),
-                reference.uid.as_deref().unwrap_or_default()
-            ),
-            reason.to_owned(),
-        );
-        let recorder = {
-            let mut last = self.last.lock().await;
-            match last.get_mut(&key) {
-                Some((previous, recorder, at)) if *previous == note => {
-                    *at = Instant::now();
-                    recorder.clone()
-                }
-                _ => {
-                    if last.len() >= EVENT_KEYS_MAX {
-                        last.clear();
-                    }
-                    let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-                    last.insert(key, (note.clone(), recorder.clone(), Instant::now()));
-                    recorder
-                }
-            }
-        };
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&ev, &reference).await {
-            warn!(object = %object.meta().name.clone().unwrap_or_default(), reason, "publishing an Event failed: {e}");
-        }
-    }
-}
-
 /// The wall clock, for the health engine.
 pub fn now_millis() -> UnixMillis {
     SystemTime::now()
@@ -467,34 +363,5 @@ pub fn kube_err(
         kind,
         name,
         source: Box::new(source),
-    }
-}
-
-/// The API server refuses an Event whose note is over 1024 bytes (a long error, say): such a
-/// note is cut at a character boundary and ends with "…".
-fn event_note(mut note: String) -> String {
-    const MAX: usize = 1024;
-    if note.len() <= MAX {
-        return note;
-    }
-    let mut end = MAX - '…'.len_utf8();
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    note.truncate(end);
-    note.push('…');
-    note
-}
-
-#[cfg(test)]
-mod event_note_tests {
-    #[test]
-    fn long_notes_are_cut_to_what_the_api_server_takes() {
-        assert_eq!(super::event_note("short".into()), "short");
-        let long = "é".repeat(700);
-        let cut = super::event_note(long.clone());
-        assert!(cut.len() <= 1024, "{}", cut.len());
-        assert!(cut.ends_with('…'));
-        assert!(long.starts_with(cut.trim_end_matches('…')));
     }
 }

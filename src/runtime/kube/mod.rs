@@ -22,6 +22,7 @@ pub mod collect;
 pub mod context;
 pub mod controller;
 pub mod dns;
+pub mod events;
 pub mod heal;
 pub mod kubelet;
 pub mod lease;
