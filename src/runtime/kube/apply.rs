@@ -5,6 +5,7 @@
 //! a new kind of owned object does not compile until it is applied here.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -35,11 +36,11 @@ pub async fn existing_statefulset(
     names: &Names,
     ns: &str,
     ctx: &Context,
-) -> Result<Option<StatefulSet>, ApplyError> {
+) -> Result<Option<Arc<StatefulSet>>, ApplyError> {
     let key = ObjectRef::new(&names.statefulset).within(ns);
     let owner = ObjectRef::from_obj(cluster);
     if let Some(sts) = ctx.caches.statefulsets.get(&key) {
-        return Ok(Some(ctx.written.freshest(&owner, StatefulSet::clone(&sts))));
+        return Ok(Some(ctx.written.freshest(&owner, sts)));
     }
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let live = api.get_opt(&names.statefulset).await.map_err(kube_err(
@@ -48,7 +49,7 @@ pub async fn existing_statefulset(
         "StatefulSet",
         &names.statefulset,
     ))?;
-    Ok(live.map(|sts| ctx.written.freshest(&owner, sts)))
+    Ok(live.map(|sts| ctx.written.freshest(&owner, Arc::new(sts))))
 }
 
 /// The StatefulSet each cluster's last write returned: a watch cache that has not seen the
@@ -56,7 +57,7 @@ pub async fn existing_statefulset(
 /// write, e.g. raise a partition the upgrade gate just lowered.
 #[derive(Debug, Default)]
 pub struct Written(
-    std::sync::Mutex<std::collections::HashMap<ObjectRef<IpfsCluster>, StatefulSet>>,
+    std::sync::Mutex<std::collections::HashMap<ObjectRef<IpfsCluster>, Arc<StatefulSet>>>,
 );
 
 impl Written {
@@ -65,19 +66,23 @@ impl Written {
         let mut kept = sts.clone();
         super::slim::statefulset(&mut kept);
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(owner.clone(), kept);
+        map.insert(owner.clone(), Arc::new(kept));
     }
 
     /// `live`, or the operator's last write of the same object when `live` is older. Once the
     /// cache shows that write (or a later object), the write is forgotten: it is needed no more.
-    pub fn freshest(&self, owner: &ObjectRef<IpfsCluster>, live: StatefulSet) -> StatefulSet {
+    pub fn freshest(
+        &self,
+        owner: &ObjectRef<IpfsCluster>,
+        live: Arc<StatefulSet>,
+    ) -> Arc<StatefulSet> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(owner) {
             Some(ours)
                 if ours.metadata.uid == live.metadata.uid
                     && ours.metadata.generation > live.metadata.generation =>
             {
-                ours.clone()
+                Arc::clone(ours)
             }
             Some(_) => {
                 map.remove(owner);
@@ -228,11 +233,11 @@ async fn apply_services(
 async fn apply_statefulset(
     cluster: &IpfsCluster,
     mut statefulset: StatefulSet,
-    existing: Option<StatefulSet>,
+    existing: Option<Arc<StatefulSet>>,
     ns: &str,
     ctx: &Context,
 ) -> Result<StatefulSet, ApplyError> {
-    let partition = upgrade::partition_to_apply(existing.as_ref(), cluster.spec.replicas);
+    let partition = upgrade::partition_to_apply(existing.as_deref(), cluster.spec.replicas);
     upgrade::set_partition(&mut statefulset, partition);
     let Some(old) = existing else {
         let body = body_hash(&statefulset);
@@ -242,7 +247,7 @@ async fn apply_statefulset(
     statefulset.spec.volume_claim_templates = old.spec.volume_claim_templates.clone();
     let owner = ObjectRef::from_obj(cluster);
     let Some(body) = needs_apply(ctx, &owner, &statefulset, Seen::of(&old.metadata)) else {
-        return Ok(old);
+        return Ok(Arc::unwrap_or_clone(old));
     };
     let old_replicas = old.spec.replicas.unwrap_or(1);
     if old_replicas > cluster.spec.replicas {

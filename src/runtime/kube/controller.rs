@@ -143,7 +143,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         .map_err(Error::Observe)?;
     upgrade::leave_to_rollout(
         &mut observed.reports,
-        statefulset.as_ref(),
+        statefulset.as_deref(),
         &observed.pods,
         |o| names.peer(o),
     );
@@ -181,7 +181,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     let mut problems = problems;
     problems.extend(super::kubelet::problems(&observed.pods));
     let round = Round {
-        statefulset: statefulset.as_ref(),
+        statefulset: statefulset.as_deref(),
         observed: &observed,
         assessment: &assessment,
         problems: &problems,
@@ -200,7 +200,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
 /// Step `apply` of [`apply_cluster`]: the owned objects, or only the StatefulSet as it is when
 /// the cluster is paused or nothing changed since the last full apply.
 struct Applied {
-    statefulset: Option<k8s_openapi::api::apps::v1::StatefulSet>,
+    statefulset: Option<Arc<k8s_openapi::api::apps::v1::StatefulSet>>,
     /// The Secret's and the peers' reachability problems.
     problems: Vec<String>,
     /// The StatefulSet as built, when this reconcile built it.
@@ -243,7 +243,7 @@ async fn apply_owned(
             problems.extend(unreached);
             ctx.settled
                 .record(cluster, services, &applied, ns, &ctx.caches);
-            Some(applied)
+            Some(Arc::new(applied))
         }
     };
     Ok(Applied {

@@ -1,6 +1,8 @@
 //! Step `upgrade`: the gate's decision carried out (the StatefulSet applied with the new
 //! partition) and announced (an Event for each pod updated, a stall, the end of a rollout).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::events::EventType;
 
@@ -28,11 +30,11 @@ pub struct Round<'a> {
 pub async fn carry_out(
     cluster: &IpfsCluster,
     built: impl FnOnce() -> Option<StatefulSet>,
-    live: Option<StatefulSet>,
+    live: Option<Arc<StatefulSet>>,
     round: Round<'_>,
     ns: &str,
     ctx: &Context,
-) -> Result<(Option<StatefulSet>, Rollout), ApplyError> {
+) -> Result<(Option<Arc<StatefulSet>>, Rollout), ApplyError> {
     let live = match live {
         Some(live) if !cluster.spec.paused => live,
         other => return Ok((other, Rollout::Settled)),
@@ -48,7 +50,7 @@ pub async fn carry_out(
     };
     let written =
         apply::statefulset_partition(cluster, built, &live, gate.partition, ns, ctx).await?;
-    Ok((Some(written), gate.rollout))
+    Ok((Some(Arc::new(written)), gate.rollout))
 }
 
 fn gate_input(cluster: &IpfsCluster, live: &StatefulSet, round: &Round<'_>) -> GateInput {
