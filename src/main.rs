@@ -7,11 +7,6 @@ use ipfs_kit_operator::cli::{Cli, Command, LocalCommand, OutputFormat, StateDirA
 use ipfs_kit_operator::runtime::local::{self, Binaries, DownOptions, LocalError, UpOptions};
 use ipfs_kit_operator::telemetry;
 
-/// mimalloc: at 1000 clusters glibc's malloc cost about a quarter of the idle CPU and kept freed
-/// memory (README, "Measured: controller scale").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = telemetry::init(cli.log_format, cli.log_filter.as_deref()) {
