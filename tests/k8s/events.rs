@@ -35,6 +35,13 @@ async fn events_about(client: &kube::Client, ns: &str, object: &ConfigMap) -> Ve
         .collect()
 }
 
+/// Publishes an `Applied` Event about `object` with this note.
+async fn applied(events: &Events, object: &ConfigMap, note: &str) {
+    events
+        .publish(object, EventType::Normal, "Applied", note.to_owned())
+        .await;
+}
+
 #[tokio::test]
 async fn a_repeated_message_counts_in_one_event_and_a_new_message_is_a_new_event() {
     let cp = control_plane();
@@ -50,20 +57,14 @@ async fn a_repeated_message_counts_in_one_event_and_a_new_message_is_a_new_event
     let events = Events::new(&client, "events-test");
 
     for _ in 0..3 {
-        let note = "applied generation 1".to_owned();
-        events
-            .publish(&object, EventType::Normal, "Applied", note)
-            .await;
+        applied(&events, &object, "applied generation 1").await;
     }
     assert_eq!(
         events_about(&client, &ns, &object).await,
         vec![("applied generation 1".to_owned(), 3)]
     );
 
-    let note = "applied generation 2".to_owned();
-    events
-        .publish(&object, EventType::Normal, "Applied", note)
-        .await;
+    applied(&events, &object, "applied generation 2").await;
     assert_eq!(
         events_about(&client, &ns, &object).await,
         vec![
@@ -79,10 +80,7 @@ async fn a_repeated_message_counts_in_one_event_and_a_new_message_is_a_new_event
     api.delete_collection(&Default::default(), &ListParams::default())
         .await
         .expect("delete the Events");
-    let note = "applied generation 2".to_owned();
-    events
-        .publish(&object, EventType::Normal, "Applied", note)
-        .await;
+    applied(&events, &object, "applied generation 2").await;
     assert_eq!(
         events_about(&client, &ns, &object).await,
         vec![("applied generation 2".to_owned(), 1)]
