@@ -18,7 +18,7 @@ use tracing::warn;
 use super::applied::{AppliedObjects, Seen};
 use super::backoff::ErrorBackoff;
 use super::build;
-pub use super::events::{EventType, Events};
+use super::events::{EventType, Events};
 use crate::api::IpfsCluster;
 use crate::metrics::Metrics;
 use crate::probe::{IpfsClient, ProberError};

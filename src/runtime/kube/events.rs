@@ -9,7 +9,6 @@
 //! (about 16 KiB per cluster, 16 MiB for 1000 clusters that each published one).
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use tracing::warn;
 
+use super::applied::body_hash;
+
 pub use kube::runtime::events::EventType;
 
 /// The controller name Events are reported by (`reportingController`).
@@ -28,7 +29,7 @@ const CONTROLLER: &str = "ipfs-kit-operator";
 /// Objects x reasons remembered before the memory is dropped (then every next Event is new).
 const KEYS_MAX: usize = 10_000;
 /// How long a repeat is folded into an Event's series: a repeat after longer is a new Event.
-pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// How often [`Events::sweep`] forgets the Events published longer than [`SERIES_WINDOW`] ago.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The longest note the API server takes (bytes).
@@ -119,7 +120,7 @@ impl Events {
             ),
             reason.to_owned(),
         );
-        let note_hash = hash(&note);
+        let note_hash = body_hash(&note);
         let step = self.step(&key, note_hash);
         let result = match step {
             Step::Repeat {
@@ -228,12 +229,6 @@ impl Events {
             .await?;
         Ok(())
     }
-}
-
-fn hash(note: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    note.hash(&mut hasher);
-    hasher.finish()
 }
 
 /// `note` cut to what the API server takes ([`NOTE_MAX`] bytes), ending in `…` when cut.

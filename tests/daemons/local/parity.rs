@@ -3,6 +3,7 @@
 //! by scale-up that the older peers trust at once.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -26,10 +27,14 @@ impl Local {
         std::fs::write(self.spec_file(), yaml).expect("write spec");
     }
 
+    /// Peer `peer`'s IPFS Cluster log file.
+    fn cluster_log_file(&self, peer: &str) -> PathBuf {
+        self.cluster_dir().join(peer).join("logs/cluster.log")
+    }
+
     /// Peer `peer`'s IPFS Cluster log.
     fn cluster_log(&self, peer: &str) -> String {
-        let file = self.cluster_dir().join(peer).join("logs/cluster.log");
-        std::fs::read_to_string(&file).unwrap_or_default()
+        std::fs::read_to_string(self.cluster_log_file(peer)).unwrap_or_default()
     }
 
     /// Peer `peer`'s rendered `service.json`.
@@ -57,33 +62,30 @@ fn cluster_ids(status: &LocalStatus) -> BTreeSet<String> {
 async fn peerset_of(local: &Local, status: &LocalStatus, index: usize) -> BTreeSet<String> {
     let peer = &status.peers[index];
     let rest = peer.ports.expect("ports").cluster_rest;
-    let asked = tokio::time::timeout(
-        Duration::from_secs(90),
-        wait_for(
-            &format!("GET /id of peer {index} (port {rest})"),
-            Duration::from_secs(91),
-            Duration::from_millis(500),
-            || async {
-                http()
-                    .get(format!("http://127.0.0.1:{rest}/id"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json::<Value>()
-                    .await
-                    .ok()
-            },
-        ),
-    )
-    .await;
-    let Ok(id) = asked else {
-        panic!(
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let id = loop {
+        let asked = async {
+            http()
+                .get(format!("http://127.0.0.1:{rest}/id"))
+                .send()
+                .await
+                .ok()?
+                .json::<Value>()
+                .await
+                .ok()
+        };
+        if let Some(id) = asked.await {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
             "{}'s GET /id (port {rest}) did not answer within 90 s; supervisor:\n{}\n\
              its IPFS Cluster log:\n{}",
             peer.name,
             log_tail(&local.supervisor_log, 60),
-            tail(&local.cluster_log(&peer.name), 60)
-        )
+            log_tail(&local.cluster_log_file(&peer.name), 60)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     id["cluster_peers"]
         .as_array()
@@ -91,12 +93,6 @@ async fn peerset_of(local: &Local, status: &LocalStatus, index: usize) -> BTreeS
         .iter()
         .filter_map(|p| p.as_str().map(str::to_owned))
         .collect()
-}
-
-/// The last `n` lines of `text`.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Every peer reports the same peerset: all of `status`'s peers.
