@@ -111,7 +111,7 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
     let result = finalizer(&api, FINALIZER, cluster, |event| async {
         match event {
             FinalizerEvent::Apply(c) => apply_cluster(&c, &ns, &ctx).await,
-            FinalizerEvent::Cleanup(c) => cleanup(&c, &ctx).await,
+            FinalizerEvent::Cleanup(c) => Box::pin(cleanup(&c, &ctx)).await,
         }
     })
     .await
@@ -238,7 +238,9 @@ async fn apply_owned(
         Some(children) => {
             let services = children.service_names();
             let owner = build::owner_reference(cluster)?;
-            let applied = apply::children(cluster, children, &owner, ns, ctx).await;
+            // Boxed: the full apply's future is most of a reconcile's size (40 KB), and an idle
+            // reconcile, which does not run it, need not allocate and move it.
+            let applied = Box::pin(apply::children(cluster, children, &owner, ns, ctx)).await;
             let (applied, unreached) = applied.map_err(Error::Apply)?;
             problems.extend(unreached);
             ctx.settled

@@ -48,8 +48,16 @@ pub async fn carry_out(
     let Some(built) = built() else {
         return Ok((Some(live), gate.rollout));
     };
-    let written =
-        apply::statefulset_partition(cluster, built, &live, gate.partition, ns, ctx).await?;
+    // Boxed: rarely run, and large; a reconcile that does not move the partition need not carry it.
+    let written = Box::pin(apply::statefulset_partition(
+        cluster,
+        built,
+        &live,
+        gate.partition,
+        ns,
+        ctx,
+    ))
+    .await?;
     Ok((Some(Arc::new(written)), gate.rollout))
 }
 
