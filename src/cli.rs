@@ -51,7 +51,7 @@ pub enum Command {
     Crd,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "IPFS_KIT_NAMESPACE")]
@@ -121,7 +121,7 @@ pub struct RunArgs {
 }
 
 /// Alerts the operator evaluates itself and posts without Prometheus.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct AlertArgs {
     /// POST firing and resolved alerts to this URL as Alertmanager's webhook JSON (http or
     /// https; user and password in the URL are sent as basic auth; the URL is never logged).

@@ -192,11 +192,20 @@ fn run(args: &ipfs_kit_operator::cli::RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(ipfs_kit_operator::runtime::kube::run_operator(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
+    // On a worker thread, not this one: the controller's streams wake with every reconcile that
+    // ends, and a worker wakes without the thread hand-off a `block_on` thread needs.
+    let args = args.clone();
+    let operator =
+        runtime.spawn(async move { ipfs_kit_operator::runtime::kube::run_operator(&args).await });
+    match runtime.block_on(operator) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(err)) => {
             tracing::error!("{err}");
             eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("error: the controller stopped unexpectedly: {err}");
             ExitCode::from(1)
         }
     }

@@ -50,14 +50,25 @@ impl Latest {
         self.clusters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The status of cluster `key` after a round; it is probed every `interval`.
+    /// The status of cluster `key` after a round; it is probed every `interval`. A status equal
+    /// to the one held is not copied again (most rounds of a steady cluster).
     pub fn observe(&self, key: &str, interval: Duration, status: &IpfsClusterStatus) {
+        let interval = interval.max(Duration::from_millis(100));
+        let now = Instant::now();
+        let mut clusters = self.lock();
+        if let Some(held) = clusters.get_mut(key)
+            && *held.status == *status
+        {
+            held.interval = interval;
+            held.at = now;
+            return;
+        }
         let observed = Observed {
-            interval: interval.max(Duration::from_millis(100)),
+            interval,
             status: Arc::new(status.clone()),
-            at: Instant::now(),
+            at: now,
         };
-        self.lock().insert(key.to_owned(), observed);
+        clusters.insert(key.to_owned(), observed);
     }
 
     /// Cluster `key` is gone (deleted, or no longer reconciled here).
@@ -70,12 +81,10 @@ impl Latest {
         self.lock().clear();
     }
 
-    /// Every cluster, in key order.
-    fn all(&self) -> Vec<(String, Observed)> {
-        self.lock()
-            .iter()
-            .map(|(k, o)| (k.clone(), o.clone()))
-            .collect()
+    /// The clusters due for a sample at `now` by `schedule`, and how long until the next one is
+    /// due; looked at under the lock (nothing is copied but the clusters due).
+    fn due(&self, schedule: &mut Schedule, now: Instant) -> (Vec<(String, Observed)>, Duration) {
+        schedule.due(&self.lock(), now)
     }
 }
 
@@ -87,19 +96,19 @@ pub struct Schedule {
 
 impl Schedule {
     /// The clusters due at `now` (each then due one interval later), and how long until the
-    /// next one is due. A cluster seen for the first time is due at once. `clusters` are in key
-    /// order (as [`Latest::all`] lists them).
+    /// next one is due. A cluster seen for the first time is due at once.
     fn due(
         &mut self,
-        clusters: &[(String, Observed)],
+        clusters: &BTreeMap<String, Observed>,
         now: Instant,
     ) -> (Vec<(String, Observed)>, Duration) {
-        self.due
-            .retain(|k, _| clusters.binary_search_by(|(c, _)| c.cmp(k)).is_ok());
         let mut ready = Vec::new();
         let mut wait = MAX_WAIT;
         for (key, observed) in clusters {
-            let next = self.due.entry(key.clone()).or_insert(now);
+            let next = match self.due.get_mut(key) {
+                Some(next) => next,
+                None => self.due.entry(key.clone()).or_insert(now),
+            };
             if *next <= now {
                 ready.push((key.clone(), observed.clone()));
                 *next += observed.interval;
@@ -109,6 +118,10 @@ impl Schedule {
                 }
             }
             wait = wait.min(next.saturating_duration_since(now));
+        }
+        // Every cluster has an entry now: more entries than clusters means some are gone.
+        if self.due.len() > clusters.len() {
+            self.due.retain(|k, _| clusters.contains_key(k));
         }
         (ready, wait)
     }
@@ -120,7 +133,7 @@ pub async fn run(history: History, latest: Latest) {
     let mut schedule = Schedule::default();
     loop {
         let now = Instant::now();
-        let (ready, wait) = schedule.due(&latest.all(), now);
+        let (ready, wait) = latest.due(&mut schedule, now);
         let fresh: Vec<(String, Observed)> = ready
             .into_iter()
             .filter(|(_, o)| {
@@ -155,13 +168,35 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_status_is_not_copied_again_but_counts_as_fresh() {
+        let latest = Latest::default();
+        let mut status = IpfsClusterStatus {
+            ready_replicas: Some(1),
+            ..IpfsClusterStatus::default()
+        };
+        let second = Duration::from_secs(1);
+        latest.observe("ns/a", second, &status);
+        let held = |l: &Latest| l.lock().get("ns/a").cloned().expect("held");
+        let first = held(&latest);
+        latest.observe("ns/a", second * 2, &status);
+        let same = held(&latest);
+        assert!(Arc::ptr_eq(&first.status, &same.status), "not copied again");
+        assert!(same.at >= first.at);
+        assert_eq!(same.interval, second * 2);
+        status.ready_replicas = Some(2);
+        latest.observe("ns/a", second, &status);
+        assert_eq!(held(&latest).status.ready_replicas, Some(2));
+    }
+
+    #[test]
     fn each_cluster_is_due_once_per_its_interval_and_missed_ticks_are_skipped() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let clusters = vec![
+        let clusters: BTreeMap<String, Observed> = [
             ("a".to_owned(), observed(1000)),
             ("b".into(), observed(3000)),
-        ];
+        ]
+        .into();
         let mut s = Schedule::default();
         let names = |r: Vec<(String, Observed)>| r.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         let (ready, wait) = s.due(&clusters, t0);
@@ -180,7 +215,8 @@ mod tests {
             (vec!["a".to_owned(), "b".into()], ms(1000))
         );
         // A cluster that is gone is no longer scheduled.
-        let (ready, _) = s.due(&clusters[..1], t0 + ms(7000));
+        let only_a: BTreeMap<String, Observed> = clusters.into_iter().take(1).collect();
+        let (ready, _) = s.due(&only_a, t0 + ms(7000));
         assert_eq!(names(ready), ["a"]);
         assert_eq!(s.due.len(), 1);
     }

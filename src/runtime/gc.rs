@@ -9,7 +9,7 @@
 //! `Datastore.StorageGCWatermark` (default 90) % of `Datastore.StorageMax`, it asks that Kubo for
 //! `repo/gc`, in the background, and reports the outcome on a later round.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,10 +92,10 @@ struct PeerGc {
 /// The collections of every peer the runtime watches, by key (`<namespace>/<cluster>/<peer>` in
 /// Kubernetes, the peer's name locally). Cloning shares them.
 #[derive(Clone, Debug, Default)]
-pub struct GcRuns(Arc<Mutex<HashMap<String, PeerGc>>>);
+pub struct GcRuns(Arc<Mutex<BTreeMap<String, PeerGc>>>);
 
 impl GcRuns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerGc>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, PeerGc>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -132,16 +132,18 @@ impl GcRuns {
 
     /// The outcomes not reported yet of the keys under `prefix`, by the rest of their key.
     pub fn take_outcomes(&self, prefix: &str) -> Vec<(String, GcOutcome)> {
-        let mut out: Vec<(String, GcOutcome)> = self
-            .lock()
-            .iter_mut()
+        // The keys under `prefix` only (a reconcile of one cluster reads no other's runs).
+        self.lock()
+            .range_mut::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(prefix))
             .filter_map(|(key, run)| {
                 let peer = key.strip_prefix(prefix)?;
                 Some((peer.to_owned(), run.outcome.take()?))
             })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+            .collect()
     }
 
     /// Forgets the keys under `prefix` (a deleted cluster).
@@ -305,6 +307,29 @@ mod tests {
             ..settings
         };
         assert!(!runs.claim("ns/c/p0", &off, &kubo(99, 100), next), "off");
+    }
+
+    #[test]
+    fn a_cluster_reads_only_its_own_outcomes_in_peer_order() {
+        let settings = GcSettings {
+            period: Duration::from_secs(60),
+            watermark: 90,
+        };
+        let runs = GcRuns::default();
+        let t0 = Instant::now();
+        for key in ["ns/c/c-1", "ns/c/c-0", "ns/cd/cd-0", "ns/b/b-0", "nt/c/c-0"] {
+            assert!(runs.claim(key, &settings, &kubo(95, 100), t0), "{key}");
+            runs.finish(key, GcOutcome::Failed(key.to_owned()));
+        }
+        let peers: Vec<String> = runs
+            .take_outcomes("ns/c/")
+            .into_iter()
+            .map(|(peer, _)| peer)
+            .collect();
+        assert_eq!(peers, ["c-0", "c-1"]);
+        assert_eq!(runs.take_outcomes("ns/cd/").len(), 1);
+        assert_eq!(runs.take_outcomes("ns/c/"), vec![]);
+        assert_eq!(runs.take_outcomes("ns/b/").len(), 1);
     }
 
     #[test]
