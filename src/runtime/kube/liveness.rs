@@ -62,9 +62,14 @@ impl Pings {
         }
     }
 
-    /// Pings `targets` of `cluster` from now on (its task started on the first call).
+    /// Pings `targets` of `cluster` from now on (its task started once one of them answered a
+    /// round: a cluster none of whose daemons ever answered has nothing to ping, and costs no
+    /// task).
     pub fn watch(&self, cluster: &Key, targets: Vec<PingTarget>) {
         let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        if !monitors.contains_key(cluster) && !targets.iter().any(|t| t.answered) {
+            return;
+        }
         let monitor = monitors.entry(cluster.clone()).or_insert_with(|| {
             let trigger = self.trigger.clone();
             let key = cluster.clone();
