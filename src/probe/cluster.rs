@@ -69,10 +69,7 @@ impl IpfsClient {
         // whatever the other calls say, so they are not made (one connection attempt per round
         // to a peer that is down, not four).
         let req = self.request(Method::GET, api, "/health", timeout);
-        if let Err(down) = self
-            .first_call("GET /health", api, req, "/health", timeout)
-            .await
-        {
+        if let Err(down) = Self::send("GET /health", req, &[]).await {
             return (Err(down), false);
         }
         let rest = tokio::try_join!(

@@ -7,7 +7,6 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::de::DeserializeOwned;
 
-use super::refused::{Refused, is_refused};
 use super::report::{FailureKind, ProbeFailure, ProbeResult};
 
 /// Where one API of one peer is, and how to authenticate to it.
@@ -69,8 +68,6 @@ pub fn host_port(ip: &str, port: i32) -> String {
 #[derive(Clone, Debug)]
 pub struct IpfsClient {
     pub(super) http: reqwest::Client,
-    /// The APIs that refused their last connection (dialled bare first, see [`super::refused`]).
-    pub(super) refused: std::sync::Arc<Refused>,
 }
 
 /// The client could not be built (no TLS provider, bad settings).
@@ -85,10 +82,7 @@ impl IpfsClient {
             .no_proxy()
             .pool_max_idle_per_host(2)
             .build()?;
-        Ok(IpfsClient {
-            http,
-            refused: std::sync::Arc::default(),
-        })
+        Ok(IpfsClient { http })
     }
 
     /// A request to `api` (its credentials added) that gives up after `timeout`.
@@ -117,43 +111,6 @@ impl IpfsClient {
         also_ok: &[u16],
     ) -> ProbeResult<(u16, axum::body::Bytes)> {
         let resp = req.send().await.map_err(|e| failure(what, &e))?;
-        Self::answer(what, resp, also_ok).await
-    }
-
-    /// The first call of a probe of `api` (`what`, at `path`): when `api` refused its last
-    /// connection, a bare connect first, which ends the probe if refused again (see
-    /// [`super::refused`]). Then as [`IpfsClient::send`].
-    pub(super) async fn first_call(
-        &self,
-        what: &str,
-        api: &Endpoint,
-        req: reqwest::RequestBuilder,
-        path: &str,
-        timeout: Duration,
-    ) -> ProbeResult<(u16, axum::body::Bytes)> {
-        self.refused.dial(api, what, path, timeout).await?;
-        match req.send().await {
-            Ok(resp) => {
-                self.refused.forget(api);
-                Self::answer(what, resp, &[]).await
-            }
-            Err(e) => {
-                if is_refused(&e) {
-                    self.refused.note(api);
-                } else {
-                    self.refused.forget(api);
-                }
-                Err(failure(what, &e))
-            }
-        }
-    }
-
-    /// The status and body of `resp`; a status other than 2xx (or `also_ok`) is a failure.
-    async fn answer(
-        what: &str,
-        resp: reqwest::Response,
-        also_ok: &[u16],
-    ) -> ProbeResult<(u16, axum::body::Bytes)> {
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| failure(what, &e))?;
         if !status.is_success() && !also_ok.contains(&status.as_u16()) {

@@ -65,12 +65,7 @@ impl IpfsClient {
         }
         // `id` first: a daemon that does not answer it is reported with that failure, and is
         // not asked the rest (one connection attempt per round to a Kubo that is down, not five).
-        let what = "POST /api/v0/id";
-        let req = self.request(Method::POST, api, "/api/v0/id", timeout);
-        let (_, body) = self
-            .first_call(what, api, req, "/api/v0/id", timeout)
-            .await?;
-        let id: Id = serde_json::from_slice(&body).map_err(|e| super::http::invalid(what, &e))?;
+        let id = self.kubo_call::<Id>(api, "id", &[], timeout).await?;
         let (version, swarm, repo, bw) = tokio::try_join!(
             self.kubo_call::<Version>(api, "version", &[], timeout),
             self.kubo_call::<SwarmPeers>(api, "swarm/peers", &[], timeout),

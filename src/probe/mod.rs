@@ -5,14 +5,12 @@
 //! - [`cluster`]: IPFS Cluster REST calls (status, peer removal, pin, unpin, allocation).
 //! - [`round`]: the concurrent probe round ([`Prober`]) that yields one [`report::PeerReport`]
 //!   per peer.
-//! - [`refused`]: the APIs that refused their last connection, dialled bare first.
 //! - [`liveness`]: the cheap pings between rounds that find a hung daemon within seconds.
 
 pub mod cluster;
 pub mod http;
 pub mod kubo;
 pub mod liveness;
-mod refused;
 pub mod report;
 pub mod round;
 
