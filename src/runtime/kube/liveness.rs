@@ -97,3 +97,36 @@ impl Pings {
             .remove(cluster);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Endpoint;
+    use crate::probe::liveness::ping_targets;
+
+    #[tokio::test]
+    async fn a_cluster_gets_a_ping_task_only_once_a_daemon_answered() {
+        let pings = Pings::new(IpfsClient::new().expect("client"), Settings::default());
+        let key = ObjectRef::new("web").within("team");
+        let api = Endpoint::at("127.0.0.1", 9);
+        let tasks = |p: &Pings| p.monitors.lock().expect("lock").len();
+        pings.watch(
+            &key,
+            ping_targets("web-0", (&api, false), (&api, false)).into(),
+        );
+        assert_eq!(tasks(&pings), 0, "nothing answered: nothing to ping");
+        pings.watch(
+            &key,
+            ping_targets("web-0", (&api, true), (&api, false)).into(),
+        );
+        assert_eq!(tasks(&pings), 1);
+        // Once started, it is kept (a hung daemon is pinged until it answers again).
+        pings.watch(
+            &key,
+            ping_targets("web-0", (&api, false), (&api, false)).into(),
+        );
+        assert_eq!(tasks(&pings), 1);
+        pings.forget(&key);
+        assert_eq!(tasks(&pings), 0);
+    }
+}
