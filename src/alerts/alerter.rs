@@ -120,6 +120,16 @@ impl Alerter {
         }
     }
 
+    /// Whether a condition of cluster `key` (`namespace/name`) holds and waits for its `for`
+    /// duration to fire.
+    pub fn pending(&self, key: &str) -> bool {
+        self.clusters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(ClusterAlerts::any_pending)
+    }
+
     /// Forgets a deleted cluster: what fired is resolved (and delivered as such).
     pub fn forget(
         &self,

@@ -62,6 +62,10 @@ impl ClusterAlerts {
     }
 
     /// Whether anything fires.
+    pub fn any_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     pub fn any_firing(&self) -> bool {
         !self.firing.is_empty()
     }

@@ -71,6 +71,13 @@ impl Latest {
         clusters.insert(key.to_owned(), observed);
     }
 
+    /// Cluster `key` was probed again and its status did not change.
+    pub fn renew(&self, key: &str) {
+        if let Some(held) = self.lock().get_mut(key) {
+            held.at = Instant::now();
+        }
+    }
+
     /// Cluster `key` is gone (deleted, or no longer reconciled here).
     pub fn forget(&self, key: &str) {
         self.lock().remove(key);

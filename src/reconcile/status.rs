@@ -385,6 +385,29 @@ fn without_volatile(status: &IpfsClusterStatus) -> IpfsClusterStatus {
     s
 }
 
+/// `status` with the volatile figures of `reports` (by peer name): what [`without_volatile`]
+/// leaves out, as [`compute`] would have put it. The rest is left as it is.
+pub fn with_volatile(status: &mut IpfsClusterStatus, reports: &[PeerReport]) {
+    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    for p in &mut status.peers {
+        let Some(report) = reports.iter().find(|r| r.peer == p.name) else {
+            continue;
+        };
+        let kubo = report.kubo.as_ref().ok();
+        let pins = report
+            .cluster
+            .as_ref()
+            .ok()
+            .and_then(|c| c.pins.as_ref().ok());
+        p.bytes_in = kubo.map(|k| to_i64(k.total_in));
+        p.bytes_out = kubo.map(|k| to_i64(k.total_out));
+        p.repo_size = kubo.map(|k| to_i64(k.repo_size));
+        p.pins_pinned = pins.map(|c| to_i64(c.pinned));
+        p.pins_queued = pins.map(|c| to_i64(c.queued));
+        p.pins_pinning = pins.map(|c| to_i64(c.pinning));
+    }
+}
+
 /// Whether `new` must be written over `old`: at once when anything but the times and the
 /// volatile figures differs (health, states, errors, versions, peers, conditions); when only the
 /// volatile figures moved, once the probe times written last are older than `refresh` (one write

@@ -146,6 +146,17 @@ impl GcRuns {
             .collect()
     }
 
+    /// Whether a collection of a key under `prefix` runs, or ended and was not reported yet.
+    pub fn busy(&self, prefix: &str) -> bool {
+        self.lock()
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .any(|(_, run)| run.running || run.outcome.is_some())
+    }
+
     /// Forgets the keys under `prefix` (a deleted cluster).
     pub fn forget(&self, prefix: &str) {
         self.lock().retain(|key, _| !key.starts_with(prefix));

@@ -118,9 +118,11 @@ pub struct Context {
     /// The one client of the peers' Kubo RPC and Cluster REST APIs (probes and healing).
     pub ipfs: IpfsClient,
     /// The last probe round per cluster (rounds run once per probe interval).
-    pub rounds: super::pacing::Rounds,
+    pub rounds: Arc<super::pacing::Rounds>,
     /// The liveness pings of each cluster's daemons, between rounds.
     pub pings: super::liveness::Pings,
+    /// The probe rounds of the clusters in which nothing changes, between their reconciles.
+    pub steady: super::steady::Steady,
     /// The health engine's memory per cluster, between rounds (in memory: a new leader starts
     /// with fresh budgets).
     histories: Mutex<HashMap<ObjectRef<IpfsCluster>, ClusterHistory>>,
@@ -157,6 +159,15 @@ impl Context {
         let events = Events::new(&client, &settings.instance);
         let ipfs = IpfsClient::new()?;
         let pings = super::liveness::Pings::new(ipfs.clone(), settings.liveness);
+        let rounds = Arc::new(super::pacing::Rounds::default());
+        let latest = crate::history::Latest::default();
+        let steady = super::steady::Steady::new(
+            ipfs.clone(),
+            metrics.clone(),
+            latest.clone(),
+            rounds.clone(),
+            pings.trigger(),
+        );
         Ok(Self {
             alerter: crate::alerts::Alerter::new(settings.alerts.clone()),
             backoff: ErrorBackoff::new(settings.error_backoff_base, settings.error_backoff_cap),
@@ -166,7 +177,8 @@ impl Context {
             metrics,
             pings,
             ipfs,
-            rounds: super::pacing::Rounds::default(),
+            rounds,
+            steady,
             histories: Mutex::new(HashMap::new()),
             caches,
             applied: AppliedObjects::default(),
@@ -174,7 +186,7 @@ impl Context {
             written: super::apply::Written::default(),
             settled: super::settled::Settled::default(),
             secrets_checked: super::secret::Checked::default(),
-            latest: crate::history::Latest::default(),
+            latest,
             announce_restarts: Mutex::new(HashMap::new()),
         })
     }
@@ -212,6 +224,7 @@ impl Context {
         self.settled.forget(cluster);
         self.secrets_checked.forget(cluster);
         self.rounds.forget(cluster);
+        self.steady.stop(cluster);
         self.pings.forget(cluster);
         let key = history_key(cluster);
         self.latest.forget(&key);

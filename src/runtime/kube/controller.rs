@@ -22,7 +22,7 @@ use super::build::{self, BuildError};
 use super::context::{Context, now_millis};
 use super::heal::{KubePeers, carry_out_actions};
 use super::status::Round;
-use super::{apply, observe, requests, secret, status, upgrade};
+use super::{apply, observe, requests, secret, status, steady, upgrade};
 use crate::api::IpfsCluster;
 use crate::metrics::ClusterKey;
 use crate::reconcile::{self, HealthPolicy};
@@ -108,6 +108,8 @@ pub async fn reconcile(cluster: Arc<IpfsCluster>, ctx: Arc<Context>) -> Result<A
         .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
     let api: Api<IpfsCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let key = ObjectRef::from_obj(&*cluster);
+    // This reconcile probes the cluster: its steady rounds end.
+    ctx.steady.stop(&key);
     let result = finalizer(&api, FINALIZER, cluster, |event| async {
         match event {
             FinalizerEvent::Apply(c) => apply_cluster(&c, &ns, &ctx).await,
@@ -178,8 +180,8 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
             .await
             .map_err(Error::Upgrade)?;
 
-    let mut problems = problems;
-    problems.extend(super::kubelet::problems(&observed.pods));
+    let problems = [problems, super::kubelet::problems(&observed.pods)].concat();
+    let requested = taken.probe_now;
     let round = Round {
         statefulset: statefulset.as_deref(),
         observed: &observed,
@@ -188,13 +190,68 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         upgrade: upgrade::step::for_status(cluster, &rollout),
         max_restarts_per_hour: policy.max_restarts_per_hour,
         now,
-        requested: taken.probe_now,
+        requested,
     };
-    let score = status::report(cluster, round, ns, ctx)
+    let reported = status::report(cluster, round, ns, ctx)
         .await
         .map_err(Error::Status)?;
-    requests::finish_probes(taken, score, ns, ctx).await;
-    Ok(Action::requeue(policy.probe_interval))
+    requests::finish_probes(taken, reported.status.health_score, ns, ctx).await;
+    let check = steady::Round {
+        requested,
+        written: reported.written,
+        rolling: reported.rolling,
+        problems: &problems,
+        hung: observed.hung,
+        ..steady::Round::new(&assessment, now)
+    };
+    Ok(next_round(cluster, &policy, check, observed, reported, ctx))
+}
+
+/// How the cluster is probed next: by this reconcile's requeue after the probe interval, or, when
+/// nothing is pending ([`steady::why_not`]), by steady rounds until one changes, with a
+/// reconcile at the status refresh (which writes the volatile figures) or at the end of a start
+/// grace, whichever comes first.
+fn next_round(
+    cluster: &IpfsCluster,
+    policy: &HealthPolicy,
+    mut check: steady::Round<'_>,
+    observed: observe::Observation,
+    reported: status::Reported,
+    ctx: &Context,
+) -> Action {
+    let ns = cluster.namespace().unwrap_or_default();
+    check.alert_pending = ctx.alerter.pending(&format!("{ns}/{}", cluster.name_any()));
+    check.collecting = ctx.gc.busy(&super::collect::gc_prefix(cluster));
+    check.grace_ends = steady::grace_ends(
+        check.assessment,
+        &observed.pods,
+        policy.restart_timeout,
+        check.now,
+    );
+    if let Some(why) = steady::why_not(&check) {
+        debug!(cluster = %cluster.name_any(), "probed by reconciles: {why}");
+        return Action::requeue(policy.probe_interval);
+    }
+    ctx.steady.start(
+        ObjectRef::from_obj(cluster),
+        steady::Handoff {
+            targets: observed.targets,
+            reports: observed.reports,
+            interval: policy.probe_interval,
+            timeout: policy.probe_timeout,
+            gc: crate::runtime::gc::GcSettings::from_spec(&cluster.spec.kubo),
+            status: reported.status,
+            desired_peers: cluster.spec.replicas,
+            volume_capacity: reported.volume_capacity,
+            healing_budget: reported.healing_budget,
+        },
+    );
+    let refresh = ctx.settings.status_refresh.max(policy.probe_interval);
+    let grace = check.grace_ends.map(|t| {
+        std::time::Duration::from_millis(t.saturating_sub(check.now))
+            + std::time::Duration::from_secs(1)
+    });
+    Action::requeue(grace.map_or(refresh, |g| g.min(refresh)))
 }
 
 /// Step `apply` of [`apply_cluster`]: the owned objects, or only the StatefulSet as it is when

@@ -52,6 +52,11 @@ impl Pings {
         }))
     }
 
+    /// A sender into the stream of clusters to reconcile at once.
+    pub fn trigger(&self) -> mpsc::UnboundedSender<Key> {
+        self.trigger.clone()
+    }
+
     /// The daemons of `cluster` hung now, and a receiver of the changes (none before its first
     /// round).
     pub fn hung(&self, cluster: &Key) -> (HungSet, Option<watch::Receiver<HungSet>>) {

@@ -38,6 +38,7 @@ pub mod secret;
 pub mod settled;
 pub mod slim;
 pub mod status;
+pub mod steady;
 pub mod upgrade;
 pub mod watches;
 

@@ -30,6 +30,10 @@ pub struct Observation {
     pub pods: Vec<Pod>,
     /// One report per desired peer, in ordinal order.
     pub reports: Vec<PeerReport>,
+    /// The peers with a pod to probe.
+    pub targets: Vec<PeerTarget>,
+    /// Whether a daemon was hung in this round.
+    pub hung: bool,
 }
 
 impl Observation {
@@ -117,6 +121,7 @@ pub async fn peers(
         },
         None => Some(probing.await),
     };
+    let any_hung = !hung.is_empty() || probed.is_none();
     let (probed, judged) = match probed {
         Some(probed) => {
             for r in &mut reused {
@@ -124,20 +129,12 @@ pub async fn peers(
             }
             (probed, judged)
         }
-        None => {
-            let (hung, _) = ctx.pings.hung(&key);
-            (
-                Vec::new(),
-                cut_short(last.as_ref(), probe, &mut reused, &hung),
-            )
-        }
+        None => (
+            Vec::new(),
+            cut_short(last.as_ref(), probe, &mut reused, || ctx.pings.hung(&key).0),
+        ),
     };
-    ctx.rounds.heard(&key, &probed, now);
-    let mut recorded = probed;
-    if full {
-        recorded.extend(judged.iter().cloned());
-    }
-    ctx.rounds.record(key.clone(), full, &recorded, started);
+    let recorded = ctx.rounds.keep(&key, full, probed, &judged, (started, now));
     reports.extend(recorded.into_iter().map(|(_, report)| report));
     if !full {
         reports.extend(judged.into_iter().map(|(_, report)| report));
@@ -146,7 +143,12 @@ pub async fn peers(
     ctx.pings
         .watch(&key, liveness::targets_of(&pinged, &reports));
     reports.sort_by_key(|r| ordinal(&r.peer));
-    Ok(Observation { pods, reports })
+    Ok(Observation {
+        pods,
+        reports,
+        targets: pinged,
+        hung: any_hung,
+    })
 }
 
 /// Probes `targets`, at most `concurrency` at once; each report with the address probed. Owned
@@ -168,14 +170,15 @@ async fn probe_all(
 }
 
 /// The reports of a round cut short by a daemon found hung: the reused ones and those of the
-/// peers that were being probed judged on their last answers with the daemons hung now; a peer
+/// peers that were being probed judged on their last answers with the daemons `hung_now`; a peer
 /// with no earlier answer counts as starting (no failure is counted; the next round probes it).
 fn cut_short(
     last: Option<&pacing::LastRound>,
     probe: Vec<PeerTarget>,
     reused: &mut [PeerReport],
-    hung: &liveness::HungSet,
+    hung_now: impl FnOnce() -> liveness::HungSet,
 ) -> Vec<(String, PeerReport)> {
+    let hung = &hung_now();
     for r in reused.iter_mut() {
         liveness::overlay(r, hung);
     }

@@ -167,6 +167,25 @@ impl Rounds {
         }
     }
 
+    /// Notes who answered in `probed` and records the round that started `at` (a full one with
+    /// the `judged` reports too); the reports recorded.
+    pub fn keep(
+        &self,
+        cluster: &ObjectRef<IpfsCluster>,
+        full: bool,
+        probed: Vec<(String, PeerReport)>,
+        judged: &[(String, PeerReport)],
+        at: (Instant, Timestamp),
+    ) -> Vec<(String, PeerReport)> {
+        self.heard(cluster, &probed, at.1);
+        let mut recorded = probed;
+        if full {
+            recorded.extend(judged.iter().cloned());
+        }
+        self.record(cluster.clone(), full, &recorded, at.0);
+        recorded
+    }
+
     /// Records a round: a full one replaces the last round; a partial one adds its reports to it
     /// (keeping its time).
     pub fn record(

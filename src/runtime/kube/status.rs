@@ -68,16 +68,30 @@ pub struct Round<'a> {
     pub requested: bool,
 }
 
+/// What [`report`] computed and did.
+pub struct Reported {
+    pub status: IpfsClusterStatus,
+    /// Whether it wrote the status.
+    pub written: bool,
+    /// Whether a rollout, a scale or a gated upgrade is under way.
+    pub rolling: bool,
+    /// The metrics' claim size and restarts left per peer.
+    pub volume_capacity: std::collections::BTreeMap<String, u64>,
+    pub healing_budget: std::collections::BTreeMap<String, u32>,
+}
+
 /// Computes the status of the round, exports it as metrics and writes it when it changed (or
-/// the round was requested); the health score.
+/// the round was requested).
 pub async fn report(
     cluster: &IpfsCluster,
     round: Round<'_>,
     ns: &str,
     ctx: &Context,
-) -> Result<Option<i32>, StatusError> {
+) -> Result<Reported, StatusError> {
     let name = cluster.name_any();
     let pods = round.observed.alive();
+    let rolling = rollout(round.statefulset, cluster.spec.replicas, pods);
+    let upgrading = round.upgrade.is_some();
     let mut status = compute(&Observed {
         generation: cluster.metadata.generation,
         replicas: cluster.spec.replicas,
@@ -85,8 +99,7 @@ pub async fn report(
         selector: build::selector_string(&name),
         pods,
         // The gate's account of a rollout says more than the StatefulSet's counts.
-        rollout: rollout(round.statefulset, cluster.spec.replicas, pods)
-            .filter(|_| round.upgrade.is_none()),
+        rollout: rolling.clone().filter(|_| !upgrading),
         upgrade: round.upgrade.clone(),
         reports: &round.observed.reports,
         assessment: round.assessment,
@@ -96,8 +109,12 @@ pub async fn report(
     });
     super::kubelet::add_to_status(&mut status, &round.observed.pods);
     let transitions = alerts(cluster, &mut status, round.assessment, ns, ctx, round.now);
-    ctx.metrics
-        .report(metrics_report(cluster, &round, ns, &status));
+    let metrics = metrics_report(cluster, &round, ns, &status);
+    let (volume_capacity, healing_budget) = (
+        metrics.volume_capacity.clone(),
+        metrics.healing_budget.clone(),
+    );
+    ctx.metrics.report(metrics);
     // Validated before the round: the default only if the spec changed since.
     let interval = cluster
         .spec
@@ -107,7 +124,9 @@ pub async fn report(
     ctx.latest
         .observe(&format!("{ns}/{name}"), interval, &status);
     let refresh = ctx.settings.status_refresh;
-    if round.requested || needs_write(cluster.status.as_ref(), &status, round.now, refresh) {
+    let written =
+        round.requested || needs_write(cluster.status.as_ref(), &status, round.now, refresh);
+    if written {
         write(cluster, &status, ns, ctx).await?;
     }
     for t in transitions {
@@ -118,7 +137,13 @@ pub async fn report(
         };
         ctx.event(cluster, type_, reason, t.summary).await;
     }
-    Ok(status.health_score)
+    Ok(Reported {
+        status,
+        written,
+        rolling: rolling.is_some() || upgrading,
+        volume_capacity,
+        healing_budget,
+    })
 }
 
 /// What the metrics export of this round: the status, the claims' size (the spec's
