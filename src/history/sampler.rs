@@ -71,6 +71,11 @@ impl Latest {
         clusters.insert(key.to_owned(), observed);
     }
 
+    /// A copy of the latest status of cluster `key`.
+    pub fn status(&self, key: &str) -> Option<IpfsClusterStatus> {
+        self.lock().get(key).map(|held| (*held.status).clone())
+    }
+
     /// Cluster `key` was probed again and its status did not change.
     pub fn renew(&self, key: &str) {
         if let Some(held) = self.lock().get_mut(key) {

@@ -38,14 +38,21 @@ pub(crate) fn start_controller(
     client: Client,
     ns: &str,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    start_controller_with(
-        client,
-        Settings {
-            namespace: Some(ns.to_owned()),
-            instance: format!("test-{ns}"),
-            ..Settings::default()
-        },
-    )
+    start_controller_into(client, ns, Arc::new(Metrics::default()))
+}
+
+/// Runs the controller in this process for namespace `ns`, exporting its metrics into `metrics`.
+pub(crate) fn start_controller_into(
+    client: Client,
+    ns: &str,
+    metrics: Arc<Metrics>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let settings = Settings {
+        namespace: Some(ns.to_owned()),
+        instance: format!("test-{ns}"),
+        ..Settings::default()
+    };
+    start_controller_exporting(client, settings, metrics)
 }
 
 /// Runs the controller in this process with `settings`.
@@ -53,9 +60,17 @@ fn start_controller_with(
     client: Client,
     settings: Settings,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    start_controller_exporting(client, settings, Arc::new(Metrics::default()))
+}
+
+fn start_controller_exporting(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        run(client, settings, Arc::new(Metrics::default()), async move {
+        run(client, settings, metrics, async move {
             let _ = rx.await;
         })
         .await

@@ -6,16 +6,18 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ipfs_kit_operator::api::{IpfsCluster, PeerState};
+use ipfs_kit_operator::runtime::kube::Metrics;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::controller::start_controller;
+use crate::controller::start_controller_into;
 use crate::support::clusters::{
     apply_cluster, cluster_json, provide_volumes, running_pods, wait_status_within,
 };
@@ -52,7 +54,8 @@ async fn traffic_alone_writes_no_status_and_a_stopped_daemon_shows_within_five_s
     let ns = cp.namespace("quiet").await;
     let client = cp.admin_client().await;
     let class = provide_volumes(&client, &ns, 2).await;
-    let (stop, _controller) = start_controller(client.clone(), &ns);
+    let metrics = Arc::new(Metrics::default());
+    let (stop, _controller) = start_controller_into(client.clone(), &ns, metrics.clone());
     let mut cluster = cluster_json("quiet", &class, 1);
     // The default probe interval, timeout and threshold; pod IPs must stay put for the
     // forwarders: report only, never delete a pod.
@@ -75,7 +78,9 @@ async fn traffic_alone_writes_no_status_and_a_stopped_daemon_shows_within_five_s
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Every write of the IpfsCluster while blocks are added and pinned.
+    let exported_before = exported_repo_size(&metrics);
     let (writes, added) = count_writes(&api, &world, TRAFFIC).await;
+    let exported = exported_repo_size(&metrics);
     let last = api.get("quiet").await.expect("get");
     let status = last.status.expect("status");
     let p = &status.peers[0];
@@ -96,6 +101,16 @@ async fn traffic_alone_writes_no_status_and_a_stopped_daemon_shows_within_five_s
     let now = repo["RepoSize"].as_i64().expect("RepoSize");
     println!("Kubo's repository now {now} bytes");
     assert!(p.repo_size.is_some_and(|s| s < now), "{p:?} vs {now}");
+    // ... and the metrics followed them between the writes (the probe rounds of a steady
+    // cluster run without a reconcile, and export what they see).
+    println!("exported repository size {exported_before:?} before the traffic, {exported:?} after");
+    assert!(
+        exported
+            .is_some_and(|e| e > exported_before.unwrap_or(0)
+                && p.repo_size.is_some_and(|written| e > written)),
+        "exported {exported:?}, written {:?}",
+        p.repo_size
+    );
     assert!(
         writes.len() <= 1,
         "at most the minute's refresh of the traffic figures: {writes:?}"
@@ -137,6 +152,15 @@ async fn traffic_alone_writes_no_status_and_a_stopped_daemon_shows_within_five_s
     }
 }
 
+/// The repository size of peer `quiet-0` as `metrics` export it.
+fn exported_repo_size(metrics: &Metrics) -> Option<i64> {
+    metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with("ipfs_kit_peer_repo_size_bytes{") && l.contains("quiet-0"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// The resourceVersions the IpfsCluster took while `world` got blocks added and pinned for
 /// `duration` (the initial listing not counted).
 async fn count_writes(
@@ -155,6 +179,10 @@ async fn count_writes(
     let task = tokio::spawn(async move {
         futures::pin_mut!(watch);
         while let Some(Ok(c)) = watch.next().await {
+            eprintln!(
+                "IpfsCluster written: {}",
+                serde_json::to_string(&c.status).unwrap_or_default()
+            );
             let _ = tx.send(c.metadata.resource_version.unwrap_or_default());
         }
     });

@@ -240,7 +240,6 @@ fn next_round(
             interval: policy.probe_interval,
             timeout: policy.probe_timeout,
             gc: crate::runtime::gc::GcSettings::from_spec(&cluster.spec.kubo),
-            status: reported.status,
             desired_peers: cluster.spec.replicas,
             volume_capacity: reported.volume_capacity,
             healing_budget: reported.healing_budget,

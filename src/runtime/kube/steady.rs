@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::context::history_key;
 use super::pacing::Rounds;
 use crate::alerts::NEAR_FULL_RATIO;
-use crate::api::{IpfsCluster, IpfsClusterStatus};
+use crate::api::IpfsCluster;
 use crate::history::Latest;
 use crate::metrics::{ClusterKey, ClusterReport, Metrics};
 use crate::probe::report::{ClusterStatus, FailureKind, KuboStatus, PeerReport, ProbeResult};
@@ -49,8 +49,7 @@ pub struct Handoff {
     /// When the cluster's Kubo repositories are garbage-collected (a repository passing the
     /// watermark needs a reconcile).
     pub gc: GcSettings,
-    /// The status as the round computed it, and the rest of the cluster's metrics.
-    pub status: IpfsClusterStatus,
+    /// The rest of the cluster's metrics (the status is the history's latest).
     pub desired_peers: i32,
     pub volume_capacity: BTreeMap<String, u64>,
     pub healing_budget: BTreeMap<String, u32>,
@@ -123,11 +122,18 @@ impl Steady {
     }
 }
 
-impl Drop for Steady {
-    fn drop(&mut self) {
+impl Steady {
+    /// Ends every cluster's steady rounds (this process stopped reconciling).
+    pub fn clear(&self) {
         for (_, task) in self.lock().drain() {
             task.abort();
         }
+    }
+}
+
+impl Drop for Steady {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -263,7 +269,6 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
         interval,
         timeout,
         gc,
-        mut status,
         desired_peers,
         volume_capacity,
         healing_budget,
@@ -308,6 +313,9 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
             continue;
         }
         figures = now;
+        let Some(mut status) = shared.latest.status(&series) else {
+            continue;
+        };
         with_volatile(&mut status, &reports);
         shared.metrics.report(ClusterReport {
             cluster: key.clone(),

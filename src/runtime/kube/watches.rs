@@ -325,6 +325,7 @@ pub async fn run(
     )?);
     let sampler = start_leading(&metrics, &reader, &settings, &ctx);
     let latest = ctx.latest.clone();
+    let context = ctx.clone();
     // IpfsPins are reconciled next to their clusters, by the same (leading) instance.
     let shutdown = futures::FutureExt::shared(shutdown);
     let pins = spawn_pins(client, &settings, &ctx, &metrics, shutdown.clone());
@@ -357,6 +358,7 @@ pub async fn run(
         .await;
     let _ = pins.await;
     // Another process may reconcile now: the cluster and peer series are its to export.
+    context.steady.clear();
     metrics.set_leader(false);
     sampler.abort();
     latest.clear();

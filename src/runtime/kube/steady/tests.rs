@@ -196,7 +196,6 @@ async fn refusing_daemons_stay_quiet_until_one_accepts() {
             interval,
             timeout,
             gc: GcSettings::from_spec(&IpfsClusterSpec::default().kubo),
-            status: IpfsClusterStatus::default(),
             desired_peers: 1,
             volume_capacity: BTreeMap::new(),
             healing_budget: BTreeMap::new(),
