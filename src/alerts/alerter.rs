@@ -120,14 +120,14 @@ impl Alerter {
         }
     }
 
-    /// Whether a condition of cluster `key` (`namespace/name`) holds and waits for its `for`
-    /// duration to fire.
-    pub fn pending(&self, key: &str) -> bool {
+    /// When the first alert of cluster `key` (`namespace/name`) whose condition holds fires (its
+    /// `for` duration over), if its condition still holds then.
+    pub fn fires_at(&self, key: &str) -> Option<UnixMillis> {
         self.clusters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .is_some_and(ClusterAlerts::any_pending)
+            .get(key)?
+            .fires_at(&self.settings.timings)
     }
 
     /// Forgets a deleted cluster: what fired is resolved (and delivered as such).

@@ -61,11 +61,18 @@ impl ClusterAlerts {
             .collect()
     }
 
-    /// Whether anything fires.
-    pub fn any_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// When the first alert whose condition holds fires, if its condition still holds then.
+    pub fn fires_at(&self, timings: &Timings) -> Option<UnixMillis> {
+        self.pending
+            .iter()
+            .map(|((alert, _), since)| {
+                let wait = u64::try_from(timings.of(*alert).as_millis()).unwrap_or(u64::MAX);
+                since.saturating_add(wait)
+            })
+            .min()
     }
 
+    /// Whether anything fires.
     pub fn any_firing(&self) -> bool {
         !self.firing.is_empty()
     }
@@ -191,6 +198,7 @@ mod tests {
             while now < t0 + wait {
                 let t = state.evaluate(holds(), &timings, now);
                 assert_eq!(t, [], "{alert} fired after {} ms", now - t0);
+                assert_eq!(state.fires_at(&timings), Some(t0 + wait), "{alert}");
                 now += 10_000;
             }
             let fired = state.evaluate(holds(), &timings, t0 + wait);
@@ -205,6 +213,7 @@ mod tests {
             );
             assert_eq!(fired[0].starts_at, time(t0 + wait));
             assert_eq!(fired[0].severity, alert.severity());
+            assert_eq!(state.fires_at(&timings), None, "nothing waits to fire");
             // Firing goes on without a new transition.
             assert_eq!(state.evaluate(holds(), &timings, t0 + wait + MIN), []);
             assert!(state.any_firing());

@@ -665,6 +665,7 @@ async fn trouble_and_healing(page: &Page<'_>, local: &LocalUp, out: &Path) {
     assert_ne!(again, kubo, "a new Kubo ran");
     let step = wait_text(page, "the restart in the healing timeline", TIMELINE, |t| {
         let steps = for_kubo(t);
+        // The timeline lists the newest step first.
         (steps.len() > before).then(|| steps[0].clone())
     })
     .await;

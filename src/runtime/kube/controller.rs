@@ -209,8 +209,8 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
 
 /// How the cluster is probed next: by this reconcile's requeue after the probe interval, or, when
 /// nothing is pending ([`steady::why_not`]), by steady rounds until one changes, with a
-/// reconcile at the status refresh (which writes the volatile figures) or at the end of a start
-/// grace, whichever comes first.
+/// reconcile at the status refresh (which writes the volatile figures), at the end of a start
+/// grace or when an alert fires, whichever comes first.
 fn next_round(
     cluster: &IpfsCluster,
     policy: &HealthPolicy,
@@ -220,7 +220,9 @@ fn next_round(
     ctx: &Context,
 ) -> Action {
     let ns = cluster.namespace().unwrap_or_default();
-    check.alert_pending = ctx.alerter.pending(&format!("{ns}/{}", cluster.name_any()));
+    check.alert_fires = ctx
+        .alerter
+        .fires_at(&format!("{ns}/{}", cluster.name_any()));
     check.collecting = ctx.gc.busy(&super::collect::gc_prefix(cluster));
     check.grace_ends = steady::grace_ends(
         check.assessment,
@@ -246,11 +248,11 @@ fn next_round(
         },
     );
     let refresh = ctx.settings.status_refresh.max(policy.probe_interval);
-    let grace = check.grace_ends.map(|t| {
+    let deadline = check.deadline().map(|t| {
         std::time::Duration::from_millis(t.saturating_sub(check.now))
             + std::time::Duration::from_secs(1)
     });
-    Action::requeue(grace.map_or(refresh, |g| g.min(refresh)))
+    Action::requeue(deadline.map_or(refresh, |d| d.min(refresh)))
 }
 
 /// Step `apply` of [`apply_cluster`]: the owned objects, or only the StatefulSet as it is when

@@ -150,8 +150,8 @@ pub struct Round<'a> {
     pub problems: &'a [String],
     /// A daemon is hung (its pings trigger the reconcile that sees it answer again).
     pub hung: bool,
-    /// An alert's condition holds and waits for its `for` duration.
-    pub alert_pending: bool,
+    /// When an alert whose condition holds fires (its `for` duration over).
+    pub alert_fires: Option<UnixMillis>,
     /// A garbage collection runs (its outcome is reported by a reconcile).
     pub collecting: bool,
     /// When the start grace of the peers judged starting ends ([`grace_ends`]).
@@ -160,6 +160,15 @@ pub struct Round<'a> {
 }
 
 impl<'a> Round<'a> {
+    /// The first moment a steady round would be judged differently without a probe answering
+    /// differently: a start grace ends, an alert fires.
+    pub fn deadline(&self) -> Option<UnixMillis> {
+        [self.grace_ends, self.alert_fires]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// A round of `assessment` at `now` with nothing else pending.
     pub fn new(assessment: &'a Assessment, now: UnixMillis) -> Round<'a> {
         Round {
@@ -169,7 +178,7 @@ impl<'a> Round<'a> {
             rolling: false,
             problems: &[],
             hung: false,
-            alert_pending: false,
+            alert_fires: None,
             collecting: false,
             grace_ends: None,
             now,
@@ -179,8 +188,9 @@ impl<'a> Round<'a> {
 
 /// Why a round does not hand its cluster over to steady rounds, or `None` when it does: what
 /// the next rounds would change without a probe answering differently (a restart, a streak
-/// counting up to the failure threshold, an alert's wait running out, a restart leaving the
-/// budget's hour, a rollout, a collection) needs its reconciles. When the policy only reports
+/// counting up to the failure threshold, a restart leaving the budget's hour, a rollout, a
+/// collection) needs its reconciles. An alert waiting for its `for` duration is settled until it
+/// fires, and the reconcile is requeued for then. When the policy only reports
 /// (paused, or autoHeal off), a peer still in its start grace is settled until the grace ends,
 /// and the reconcile is requeued for then (with healing on, its failures count towards a
 /// restart from the grace's end on).
@@ -220,7 +230,10 @@ pub fn why_not(round: &Round<'_>) -> Option<&'static str> {
         (round.rolling, "a rollout is under way"),
         (!round.problems.is_empty(), "the pods have problems"),
         (round.hung, "a daemon is hung"),
-        (round.alert_pending, "an alert is pending"),
+        (
+            round.alert_fires.is_some_and(|t| t <= round.now),
+            "an alert fires",
+        ),
         (round.collecting, "a garbage collection runs"),
     ];
     checks

@@ -83,7 +83,7 @@ fn what_is_pending_is_named() {
         (|r| r.written = true, "the status changed"),
         (|r| r.rolling = true, "a rollout is under way"),
         (|r| r.hung = true, "a daemon is hung"),
-        (|r| r.alert_pending = true, "an alert is pending"),
+        (|r| r.alert_fires = Some(NOW), "an alert fires"),
         (|r| r.collecting = true, "a garbage collection runs"),
     ];
     for (change, why) in cases {
@@ -91,6 +91,14 @@ fn what_is_pending_is_named() {
         change(&mut round);
         assert_eq!(why_not(&round), Some(why));
     }
+    // An alert waiting for its `for` duration: steady until it fires, the earlier deadline.
+    let waiting = Round {
+        alert_fires: Some(NOW + 60_000),
+        grace_ends: Some(NOW + 300_000),
+        ..settled_round(&healthy)
+    };
+    assert_eq!(why_not(&waiting), None);
+    assert_eq!(waiting.deadline(), Some(NOW + 60_000));
     let problems = ["pod web-0 is Pending: 0/1 nodes are available".to_owned()];
     let round = Round {
         problems: &problems,
