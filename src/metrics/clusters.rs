@@ -252,6 +252,24 @@ impl ClusterSeries {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The volatile figures of `status`'s peers (traffic totals, repository size, pin counts);
+    /// the rest stays as last reported.
+    pub fn figures(&self, cluster: &ClusterKey, status: &IpfsClusterStatus) {
+        let mut state = self.lock();
+        let Some(figures) = state.clusters.get_mut(cluster) else {
+            return;
+        };
+        for p in &mut figures.peers {
+            let Some(s) = status.peers.iter().find(|s| s.name == p.name) else {
+                continue;
+            };
+            p.repo_size = s.repo_size;
+            p.received = s.bytes_in;
+            p.sent = s.bytes_out;
+            p.pins[..3].copy_from_slice(&[s.pins_pinned, s.pins_queued, s.pins_pinning]);
+        }
+    }
+
     pub fn report(&self, report: ClusterReport<'_>) {
         let mut state = self.lock();
         let figures = state.clusters.entry(report.cluster.clone()).or_default();

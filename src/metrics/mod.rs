@@ -242,6 +242,11 @@ impl Metrics {
         self.clusters.report(report);
     }
 
+    /// The volatile figures of a cluster reported before (a steady probe round's).
+    pub fn figures(&self, cluster: &ClusterKey, status: &crate::api::IpfsClusterStatus) {
+        self.clusters.figures(cluster, status);
+    }
+
     /// Counts one healing step (`action` as [`healing_labels`] names it) on `peer`.
     pub fn count_healing(&self, cluster: &ClusterKey, peer: &str, action: &'static str) {
         self.clusters.count_healing(cluster, peer, action);

@@ -195,7 +195,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     let reported = status::report(cluster, round, ns, ctx)
         .await
         .map_err(Error::Status)?;
-    requests::finish_probes(taken, reported.status.health_score, ns, ctx).await;
+    requests::finish_probes(taken, reported.score, ns, ctx).await;
     let check = steady::Round {
         requested,
         written: reported.written,
@@ -204,19 +204,18 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
         hung: observed.hung,
         ..steady::Round::new(&assessment, now)
     };
-    Ok(next_round(cluster, &policy, check, observed, reported, ctx))
+    Ok(next_round(cluster, &policy, check, observed, ctx))
 }
 
 /// How the cluster is probed next: by this reconcile's requeue after the probe interval, or, when
-/// nothing is pending ([`steady::why_not`]), by steady rounds until one changes, with a
-/// reconcile at the status refresh (which writes the volatile figures), at the end of a start
-/// grace or when an alert fires, whichever comes first.
+/// nothing is pending ([`steady::why_not`]), by steady rounds until one changes or its volatile
+/// figures are due to be written (the status refresh), with a reconcile at the end of a start
+/// grace, when an alert fires or after [`steady::RESYNC`], whichever comes first.
 fn next_round(
     cluster: &IpfsCluster,
     policy: &HealthPolicy,
     mut check: steady::Round<'_>,
     observed: observe::Observation,
-    reported: status::Reported,
     ctx: &Context,
 ) -> Action {
     let ns = cluster.namespace().unwrap_or_default();
@@ -241,18 +240,16 @@ fn next_round(
             reports: observed.reports,
             interval: policy.probe_interval,
             timeout: policy.probe_timeout,
+            refresh: ctx.settings.status_refresh,
             gc: crate::runtime::gc::GcSettings::from_spec(&cluster.spec.kubo),
-            desired_peers: cluster.spec.replicas,
-            volume_capacity: reported.volume_capacity,
-            healing_budget: reported.healing_budget,
         },
     );
-    let refresh = ctx.settings.status_refresh.max(policy.probe_interval);
+    let resync = steady::RESYNC.max(policy.probe_interval);
     let deadline = check.deadline().map(|t| {
         std::time::Duration::from_millis(t.saturating_sub(check.now))
             + std::time::Duration::from_secs(1)
     });
-    Action::requeue(deadline.map_or(refresh, |d| d.min(refresh)))
+    Action::requeue(deadline.map_or(resync, |d| d.min(resync)))
 }
 
 /// Step `apply` of [`apply_cluster`]: the owned objects, or only the StatefulSet as it is when

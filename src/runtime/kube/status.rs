@@ -70,14 +70,12 @@ pub struct Round<'a> {
 
 /// What [`report`] computed and did.
 pub struct Reported {
-    pub status: IpfsClusterStatus,
+    /// The health score.
+    pub score: Option<i32>,
     /// Whether it wrote the status.
     pub written: bool,
     /// Whether a rollout, a scale or a gated upgrade is under way.
     pub rolling: bool,
-    /// The metrics' claim size and restarts left per peer.
-    pub volume_capacity: std::collections::BTreeMap<String, u64>,
-    pub healing_budget: std::collections::BTreeMap<String, u32>,
 }
 
 /// Computes the status of the round, exports it as metrics and writes it when it changed (or
@@ -109,12 +107,8 @@ pub async fn report(
     });
     super::kubelet::add_to_status(&mut status, &round.observed.pods);
     let transitions = alerts(cluster, &mut status, round.assessment, ns, ctx, round.now);
-    let metrics = metrics_report(cluster, &round, ns, &status);
-    let (volume_capacity, healing_budget) = (
-        metrics.volume_capacity.clone(),
-        metrics.healing_budget.clone(),
-    );
-    ctx.metrics.report(metrics);
+    ctx.metrics
+        .report(metrics_report(cluster, &round, ns, &status));
     // Validated before the round: the default only if the spec changed since.
     let interval = cluster
         .spec
@@ -138,11 +132,9 @@ pub async fn report(
         ctx.event(cluster, type_, reason, t.summary).await;
     }
     Ok(Reported {
-        status,
+        score: status.health_score,
         written,
         rolling: rolling.is_some() || upgrading,
-        volume_capacity,
-        healing_budget,
     })
 }
 

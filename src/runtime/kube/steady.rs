@@ -1,17 +1,18 @@
 //! Steady rounds: the probe rounds of a cluster in which nothing changes, run without a
-//! reconcile. A reconcile that changed nothing and has nothing pending (see [`handoff`]) hands
-//! the cluster's probe targets to a task of its own and requeues only at the status refresh; the
-//! task probes them every probe interval, keeps the metrics and the history's latest status
-//! current with the volatile figures (traffic, repository size, pin counts), and asks for a
-//! reconcile (`Controller::reconcile_on`) as soon as a round differs in anything else: a daemon
-//! that stops or starts answering, another peer set, a repository crossing a threshold. Any
-//! reconcile of the cluster (a pod or spec change, a hung daemon, a request, the refresh) ends
-//! its task first.
+//! reconcile. A reconcile that changed nothing and has nothing pending ([`why_not`]) hands the
+//! cluster's probe targets to a task of its own and requeues only after [`RESYNC`] (or when a
+//! start grace ends or an alert fires); the task probes them every probe interval, keeps the
+//! metrics and the history's latest status current with the volatile figures (traffic,
+//! repository size, pin counts), and asks for a reconcile (`Controller::reconcile_on`) as soon
+//! as a round differs in anything else (a daemon that stops or starts answering, another peer
+//! set, a repository crossing a threshold), or once figures that moved are due to be written
+//! (the status refresh after the handover). Any reconcile of the cluster (a pod or spec change,
+//! a hung daemon, a request, the resync) ends its task first.
 //!
 //! A daemon whose last answer was a refused connection is dialled with a bare TCP connect: as
 //! long as it refuses, the round knows what the HTTP probe would say.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +30,7 @@ use super::pacing::Rounds;
 use crate::alerts::NEAR_FULL_RATIO;
 use crate::api::IpfsCluster;
 use crate::history::Latest;
-use crate::metrics::{ClusterKey, ClusterReport, Metrics};
+use crate::metrics::{ClusterKey, Metrics};
 use crate::probe::report::{ClusterStatus, FailureKind, KuboStatus, PeerReport, ProbeResult};
 use crate::probe::{IpfsClient, PeerTarget, Prober};
 use crate::reconcile::status::with_volatile;
@@ -37,6 +38,10 @@ use crate::reconcile::{Assessment, HealingState, PeerHealing, UnixMillis};
 use crate::runtime::gc::GcSettings;
 
 type Key = ObjectRef<IpfsCluster>;
+
+/// The longest a steady cluster goes without a reconcile (which also reads its Secret and the
+/// nodes' addresses its exposed peers announce, neither of which triggers one).
+pub const RESYNC: Duration = Duration::from_secs(5 * 60);
 
 /// What the steady rounds of a cluster start from: the last reconcile's round.
 pub struct Handoff {
@@ -46,13 +51,12 @@ pub struct Handoff {
     pub reports: Vec<PeerReport>,
     pub interval: Duration,
     pub timeout: Duration,
+    /// How long after the handover volatile figures that moved are written into the status (by
+    /// a reconcile this task asks for).
+    pub refresh: Duration,
     /// When the cluster's Kubo repositories are garbage-collected (a repository passing the
     /// watermark needs a reconcile).
     pub gc: GcSettings,
-    /// The rest of the cluster's metrics (the status is the history's latest).
-    pub desired_peers: i32,
-    pub volume_capacity: BTreeMap<String, u64>,
-    pub healing_budget: BTreeMap<String, u32>,
 }
 
 /// What the tasks share.
@@ -281,11 +285,10 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
         mut reports,
         interval,
         timeout,
+        refresh,
         gc,
-        desired_peers,
-        volume_capacity,
-        healing_budget,
     } = handoff;
+    let handed_over = Instant::now();
     let series = history_key(&cluster);
     let key = ClusterKey::kube(
         cluster.namespace.as_deref().unwrap_or_default(),
@@ -295,7 +298,6 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
         .ipfs
         .prober(timeout)
         .timed(shared.metrics.probe_durations.clone());
-    let settled = signature(&reports, &gc);
     let mut figures = volatile(&reports);
     let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -307,16 +309,25 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
             probe(&prober, target, last)
         }))
         .await;
+        // The peers that still refuse keep their reports: a round of only those changes
+        // nothing, and leaves nothing a reconcile would reuse.
+        let probed: Vec<(String, PeerReport)> = probed.into_iter().flatten().collect();
+        if probed.is_empty() {
+            shared.latest.renew(&series);
+            continue;
+        }
         shared.rounds.heard(&cluster, &probed, Timestamp::now());
         shared
             .rounds
             .record(cluster.clone(), true, &probed, started);
+        // Each round is compared with the one before (all equal to the handed-over one).
+        let before = signature(&reports, &gc);
         for (_, report) in probed {
             if let Some(r) = reports.iter_mut().find(|r| r.peer == report.peer) {
                 *r = report;
             }
         }
-        if signature(&reports, &gc) != settled {
+        if signature(&reports, &gc) != before {
             let _ = shared.trigger.send(cluster.clone());
             return;
         }
@@ -325,41 +336,35 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
             shared.latest.renew(&series);
             continue;
         }
+        if handed_over.elapsed() >= refresh {
+            let _ = shared.trigger.send(cluster.clone());
+            return;
+        }
         figures = now;
         let Some(mut status) = shared.latest.status(&series) else {
             continue;
         };
         with_volatile(&mut status, &reports);
-        shared.metrics.report(ClusterReport {
-            cluster: key.clone(),
-            desired_peers,
-            status: &status,
-            volume_capacity: volume_capacity.clone(),
-            healing_budget: healing_budget.clone(),
-        });
+        shared.metrics.figures(&key, &status);
         shared.latest.observe(&series, interval, &status);
     }
 }
 
-/// One peer's probe: a peer both of whose APIs refused their last connection is dialled bare,
-/// and keeps its last report while both still refuse; any other is probed in full.
+/// One peer's probe, with the address probed: a peer both of whose APIs refused their last
+/// connection is dialled bare, and keeps its last report (`None`) while both still refuse; any
+/// other is probed in full.
 async fn probe(
     prober: &Prober,
     target: &PeerTarget,
     last: Option<&PeerReport>,
-) -> (String, PeerReport) {
-    if let Some(last) = last.filter(|l| refused(&l.kubo) && refused(&l.cluster))
+) -> Option<(String, PeerReport)> {
+    if last.is_some_and(|l| refused(&l.kubo) && refused(&l.cluster))
         && still_refuses(&target.kubo.base, prober.timeout()).await
         && still_refuses(&target.cluster.base, prober.timeout()).await
     {
-        let report = PeerReport {
-            kubo_process: target.kubo_process,
-            cluster_process: target.cluster_process,
-            ..last.clone()
-        };
-        return (target.kubo.base.clone(), report);
+        return None;
     }
-    (target.kubo.base.clone(), prober.peer(target).await)
+    Some((target.kubo.base.clone(), prober.peer(target).await))
 }
 
 /// Whether a probe failed on a refused connection.
