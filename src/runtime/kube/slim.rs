@@ -1,8 +1,8 @@
 //! What the controller's watch caches keep of each object: only what reconciles read. Applied by
 //! the watches' modify step before an object is cached, so a cache of 1000 clusters' objects
 //! holds no managed fields (the bulk of a server-side-applied object), no `kubectl apply`
-//! annotation, no pod template spec in a StatefulSet ([`statefulset`]), and of a pod only the few
-//! fields the steps read:
+//! annotation, no pod template in a StatefulSet ([`statefulset`]), of a Service only what a peer
+//! announces ([`service`]), and of a pod only the few fields the steps read:
 //!
 //! - metadata: name, namespace, uid, labels (selector, `controller-revision-hash`), owner
 //!   references, creation and deletion timestamps, resourceVersion, generation, annotations;
@@ -13,8 +13,11 @@
 //!   check of [`super::reach`]).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec, PodStatus, Probe};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStatus, LoadBalancerIngress, LoadBalancerStatus, Pod, PodSpec, PodStatus,
+    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, ServiceStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Resource;
 
 /// The annotation `kubectl apply` (client side) keeps the whole last-applied object in.
@@ -36,12 +39,49 @@ pub fn object<K: Resource>(object: &mut K) {
     metadata(object.meta_mut());
 }
 
-/// A StatefulSet as the cache keeps it: without managed fields and without its pod template's
-/// spec (the containers, volumes, probes: what the operator builds and never reads back; the
-/// steps read the replicas, the claim templates, the update strategy and the status).
+/// A StatefulSet as the cache keeps it: without managed fields, its pod template or its selector
+/// (the containers, volumes, probes, the pods' labels: what the operator builds and never reads
+/// back; the steps read the replicas, the claim templates, which are applied again as they are,
+/// the update strategy and the status).
 pub fn statefulset(sts: &mut StatefulSet) {
     metadata(&mut sts.metadata);
-    sts.spec.template.spec = None;
+    sts.spec.template = PodTemplateSpec::default();
+    sts.spec.selector = LabelSelector::default();
+}
+
+/// A Service as the cache keeps it: its metadata, type, ports (number, node port, protocol) and
+/// load balancer addresses: what a peer announces ([`super::reach`]).
+pub fn service(service: &mut Service) {
+    metadata(&mut service.metadata);
+    service.spec = service.spec.take().map(|spec| ServiceSpec {
+        type_: spec.type_,
+        ports: spec.ports.map(|ports| {
+            ports
+                .into_iter()
+                .map(|p| ServicePort {
+                    port: p.port,
+                    node_port: p.node_port,
+                    protocol: p.protocol,
+                    ..ServicePort::default()
+                })
+                .collect()
+        }),
+        ..ServiceSpec::default()
+    });
+    service.status = service.status.take().map(|status| ServiceStatus {
+        load_balancer: status.load_balancer.map(|lb| LoadBalancerStatus {
+            ingress: lb.ingress.map(|list| {
+                list.into_iter()
+                    .map(|i| LoadBalancerIngress {
+                        ip: i.ip,
+                        hostname: i.hostname,
+                        ..LoadBalancerIngress::default()
+                    })
+                    .collect()
+            }),
+        }),
+        ..ServiceStatus::default()
+    });
 }
 
 /// A pod as the cache keeps it (see the module's documentation).
@@ -239,6 +279,53 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_service_keeps_what_a_peer_announces() {
+        use crate::runtime::kube::build::reach::peer_address;
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-0-p2p", "resourceVersion": "7",
+                "managedFields": [{"manager": "ipfs-kit-operator"}]},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"statefulset.kubernetes.io/pod-name": "web-0"},
+                "clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"], "ipFamilies": ["IPv4"],
+                "ports": [{"name": "swarm", "port": 4001, "targetPort": 4001, "nodePort": 30401,
+                    "protocol": "TCP"}]
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.9", "ipMode": "VIP"}]}}
+        }))
+        .expect("service json");
+        let before = svc.clone();
+        service(&mut svc);
+        assert_eq!(svc.metadata.managed_fields, None);
+        assert_eq!(svc.metadata.resource_version.as_deref(), Some("7"));
+        let spec = svc.spec.as_ref().expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        assert_eq!(
+            (spec.selector.as_ref(), spec.cluster_ip.as_ref()),
+            (None, None)
+        );
+        let port = &spec.ports.as_ref().expect("ports")[0];
+        assert_eq!(
+            (port.port, port.node_port, port.protocol.as_deref()),
+            (4001, Some(30401), Some("TCP"))
+        );
+        let ingress = |s: &Service| {
+            s.status
+                .as_ref()?
+                .load_balancer
+                .as_ref()?
+                .ingress
+                .as_ref()?[0]
+                .ip
+                .clone()
+        };
+        assert_eq!(ingress(&svc), ingress(&before));
+        // What a peer announces is the same from the cached copy.
+        let announces = |s: &Service| format!("{:?}", peer_address(s, None));
+        assert_eq!(announces(&svc), announces(&before));
+    }
+
+    #[test]
     fn a_cached_statefulset_keeps_its_replicas_claims_strategy_and_status() {
         let mut sts: StatefulSet = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web", "generation": 3, "managedFields": [{"manager": "ipfs-kit-operator"}]},
@@ -261,8 +348,8 @@ mod tests {
         statefulset(&mut sts);
         assert_eq!(sts.metadata.managed_fields, None);
         assert_eq!(sts.metadata.generation, Some(3));
-        assert_eq!(sts.spec.template.spec, None);
-        assert_eq!(sts.spec.template.metadata, before.spec.template.metadata);
+        assert_eq!(sts.spec.template, PodTemplateSpec::default());
+        assert_eq!(sts.spec.selector, LabelSelector::default());
         assert_eq!(sts.spec.replicas, Some(3));
         assert_eq!(sts.spec.update_strategy, before.spec.update_strategy);
         assert_eq!(

@@ -147,7 +147,7 @@ fn owned_watches(client: &Client, ns: &Option<String>) -> OwnedWatches {
     );
     let (pods_cache, pod_index, pods) = pod_watch(api::<Pod>(client, ns), owned.clone());
     let (services_cache, services) =
-        cached(api::<Service>(client, ns), owned.clone(), slim::object);
+        cached(api::<Service>(client, ns), owned.clone(), slim::service);
     let (nodes_cache, nodes) = node_watch(client, ns.is_none());
     let (cm_cache, config_maps) = cached(
         api::<Meta<ConfigMap>>(client, ns),
