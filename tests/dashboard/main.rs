@@ -476,7 +476,8 @@ async fn history_is_sampled_on_the_probe_interval_not_per_published_round() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     sampler.abort();
-    let ticks = (started.elapsed().as_millis() / interval.as_millis()) as usize;
+    let took = started.elapsed();
+    let ticks = (took.as_millis() / interval.as_millis()) as usize;
 
     let (code, body) = s.get("/api/dashboard/history/demo/demo-2").await;
     assert_eq!(code, 200, "{body}");
@@ -490,11 +491,17 @@ async fn history_is_sampled_on_the_probe_interval_not_per_published_round() {
     assert_eq!(body["data"]["samples"][0]["repoSize"], 1234);
     assert_eq!(body["data"]["samples"][0]["state"], "Healthy");
 
-    // Downsampled to 1 s buckets: the mean score of each bucket, at most 3 buckets for 2 s.
+    // Downsampled to 1 s buckets: the mean score of each bucket, at most one bucket per second
+    // the rounds took (2 s, longer on a busy machine) plus the one they started in.
     let (code, body) = s.get("/api/dashboard/history/demo?step=1s").await;
     assert_eq!(code, 200, "{body}");
     let buckets = scores(&body);
-    assert!((2..=3).contains(&buckets.len()), "{body}");
+    let most = took.as_secs_f64().ceil() as usize + 1;
+    assert!(
+        (2..=most).contains(&buckets.len()) && buckets.len() < got.len(),
+        "{} buckets for {took:?}: {body}",
+        buckets.len()
+    );
     assert!(buckets.iter().all(|b| (55..=90).contains(b)), "{buckets:?}");
     assert_eq!(body["data"]["stepSeconds"], 1.0);
     // Only the last second.
