@@ -57,7 +57,7 @@ else
   #           namespace apart is a second line of them; the two take about as long).
   starts_tests=(five_peers_started_together exposed_peers_are_reached a_private_network_cluster
     pods_that_cannot_run peers_without_swarm_connections a_hung_peer_is_judged
-    the_operator_survives_an_apiserver_outage)
+    a_steady_cluster_is_probed the_operator_survives_an_apiserver_outage)
   local_tests=(local::split:: local::parity:: local::prometheus:: local::requests:: local::history::)
   real=() rest=(--lib --bins) after=()
   for main in tests/*/main.rs; do

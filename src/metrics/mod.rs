@@ -87,6 +87,8 @@ pub struct Metrics {
     pub pin_reconcile_errors: Family<ErrorLabels, Counter>,
     pub probe_durations: ProbeDurations,
     pub leader: Gauge,
+    /// IpfsClusters whose probe rounds run without reconciles (the controller only).
+    pub steady_clusters: Gauge,
     pub dashboard: DashboardHttp,
     /// The `--alert-webhook` sender's counts (the reconciling process only).
     pub webhook: webhook::WebhookCounts,
@@ -113,6 +115,7 @@ impl Metrics {
             pin_reconcile_errors: Family::default(),
             probe_durations: Family::new_with_constructor(latency_histogram),
             leader: Gauge::default(),
+            steady_clusters: Gauge::default(),
             dashboard: DashboardHttp::default(),
             webhook: webhook::WebhookCounts::default(),
             clusters: Arc::default(),
@@ -133,6 +136,14 @@ impl Metrics {
             m.register_reconciler(&mut registry);
             registry.register_collector(Box::new(m.clusters.clone()));
             registry.register_collector(Box::new(m.webhook.clone()));
+        }
+        if exporter == Exporter::Controller {
+            registry.register(
+                "steady_clusters",
+                "IpfsClusters whose probe rounds run without a reconcile: the last reconcile had \
+                 nothing to do, and the next comes when a round differs or after 5 minutes",
+                m.steady_clusters.clone(),
+            );
         }
         if exporter != Exporter::Controller {
             m.dashboard.register(&mut registry);

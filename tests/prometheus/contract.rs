@@ -28,6 +28,7 @@ pub const METRICS: &[&str] = &[
     "ipfs_kit_reconcile_errors",
     "ipfs_kit_reconcile_duration_seconds",
     "ipfs_kit_last_reconcile_timestamp_seconds",
+    "ipfs_kit_steady_clusters",
     "ipfs_kit_pin_reconciles",
     "ipfs_kit_pin_reconcile_errors",
     "ipfs_kit_leader",

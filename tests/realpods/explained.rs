@@ -97,6 +97,7 @@ pub async fn pods_that_cannot_run_say_why() {
         let phase = c.status.as_ref().and_then(|s| s.phase);
         assert_ne!(phase, Some(ClusterPhase::Healthy), "{:?}", c.status);
     }
+    crate::kubectl(node, &["delete", "namespace", &ns, "--wait=false"]);
 }
 
 /// Two peers whose Kubo are not connected (self-healing off, so the operator does not connect
@@ -154,6 +155,7 @@ pub async fn peers_without_swarm_connections_are_degraded() {
         let why = peer.last_error.as_deref().unwrap_or_default();
         assert!(why.contains("swarm connected to 0"), "{peer:?}");
     }
+    crate::kubectl(node, &["delete", "namespace", &ns, "--wait=false"]);
 }
 
 /// Kubernetes reconciles on every change of a cluster's pods. A hung Kubo (SIGSTOPped: its
@@ -219,4 +221,6 @@ pub async fn a_hung_peer_is_judged_per_interval_not_per_reconcile() {
         took >= Duration::from_secs(20),
         "restart decided {took:?} after the hang: failures counted per reconcile, not per interval"
     );
+    // The stopped Kubo goes with its namespace (its pod may have been replaced already).
+    crate::kubectl(node, &["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -19,6 +19,7 @@ mod first_start;
 mod private;
 mod reach;
 mod scenario;
+mod steady;
 mod steps;
 mod upgrade;
 
@@ -368,6 +369,14 @@ async fn peers_without_swarm_connections_are_degraded() {
 async fn a_hung_peer_is_judged_per_interval_not_per_reconcile() {
     let _serial = serial().await;
     explained::a_hung_peer_is_judged_per_interval_not_per_reconcile().await;
+}
+
+/// A Healthy cluster with nothing to do is probed without a reconcile every probe interval
+/// (`ipfs_kit_steady_clusters`), and a hung Kubo of it is still shown within 5 s.
+#[tokio::test]
+async fn a_steady_cluster_is_probed_without_reconciles() {
+    let _serial = serial().await;
+    steady::a_steady_cluster_is_probed_without_reconciles().await;
 }
 
 /// `kubectl apply -k deploy/` as written: the namespace (restricted), CRDs, RBAC and the

@@ -100,38 +100,39 @@ impl Steady {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Exports how many clusters `tasks` holds (finished tasks included until their next
+    /// reconcile) as `ipfs_kit_steady_clusters`.
+    fn export(&self, tasks: &HashMap<Key, JoinHandle<()>>) {
+        let n = i64::try_from(tasks.len()).unwrap_or(i64::MAX);
+        self.shared.metrics.steady_clusters.set(n);
+    }
+
     /// Probes `cluster` from `handoff` on, every interval, until a round changes.
     pub fn start(&self, cluster: Key, handoff: Handoff) {
         let task = tokio::spawn(run(self.shared.clone(), cluster.clone(), handoff));
-        if let Some(earlier) = self.lock().insert(cluster, task) {
+        let mut tasks = self.lock();
+        if let Some(earlier) = tasks.insert(cluster, task) {
             earlier.abort();
         }
+        self.export(&tasks);
     }
 
     /// Ends the steady rounds of `cluster` (a reconcile of it starts, or it is deleted).
     pub fn stop(&self, cluster: &Key) {
-        if let Some(task) = self.lock().remove(cluster) {
+        let mut tasks = self.lock();
+        if let Some(task) = tasks.remove(cluster) {
             task.abort();
+            self.export(&tasks);
         }
     }
 
-    /// How many clusters have steady rounds (finished tasks included until their next
-    /// reconcile).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Steady {
     /// Ends every cluster's steady rounds (this process stopped reconciling).
     pub fn clear(&self) {
-        for (_, task) in self.lock().drain() {
+        let mut tasks = self.lock();
+        for (_, task) in tasks.drain() {
             task.abort();
         }
+        self.export(&tasks);
     }
 }
 
@@ -299,6 +300,8 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
         .prober(timeout)
         .timed(shared.metrics.probe_durations.clone());
     let mut figures = volatile(&reports);
+    // Every round that does not end the task says what the handed-over one said.
+    let settled = signature(&reports, &gc);
     let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -320,14 +323,12 @@ async fn run(shared: Arc<Shared>, cluster: Key, handoff: Handoff) {
         shared
             .rounds
             .record(cluster.clone(), true, &probed, started);
-        // Each round is compared with the one before (all equal to the handed-over one).
-        let before = signature(&reports, &gc);
         for (_, report) in probed {
             if let Some(r) = reports.iter_mut().find(|r| r.peer == report.peer) {
                 *r = report;
             }
         }
-        if signature(&reports, &gc) != before {
+        if signature(&reports, &gc) != settled {
             let _ = shared.trigger.send(cluster.clone());
             return;
         }

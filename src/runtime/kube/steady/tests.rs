@@ -193,7 +193,7 @@ async fn refusing_daemons_stay_quiet_until_one_accepts() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let rounds = Arc::new(Rounds::default());
     let metrics = Arc::new(Metrics::default());
-    let steady = Steady::new(ipfs, metrics, Latest::default(), rounds.clone(), tx);
+    let steady = Steady::new(ipfs, metrics.clone(), Latest::default(), rounds.clone(), tx);
     let key = Key::new("web").within("ns");
     let interval = Duration::from_millis(50);
     steady.start(
@@ -207,6 +207,13 @@ async fn refusing_daemons_stay_quiet_until_one_accepts() {
             gc: GcSettings::from_spec(&IpfsClusterSpec::default().kubo),
         },
     );
+    let exported = || {
+        metrics.encode().lines().find_map(|l| {
+            l.strip_prefix("ipfs_kit_steady_clusters ")
+                .map(str::to_owned)
+        })
+    };
+    assert_eq!(exported().as_deref(), Some("1"));
     tokio::time::sleep(interval * 8).await;
     assert!(rx.try_recv().is_err(), "nothing changed: no reconcile");
     assert!(
@@ -223,5 +230,5 @@ async fn refusing_daemons_stay_quiet_until_one_accepts() {
     assert_ne!(last.reports[0].1.kubo, first.kubo, "{:?}", last.reports[0]);
     drop(listener);
     steady.stop(&key);
-    assert!(steady.is_empty());
+    assert_eq!(exported().as_deref(), Some("0"), "stopped: not steady");
 }
