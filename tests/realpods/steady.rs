@@ -45,6 +45,18 @@ async fn leader_figures(c: &Cluster) -> Option<(f64, f64)> {
     None
 }
 
+/// Waits until the leader reports the cluster steady; returns its reconcile count then.
+async fn until_steady(c: &Cluster, timeout: Duration) -> f64 {
+    let (reconciles, _) = wait_for(
+        "the leader reporting the cluster steady",
+        timeout,
+        Duration::from_secs(1),
+        || async { leader_figures(c).await.filter(|(_, steady)| *steady == 1.0) },
+    )
+    .await;
+    reconciles
+}
+
 /// Waits until no IpfsCluster but this test's exists (the other tests' are deleted with their
 /// namespaces), so that the leader's reconcile count is this cluster's.
 async fn alone(c: &Cluster) {
@@ -107,17 +119,7 @@ pub async fn a_steady_cluster_is_probed_without_reconciles() {
     settled(&c).await;
     alone(&c).await;
     let steady_since = Instant::now();
-    let (mut reconciles, _) = wait_for(
-        "the leader reporting the cluster steady",
-        Duration::from_secs(90),
-        Duration::from_secs(1),
-        || async {
-            leader_figures(&c)
-                .await
-                .filter(|(_, steady)| *steady == 1.0)
-        },
-    )
-    .await;
+    let reconciles_before = until_steady(&c, Duration::from_secs(90)).await;
     report(&format!(
         "one Healthy peer: steady (ipfs_kit_steady_clusters 1) {:.1} s after it was alone",
         steady_since.elapsed().as_secs_f64()
@@ -126,22 +128,10 @@ pub async fn a_steady_cluster_is_probed_without_reconciles() {
     // do: count from a moment the cluster is steady, and see it steady again at the end.
     let before = c.api.get(NAME).await.expect("get");
     tokio::time::sleep(INTERVAL * 4).await;
-    let (after, steady) = wait_for(
-        "the cluster steady again",
-        Duration::from_secs(30),
-        Duration::from_secs(1),
-        || async {
-            leader_figures(&c)
-                .await
-                .filter(|(_, steady)| *steady == 1.0)
-        },
-    )
-    .await;
-    reconciles = after - reconciles;
+    let reconciles = until_steady(&c, Duration::from_secs(30)).await - reconciles_before;
     let now = c.api.get(NAME).await.expect("get");
     report(&format!(
-        "steady for {} probe intervals: {reconciles} reconciles, resourceVersion {:?} -> {:?}, \
-         {steady} steady cluster",
+        "steady for {} probe intervals: {reconciles} reconciles, resourceVersion {:?} -> {:?}",
         4, before.metadata.resource_version, now.metadata.resource_version
     ));
     assert!(
