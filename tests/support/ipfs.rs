@@ -378,10 +378,13 @@ impl IpfsWorld {
         });
     }
 
-    /// Waits until cluster peer `i` lists `n` peers on `GET /peers`.
+    /// Waits until cluster peer `i` lists `n` peers on `GET /peers`, asked only once its log
+    /// says it is ready: ipfs-cluster-service 1.1.6 opens its REST API before it has an RPC
+    /// client, and a request in between crashes it (a nil pointer in go-libp2p-gorpc).
     pub async fn wait_cluster_peers(&mut self, i: usize, n: usize) {
         let log = self.peers[i].cluster.as_ref().expect("cluster").log.clone();
         let this = &*self;
+        let log_path = &log;
         let seen = tokio::time::timeout(
             Duration::from_secs(120),
             wait_for(
@@ -389,6 +392,10 @@ impl IpfsWorld {
                 Duration::from_secs(120),
                 Duration::from_millis(500),
                 || async move {
+                    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+                    if !text.contains("IPFS Cluster is READY") {
+                        return None;
+                    }
                     let peers = this.cluster_lines(i, "/peers").await?;
                     (peers.len() == n).then_some(peers)
                 },

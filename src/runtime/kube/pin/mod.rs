@@ -26,7 +26,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use self::status::{PinObservation, status_from, status_not_asked};
+use self::status::{PinObservation, lists_removed_peers, status_from, status_not_asked};
 use super::apply::FIELD_MANAGER;
 use super::backoff::ErrorBackoff;
 use super::build::{Names, selector_string};
@@ -348,7 +348,10 @@ async fn report(
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     let short = everywhere && status.pinned.unwrap_or(0) < ready_peers;
-    let settled = status.phase == Some(PinPhase::Pinned) && !short;
+    // After a scale-in, IPFS Cluster lists the removed peers for a while; the status must not
+    // keep them until the next periodic recheck.
+    let settled =
+        status.phase == Some(PinPhase::Pinned) && !short && !lists_removed_peers(&status, cluster);
     Ok(Action::requeue(if settled {
         PINNED_RECHECK
     } else {

@@ -85,6 +85,22 @@ pub fn status_from(
     status
 }
 
+/// Whether `status` lists a peer that the cluster's status no longer has (by cluster peer id,
+/// else by name): IPFS Cluster still reports a removed peer for a while after a scale-in.
+pub fn lists_removed_peers(status: &IpfsPinStatus, cluster: &IpfsCluster) -> bool {
+    let Some(current) = cluster.status.as_ref() else {
+        return false;
+    };
+    status.peers.iter().any(|p| {
+        !current.peers.iter().any(
+            |c| match (p.peer_id.as_deref(), c.cluster_peer_id.as_deref()) {
+                (Some(pin_peer), Some(member)) => pin_peer == member,
+                _ => p.peer == c.name,
+            },
+        )
+    })
+}
+
 /// One peer's state of the CID, the peer named by the cluster's status where known, else by
 /// its cluster peer name, else by its id.
 fn peer_pin_status(names: &BTreeMap<&str, &str>, id: &str, info: &PeerPinInfo) -> PeerPinStatus {
@@ -253,5 +269,50 @@ pub(crate) mod tests {
             &prev,
         );
         assert_eq!(s.phase, Some(PinPhase::Pinning));
+    }
+
+    #[test]
+    fn peers_removed_from_the_cluster_are_found_by_id_or_name() {
+        let p = pin(None, None);
+        let cluster = |peers: serde_json::Value| -> IpfsCluster {
+            serde_json::from_value(json!({
+                "apiVersion": "ipfskit.io/v1alpha1", "kind": "IpfsCluster",
+                "metadata": {"name": "store", "namespace": "ns"},
+                "spec": {"replicas": 2},
+                "status": {"peers": peers}
+            }))
+            .expect("cluster")
+        };
+        let two = cluster(json!([
+            {"name": "store-0", "clusterPeerId": "A", "state": "Healthy", "restarts": 0},
+            {"name": "store-1", "state": "Healthy", "restarts": 0}
+        ]));
+        let info = |name: &str| PeerPinInfo {
+            peername: name.into(),
+            status: "pinned".into(),
+            error: String::new(),
+            timestamp: None,
+        };
+        let observed = |peers: &[(&str, &str)]| PinObservation {
+            allocation: None,
+            peers: peers
+                .iter()
+                .map(|(id, name)| (id.to_string(), info(name)))
+                .collect(),
+        };
+        let prev = IpfsPinStatus::default();
+        let current = status_from(&p, &two, &observed(&[("A", "x"), ("B", "store-1")]), &prev);
+        assert!(!lists_removed_peers(&current, &two), "{current:?}");
+        // Scaled in to one: the pin still lists the peer IPFS Cluster has not dropped yet.
+        let one = cluster(json!([
+            {"name": "store-0", "clusterPeerId": "A", "state": "Healthy", "restarts": 0}
+        ]));
+        assert!(lists_removed_peers(&current, &one));
+        let dropped = status_from(&p, &one, &observed(&[("A", "x")]), &prev);
+        assert!(!lists_removed_peers(&dropped, &one));
+        // No status yet: nothing to compare with.
+        let mut new = one.clone();
+        new.status = None;
+        assert!(!lists_removed_peers(&current, &new));
     }
 }
