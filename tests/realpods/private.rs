@@ -17,17 +17,15 @@ use crate::support::process::{Daemon, free_port};
 use crate::support::real_node::{NONROOT_CLUSTER_IMAGE, NONROOT_KUBO_IMAGE, real_node};
 use crate::support::tools::binary;
 use crate::support::wait_for;
-use crate::{kubectl, report, restricted_namespace};
+use crate::{kubectl, report};
 
 const NAME: &str = "private";
 const SECRET: &str = "pnet";
 
 pub async fn private_network_with_platform_ids() {
     let node = real_node();
-    let client = node.admin_client().await;
-    let ns = format!("private-{}", crate::support::control_plane::random_hex(3));
-    restricted_namespace(&client, &ns).await;
-    let c = Cluster::new(&client, &ns, NAME);
+    let c = Cluster::in_new_namespace(NAME).await;
+    let ns = c.ns.clone();
     let started = Instant::now();
     create_cluster(&c).await;
     missing_secret_explained(&c).await;

@@ -21,17 +21,15 @@ use crate::support::clusters::node_port;
 use crate::support::clusters::wait_status_within;
 use crate::support::real_node::{NODE_IP, real_node};
 use crate::support::wait_for;
-use crate::{kubectl, report, restricted_namespace};
+use crate::{kubectl, report};
 use ipfs_kit_operator::api::PeerState;
 
 const NAME: &str = "reach";
 
 pub async fn exposed_peers_are_reached_at_their_announced_address() {
     let node = real_node();
-    let client = node.admin_client().await;
-    let ns = format!("reach-{}", crate::support::control_plane::random_hex(3));
-    restricted_namespace(&client, &ns).await;
-    let c = Cluster::new(&client, &ns, NAME);
+    let c = Cluster::in_new_namespace(NAME).await;
+    let (client, ns) = (c.client.clone(), c.ns.clone());
     let started = Instant::now();
     let mut spec = json!({"replicas": 2, "networking": {"p2p": {"exposure": "NodePort"}}});
     apply(&c, &spec).await;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::steps::{Cluster, KUBO_ARGV, pinned_on, process_of, signal};
 use crate::support::real_node::real_node;
 use crate::support::wait_for;
-use crate::{helm_dashboard_token, helm_operator_ip, kubectl, report, restricted_namespace};
+use crate::{helm_dashboard_token, helm_operator_ip, kubectl, report};
 
 const NAME: &str = "minimal";
 /// Pin names in `examples/pin.yaml` and the one without replication bounds (every peer).
@@ -21,10 +21,8 @@ const EVERYWHERE_PIN: &str = "everywhere";
 
 pub async fn minimal_cluster() {
     let node = real_node();
-    let client = node.admin_client().await;
-    let ns = format!("minimal-{}", crate::support::control_plane::random_hex(3));
-    restricted_namespace(&client, &ns).await;
-    let c = Cluster::new(&client, &ns, NAME);
+    let c = Cluster::in_new_namespace(NAME).await;
+    let ns = c.ns.clone();
 
     let cold = apply_minimal_cluster(&c).await;
     let ids = peers_connected(&c, 3).await;

@@ -14,7 +14,7 @@ use crate::steps::{Cluster, KUBO_ARGV, process_of, signal};
 use crate::support::clusters::wait_status_within;
 use crate::support::real_node::real_node;
 use crate::support::wait_for;
-use crate::{helm_operator_ips, http, kubectl, report, restricted_namespace};
+use crate::{helm_operator_ips, http, kubectl, report};
 
 const NAME: &str = "steady";
 /// The default `spec.health.probeInterval`.
@@ -100,10 +100,8 @@ async fn settled(c: &Cluster) {
 
 pub async fn a_steady_cluster_is_probed_without_reconciles() {
     let node = real_node();
-    let client = node.admin_client().await;
-    let ns = format!("steady-{}", crate::support::control_plane::random_hex(3));
-    restricted_namespace(&client, &ns).await;
-    let c = Cluster::new(&client, &ns, NAME);
+    let c = Cluster::in_new_namespace(NAME).await;
+    let ns = c.ns.clone();
     let cluster: IpfsCluster = serde_json::from_value(json!({
         "apiVersion": "ipfskit.io/v1alpha1",
         "kind": "IpfsCluster",

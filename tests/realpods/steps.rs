@@ -36,6 +36,15 @@ impl Cluster {
         }
     }
 
+    /// The IpfsCluster `name` (not created yet) in a new namespace `<name>-<random>` of the real
+    /// node that enforces the restricted Pod Security Standard.
+    pub async fn in_new_namespace(name: &str) -> Cluster {
+        let client = crate::support::real_node::real_node().admin_client().await;
+        let ns = format!("{name}-{}", crate::support::control_plane::random_hex(3));
+        crate::restricted_namespace(&client, &ns).await;
+        Cluster::new(&client, &ns, name)
+    }
+
     pub fn peer(&self, ordinal: usize) -> String {
         format!("{}-{ordinal}", self.name)
     }

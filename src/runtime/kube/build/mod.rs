@@ -140,6 +140,16 @@ impl Names {
         format!("{}-{ordinal}", self.statefulset)
     }
 
+    /// The ordinal of pod (peer) name `peer`, if it is one of this cluster's: the inverse of
+    /// [`Names::peer`].
+    pub fn ordinal_of(&self, peer: &str) -> Option<i32> {
+        peer.strip_prefix(self.statefulset.as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
+            .filter(|o: &i32| *o >= 0)
+    }
+
     /// The DNS domain of the headless Service in namespace `ns` (cluster domain `domain`), under
     /// which every peer has its name.
     pub fn peers_domain(&self, ns: &str, domain: &str) -> String {

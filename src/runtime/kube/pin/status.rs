@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 
 use crate::api::conditions::{ConditionStatus, READY, set_condition};
 use crate::api::{IpfsCluster, IpfsPin, IpfsPinStatus, PeerPinState, PeerPinStatus, PinPhase};
 use crate::probe::cluster::{Allocation, PeerPinInfo};
+use crate::runtime::kube::build::Names;
 
 /// What the cluster says about one CID.
 #[derive(Debug, Default)]
@@ -85,19 +87,15 @@ pub fn status_from(
     status
 }
 
-/// Whether `status` lists a peer that the cluster's status no longer has (by cluster peer id,
-/// else by name): IPFS Cluster still reports a removed peer for a while after a scale-in.
+/// Whether `status` lists a pod of `cluster` past its replicas: IPFS Cluster still reports a
+/// peer removed by a scale-in for a while. (Peers that are not the cluster's pods, or that it
+/// never drops, do not keep the pin from settling.)
 pub fn lists_removed_peers(status: &IpfsPinStatus, cluster: &IpfsCluster) -> bool {
-    let Some(current) = cluster.status.as_ref() else {
-        return false;
-    };
+    let names = Names::of(&cluster.name_any());
     status.peers.iter().any(|p| {
-        !current.peers.iter().any(
-            |c| match (p.peer_id.as_deref(), c.cluster_peer_id.as_deref()) {
-                (Some(pin_peer), Some(member)) => pin_peer == member,
-                _ => p.peer == c.name,
-            },
-        )
+        names
+            .ordinal_of(&p.peer)
+            .is_some_and(|ordinal| ordinal >= cluster.spec.replicas)
     })
 }
 
@@ -272,47 +270,50 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn peers_removed_from_the_cluster_are_found_by_id_or_name() {
+    fn peers_of_the_cluster_past_its_replicas_are_removed_ones() {
         let p = pin(None, None);
-        let cluster = |peers: serde_json::Value| -> IpfsCluster {
+        let cluster = |replicas: i32| -> IpfsCluster {
             serde_json::from_value(json!({
                 "apiVersion": "ipfskit.io/v1alpha1", "kind": "IpfsCluster",
                 "metadata": {"name": "store", "namespace": "ns"},
-                "spec": {"replicas": 2},
-                "status": {"peers": peers}
+                "spec": {"replicas": replicas},
+                "status": {"peers": [
+                    {"name": "store-0", "clusterPeerId": "A", "state": "Healthy", "restarts": 0}
+                ]}
             }))
             .expect("cluster")
-        };
-        let two = cluster(json!([
-            {"name": "store-0", "clusterPeerId": "A", "state": "Healthy", "restarts": 0},
-            {"name": "store-1", "state": "Healthy", "restarts": 0}
-        ]));
-        let info = |name: &str| PeerPinInfo {
-            peername: name.into(),
-            status: "pinned".into(),
-            error: String::new(),
-            timestamp: None,
         };
         let observed = |peers: &[(&str, &str)]| PinObservation {
             allocation: None,
             peers: peers
                 .iter()
-                .map(|(id, name)| (id.to_string(), info(name)))
+                .map(|(id, name)| {
+                    let info = PeerPinInfo {
+                        peername: name.to_string(),
+                        status: "pinned".into(),
+                        error: String::new(),
+                        timestamp: None,
+                    };
+                    (id.to_string(), info)
+                })
                 .collect(),
         };
         let prev = IpfsPinStatus::default();
-        let current = status_from(&p, &two, &observed(&[("A", "x"), ("B", "store-1")]), &prev);
-        assert!(!lists_removed_peers(&current, &two), "{current:?}");
-        // Scaled in to one: the pin still lists the peer IPFS Cluster has not dropped yet.
-        let one = cluster(json!([
-            {"name": "store-0", "clusterPeerId": "A", "state": "Healthy", "restarts": 0}
-        ]));
-        assert!(lists_removed_peers(&current, &one));
-        let dropped = status_from(&p, &one, &observed(&[("A", "x")]), &prev);
+        let listed = &[("A", "store-0"), ("B", "store-1"), ("X", "outside-peer")];
+        let two = cluster(2);
+        let status = status_from(&p, &two, &observed(listed), &prev);
+        assert!(!lists_removed_peers(&status, &two), "{status:?}");
+        // Scaled in to one: store-1 is still listed until IPFS Cluster drops it; a peer that is
+        // not one of the cluster's pods never counts.
+        let one = cluster(1);
+        let status = status_from(&p, &one, &observed(listed), &prev);
+        assert!(lists_removed_peers(&status, &one));
+        let dropped = status_from(
+            &p,
+            &one,
+            &observed(&[("A", "x"), ("X", "outside-peer")]),
+            &prev,
+        );
         assert!(!lists_removed_peers(&dropped, &one));
-        // No status yet: nothing to compare with.
-        let mut new = one.clone();
-        new.status = None;
-        assert!(!lists_removed_peers(&current, &new));
     }
 }
