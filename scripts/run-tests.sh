@@ -45,19 +45,20 @@ if [[ $# -gt 0 ]]; then
     tee "$out" || status=$?
 else
   # Everything, in lanes that run side by side, each in a namespace of its own (its own loopback,
-  # ports, real node and cgroup name), then, alone, the tests of the shared loopback control plane
-  # (tests/k8s), whose API server and real daemons would compete with the others for the cores.
+  # ports, real node and cgroup name), then, alone, the binaries of the loopback control plane
+  # (tests/k8s*), whose API server and real daemons would compete with the others for the cores
+  # (the API server outage of tests/k8s_outage, run beside the lanes, once left
+  # kube-controller-manager's caches stale for minutes after the API server came back).
   # Most lanes mostly wait (on kubelet, on daemons, on the operator's probe intervals): the cores
   # are idle most of the time in any one of them. A lane's output is printed when it ends.
   #   pods:   the real node (tests/real*), the scenario and the install tests;
-  #   starts: the real node again, the real-pod tests that need a cluster of their own, then the
-  #           API server outage (tests/k8s_outage: a control plane of its own, generous timeouts);
+  #   starts: the real node again, the real-pod tests that need a cluster of their own;
   #   rest:   unit tests, binaries and the local binaries, but for a part of the local tests;
   #   local:  that part (the local tests run one at a time: they share the preferred ports, so a
   #           namespace apart is a second line of them; the two take about as long).
   starts_tests=(five_peers_started_together exposed_peers_are_reached a_private_network_cluster
     pods_that_cannot_run peers_without_swarm_connections a_hung_peer_is_judged
-    a_steady_cluster_is_probed the_operator_survives_an_apiserver_outage)
+    a_steady_cluster_is_probed)
   local_tests=(local::split:: local::parity:: local::prometheus:: local::requests:: local::history::)
   real=() rest=(--lib --bins) after=()
   for main in tests/*/main.rs; do
@@ -66,8 +67,7 @@ else
       support) ;;
       realpods) ;;
       real*) real+=(--test "$name") ;;
-      k8s) after+=(--test "$name") ;;
-      k8s_outage) ;;
+      k8s*) after+=(--test "$name") ;;
       daemons) ;;
       *) rest+=(--test "$name") ;;
     esac
@@ -88,7 +88,7 @@ else
   run() { lane "$@" & pids+=($!) names+=("$1"); }
   # `cargo test` runs one binary after the other: the real node binaries of a lane in turn.
   run pods "" "${real[@]}" --test realpods -- "${skip_starts[@]}"
-  run starts -2 --test realpods --test k8s_outage -- "${starts_tests[@]}"
+  run starts -2 --test realpods -- "${starts_tests[@]}"
   run rest -3 "${rest[@]}" --test daemons -- "${skip_local[@]}"
   run local -4 --test daemons -- "${local_tests[@]}"
   for i in "${!pids[@]}"; do
