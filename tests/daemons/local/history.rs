@@ -48,15 +48,16 @@ async fn history_is_sampled_every_probe_interval_and_survives_a_supervisor_resta
         .expect("the dashboard token");
     let token = token.trim().to_owned();
 
-    // Let two probes of the converged peer pass, then count over 8 s in which 16 extra rounds
-    // are asked for (health checks): one sample a second, not one a round.
+    // Let two probes of the converged peer pass, then count over at least 8 s in which at least
+    // 16 extra rounds are asked for (health checks; each takes as long as its probe, longer on a
+    // busy machine): one sample a second, not one a round.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (code, before) = get(&base, "/api/dashboard/history/hist").await;
     assert_eq!(code, 200, "{before}");
     let started = Instant::now();
     let http = http();
     let mut checks = 0;
-    while started.elapsed() < Duration::from_secs(8) {
+    while checks < 16 || started.elapsed() < Duration::from_secs(8) {
         let resp = http
             .post(format!("{base}/api/dashboard/health/check"))
             .bearer_auth(&token)
@@ -75,7 +76,6 @@ async fn history_is_sampled_every_probe_interval_and_survives_a_supervisor_resta
     let (_, after) = get(&base, "/api/dashboard/history/hist").await;
     let elapsed = started.elapsed().as_secs_f64();
     let added = samples(&after).len() - samples(&before).len();
-    assert!(checks >= 12, "{checks} extra rounds");
     assert!(
         (elapsed.floor() as usize - 1..=elapsed.ceil() as usize + 1).contains(&added),
         "{added} samples in {elapsed:.1} s at a 1 s interval, with {checks} extra rounds:\n{after}"
