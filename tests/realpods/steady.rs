@@ -129,8 +129,8 @@ pub async fn a_steady_cluster_is_probed_without_reconciles() {
     let reconciles = until_steady(&c, Duration::from_secs(30)).await - reconciles_before;
     let now = c.api.get(NAME).await.expect("get");
     report(&format!(
-        "steady for {} probe intervals: {reconciles} reconciles, resourceVersion {:?} -> {:?}",
-        4, before.metadata.resource_version, now.metadata.resource_version
+        "steady for 4 probe intervals: {reconciles} reconciles, resourceVersion {:?} -> {:?}",
+        before.metadata.resource_version, now.metadata.resource_version
     ));
     assert!(
         reconciles <= 2.0,
