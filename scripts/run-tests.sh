@@ -103,6 +103,12 @@ else
       _ "${after[@]}" | tee -a "$out" || status=$?
   fi
 fi
+# Each failure's message again at the end (where a cut log keeps it), without its backtrace.
+if grep -q "panicked at" "$out"; then
+  echo "[test] the failures' messages:"
+  awk '/^thread .* panicked at / { n = 12 } /^stack backtrace:/ { n = 0 }
+       n > 0 { print "  " substr($0, 1, 400); n-- }' "$out"
+fi
 # One summary line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i;
        if ($(i+1) ~ /^failed;?$/) f += $i; if ($(i+1) ~ /^ignored;?$/) s += $i } }

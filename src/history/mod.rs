@@ -129,7 +129,7 @@ struct Inner {
     /// Probe interval per cluster series.
     intervals: BTreeMap<String, Duration>,
     totals: BTreeMap<String, Totals>,
-    store: Option<store::Store>,
+    store: Option<store::Writer>,
 }
 
 /// The samples of every series; cheap to clone (shared).
@@ -157,7 +157,7 @@ impl History {
     pub fn open(path: &Path, now: UnixMillis) -> History {
         let (store, loaded) = store::Store::open(path);
         let mut inner = Inner {
-            store,
+            store: store.and_then(store::Writer::spawn),
             ..Inner::default()
         };
         let mut gone = Vec::new();
@@ -252,10 +252,11 @@ impl History {
     }
 }
 
-/// Writes to the store, if there is one; a store that failed is abandoned (it warned).
+/// Hands the change to the store's writer, if there is one; a store that failed is abandoned (it
+/// warned).
 fn persist(inner: &mut Inner, added: &[(String, Point)], gone: &[(String, UnixMillis)]) {
-    if let Some(store) = inner.store.as_mut()
-        && !store.write(added, gone)
+    if let Some(store) = inner.store.as_ref()
+        && !store.send(added, gone)
     {
         inner.store = None;
     }

@@ -155,7 +155,8 @@ pub async fn run(history: History, latest: Latest) {
         if !fresh.is_empty() {
             let history = history.clone();
             let time = now_millis();
-            // The store writes to disk: off the async threads.
+            // A thousand clusters and their peers: off the async threads (the store's disk
+            // writes are on a thread of their own and never waited for here).
             let _ = tokio::task::spawn_blocking(move || {
                 for (key, observed) in fresh {
                     history.record(&key, observed.interval, &observed.status, time);

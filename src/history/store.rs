@@ -3,6 +3,12 @@
 //! the history holds in memory (bounded the same way: every sample dropped from memory is
 //! deleted here in the same write), so that the next supervisor starts with it.
 //!
+//! Written by a thread of its own ([`Writer`]): recording a sample or answering a query never
+//! waits on the disk (a commit waits for fsync, seconds on a busy machine), so the samples keep
+//! their interval whatever the disk does. What is handed to the writer while it commits is
+//! written in the next transaction, in the order it was handed over; dropping the writer writes
+//! what is pending before it returns (a supervisor that is killed loses at most that).
+//!
 //! Never fatal: a file that cannot be read is renamed `<file>.corrupt` (replacing an older one)
 //! and a fresh store started, with a warning naming both; a file held by another process, or a
 //! directory where none can be made, leaves the history in memory only; a failed write is warned
@@ -10,6 +16,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::warn;
@@ -59,14 +67,10 @@ impl Store {
         }
     }
 
-    /// Writes the samples `added` and deletes the ones `gone` (by series and time), in one
-    /// transaction. On failure the store is abandoned (warned once): the history carries on in
-    /// memory.
-    pub fn write(&mut self, added: &[(String, Point)], gone: &[(String, UnixMillis)]) -> bool {
-        if added.is_empty() && gone.is_empty() {
-            return true;
-        }
-        match self.try_write(added, gone) {
+    /// Writes `batches` in one transaction, each in turn (its deletions, then its samples). On
+    /// failure the store is abandoned (warned once): the history carries on in memory.
+    fn write(&mut self, batches: &[Batch]) -> bool {
+        match self.try_write(batches) {
             Ok(()) => true,
             Err(e) => {
                 warn!(
@@ -80,25 +84,93 @@ impl Store {
         }
     }
 
-    fn try_write(
-        &mut self,
-        added: &[(String, Point)],
-        gone: &[(String, UnixMillis)],
-    ) -> Result<(), redb::Error> {
+    fn try_write(&mut self, batches: &[Batch]) -> Result<(), redb::Error> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(SAMPLES)?;
-            for (series, t) in gone {
-                table.remove((series.as_str(), *t))?;
-            }
-            for (series, point) in added {
-                // A sample always serializes (plain numbers and strings).
-                let value = serde_json::to_vec(point).unwrap_or_default();
-                table.insert((series.as_str(), point.t), value.as_slice())?;
+            for batch in batches {
+                for (series, t) in &batch.gone {
+                    table.remove((series.as_str(), *t))?;
+                }
+                for (series, point) in &batch.added {
+                    // A sample always serializes (plain numbers and strings).
+                    let value = serde_json::to_vec(point).unwrap_or_default();
+                    table.insert((series.as_str(), point.t), value.as_slice())?;
+                }
             }
         }
         txn.commit()?;
         Ok(())
+    }
+}
+
+/// The samples one change added and the ones it dropped (by series and time).
+struct Batch {
+    added: Vec<(String, Point)>,
+    gone: Vec<(String, UnixMillis)>,
+}
+
+/// The thread that owns a [`Store`] and writes to it what it is handed, in order.
+pub struct Writer {
+    sender: Option<mpsc::Sender<Batch>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the thread writing to `store`; `None` (warned, the history stays in memory) when
+    /// no thread can be started.
+    pub fn spawn(mut store: Store) -> Option<Writer> {
+        let (sender, receiver) = mpsc::channel::<Batch>();
+        let path = store.path.clone();
+        let thread = std::thread::Builder::new()
+            .name("history-store".to_owned())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut batches = vec![first];
+                    batches.extend(receiver.try_iter());
+                    if !store.write(&batches) {
+                        return;
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Writer {
+                sender: Some(sender),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                warn!(
+                    file = %path.display(),
+                    "starting the writer of the history store {}: {e}; the history is kept in \
+                     memory only",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Hands the samples `added` and the deletions `gone` to the thread; `false` when it has
+    /// abandoned the store (it warned).
+    pub fn send(&self, added: &[(String, Point)], gone: &[(String, UnixMillis)]) -> bool {
+        if added.is_empty() && gone.is_empty() {
+            return true;
+        }
+        let batch = Batch {
+            added: added.to_vec(),
+            gone: gone.to_vec(),
+        };
+        self.sender.as_ref().is_some_and(|s| s.send(batch).is_ok())
+    }
+}
+
+impl Drop for Writer {
+    /// Writes what is pending, then stops the thread.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

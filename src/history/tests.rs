@@ -309,3 +309,38 @@ fn a_store_in_an_unwritable_place_leaves_the_history_in_memory() {
     h.record("c", Duration::from_secs(1), &status(90, 0, T0), T0);
     assert_eq!(h.len("c"), 1);
 }
+
+#[test]
+fn changes_handed_to_the_store_together_are_written_in_their_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(STORE_FILE);
+    {
+        let h = History::open(&path, T0);
+        // Many changes in a row reach the writer while it commits: one transaction each time,
+        // in which a cluster's samples and then its deletion leave nothing behind.
+        for i in 0..200 {
+            let t = T0 + i * SECOND;
+            h.record("gone", Duration::from_secs(1), &status(50, 0, t), t);
+            h.record("kept", Duration::from_secs(1), &status(90, 0, t), t);
+        }
+        h.forget("gone");
+        h.record(
+            "gone",
+            Duration::from_secs(1),
+            &status(70, 0, T0),
+            T0 + 200 * SECOND,
+        );
+    }
+    let reopened = History::open(&path, T0 + 200 * SECOND);
+    assert_eq!(reopened.len("kept"), 200);
+    assert_eq!(reopened.len("kept/p-0"), 200);
+    let gone = reopened
+        .query("gone", &Query::default(), T0)
+        .expect("series");
+    assert_eq!(
+        scores(&gone),
+        [Some(70)],
+        "only the sample after the deletion"
+    );
+    assert_eq!(reopened.len("gone/p-0"), 1);
+}
