@@ -186,6 +186,7 @@ fn snapshot(clusters: usize, peers: usize) -> Snapshot {
                 paused: false,
                 status,
                 uid: None,
+                resource_version: None,
                 processes: Vec::new(),
             }
         })

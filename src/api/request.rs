@@ -136,6 +136,10 @@ pub struct RequestRecord {
     pub reason: Option<String>,
     /// RFC 3339 time of the last change of state.
     pub updated_at: String,
+    /// A done probe in Kubernetes: the cluster's resourceVersion once its round's status was
+    /// written (that status answers the health check). Not answered to clients.
+    #[serde(skip)]
+    pub status_version: Option<String>,
 }
 
 /// How long a finished request is kept (on the dashboard's board; in Kubernetes its ConfigMap,
@@ -152,6 +156,7 @@ pub const REQUEST_KEY: &str = "request";
 pub const STATE_KEY: &str = "state";
 pub const REASON_KEY: &str = "reason";
 pub const UPDATED_KEY: &str = "updatedAt";
+pub const STATUS_VERSION_KEY: &str = "statusVersion";
 
 /// The name of the ConfigMap of request `id` on IpfsCluster `cluster`.
 pub fn request_config_map_name(cluster: &str, id: u64) -> String {
@@ -232,6 +237,7 @@ pub fn request_record(config_map: &ConfigMap) -> Result<RequestRecord, String> {
         state,
         reason: data.get(REASON_KEY).cloned(),
         updated_at: data.get(UPDATED_KEY).cloned().unwrap_or_default(),
+        status_version: data.get(STATUS_VERSION_KEY).cloned(),
     })
 }
 

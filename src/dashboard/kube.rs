@@ -36,6 +36,7 @@ fn snapshot(clusters: &Store<IpfsCluster>, pins: &Store<IpfsPin>) -> Snapshot {
             paused: c.spec.paused,
             status: c.status.clone().unwrap_or_default(),
             uid: c.uid(),
+            resource_version: c.resource_version(),
             processes: Vec::new(),
         })
         .collect();

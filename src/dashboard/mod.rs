@@ -70,6 +70,10 @@ pub struct ClusterEntry {
     /// The object's uid in Kubernetes (its requests name it as their owner).
     #[serde(skip)]
     pub uid: Option<String>,
+    /// The object's resourceVersion in Kubernetes (a health check waits for the one its round
+    /// wrote).
+    #[serde(skip)]
+    pub resource_version: Option<String>,
     /// What the local supervisor knows of each peer's processes (empty in Kubernetes, where
     /// daemons run in pods).
     pub processes: Vec<PeerProcesses>,

@@ -186,6 +186,7 @@ pub fn queued(request: &ActionRequest) -> RequestRecord {
         state: RequestState::Queued,
         reason: None,
         updated_at: now_rfc3339(),
+        status_version: None,
     }
 }
 

@@ -590,6 +590,7 @@ mod tests {
             replicas: 1,
             paused: false,
             uid: None,
+            resource_version: None,
             processes: Vec::new(),
             status: IpfsClusterStatus {
                 health_score: score,

@@ -483,6 +483,7 @@ fn reconciler(
                 state: RequestState::Done,
                 reason: Some(reason.into()),
                 updated_at: "2026-11-27T21:00:10Z".into(),
+                status_version: None,
             });
             if let Ok(mut seen) = seen.lock() {
                 seen.push(request);

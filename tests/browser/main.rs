@@ -89,6 +89,7 @@ impl Server {
                 paused: false,
                 status,
                 uid: None,
+                resource_version: None,
                 processes: Vec::new(),
             }],
             pins: Vec::new(),
@@ -539,6 +540,7 @@ async fn page_says_what_is_empty_and_what_cannot_be_read() {
             paused: false,
             status,
             uid: None,
+            resource_version: None,
             processes: Vec::new(),
         }],
         pins: Vec::new(),
@@ -578,6 +580,7 @@ async fn page_says_what_is_empty_and_what_cannot_be_read() {
                 "peers": [peer(("fresh-0", "Starting", 0, None))]}))
             .expect("status"),
             uid: None,
+            resource_version: None,
             processes: Vec::new(),
         }],
         pins: Vec::new(),

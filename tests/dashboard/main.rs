@@ -87,6 +87,7 @@ fn snapshot(score: i32) -> Snapshot {
             paused: false,
             status,
             uid: None,
+            resource_version: None,
             processes: Vec::new(),
         }],
         pins: Vec::new(),

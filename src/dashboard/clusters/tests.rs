@@ -118,6 +118,7 @@ fn the_view_lists_the_editable_fields_with_their_values() {
         paused: false,
         status: Default::default(),
         uid: None,
+        resource_version: None,
         processes: Vec::new(),
     };
     let stored = StoredSpec {
@@ -155,6 +156,7 @@ fn credentials_in_the_kubo_config_are_not_shown() {
         paused: false,
         status: Default::default(),
         uid: None,
+        resource_version: None,
         processes: Vec::new(),
     };
     let mut spec = IpfsClusterSpec::default();

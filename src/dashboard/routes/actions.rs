@@ -263,8 +263,11 @@ pub async fn health_check(
         .request(&writer, ActionKind::Probe, cluster, peer, None)
         .await?;
     let record = d.requests.finished(request.id, HEALTH_CHECK_WAIT).await;
-    match record {
-        Some(r) if r.state == RequestState::Done => {}
+    let round = match record {
+        Some(r) if r.state == RequestState::Done => Round {
+            before,
+            version: r.status_version,
+        },
         Some(r) if r.state == RequestState::Failed => {
             let why = r.reason.unwrap_or_default();
             return Err(ApiError::new(
@@ -277,10 +280,10 @@ pub async fn health_check(
             let state = other.map_or("unknown (no longer kept)", |r| r.state.as_str());
             return Err(probe_timeout(&request, state));
         }
-    }
+    };
     // The round is over; the status it wrote may reach this dashboard a moment later.
     let left = HEALTH_CHECK_WAIT.saturating_sub(started.elapsed());
-    probe_round(rounds, &request, before, left).await?;
+    probe_round(rounds, &request, &round, left).await?;
     let fresh = d.current();
     let cluster = find_cluster(&fresh, &request.cluster)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -331,37 +334,46 @@ fn last_probed(cluster: &ClusterEntry, peer: Option<&str>) -> Option<Time> {
         .max()
 }
 
-/// Whether `fresh` is the round a health check waits for: the peers of `request` were probed
-/// after `before`. Not every published snapshot is a probe round (the sidecar publishes on every
+/// Whether `fresh` is the round a health check waits for (see [`Round`]). Not every published snapshot is a probe round (the sidecar publishes on every
 /// watch event, the first being its own annotation that records the request). Without a probe
 /// time before (a runtime that publishes only after probing, or peers never probed) any round
 /// counts; so does one without the cluster (the answer is then 404).
-fn probed_after(before: Option<&Time>, fresh: &Snapshot, request: &ActionRequest) -> bool {
-    let Some(before) = before else {
+fn probed_after(round: &Round, fresh: &Snapshot, request: &ActionRequest) -> bool {
+    let Some(before) = &round.before else {
         return true;
     };
     let Some(cluster) = fresh.clusters.iter().find(|c| c.key() == request.cluster) else {
         return true;
     };
-    last_probed(cluster, request.peer.as_deref()).is_some_and(|t| &t > before)
+    (round.version.is_some() && cluster.resource_version == round.version)
+        || last_probed(cluster, request.peer.as_deref()).is_some_and(|t| &t > before)
 }
 
-/// Waits until the status of a round that probed after `request` is published: 504 when none
-/// comes within `wait`.
+/// What tells the status of a requested round: its probe times are later than `before` (the
+/// ones known when it was asked for), or (Kubernetes) the cluster is at the resourceVersion
+/// `version` its status write left (probe times have whole seconds there: a round in the same
+/// second as the one before writes the same times, and maybe the same status).
+struct Round {
+    before: Option<Time>,
+    version: Option<String>,
+}
+
+/// Waits until the status of the requested `round` is published: 504 when none comes within
+/// `wait`.
 async fn probe_round(
     mut rounds: watch::Receiver<Arc<Snapshot>>,
     request: &ActionRequest,
-    before: Option<Time>,
+    round: &Round,
     wait: Duration,
 ) -> Result<(), ApiError> {
-    if probed_after(before.as_ref(), &rounds.borrow_and_update(), request) {
+    if probed_after(round, &rounds.borrow_and_update(), request) {
         return Ok(());
     }
     let probed = async {
         // A closed channel (the runtime stopped) answers with the last snapshot.
         while rounds.changed().await.is_ok() {
             let fresh = rounds.borrow_and_update().clone();
-            if probed_after(before.as_ref(), &fresh, request) {
+            if probed_after(round, &fresh, request) {
                 return;
             }
         }
@@ -405,6 +417,7 @@ mod tests {
                 paused: false,
                 status,
                 uid: None,
+                resource_version: None,
                 processes: Vec::new(),
             }],
             pins: Vec::new(),
@@ -449,6 +462,46 @@ mod tests {
             body["data"]["peers"][0]["lastProbe"],
             "2026-11-27T21:00:08Z"
         );
+    }
+
+    /// In Kubernetes probe times have whole seconds: a requested round in the same second as the
+    /// round before writes the same status, which changes nothing (no new resourceVersion, no
+    /// watch event). The request records the version its write left: that status answers.
+    #[tokio::test]
+    async fn a_round_in_the_same_second_as_the_last_answers_by_its_resource_version() {
+        let at_version = |score, version: &str| {
+            let mut s = snapshot(score, "2026-11-27T21:00:05Z");
+            s.clusters[0].resource_version = Some(version.into());
+            s
+        };
+        let (dashboard, publisher, mut actions) = Dashboard::new(Token::new(TOKEN), false);
+        publisher.publish(at_version(90, "41"));
+        let board = actions.board.clone();
+        tokio::spawn(async move {
+            while let Some(request) = actions.recv().await {
+                // The sidecar's own events: a version that is not the round's.
+                publisher.publish(at_version(90, "42"));
+                board.set(crate::api::RequestRecord {
+                    request,
+                    state: RequestState::Done,
+                    reason: Some("probed every peer".into()),
+                    updated_at: "2026-11-27T21:00:05Z".into(),
+                    status_version: Some("42".into()),
+                });
+            }
+        });
+        let (base, http) = serve(dashboard).await;
+        let resp = http
+            .post(format!("{base}/api/dashboard/health/check"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"backend_name": "prod/demo/demo-0/ipfs"}))
+            .send()
+            .await
+            .expect("health check");
+        let code = resp.status().as_u16();
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["data"]["healthScore"], 90, "{body}");
     }
 
     /// Serves `dashboard` on a free loopback port: its base URL and a client.

@@ -120,6 +120,7 @@ mod tests {
                 namespace: Some("prod".into()),
                 name: "web".into(),
                 uid: None,
+                resource_version: None,
                 processes: Vec::new(),
                 replicas: 2,
                 paused: false,

@@ -58,6 +58,7 @@ pub fn local_snapshot(score: i32) -> Snapshot {
             paused: false,
             status: status(score, &["demo-0", "demo-1", "demo-2"]),
             uid: None,
+            resource_version: None,
             processes: Vec::new(),
         }],
         pins: Vec::new(),
@@ -93,6 +94,7 @@ pub fn solo_snapshot() -> Snapshot {
             paused: false,
             status,
             uid: None,
+            resource_version: None,
             processes: vec![crate::dashboard::PeerProcesses {
                 peer: "solo-0".into(),
                 kubo_pid: None,
@@ -145,6 +147,7 @@ pub fn kube_snapshot() -> Snapshot {
                 paused: true,
                 status: IpfsClusterStatus::default(),
                 uid: None,
+                resource_version: None,
                 processes: Vec::new(),
             },
             ClusterEntry {
@@ -154,6 +157,7 @@ pub fn kube_snapshot() -> Snapshot {
                 paused: false,
                 status: status(80, &["store-0", "store-1"]),
                 uid: None,
+                resource_version: None,
                 processes: Vec::new(),
             },
         ],

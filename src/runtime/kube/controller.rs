@@ -195,7 +195,7 @@ async fn apply_cluster(cluster: &IpfsCluster, ns: &str, ctx: &Context) -> Result
     let reported = status::report(cluster, round, ns, ctx)
         .await
         .map_err(Error::Status)?;
-    requests::finish_probes(taken, reported.score, ns, ctx).await;
+    requests::finish_probes(taken, reported.score, reported.version, ns, ctx).await;
     let check = steady::Round {
         requested,
         written: reported.written,

@@ -29,8 +29,8 @@ use super::build::{Names, RESTART_CLUSTER_ANNOTATION};
 use super::context::{CALL_TIMEOUT, Context};
 use crate::api::cluster::KUBO_RPC_PORT;
 use crate::api::request::{
-    KEEP_FINISHED, KEEP_FINISHED_COUNT, REASON_KEY, REQUEST_LABEL, STATE_KEY, UPDATED_KEY,
-    request_record,
+    KEEP_FINISHED, KEEP_FINISHED_COUNT, REASON_KEY, REQUEST_LABEL, STATE_KEY, STATUS_VERSION_KEY,
+    UPDATED_KEY, request_record,
 };
 use crate::api::{ActionKind, ActionRequest, Daemon, IpfsCluster, RequestState};
 use crate::probe::Endpoint;
@@ -143,8 +143,16 @@ impl Taken {
 }
 
 /// The probe requests of this reconcile are done: its round's status (health score `score`) is
-/// written.
-pub async fn finish_probes(taken: Taken, score: Option<i32>, ns: &str, ctx: &Context) {
+/// written, and the cluster is at resourceVersion `version` after that write; each request
+/// records it, for the dashboard to answer with that status (its probe times have whole
+/// seconds: a round in the same second as the one before writes the same times).
+pub async fn finish_probes(
+    taken: Taken,
+    score: Option<i32>,
+    version: Option<String>,
+    ns: &str,
+    ctx: &Context,
+) {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     let score = score.map_or_else(|| "none".to_owned(), |s| s.to_string());
     for held in taken.probes {
@@ -153,7 +161,11 @@ pub async fn finish_probes(taken: Taken, score: Option<i32>, ns: &str, ctx: &Con
             held.id
         );
         let rv = Some(held.resource_version).filter(|rv| !rv.is_empty());
-        mark(&api, &held.name, rv, RequestState::Done, note).await;
+        let mut patch = state_patch(RequestState::Done, note);
+        if let Some(version) = &version {
+            patch["data"][STATUS_VERSION_KEY] = json!(version);
+        }
+        patch_request(&api, &held.name, rv, patch).await;
     }
 }
 
@@ -186,11 +198,29 @@ async fn mark(
     state: RequestState,
     reason: String,
 ) -> Option<String> {
-    let mut patch = json!({"data": {
+    patch_request(api, name, seen, state_patch(state, reason)).await
+}
+
+/// The merge patch that moves a request to `state` with `reason`.
+fn state_patch(state: RequestState, reason: String) -> serde_json::Value {
+    json!({"data": {
         STATE_KEY: state.as_str(),
         REASON_KEY: reason,
         UPDATED_KEY: k8s_openapi::jiff::Timestamp::now().to_string(),
-    }});
+    }})
+}
+
+/// Applies `patch` (from [`state_patch`]) to request ConfigMap `name`, as [`mark`] says.
+async fn patch_request(
+    api: &Api<ConfigMap>,
+    name: &str,
+    seen: Option<String>,
+    mut patch: serde_json::Value,
+) -> Option<String> {
+    let state = patch["data"][STATE_KEY]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if let Some(rv) = seen {
         patch["metadata"] = json!({"resourceVersion": rv});
     }
@@ -204,11 +234,7 @@ async fn mark(
             None
         }
         Err(e) => {
-            warn!(
-                request = name,
-                "recording the request as {}: {e}",
-                state.as_str()
-            );
+            warn!(request = name, "recording the request as {state}: {e}");
             None
         }
     }

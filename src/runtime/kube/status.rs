@@ -74,6 +74,9 @@ pub struct Reported {
     pub score: Option<i32>,
     /// Whether it wrote the status.
     pub written: bool,
+    /// The cluster's resourceVersion after that write (the same as before when it changed
+    /// nothing).
+    pub version: Option<String>,
     /// Whether a rollout, a scale or a gated upgrade is under way.
     pub rolling: bool,
 }
@@ -120,9 +123,10 @@ pub async fn report(
     let refresh = ctx.settings.status_refresh;
     let written =
         round.requested || needs_write(cluster.status.as_ref(), &status, round.now, refresh);
-    if written {
-        write(cluster, &status, ns, ctx).await?;
-    }
+    let version = match written {
+        true => write(cluster, &status, ns, ctx).await?,
+        false => None,
+    };
     for t in transitions {
         let (type_, reason) = if t.is_firing() {
             (EventType::Warning, ALERT_FIRING)
@@ -134,6 +138,7 @@ pub async fn report(
     Ok(Reported {
         score: status.health_score,
         written,
+        version,
         rolling: rolling.is_some() || upgrading,
     })
 }
@@ -202,13 +207,14 @@ fn alerts(
     round.transitions
 }
 
-/// Writes `status` by server-side apply with the operator's field manager.
+/// Writes `status` by server-side apply with the operator's field manager; the cluster's
+/// resourceVersion after it.
 async fn write(
     cluster: &IpfsCluster,
     status: &IpfsClusterStatus,
     ns: &str,
     ctx: &Context,
-) -> Result<(), StatusError> {
+) -> Result<Option<String>, StatusError> {
     let name = cluster.name_any();
     let api: Api<IpfsCluster> = Api::namespaced(ctx.client.clone(), ns);
     let patch = json!({
@@ -217,7 +223,8 @@ async fn write(
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&name, &params, &Patch::Apply(&patch))
+    let written = api
+        .patch_status(&name, &params, &Patch::Apply(&patch))
         .await
         .map_err(kube_err(
             &name,
@@ -225,7 +232,7 @@ async fn write(
             "IpfsCluster",
             &name,
         ))?;
-    Ok(())
+    Ok(written.metadata.resource_version)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub fn snapshot(status: &LocalStatus, spec: &crate::api::IpfsClusterSpec) -> Sna
             paused: spec.paused,
             status: status.status.clone(),
             uid: None,
+            resource_version: None,
             processes: status.peers.iter().map(processes).collect(),
         }],
         pins: Vec::new(),

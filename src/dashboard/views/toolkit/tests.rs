@@ -30,6 +30,7 @@ fn entry(namespace: Option<&str>, score: i32, peers: Vec<serde_json::Value>) -> 
         paused: false,
         status,
         uid: None,
+        resource_version: None,
         processes: Vec::new(),
     }
 }
