@@ -447,16 +447,8 @@ mod tests {
                 board.update(request.id, RequestState::Done, "probed");
             }
         });
-        let (base, http) = serve(dashboard).await;
-        let resp = http
-            .post(format!("{base}/api/dashboard/health/check"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"backend_name": "prod/demo/demo-0/ipfs"}))
-            .send()
-            .await
-            .expect("health check");
-        assert_eq!(resp.status().as_u16(), 200);
-        let body: Value = resp.json().await.expect("json");
+        let (code, body) = health_check(dashboard).await;
+        assert_eq!(code, 200, "{body}");
         assert_eq!(body["data"]["healthScore"], 30, "{body}");
         assert_eq!(
             body["data"]["peers"][0]["lastProbe"],
@@ -490,6 +482,13 @@ mod tests {
                 });
             }
         });
+        let (code, body) = health_check(dashboard).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["data"]["healthScore"], 90, "{body}");
+    }
+
+    /// `POST /health/check` of demo-0's Kubo on `dashboard`: the status code and the body.
+    async fn health_check(dashboard: Dashboard) -> (u16, Value) {
         let (base, http) = serve(dashboard).await;
         let resp = http
             .post(format!("{base}/api/dashboard/health/check"))
@@ -499,9 +498,7 @@ mod tests {
             .await
             .expect("health check");
         let code = resp.status().as_u16();
-        let body: Value = resp.json().await.expect("json");
-        assert_eq!(code, 200, "{body}");
-        assert_eq!(body["data"]["healthScore"], 90, "{body}");
+        (code, resp.json().await.expect("json"))
     }
 
     /// Serves `dashboard` on a free loopback port: its base URL and a client.
