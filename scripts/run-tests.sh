@@ -45,10 +45,12 @@ if [[ $# -gt 0 ]]; then
     tee "$out" || status=$?
 else
   # Everything, in lanes that run side by side, each in a namespace of its own (its own loopback,
-  # ports, real node and cgroup name), then, alone, the binaries of the loopback control plane
-  # (tests/k8s*), whose API server and real daemons would compete with the others for the cores
-  # (the API server outage of tests/k8s_outage, run beside the lanes, once left
-  # kube-controller-manager's caches stale for minutes after the API server came back).
+  # ports, real node and cgroup name), then, without them, the binaries of the loopback control
+  # plane (tests/k8s*), whose API server and real daemons would compete with the lanes for the
+  # cores (the API server outage of tests/k8s_outage, run beside the lanes, once left
+  # kube-controller-manager's caches stale for minutes after the API server came back); those
+  # binaries run side by side, each with a control plane of its own, and their tests mostly
+  # wait on it: six at a time.
   # Most lanes mostly wait (on kubelet, on daemons, on the operator's probe intervals): the cores
   # are idle most of the time in any one of them. A lane's output is printed when it ends.
   #   pods:   the real node (tests/real*), the scenario and the install tests;
@@ -67,7 +69,7 @@ else
       support) ;;
       realpods) ;;
       real*) real+=(--test "$name") ;;
-      k8s*) after+=(--test "$name") ;;
+      k8s*) after+=("$name") ;;
       daemons) ;;
       *) rest+=(--test "$name") ;;
     esac
@@ -84,24 +86,30 @@ else
   }
   lanes=$(mktemp -d)
   trap 'rm -rf "$out" "$lanes"; remove_node_cgroups' EXIT
-  pids=() names=()
   run() { lane "$@" & pids+=($!) names+=("$1"); }
+  # Waits for the lanes started, printing each one's output in turn.
+  finish() {
+    local i lane_status
+    for i in "${!pids[@]}"; do
+      lane_status=0
+      wait "${pids[$i]}" || lane_status=$?
+      status=$((status | lane_status))
+      { echo "[test] lane ${names[$i]} (exit $lane_status):"; cat "$lanes/${names[$i]}"; } |
+        tee -a "$out"
+    done
+    pids=() names=()
+  }
+  pids=() names=()
   # `cargo test` runs one binary after the other: the real node binaries of a lane in turn.
   run pods "" "${real[@]}" --test realpods -- "${skip_starts[@]}"
   run starts -2 --test realpods -- "${starts_tests[@]}"
   run rest -3 "${rest[@]}" --test daemons -- "${skip_local[@]}"
   run local -4 --test daemons -- "${local_tests[@]}"
-  for i in "${!pids[@]}"; do
-    lane_status=0
-    wait "${pids[$i]}" || lane_status=$?
-    status=$((status | lane_status))
-    { echo "[test] lane ${names[$i]} (exit $lane_status):"; cat "$lanes/${names[$i]}"; } |
-      tee -a "$out"
+  finish
+  for name in "${after[@]}"; do
+    run "$name" "-$name" --test "$name" -- --test-threads=6
   done
-  if [[ ${#after[@]} -gt 0 ]]; then
-    "${isolate[@]}" -- bash -c 'ip link set lo up && exec cargo test --locked --offline "$@" 2>&1' \
-      _ "${after[@]}" | tee -a "$out" || status=$?
-  fi
+  finish
 fi
 # Each failure's message again at the end (where a cut log keeps it), without its backtrace.
 if grep -q "panicked at" "$out"; then
