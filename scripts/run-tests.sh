@@ -50,7 +50,7 @@ else
   # cores (the API server outage of tests/k8s_outage, run beside the lanes, once left
   # kube-controller-manager's caches stale for minutes after the API server came back); those
   # binaries run side by side, each with a control plane of its own, and their tests mostly
-  # wait on it: six at a time.
+  # wait on it: four at a time.
   # Most lanes mostly wait (on kubelet, on daemons, on the operator's probe intervals): the cores
   # are idle most of the time in any one of them. A lane's output is printed when it ends.
   #   pods:   the real node (tests/real*), the scenario and the install tests;
@@ -107,7 +107,7 @@ else
   run local -4 --test daemons -- "${local_tests[@]}"
   finish
   for name in "${after[@]}"; do
-    run "$name" "-$name" --test "$name" -- --test-threads=6
+    run "$name" "-$name" --test "$name" -- --test-threads=4
   done
   finish
 fi
