@@ -129,7 +129,7 @@ struct Inner {
     /// Probe interval per cluster series.
     intervals: BTreeMap<String, Duration>,
     totals: BTreeMap<String, Totals>,
-    store: Option<store::Writer>,
+    writer: Option<store::Writer>,
 }
 
 /// The samples of every series; cheap to clone (shared).
@@ -157,7 +157,7 @@ impl History {
     pub fn open(path: &Path, now: UnixMillis) -> History {
         let (store, loaded) = store::Store::open(path);
         let mut inner = Inner {
-            store: store.and_then(store::Writer::spawn),
+            writer: store.and_then(store::Writer::spawn),
             ..Inner::default()
         };
         let mut gone = Vec::new();
@@ -255,10 +255,10 @@ impl History {
 /// Hands the change to the store's writer, if there is one; a store that failed is abandoned (it
 /// warned).
 fn persist(inner: &mut Inner, added: &[(String, Point)], gone: &[(String, UnixMillis)]) {
-    if let Some(store) = inner.store.as_ref()
-        && !store.send(added, gone)
+    if let Some(writer) = inner.writer.as_ref()
+        && !writer.send(added, gone)
     {
-        inner.store = None;
+        inner.writer = None;
     }
 }
 

@@ -161,11 +161,8 @@ pub async fn finish_probes(
             held.id
         );
         let rv = Some(held.resource_version).filter(|rv| !rv.is_empty());
-        let mut patch = state_patch(RequestState::Done, note);
-        if let Some(version) = &version {
-            patch["data"][STATUS_VERSION_KEY] = json!(version);
-        }
-        patch_request(&api, &held.name, rv, patch).await;
+        let done = (RequestState::Done, note);
+        write_state(&api, &held.name, rv, done, version.as_deref()).await;
     }
 }
 
@@ -198,29 +195,25 @@ async fn mark(
     state: RequestState,
     reason: String,
 ) -> Option<String> {
-    patch_request(api, name, seen, state_patch(state, reason)).await
+    write_state(api, name, seen, (state, reason), None).await
 }
 
-/// The merge patch that moves a request to `state` with `reason`.
-fn state_patch(state: RequestState, reason: String) -> serde_json::Value {
-    json!({"data": {
-        STATE_KEY: state.as_str(),
-        REASON_KEY: reason,
-        UPDATED_KEY: k8s_openapi::jiff::Timestamp::now().to_string(),
-    }})
-}
-
-/// Applies `patch` (from [`state_patch`]) to request ConfigMap `name`, as [`mark`] says.
-async fn patch_request(
+/// [`mark`], recording also the cluster's resourceVersion `status_version` (a done probe).
+async fn write_state(
     api: &Api<ConfigMap>,
     name: &str,
     seen: Option<String>,
-    mut patch: serde_json::Value,
+    (state, reason): (RequestState, String),
+    status_version: Option<&str>,
 ) -> Option<String> {
-    let state = patch["data"][STATE_KEY]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let mut patch = json!({"data": {
+        STATE_KEY: state.as_str(),
+        REASON_KEY: reason,
+        UPDATED_KEY: k8s_openapi::jiff::Timestamp::now().to_string(),
+    }});
+    if let Some(version) = status_version {
+        patch["data"][STATUS_VERSION_KEY] = json!(version);
+    }
     if let Some(rv) = seen {
         patch["metadata"] = json!({"resourceVersion": rv});
     }
@@ -234,7 +227,11 @@ async fn patch_request(
             None
         }
         Err(e) => {
-            warn!(request = name, "recording the request as {state}: {e}");
+            warn!(
+                request = name,
+                "recording the request as {}: {e}",
+                state.as_str()
+            );
             None
         }
     }

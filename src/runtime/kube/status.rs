@@ -123,9 +123,10 @@ pub async fn report(
     let refresh = ctx.settings.status_refresh;
     let written =
         round.requested || needs_write(cluster.status.as_ref(), &status, round.now, refresh);
-    let version = match written {
-        true => write(cluster, &status, ns, ctx).await?,
-        false => None,
+    let version = if written {
+        write(cluster, &status, ns, ctx).await?
+    } else {
+        None
     };
     for t in transitions {
         let (type_, reason) = if t.is_firing() {
